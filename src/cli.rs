@@ -1,0 +1,120 @@
+//! Command-line definitions. These types stay dumb: they only describe what the user typed.
+//! `plan` turns them, together with the manifest, into something to act on.
+//!
+//! The doc comments here are the documentation: `--help`, the man pages in `man/` and the shell
+//! completions are all generated from them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Build and release several builds of one web app side by side, under systemd.
+///
+/// relctl copies your sources into a new release directory for a build (development, testing,
+/// production, ...), renders that build's settings, runs your build hooks, installs socket-activated
+/// systemd units, switches the build's `current` symlink atomically, (re)starts the build over D-Bus
+/// and checks that it answers.
+///
+/// The manifest `relctl.toml` is found by walking up from the current directory, or given with
+/// `-f`. Builds live in `<root>/<build>/` (default root `/opt/<app>/<component>`), with
+/// `current -> releases/<id>` and the gunicorn socket `<root>/<build>/gunicorn.sock`.
+///
+/// Exit codes: 0 ok; 1 the operation failed; 2 usage or manifest error; 3 `status` found a build
+/// that is not active.
+#[derive(Debug, Parser)]
+#[command(name = "relctl", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Use this manifest instead of searching for relctl.toml upwards from the current directory.
+    #[arg(short = 'f', long = "manifest", value_name = "PATH", global = true)]
+    pub manifest: Option<PathBuf>,
+
+    /// Print one JSON document on stdout instead of the human-readable account.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Print nothing but errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Print more: the full output of every hook.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build a new release of BUILD and make it live.
+    ///
+    /// In order: create `<root>/<build>` and the service user if missing; copy the sources into a
+    /// new `releases/<id>/` (skipping `.git`, the build root and the `exclude` patterns); render the
+    /// settings file; run the `build` hooks in the release directory, then the `release` hooks with
+    /// the build's environment as the service user. Nothing live has changed up to here: a failure
+    /// removes the half-built release and leaves the running build alone.
+    ///
+    /// Then: write the unit files to /etc/systemd/system and reload systemd if they changed, enable
+    /// `<app>@<build>.socket`, `<app>@<build>.service` and `<app>.target`, switch `current` to the
+    /// new release atomically, start or restart the build and wait for systemd's job, check the unit
+    /// is active and, with `[health]`, that the health path answers 2xx/3xx through the socket. If
+    /// that check fails, `current` is switched back to the previous release, which is restarted,
+    /// the new release is marked bad, and relctl exits 1.
+    Build(BuildArgs),
+
+    /// Start BUILD (its socket and service) and wait until systemd's job is done.
+    Start(BuildArg),
+
+    /// Stop BUILD (its service and its socket) and wait until systemd's job is done.
+    Stop(BuildArg),
+
+    /// Restart BUILD's service and wait for the job; without BUILD, restart `<app>.target`.
+    ///
+    /// The socket stays open across a restart: connections wait in its backlog instead of failing.
+    Restart(OptionalBuildArg),
+
+    /// Show every declared build (or only BUILD): state, release, since, main PID, route.
+    ///
+    /// Exits 3 when a listed build is not active.
+    Status(OptionalBuildArg),
+
+    /// Print a shell completion script for relctl on stdout.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The build to make, e.g. development; it must be declared as [builds.<BUILD>] in the manifest.
+    pub build: String,
+
+    /// Resolve the manifest and print the plan (paths, units, files, hooks, jobs); change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArg {
+    /// A build declared as [builds.<BUILD>] in the manifest.
+    pub build: String,
+}
+
+#[derive(Debug, Args)]
+pub struct OptionalBuildArg {
+    /// A build declared as [builds.<BUILD>] in the manifest; all builds when left out.
+    pub build: Option<String>,
+}
+
+/// The clap command, for man pages and completions.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}

@@ -1,0 +1,79 @@
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::error::Outcome;
+use crate::manifest::Loaded;
+use crate::plan;
+use crate::report::{Mode, Report};
+use crate::systemd::Systemd;
+
+#[derive(Debug, Serialize)]
+struct BuildStatus {
+    build: String,
+    unit: String,
+    state: String,
+    sub_state: String,
+    release: Option<String>,
+    since: Option<String>,
+    main_pid: Option<u32>,
+    route: Option<String>,
+    socket: String,
+    active: bool,
+}
+
+pub fn run(loaded: &Loaded, only: Option<&str>, report: &Report) -> Result<Outcome> {
+    let app = plan::app(loaded)?;
+    if let Some(b) = only {
+        loaded.build(b)?;
+    }
+    let systemd = Systemd::connect()?;
+    let mut rows = Vec::new();
+    for (name, route) in app.builds.iter().filter(|(n, _)| only.is_none_or(|o| o == n)) {
+        let b = app.layout.build(name);
+        let unit = systemd.unit_state(&b.service_unit)?;
+        rows.push(BuildStatus {
+            build: name.clone(),
+            state: unit.active_state.clone(),
+            sub_state: unit.sub_state.clone(),
+            release: b.current_release(),
+            since: (unit.active_since_us > 0 && unit.is_active()).then(|| format_since(unit.active_since_us)),
+            main_pid: (unit.main_pid > 0).then_some(unit.main_pid),
+            route: route.clone(),
+            socket: b.socket.display().to_string(),
+            active: unit.is_active(),
+            unit: unit.unit,
+        });
+    }
+    match report.mode {
+        Mode::Json => report.json(&serde_json::json!({ "app": app.layout.app, "builds": rows })),
+        Mode::Human => print_table(&rows),
+        Mode::Quiet => {}
+    }
+    Ok(if rows.iter().all(|r| r.active) { Outcome::Ok } else { Outcome::NotActive })
+}
+
+fn format_since(us: u64) -> String {
+    jiff::Timestamp::from_microsecond(us as i64)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_default()
+}
+
+fn print_table(rows: &[BuildStatus]) {
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::NOTHING);
+    table.set_header(["BUILD", "STATE", "RELEASE", "SINCE", "PID", "ROUTE"]);
+    for r in rows {
+        table.add_row([
+            r.build.clone(),
+            format!("{} ({})", r.state, r.sub_state),
+            r.release.clone().unwrap_or_else(|| "-".into()),
+            r.since.clone().unwrap_or_else(|| "-".into()),
+            r.main_pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+            r.route.clone().unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    let text = table.to_string();
+    for line in text.lines() {
+        println!("{}", line.trim_end());
+    }
+}

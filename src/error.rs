@@ -1,0 +1,48 @@
+//! The few ways relctl ends, and the exit code of each (DESIGN.md §4).
+
+use std::fmt;
+use std::process::ExitCode;
+
+/// A usage or manifest error: the user asked for something that cannot be (exit 2). Raised before
+/// anything is touched.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// What a command that did not fail reports back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    /// `status` listed a build that is not active (exit 3).
+    NotActive,
+}
+
+impl From<Outcome> for ExitCode {
+    fn from(o: Outcome) -> ExitCode {
+        match o {
+            Outcome::Ok => ExitCode::SUCCESS,
+            Outcome::NotActive => ExitCode::from(3),
+        }
+    }
+}
+
+/// Exit code for an error: 2 when a usage/manifest error is anywhere in its chain, else 1.
+pub fn exit_code(err: &anyhow::Error) -> ExitCode {
+    if err.chain().any(|e| e.is::<UsageError>()) {
+        ExitCode::from(2)
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// The error as one line: its contexts joined by ": ", newlines folded.
+pub fn one_line(err: &anyhow::Error) -> String {
+    format!("{err:#}").replace('\n', " ")
+}

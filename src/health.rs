@@ -1,0 +1,113 @@
+//! The health probe: GET a path through the build's unix socket until it answers 2xx/3xx.
+//! gunicorn reports ready before its workers have imported the app, so systemd's "active" alone
+//! does not mean the build serves.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use serde::Serialize;
+
+/// One HTTP answer: status code and the start of the body.
+#[derive(Debug, Clone, Serialize)]
+pub struct Response {
+    pub status: u16,
+    pub body: String,
+}
+
+/// Sends `GET path` over the unix socket and reads the whole answer (HTTP/1.0, so the server
+/// closes the connection when done).
+pub fn get(socket: &Path, path: &str, timeout: Duration) -> std::io::Result<Response> {
+    let mut s = UnixStream::connect(socket)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\nUser-Agent: relctl-health\r\nAccept: */*\r\n\r\n")?;
+    let mut raw = Vec::new();
+    s.take(64 * 1024).read_to_end(&mut raw)?;
+    parse_response(&raw).ok_or_else(|| std::io::Error::other("not an HTTP response"))
+}
+
+fn parse_response(raw: &[u8]) -> Option<Response> {
+    let text = String::from_utf8_lossy(raw);
+    let status_line = text.lines().next()?;
+    let mut parts = status_line.split_whitespace();
+    if !parts.next()?.starts_with("HTTP/") {
+        return None;
+    }
+    let status = parts.next()?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    Some(Response { status, body: body.chars().take(500).collect() })
+}
+
+/// Probes until a 2xx/3xx answer or `timeout`; the error says what the last attempt saw.
+pub fn wait_healthy(socket: &Path, path: &str, timeout: Duration) -> Result<Response> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let attempt = get(socket, path, Duration::from_secs(5).min(timeout));
+        match &attempt {
+            Ok(r) if (200..400).contains(&r.status) => return Ok(attempt.unwrap()),
+            _ if Instant::now() >= deadline => {}
+            _ => {
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
+        }
+        let seen = match attempt {
+            Ok(r) => format!("HTTP {}: {}", r.status, first_line(&r.body)),
+            Err(e) => e.to_string(),
+        };
+        bail!("health check GET {path} through {} did not answer 2xx/3xx within {}s; last answer: {seen}", socket.display(), timeout.as_secs());
+    }
+}
+
+fn first_line(body: &str) -> String {
+    body.lines().find(|l| !l.trim().is_empty()).unwrap_or("").chars().take(200).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    #[test]
+    fn parses_status_and_body() {
+        let r = parse_response(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\r\ndown\n").unwrap();
+        assert_eq!(r.status, 503);
+        assert_eq!(r.body, "down\n");
+        assert!(parse_response(b"garbage").is_none());
+    }
+
+    fn serve(status: &'static str) -> (std::path::PathBuf, std::thread::JoinHandle<String>) {
+        let dir = std::env::temp_dir().join(format!("relctl-health-{}-{}", std::process::id(), status.len()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let sock = dir.join("s.sock");
+        let listener = UnixListener::bind(&sock).unwrap();
+        let handle = std::thread::spawn(move || {
+            let (mut c, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let n = c.read(&mut buf).unwrap();
+            c.write_all(status.as_bytes()).unwrap();
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        });
+        (sock, handle)
+    }
+
+    #[test]
+    fn healthy_answer_returns_and_request_is_a_get_of_the_path() {
+        let (sock, h) = serve("HTTP/1.0 200 OK\r\n\r\nok");
+        let r = wait_healthy(&sock, "/health", Duration::from_secs(5)).unwrap();
+        assert_eq!((r.status, r.body.as_str()), (200, "ok"));
+        assert!(h.join().unwrap().starts_with("GET /health HTTP/1.0\r\n"));
+    }
+
+    #[test]
+    fn error_answer_fails_after_timeout_naming_status_and_body() {
+        let (sock, _h) = serve("HTTP/1.0 500 Internal Server Error\r\n\r\nboom\n");
+        let err = wait_healthy(&sock, "/health", Duration::from_secs(1)).unwrap_err().to_string();
+        // the server answered once; later attempts are refused, but the message names what was seen
+        assert!(err.contains("GET /health") && err.contains("within 1s"), "{err}");
+    }
+}

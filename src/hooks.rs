@@ -1,0 +1,137 @@
+//! Build and release hooks: shell commands run in the new release directory.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+/// Who a hook runs as: root for `build` hooks, the service user for `release` hooks (so what they
+/// create in the state directory belongs to the service).
+#[derive(Debug, Clone, Serialize)]
+pub struct RunAs {
+    pub user: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Hook {
+    pub stage: &'static str,
+    pub command: String,
+}
+
+/// What a hook printed and how long it took.
+#[derive(Debug, Clone, Serialize)]
+pub struct HookRun {
+    pub command: String,
+    pub seconds: f64,
+    #[serde(skip)]
+    pub output: String,
+}
+
+const TAIL_LINES: usize = 20;
+
+/// Runs `hook` with `sh -c` in `cwd`, with `env` added to relctl's environment. stdout and stderr
+/// are captured together; a failure is an error with the exit status, and the tail of the output
+/// is in the error's context lines (printed by the caller).
+pub fn run(hook: &Hook, cwd: &Path, env: &BTreeMap<String, String>, run_as: Option<&RunAs>) -> Result<HookRun> {
+    let start = Instant::now();
+    let (mut reader, writer) = std::io::pipe().context("creating a pipe for hook output")?;
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c").arg(&hook.command).current_dir(cwd).envs(env).stdin(Stdio::null());
+    cmd.stdout(writer.try_clone()?).stderr(writer);
+    if let Some(u) = run_as {
+        cmd.uid(u.uid).gid(u.gid).env("HOME", &u.home).env("USER", &u.user).env("LOGNAME", &u.user);
+    }
+    let mut child = cmd.spawn().with_context(|| format!("{} hook `{}`: cannot start /bin/sh", hook.stage, hook.command))?;
+    drop(cmd); // closes our copies of the pipe's write end
+    let mut raw = Vec::new();
+    reader.read_to_end(&mut raw).context("reading hook output")?;
+    let status = child.wait().context("waiting for hook")?;
+    let output = String::from_utf8_lossy(&raw).into_owned();
+    if !status.success() {
+        let how = match status.code() {
+            Some(code) => format!("exited with status {code}"),
+            None => format!("was killed ({status})"),
+        };
+        return Err(HookFailed { stage: hook.stage, command: hook.command.clone(), how, tail: tail(&output, TAIL_LINES) }.into());
+    }
+    Ok(HookRun { command: hook.command.clone(), seconds: start.elapsed().as_secs_f64(), output })
+}
+
+/// A hook that failed; `tail` is the end of what it printed.
+#[derive(Debug)]
+pub struct HookFailed {
+    pub stage: &'static str,
+    pub command: String,
+    pub how: String,
+    pub tail: String,
+}
+
+impl std::fmt::Display for HookFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} hook `{}` {}", self.stage, self.command, self.how)
+    }
+}
+
+impl std::error::Error for HookFailed {}
+
+fn tail(output: &str, n: usize) -> String {
+    let lines: Vec<&str> = output.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Looks up a user's uid, primary gid and home.
+pub fn lookup_user(name: &str) -> Result<Option<RunAs>> {
+    let user = nix::unistd::User::from_name(name).with_context(|| format!("looking up user {name}"))?;
+    Ok(user.map(|u| RunAs { user: name.to_string(), uid: u.uid.as_raw(), gid: u.gid.as_raw(), home: u.dir }))
+}
+
+/// Creates `name` as a system user with its own group, no home and no login shell, if missing.
+pub fn ensure_system_user(name: &str) -> Result<(RunAs, bool)> {
+    if let Some(u) = lookup_user(name)? {
+        return Ok((u, false));
+    }
+    let useradd = which::which("useradd").context("creating the service user: useradd not found (install the passwd package)")?;
+    let out = Command::new(useradd)
+        .args(["--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin"])
+        .arg(name)
+        .output()
+        .with_context(|| format!("running useradd for {name}"))?;
+    if !out.status.success() {
+        bail!("creating system user {name} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    let u = lookup_user(name)?.with_context(|| format!("user {name} missing right after useradd"))?;
+    Ok((u, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hook(cmd: &str) -> Hook {
+        Hook { stage: "build", command: cmd.into() }
+    }
+
+    #[test]
+    fn runs_in_cwd_with_env_and_captures_both_streams() {
+        let env = [("RELCTL_BUILD".to_string(), "development".to_string())].into();
+        let r = run(&hook("pwd; echo $RELCTL_BUILD; echo err >&2"), Path::new("/usr"), &env, None).unwrap();
+        assert_eq!(r.output, "/usr\ndevelopment\nerr\n");
+    }
+
+    #[test]
+    fn failure_reports_status_and_tail() {
+        let err = run(&hook("seq 1 30; exit 7"), Path::new("/"), &BTreeMap::new(), None).unwrap_err();
+        let failed = err.downcast_ref::<HookFailed>().unwrap();
+        assert_eq!(err.to_string(), "build hook `seq 1 30; exit 7` exited with status 7");
+        assert_eq!(failed.tail.lines().count(), TAIL_LINES);
+        assert!(failed.tail.ends_with("30"));
+    }
+}

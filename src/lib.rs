@@ -1,0 +1,42 @@
+//! relctl: a systemd-native build-and-release tool for instanced services.
+//!
+//! Parse (`cli`) → plan (`plan`, from `manifest` and `layout`) → act (`stage`, `render`, `hooks`,
+//! `systemd`, `health`, driven by `deploy`). `commands` is the glue between them.
+
+pub mod cli;
+mod commands;
+pub mod deploy;
+pub mod error;
+pub mod health;
+pub mod hooks;
+pub mod layout;
+pub mod manifest;
+pub mod plan;
+pub mod render;
+pub mod report;
+pub mod stage;
+pub mod store;
+pub mod systemd;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Runs relctl with the process's arguments and returns its exit code. Never exits the process.
+pub fn run() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // --help and --version are not errors; everything else clap rejects is usage (2).
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    match commands::dispatch(cli) {
+        Ok(outcome) => outcome.into(),
+        Err(err) => {
+            eprintln!("relctl: {}", error::one_line(&err));
+            error::exit_code(&err)
+        }
+    }
+}

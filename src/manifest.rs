@@ -1,0 +1,354 @@
+//! `relctl.toml`: finding it, parsing it strictly, and checking its names.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+
+use crate::error::UsageError;
+
+pub const FILE_NAME: &str = "relctl.toml";
+
+/// The manifest as written, with defaults applied. Paths are still as written; `Loaded` knows
+/// the directory they resolve against.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub app: String,
+    #[serde(default = "default_component")]
+    pub component: String,
+    pub root: Option<PathBuf>,
+    #[serde(default = "default_source")]
+    pub source: PathBuf,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    #[serde(default = "default_keep_releases")]
+    pub keep_releases: usize,
+    pub settings: Option<Settings>,
+    pub service: Service,
+    #[serde(default)]
+    pub hooks: Hooks,
+    pub health: Option<Health>,
+    #[serde(default)]
+    pub vars: toml::Table,
+    #[serde(default)]
+    pub builds: BTreeMap<String, Build>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// A path relative to the manifest, or `builtin:<name>`.
+    pub template: String,
+    /// Destination inside the release; itself a template (`deploy_{{ build }}.py`).
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    pub workdir: Option<String>,
+    pub exec: String,
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    pub user: Option<String>,
+    #[serde(default = "default_socket")]
+    pub socket: String,
+    #[serde(default = "default_socket_group")]
+    pub socket_group: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hooks {
+    #[serde(default)]
+    pub build: Vec<String>,
+    #[serde(default)]
+    pub release: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    pub path: String,
+    #[serde(default = "default_health_timeout")]
+    pub timeout_s: u64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Build {
+    pub route: Option<String>,
+    pub secrets: Option<PathBuf>,
+    #[serde(default)]
+    pub vars: toml::Table,
+}
+
+fn default_component() -> String {
+    "app".into()
+}
+fn default_source() -> PathBuf {
+    ".".into()
+}
+fn default_keep_releases() -> usize {
+    5
+}
+fn default_socket() -> String {
+    "gunicorn.sock".into()
+}
+fn default_socket_group() -> String {
+    "www-data".into()
+}
+fn default_health_timeout() -> u64 {
+    30
+}
+
+/// A parsed, checked manifest and where it came from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub path: PathBuf,
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+}
+
+impl Loaded {
+    /// Resolves a path from the manifest against the manifest's directory.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.dir.join(p)
+        }
+    }
+
+    /// Checks that `name` is a valid build name and is declared.
+    pub fn build(&self, name: &str) -> Result<&Build> {
+        check_build_name(name)?;
+        self.manifest.builds.get(name).ok_or_else(|| {
+            let declared: Vec<&str> = self.manifest.builds.keys().map(String::as_str).collect();
+            UsageError(format!(
+                "build \"{name}\" is not declared in {}; declared builds: {}",
+                self.path.display(),
+                if declared.is_empty() { "none".to_string() } else { declared.join(", ") }
+            ))
+            .into()
+        })
+    }
+}
+
+/// Finds the manifest: the given path, or `relctl.toml` in `start` or the nearest parent.
+pub fn locate(explicit: Option<&Path>, start: &Path) -> Result<PathBuf> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
+    for dir in start.ancestors() {
+        let candidate = dir.join(FILE_NAME);
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    Err(UsageError(format!(
+        "no {FILE_NAME} in {} or any parent directory; pass one with -f/--manifest",
+        start.display()
+    ))
+    .into())
+}
+
+/// Reads, parses and checks the manifest at `path`.
+pub fn load(path: &Path) -> Result<Loaded> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| UsageError(format!("cannot read manifest {}: {e}", path.display())))?;
+    let manifest = parse(&text).map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
+    let path = std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))?;
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
+    Ok(Loaded { path, dir, manifest })
+}
+
+/// Parses manifest text and checks every name in it. Errors are one line, without the file name.
+pub fn parse(text: &str) -> Result<Manifest, String> {
+    let manifest: Manifest = toml::from_str(text).map_err(|e| one_line_toml_error(&e, text))?;
+    check(&manifest)?;
+    Ok(manifest)
+}
+
+/// toml's messages span several lines (with a source excerpt); ours are one line with the position.
+fn one_line_toml_error(e: &toml::de::Error, text: &str) -> String {
+    let msg = e.message().trim().replace('\n', " ");
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+            format!("line {line}, column {column}: {msg}")
+        }
+        None => msg,
+    }
+}
+
+pub const APP_RULE: &str = "^[a-z][a-z0-9-]{0,31}$";
+pub const BUILD_RULE: &str = "^[a-z0-9][a-z0-9_-]{0,31}$";
+
+fn matches_rule(s: &str, first: fn(char) -> bool, rest: fn(char) -> bool) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if first(c)) && s.len() <= 32 && chars.all(rest)
+}
+
+pub fn check_app_name(name: &str) -> Result<(), String> {
+    let ok = matches_rule(
+        name,
+        |c| c.is_ascii_lowercase(),
+        |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-',
+    );
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("app name \"{name}\" is invalid: it must match {APP_RULE}"))
+    }
+}
+
+/// Build names become directory names and unit instance names, so they are kept plain.
+pub fn check_build_name(name: &str) -> Result<(), UsageError> {
+    let ok = matches_rule(
+        name,
+        |c| c.is_ascii_lowercase() || c.is_ascii_digit(),
+        |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_',
+    );
+    if ok {
+        Ok(())
+    } else {
+        Err(UsageError(format!(
+            "invalid build name \"{}\": it must match {BUILD_RULE} (lowercase letters, digits, '-' and '_'; no dots, slashes or '@')",
+            name.escape_debug()
+        )))
+    }
+}
+
+/// A relative path that stays inside its base: no `..`, not absolute, not empty.
+fn check_inner_path(what: &str, p: &str) -> Result<(), String> {
+    let path = Path::new(p);
+    let escapes = path.components().any(|c| !matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir));
+    if p.is_empty() || path.is_absolute() || escapes {
+        return Err(format!("{what} \"{p}\" must be a relative path inside the release (no '..', not absolute)"));
+    }
+    Ok(())
+}
+
+fn check(m: &Manifest) -> Result<(), String> {
+    check_app_name(&m.app)?;
+    if !matches_rule(
+        &m.component,
+        |c| c.is_ascii_lowercase(),
+        |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_',
+    ) {
+        return Err(format!("component \"{}\" is invalid: it must match ^[a-z][a-z0-9_-]{{0,31}}$", m.component));
+    }
+    for name in m.builds.keys() {
+        check_build_name(name).map_err(|e| format!("[builds.{name}]: {}", e.0))?;
+    }
+    if m.keep_releases == 0 {
+        return Err("keep_releases must be at least 1".into());
+    }
+    let s = &m.service;
+    if s.exec.trim().is_empty() {
+        return Err("[service] exec must not be empty".into());
+    }
+    if let Some(w) = &s.workdir {
+        check_inner_path("[service] workdir", w)?;
+    }
+    let sock = &s.socket;
+    if sock.is_empty() || sock.contains('/') || sock.starts_with('.') || sock == "current" || sock == "releases" {
+        return Err(format!(
+            "[service] socket \"{sock}\" must be a plain file name (it lives in <root>/<build>/), not 'current' or 'releases'"
+        ));
+    }
+    if let Some(user) = &s.user {
+        if !matches_rule(user, |c| c.is_ascii_lowercase() || c == '_', |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_') {
+            return Err(format!("[service] user \"{user}\" is not a valid user name"));
+        }
+    }
+    for key in s.environment.keys() {
+        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || key.starts_with(|c: char| c.is_ascii_digit()) {
+            return Err(format!("[service] environment key \"{key}\" is not a valid variable name"));
+        }
+    }
+    if let Some(settings) = &m.settings {
+        check_inner_path("[settings] path", &settings.path)?;
+    }
+    if let Some(h) = &m.health {
+        if !h.path.starts_with('/') || h.path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!("[health] path \"{}\" must start with '/' and contain no spaces", h.path));
+        }
+        if h.timeout_s == 0 {
+            return Err("[health] timeout_s must be at least 1".into());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+app = "medctrl"
+[service]
+exec = ".venv/bin/gunicorn app:app"
+[builds.development]
+route = "/api"
+"#;
+
+    #[test]
+    fn minimal_manifest_gets_defaults() {
+        let m = parse(MINIMAL).unwrap();
+        assert_eq!(m.component, "app");
+        assert_eq!(m.keep_releases, 5);
+        assert_eq!(m.service.socket, "gunicorn.sock");
+        assert_eq!(m.service.socket_group, "www-data");
+        assert_eq!(m.builds["development"].route.as_deref(), Some("/api"));
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_with_line_and_column() {
+        let text = MINIMAL.replace("route = \"/api\"", "route = \"/api\"\nrout = \"/x\"");
+        let err = parse(&text).unwrap_err();
+        assert!(err.starts_with("line 7, column 1: unknown field `rout`"), "{err}");
+        assert!(!err.contains('\n'));
+    }
+
+    #[test]
+    fn bad_app_name_is_refused_with_the_rule() {
+        let err = parse(&MINIMAL.replace("medctrl", "Med_ctrl")).unwrap_err();
+        assert!(err.contains("app name \"Med_ctrl\"") && err.contains(APP_RULE), "{err}");
+    }
+
+    #[test]
+    fn build_names_follow_the_rule() {
+        for ok in ["development", "a", "v2_test-1", "0day"] {
+            assert!(check_build_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "Dev", "../x", "a.b", "a/b", "a@b", "-x", "_x", &"x".repeat(33)] {
+            let err = check_build_name(bad).unwrap_err().0;
+            assert!(err.contains(BUILD_RULE), "{err}");
+        }
+    }
+
+    #[test]
+    fn undeclared_build_lists_declared_ones() {
+        let loaded = Loaded { path: "/x/relctl.toml".into(), dir: "/x".into(), manifest: parse(MINIMAL).unwrap() };
+        let err = loaded.build("staging").unwrap_err().to_string();
+        assert_eq!(err, "build \"staging\" is not declared in /x/relctl.toml; declared builds: development");
+    }
+
+    #[test]
+    fn settings_path_must_stay_inside_the_release() {
+        let text = format!("{MINIMAL}\n[settings]\ntemplate = \"t\"\npath = \"../escape.py\"\n");
+        assert!(parse(&text).unwrap_err().contains("[settings] path"));
+    }
+
+    #[test]
+    fn socket_must_be_a_plain_name() {
+        let text = MINIMAL.replace("[service]", "[service]\nsocket = \"../g.sock\"");
+        assert!(parse(&text).unwrap_err().contains("[service] socket"));
+    }
+}

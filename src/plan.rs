@@ -1,0 +1,490 @@
+//! Parse → **plan** → act: arguments and manifest resolved into plain data (paths, files, units,
+//! hooks, jobs) before anything is touched. `--dry-run` prints a plan; the domain modules act on it.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::error::UsageError;
+use crate::hooks::Hook;
+use crate::layout::{self, AppLayout, BuildLayout, GitRevision, RELEASE_META_DIR};
+use crate::manifest::Loaded;
+use crate::render::{self, TemplateContext};
+use crate::stage::CopySpec;
+
+/// A file relctl writes for systemd.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnitFile {
+    pub path: PathBuf,
+    pub contents: String,
+}
+
+/// Everything about an app that does not depend on a build.
+#[derive(Debug, Clone, Serialize)]
+pub struct AppPlan {
+    pub manifest: PathBuf,
+    pub layout: AppLayout,
+    pub user: String,
+    pub socket_group: String,
+    /// `<app>@.service`, `<app>@.socket`, `<app>.target`, rendered.
+    pub units: Vec<UnitFile>,
+    pub health: Option<HealthPlan>,
+    pub keep_releases: usize,
+    /// Declared builds and their routes, in manifest order.
+    pub builds: Vec<(String, Option<String>)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HealthPlan {
+    pub path: String,
+    pub timeout_s: u64,
+}
+
+/// A rendered file that goes inside the release.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReleaseFile {
+    /// Relative to the release directory.
+    pub path: String,
+    /// What it was rendered from.
+    pub template: String,
+    /// May hold secrets: never printed.
+    #[serde(skip)]
+    pub contents: String,
+}
+
+/// Everything `relctl build <BUILD>` will do.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildPlan {
+    pub app: AppPlan,
+    pub build: BuildLayout,
+    pub release: String,
+    pub release_dir: PathBuf,
+    pub git: Option<GitRevision>,
+    pub copy: CopySpec,
+    pub settings: Option<ReleaseFile>,
+    /// The service's environment for this release (no secrets), written into the release as
+    /// `.relctl/environment` and read by the unit through `current`.
+    pub environment: BTreeMap<String, String>,
+    pub secrets_file: Option<PathBuf>,
+    /// Variable names only; values are never printed.
+    pub secret_names: Vec<String>,
+    #[serde(skip)]
+    pub secrets: BTreeMap<String, String>,
+    pub hooks: Vec<Hook>,
+    /// The per-build drop-in, or None when the build needs none (an old one is then removed).
+    pub dropin: Option<UnitFile>,
+    pub dropin_path: PathBuf,
+    /// Unit files enabled over D-Bus.
+    pub enable: Vec<String>,
+}
+
+const BUILTIN_TEMPLATES: &[(&str, &str)] = &[("django", include_str!("../settings-templates/django.py.tera"))];
+const SERVICE_TEMPLATE: &str = include_str!("../units/app@.service.tera");
+const SOCKET_TEMPLATE: &str = include_str!("../units/app@.socket.tera");
+const TARGET_TEMPLATE: &str = include_str!("../units/app.target.tera");
+
+/// What the unit templates see.
+#[derive(Debug, Serialize)]
+struct UnitContext<'a> {
+    app: &'a str,
+    component: &'a str,
+    root: &'a Path,
+    user: &'a str,
+    workdir: Option<&'a str>,
+    exec_start: String,
+    socket_name: &'a str,
+    socket_group: &'a str,
+    timeout_start_s: u64,
+}
+
+/// Resolves the app-wide part: layout, user, rendered unit files.
+pub fn app(loaded: &Loaded) -> Result<AppPlan> {
+    let m = &loaded.manifest;
+    let root = match &m.root {
+        Some(r) => loaded.resolve(r),
+        None => Path::new("/opt").join(&m.app).join(&m.component),
+    };
+    let root_str = root.to_string_lossy();
+    if root_str.chars().any(|c| c.is_whitespace() || c == '%' || c == '"' || c == '\\') || root == Path::new("/") {
+        return Err(UsageError(format!("{}: root \"{root_str}\" must not be / or contain spaces, quotes, '\\' or '%'", loaded.path.display())).into());
+    }
+    let layout = AppLayout {
+        app: m.app.clone(),
+        component: m.component.clone(),
+        root: root.clone(),
+        unit_dir: layout::UNIT_DIR.into(),
+        socket_name: m.service.socket.clone(),
+    };
+    let user = m.service.user.clone().unwrap_or_else(|| m.app.clone());
+    let ctx = UnitContext {
+        app: &m.app,
+        component: &m.component,
+        root: &root,
+        user: &user,
+        workdir: m.service.workdir.as_deref().map(|w| w.trim_end_matches('/')),
+        exec_start: exec_start(&root, &m.service.exec),
+        socket_name: &m.service.socket,
+        socket_group: &m.service.socket_group,
+        timeout_start_s: m.health.as_ref().map_or(90, |h| h.timeout_s.max(90)),
+    };
+    let unit = |name: String, template: &str, src: &str| -> Result<UnitFile> {
+        Ok(UnitFile { path: layout.unit_dir.join(&name), contents: render::render_value(template, src, &ctx)? })
+    };
+    let units = vec![
+        unit(layout.service_template(), "units/app@.service.tera", SERVICE_TEMPLATE)?,
+        unit(layout.socket_template(), "units/app@.socket.tera", SOCKET_TEMPLATE)?,
+        unit(layout.target(), "units/app.target.tera", TARGET_TEMPLATE)?,
+    ];
+    Ok(AppPlan {
+        manifest: loaded.path.clone(),
+        layout,
+        user,
+        socket_group: m.service.socket_group.clone(),
+        units,
+        health: m.health.as_ref().map(|h| HealthPlan { path: h.path.clone(), timeout_s: h.timeout_s }),
+        keep_releases: m.keep_releases,
+        builds: m.builds.iter().map(|(name, b)| (name.clone(), b.route.clone())).collect(),
+    })
+}
+
+/// `ExecStart=`: a relative program path resolves against the build's `current` release; `%` is
+/// escaped so systemd does not read it as a specifier.
+fn exec_start(root: &Path, exec: &str) -> String {
+    let exec = exec.trim();
+    let (program, args) = exec.split_once(char::is_whitespace).unwrap_or((exec, ""));
+    let escaped_program = program.replace('%', "%%");
+    let program = if program.contains('/') && !program.starts_with('/') {
+        format!("{}/%i/current/{}", root.display(), escaped_program.trim_start_matches("./"))
+    } else {
+        escaped_program
+    };
+    let args = args.trim().replace('%', "%%");
+    if args.is_empty() {
+        program
+    } else {
+        format!("{program} {args}")
+    }
+}
+
+/// Resolves one build: checks the name, reads the secrets and the settings template, picks the
+/// release id and renders everything that goes into the release.
+pub fn build(app: &AppPlan, loaded: &Loaded, name: &str, now: jiff::Timestamp) -> Result<BuildPlan> {
+    let decl = loaded.build(name)?;
+    let m = &loaded.manifest;
+    let build = app.layout.build(name);
+    let source = loaded.resolve(&m.source);
+    if !source.is_dir() {
+        return Err(UsageError(format!("{}: source {} is not a directory", loaded.path.display(), source.display())).into());
+    }
+    let source = fs::canonicalize(&source).with_context(|| format!("resolving source {}", source.display()))?;
+    let git = layout::git_revision(&source);
+    let release = unused_release_id(&build, now, git.as_ref());
+    let release_dir = build.release_dir(&release);
+
+    let (secrets_file, secrets) = match &decl.secrets {
+        Some(p) => {
+            let p = loaded.resolve(p);
+            (Some(p.clone()), read_secrets(&p, name)?)
+        }
+        None => (None, BTreeMap::new()),
+    };
+
+    let mut vars = m.vars.clone();
+    vars.extend(decl.vars.clone());
+    let ctx = TemplateContext {
+        app: m.app.clone(),
+        component: m.component.clone(),
+        build: name.to_string(),
+        release: release.clone(),
+        root: app.layout.root.clone(),
+        build_dir: build.build_dir.clone(),
+        release_dir: release_dir.clone(),
+        current: build.current.clone(),
+        socket: build.socket.clone(),
+        state_dir: build.state_dir.clone(),
+        vars,
+        secrets: secrets.clone(),
+    };
+    let template_error = |e: anyhow::Error| UsageError(format!("{e:#}"));
+
+    let settings = match &m.settings {
+        Some(s) => {
+            let (template_name, source_text) = settings_template(loaded, &s.template)?;
+            let path = render::render("[settings] path", &s.path, &ctx).map_err(template_error)?;
+            if Path::new(&path).components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+                return Err(UsageError(format!("[settings] path renders to \"{path}\", which is not inside the release")).into());
+            }
+            let contents = render::render(&template_name, &source_text, &ctx).map_err(template_error)?;
+            Some(ReleaseFile { path, template: template_name, contents })
+        }
+        None => None,
+    };
+
+    let mut environment = BTreeMap::new();
+    for (k, v) in &m.service.environment {
+        let value = render::render(&format!("[service] environment.{k}"), v, &ctx).map_err(template_error)?;
+        environment.insert(k.clone(), value);
+    }
+    for (k, v) in [
+        ("RELCTL_APP", m.app.as_str()),
+        ("RELCTL_BUILD", name),
+        ("RELCTL_RELEASE", release.as_str()),
+    ] {
+        environment.insert(k.to_string(), v.to_string());
+    }
+    environment.insert("RELCTL_STATE_DIR".into(), build.state_dir.display().to_string());
+
+    let hooks = m
+        .hooks
+        .build
+        .iter()
+        .map(|c| Hook { stage: "build", command: c.clone() })
+        .chain(m.hooks.release.iter().map(|c| Hook { stage: "release", command: c.clone() }))
+        .collect();
+
+    let dropin_path = app.layout.dropin_dir(name).join("50-relctl.conf");
+    let dropin = secrets_file.as_ref().map(|p| UnitFile {
+        path: dropin_path.clone(),
+        contents: format!(
+            "# Written by relctl for build {name}; `relctl build {name}` rewrites it, do not edit.\n[Service]\nEnvironmentFile={}\n",
+            p.display()
+        ),
+    });
+
+    let mut never = vec![app.layout.root.clone()];
+    if let Ok(r) = fs::canonicalize(&app.layout.root) {
+        never.push(r);
+    }
+    Ok(BuildPlan {
+        copy: CopySpec { source, exclude: m.exclude.clone(), never },
+        enable: vec![build.socket_unit.clone(), build.service_unit.clone(), app.layout.target()],
+        app: app.clone(),
+        release,
+        release_dir,
+        git,
+        settings,
+        environment,
+        secret_names: secrets.keys().cloned().collect(),
+        secrets_file,
+        secrets,
+        hooks,
+        dropin,
+        dropin_path,
+        build,
+    })
+}
+
+/// A release id not taken yet in this build (two builds in the same second get the next second).
+fn unused_release_id(build: &BuildLayout, now: jiff::Timestamp, git: Option<&GitRevision>) -> String {
+    let mut t = now;
+    loop {
+        let id = layout::release_id(t, git);
+        if !build.release_dir(&id).exists() {
+            return id;
+        }
+        t += jiff::SignedDuration::from_secs(1);
+    }
+}
+
+fn settings_template(loaded: &Loaded, template: &str) -> Result<(String, String)> {
+    if let Some(name) = template.strip_prefix("builtin:") {
+        let found = BUILTIN_TEMPLATES.iter().find(|(n, _)| *n == name);
+        return match found {
+            Some((n, src)) => Ok((format!("builtin:{n}"), src.to_string())),
+            None => {
+                let known: Vec<String> = BUILTIN_TEMPLATES.iter().map(|(n, _)| format!("builtin:{n}")).collect();
+                Err(UsageError(format!("[settings] template \"{template}\" is not a builtin template; builtins: {}", known.join(", "))).into())
+            }
+        };
+    }
+    let path = loaded.resolve(Path::new(template));
+    let text = fs::read_to_string(&path)
+        .map_err(|e| UsageError(format!("[settings] template {}: {e}", path.display())))?;
+    Ok((template.to_string(), text))
+}
+
+/// Reads a build's secrets file, refusing one that others can read.
+fn read_secrets(path: &Path, build: &str) -> Result<BTreeMap<String, String>> {
+    let meta = fs::metadata(path).map_err(|e| UsageError(format!("secrets file {} of build {build}: {e}", path.display())))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o004 != 0 {
+        return Err(UsageError(format!(
+            "secrets file {} of build {build} is world-readable (mode {mode:04o}); run: chmod o-rwx {}",
+            path.display(),
+            path.display()
+        ))
+        .into());
+    }
+    let text = fs::read_to_string(path).with_context(|| format!("reading secrets file {}", path.display()))?;
+    render::parse_env_file(&text).map_err(|e| UsageError(format!("secrets file {}: {e}", path.display())).into())
+}
+
+impl BuildPlan {
+    /// The environment hooks run with: the service's environment, plus the secrets for `release`
+    /// hooks (they usually talk to the database).
+    pub fn hook_env(&self, hook: &Hook) -> BTreeMap<String, String> {
+        let mut env = self.environment.clone();
+        env.insert("RELCTL_RELEASE_DIR".into(), self.release_dir.display().to_string());
+        if hook.stage == "release" {
+            env.extend(self.secrets.clone());
+        }
+        env
+    }
+
+    pub fn meta_dir(&self) -> PathBuf {
+        self.release_dir.join(RELEASE_META_DIR)
+    }
+
+    /// The plan as text for `--dry-run`.
+    pub fn describe(&self) -> String {
+        let mut s = String::new();
+        let b = &self.build;
+        let mut line = |k: &str, v: String| s.push_str(&format!("{k:<12} {v}\n"));
+        line("manifest", self.app.manifest.display().to_string());
+        line("build", format!("{} of {} ({})", b.build, self.app.layout.app, self.app.layout.component));
+        line("release", self.release.clone());
+        line("copy", format!("{} -> {} (excluding .git, {}{})", self.copy.source.display(), self.release_dir.display(), self.app.layout.root.display(), self.copy.exclude.iter().map(|e| format!(", {e}")).collect::<String>()));
+        if let Some(f) = &self.settings {
+            line("settings", format!("{} -> {}/{} (0640 root:{})", f.template, self.release_dir.display(), f.path, self.app.user));
+        }
+        line("environment", self.environment.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "));
+        if let Some(p) = &self.secrets_file {
+            line("secrets", format!("{} ({})", p.display(), self.secret_names.join(", ")));
+        }
+        for h in &self.hooks {
+            line(&format!("hook:{}", h.stage), h.command.clone());
+        }
+        line("user", format!("{} (system user, created if missing)", self.app.user));
+        for u in &self.app.units {
+            line("unit", u.path.display().to_string());
+        }
+        line("drop-in", match &self.dropin {
+            Some(d) => d.path.display().to_string(),
+            None => format!("none (removes {} if present)", self.dropin_path.display()),
+        });
+        line("enable", self.enable.join(", "));
+        line("switch", format!("{} -> releases/{}", b.current.display(), self.release));
+        line("job", format!("start {} then start or restart {}", b.socket_unit, b.service_unit));
+        line("socket", b.socket.display().to_string());
+        line("state", b.state_dir.display().to_string());
+        if let Some(h) = &self.app.health {
+            line("health", format!("GET {} through the socket, {}s", h.path, h.timeout_s));
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest;
+
+    fn loaded(text: &str) -> Loaded {
+        let dir = std::env::temp_dir().join(format!("relctl-plan-{}-{}", std::process::id(), text.len()));
+        fs::create_dir_all(dir.join("deploy")).unwrap();
+        fs::write(dir.join("deploy/settings.py.tera"), "BUILD = \"{{ build }}\"\nDB = \"{{ state_dir }}/db.sqlite3\"\n").unwrap();
+        Loaded { path: dir.join("relctl.toml"), dir, manifest: manifest::parse(text).unwrap() }
+    }
+
+    const EXAMPLE: &str = r#"
+app = "medctrl"
+component = "backend"
+[settings]
+template = "deploy/settings.py.tera"
+path = "API/api_settings/settings/deploy_{{ build }}.py"
+[service]
+workdir = "API"
+exec = ".venv/bin/python -m gunicorn --workers 3 api_settings.wsgi:application"
+environment = { DJANGO_SETTINGS_MODULE = "api_settings.settings.deploy_{{ build }}" }
+[hooks]
+build = ["/usr/bin/python3 -m venv .venv"]
+release = ["true"]
+[health]
+path = "/health"
+[builds.development]
+route = "/api"
+"#;
+
+    fn now() -> jiff::Timestamp {
+        "2026-11-23T13:05:01Z".parse().unwrap()
+    }
+
+    #[test]
+    fn build_plan_resolves_paths_settings_and_environment() {
+        let l = loaded(EXAMPLE);
+        let a = app(&l).unwrap();
+        let p = build(&a, &l, "development", now()).unwrap();
+        assert_eq!(p.build.build_dir, Path::new("/opt/medctrl/backend/development"));
+        assert!(p.release.starts_with("20261123T130501Z"));
+        assert_eq!(p.release_dir, Path::new("/opt/medctrl/backend/development/releases").join(&p.release));
+        let s = p.settings.as_ref().unwrap();
+        assert_eq!(s.path, "API/api_settings/settings/deploy_development.py");
+        assert_eq!(s.contents, "BUILD = \"development\"\nDB = \"/var/lib/medctrl/backend/development/db.sqlite3\"\n");
+        assert_eq!(p.environment["DJANGO_SETTINGS_MODULE"], "api_settings.settings.deploy_development");
+        assert_eq!(p.environment["RELCTL_RELEASE"], p.release);
+        assert_eq!(p.enable, ["medctrl@development.socket", "medctrl@development.service", "medctrl.target"]);
+        assert!(p.dropin.is_none());
+        assert_eq!(p.hooks.len(), 2);
+        let text = p.describe();
+        assert!(text.contains("switch       /opt/medctrl/backend/development/current -> releases/20261123T130501Z"), "{text}");
+    }
+
+    #[test]
+    fn units_use_the_instance_name_and_resolve_exec_against_current() {
+        let a = app(&loaded(EXAMPLE)).unwrap();
+        let service = &a.units[0];
+        assert_eq!(service.path, Path::new("/etc/systemd/system/medctrl@.service"));
+        let c = &service.contents;
+        assert!(c.contains("ExecStart=/opt/medctrl/backend/%i/current/.venv/bin/python -m gunicorn --workers 3 api_settings.wsgi:application\n"), "{c}");
+        assert!(c.contains("WorkingDirectory=/opt/medctrl/backend/%i/current/API\n"));
+        assert!(c.contains("Requires=medctrl@%i.socket\n") && c.contains("PartOf=medctrl.target\n"));
+        assert!(c.contains("StateDirectory=medctrl/backend/%i\n") && c.contains("User=medctrl\n"));
+        assert!(c.contains("Type=notify\n") && c.contains("ProtectSystem=strict\n"));
+        assert!(!c.contains("%I"), "use %i, never %I");
+        let socket = &a.units[1].contents;
+        assert!(socket.contains("ListenStream=/opt/medctrl/backend/%i/gunicorn.sock\n"));
+        assert!(socket.contains("SocketGroup=www-data\n") && socket.contains("SocketMode=0660\n"));
+        assert!(a.units[2].contents.contains("WantedBy=multi-user.target"));
+    }
+
+    #[test]
+    fn exec_paths_and_percent_signs() {
+        let root = Path::new("/opt/a/app");
+        assert_eq!(exec_start(root, "./run.sh --x"), "/opt/a/app/%i/current/run.sh --x");
+        assert_eq!(exec_start(root, "/usr/bin/env  A=1%"), "/usr/bin/env A=1%%");
+        assert_eq!(exec_start(root, "gunicorn app"), "gunicorn app");
+    }
+
+    #[test]
+    fn undefined_template_variable_is_a_usage_error_naming_the_file() {
+        let l = loaded(&EXAMPLE.replace("app = \"medctrl\"", "app = \"medctrl\"\n[vars]\nx = 1\n").replace("[vars]\nx = 1\n", ""));
+        fs::write(l.dir.join("deploy/settings.py.tera"), "A = 1\nB = {{ vars.nope }}\n").unwrap();
+        let a = app(&l).unwrap();
+        let err = build(&a, &l, "development", now()).unwrap_err();
+        assert!(err.chain().any(|e| e.is::<UsageError>()));
+        assert!(err.to_string().starts_with("deploy/settings.py.tera:2: undefined variable `vars.nope`"), "{err}");
+    }
+
+    #[test]
+    fn world_readable_secrets_are_refused_and_values_never_described() {
+        let l = loaded(&EXAMPLE.replace("route = \"/api\"", "route = \"/api\"\nsecrets = \"dev.env\""));
+        let f = l.dir.join("dev.env");
+        fs::write(&f, "SECRET_KEY=hunter2\n").unwrap();
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o644)).unwrap();
+        let a = app(&l).unwrap();
+        let err = build(&a, &l, "development", now()).unwrap_err().to_string();
+        assert!(err.contains("world-readable (mode 0644)"), "{err}");
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o640)).unwrap();
+        let p = build(&a, &l, "development", now()).unwrap();
+        assert_eq!(p.secret_names, ["SECRET_KEY"]);
+        let dropin = p.dropin.as_ref().unwrap();
+        assert!(dropin.contents.contains(&format!("EnvironmentFile={}", f.display())));
+        let shown = format!("{}{}{}", p.describe(), serde_json::to_string(&p).unwrap(), dropin.contents);
+        assert!(!shown.contains("hunter2"));
+        assert!(!p.environment.values().any(|v| v.contains("hunter2")));
+    }
+}

@@ -1,0 +1,73 @@
+//! What relctl tells the user: a short step-by-step account with timings on stdout, or with
+//! `--json` one JSON document at the end. Errors are printed once, by `run`.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Human,
+    Json,
+    Quiet,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub step: String,
+    pub seconds: f64,
+    pub detail: String,
+}
+
+pub struct Report {
+    pub mode: Mode,
+    pub verbose: bool,
+    steps: Vec<Step>,
+}
+
+impl Report {
+    pub fn new(mode: Mode, verbose: bool) -> Report {
+        Report { mode, verbose, steps: Vec::new() }
+    }
+
+    /// Records a finished step that began at `started`.
+    pub fn step(&mut self, step: &str, started: Instant, detail: impl Into<String>) {
+        let s = Step { step: step.to_string(), seconds: started.elapsed().as_secs_f64(), detail: detail.into() };
+        if self.mode == Mode::Human {
+            println!("  {:<9} {:>6.2}s  {}", s.step, s.seconds, s.detail);
+        }
+        self.steps.push(s);
+    }
+
+    /// A line for people (not in JSON, not with -q).
+    pub fn say(&self, line: impl AsRef<str>) {
+        if self.mode == Mode::Human {
+            println!("{}", line.as_ref());
+        }
+    }
+
+    /// Diagnostic detail on stderr (hook output tails, rollback notes); shown unless -q.
+    pub fn warn(&self, text: impl AsRef<str>) {
+        if self.mode != Mode::Quiet {
+            eprintln!("{}", text.as_ref());
+        }
+    }
+
+    /// Extra output for -v, on stderr so it never mixes with JSON.
+    pub fn verbose(&self, text: impl AsRef<str>) {
+        if self.verbose {
+            eprintln!("{}", text.as_ref());
+        }
+    }
+
+    pub fn steps(&self) -> &[Step] {
+        &self.steps
+    }
+
+    /// Prints the JSON document (in JSON mode only).
+    pub fn json<T: Serialize>(&self, value: &T) {
+        if self.mode == Mode::Json {
+            println!("{}", serde_json::to_string_pretty(value).expect("report serializes"));
+        }
+    }
+}

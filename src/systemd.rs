@@ -1,0 +1,276 @@
+//! systemd over D-Bus (org.freedesktop.systemd1.Manager). relctl never runs `systemctl`.
+//!
+//! Jobs: the signal stream for `JobRemoved` is created *before* the call that queues the job, so
+//! a job that finishes at once is not missed. Unit state is always read uncached: systemd only
+//! announces changes to subscribers, and a cached proxy would report stale state.
+
+use std::collections::HashMap;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Serialize;
+use zbus::blocking::Connection;
+use zbus::proxy::CacheProperties;
+use zbus::zvariant::OwnedObjectPath;
+
+#[zbus::proxy(
+    interface = "org.freedesktop.systemd1.Manager",
+    default_service = "org.freedesktop.systemd1",
+    default_path = "/org/freedesktop/systemd1",
+    gen_async = false
+)]
+trait Manager {
+    fn subscribe(&self) -> zbus::Result<()>;
+    fn reload(&self) -> zbus::Result<()>;
+    fn enable_unit_files(
+        &self,
+        files: &[&str],
+        runtime: bool,
+        force: bool,
+    ) -> zbus::Result<(bool, Vec<(String, String, String)>)>;
+    fn start_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
+    fn stop_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
+    fn restart_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
+    fn load_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
+    #[allow(clippy::type_complexity)]
+    fn list_jobs(&self) -> zbus::Result<Vec<(u32, String, String, String, OwnedObjectPath, OwnedObjectPath)>>;
+
+    #[zbus(signal)]
+    fn job_removed(&self, id: u32, job: OwnedObjectPath, unit: String, result: String) -> zbus::Result<()>;
+}
+
+#[zbus::proxy(interface = "org.freedesktop.systemd1.Unit", default_service = "org.freedesktop.systemd1", gen_async = false)]
+trait Unit {
+    #[zbus(property)]
+    fn active_state(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn sub_state(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn load_state(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn active_enter_timestamp(&self) -> zbus::Result<u64>;
+}
+
+#[zbus::proxy(interface = "org.freedesktop.systemd1.Service", default_service = "org.freedesktop.systemd1", gen_async = false)]
+trait Service {
+    #[zbus(property, name = "MainPID")]
+    fn main_pid(&self) -> zbus::Result<u32>;
+    #[zbus(property, name = "NRestarts")]
+    fn n_restarts(&self) -> zbus::Result<u32>;
+    #[zbus(property)]
+    fn result(&self) -> zbus::Result<String>;
+}
+
+/// What relctl asks systemd to do with a unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobKind {
+    Start,
+    Stop,
+    Restart,
+}
+
+impl JobKind {
+    pub fn verb(self) -> &'static str {
+        match self {
+            JobKind::Start => "start",
+            JobKind::Stop => "stop",
+            JobKind::Restart => "restart",
+        }
+    }
+}
+
+/// A unit's state, read uncached.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnitState {
+    pub unit: String,
+    pub load_state: String,
+    pub active_state: String,
+    pub sub_state: String,
+    /// Microseconds since the epoch when the unit last became active; 0 if never.
+    pub active_since_us: u64,
+    pub main_pid: u32,
+    pub n_restarts: u32,
+    pub result: String,
+}
+
+impl UnitState {
+    pub fn is_active(&self) -> bool {
+        self.active_state == "active"
+    }
+}
+
+/// A connection to systemd on the system bus.
+pub struct Systemd {
+    conn: Connection,
+    manager: ManagerProxy<'static>,
+}
+
+/// How long relctl waits for a job at most; systemd's own start/stop timeouts normally end it first.
+const JOB_TIMEOUT: Duration = Duration::from_secs(300);
+
+impl Systemd {
+    pub fn connect() -> Result<Systemd> {
+        let conn = Connection::system().map_err(|e| {
+            anyhow!("cannot connect to the system D-Bus ({e}); is systemd running as PID 1 with dbus?")
+        })?;
+        let manager = ManagerProxy::new(&conn).context("creating the systemd manager proxy")?;
+        manager.subscribe().map_err(|e| dbus_error(e, "subscribing to systemd's job signals"))?;
+        Ok(Systemd { conn, manager })
+    }
+
+    /// Reloads systemd's unit files (daemon-reload).
+    pub fn reload(&self) -> Result<()> {
+        self.manager.reload().map_err(|e| dbus_error(e, "reloading systemd (Reload)"))
+    }
+
+    /// Enables the given unit files (instances like `app@build.service` included).
+    pub fn enable(&self, units: &[&str]) -> Result<Vec<String>> {
+        let (_, changes) = self
+            .manager
+            .enable_unit_files(units, false, true)
+            .map_err(|e| dbus_error(e, &format!("enabling {}", units.join(", "))))?;
+        Ok(changes.into_iter().map(|(kind, file, dest)| format!("{kind} {file} -> {dest}")).collect())
+    }
+
+    /// Queues a job for `unit` and waits for systemd to finish it. A result other than `done` is
+    /// an error naming the unit and the result.
+    pub fn run_job(&self, kind: JobKind, unit: &str) -> Result<()> {
+        let jobs = JobWatch::new(&self.manager)?;
+        let job = match kind {
+            JobKind::Start => self.manager.start_unit(unit, "replace"),
+            JobKind::Stop => self.manager.stop_unit(unit, "replace"),
+            JobKind::Restart => self.manager.restart_unit(unit, "replace"),
+        }
+        .map_err(|e| dbus_error(e, &format!("{} {unit}", kind.verb())))?;
+        let result = jobs.wait(&job, unit)?;
+        if result != "done" {
+            bail!("{} of {unit} failed: job result '{result}'{}", kind.verb(), hint_for(&result));
+        }
+        Ok(())
+    }
+
+    /// Restarts `target` and waits for its job and for every job the restart queued on units
+    /// matching `prefix` (the instances that are `PartOf=` the target).
+    pub fn restart_target(&self, target: &str, prefix: &str) -> Result<Vec<(String, String)>> {
+        let jobs = JobWatch::new(&self.manager)?;
+        let job = self
+            .manager
+            .restart_unit(target, "replace")
+            .map_err(|e| dbus_error(e, &format!("restart {target}")))?;
+        let queued = self.manager.list_jobs().map_err(|e| dbus_error(e, "listing jobs"))?;
+        let mut waiting: Vec<(OwnedObjectPath, String)> = vec![(job, target.to_string())];
+        for (_, unit, _, _, path, _) in queued {
+            if unit.starts_with(prefix) && !waiting.iter().any(|(p, _)| *p == path) {
+                waiting.push((path, unit));
+            }
+        }
+        let mut results = Vec::new();
+        for (path, unit) in waiting {
+            results.push((unit.clone(), jobs.wait(&path, &unit)?));
+        }
+        let failed: Vec<String> =
+            results.iter().filter(|(_, r)| r != "done").map(|(u, r)| format!("{u}: {r}")).collect();
+        if !failed.is_empty() {
+            bail!("restart of {target} failed: {}", failed.join(", "));
+        }
+        Ok(results)
+    }
+
+    /// Reads a unit's state without any cache. Units systemd does not know read as inactive.
+    pub fn unit_state(&self, unit: &str) -> Result<UnitState> {
+        let path = self.manager.load_unit(unit).map_err(|e| dbus_error(e, &format!("loading {unit}")))?;
+        let u = UnitProxy::builder(&self.conn)
+            .path(path.clone())?
+            .cache_properties(CacheProperties::No)
+            .build()
+            .with_context(|| format!("reading {unit}"))?;
+        let read = |e: zbus::Error| dbus_error(e, &format!("reading the state of {unit}"));
+        let mut state = UnitState {
+            unit: unit.to_string(),
+            load_state: u.load_state().map_err(read)?,
+            active_state: u.active_state().map_err(read)?,
+            sub_state: u.sub_state().map_err(read)?,
+            active_since_us: u.active_enter_timestamp().map_err(read)?,
+            main_pid: 0,
+            n_restarts: 0,
+            result: String::new(),
+        };
+        if unit.ends_with(".service") && state.load_state == "loaded" {
+            let s = ServiceProxy::builder(&self.conn)
+                .path(path)?
+                .cache_properties(CacheProperties::No)
+                .build()
+                .with_context(|| format!("reading {unit}"))?;
+            state.main_pid = s.main_pid().map_err(read)?;
+            state.n_restarts = s.n_restarts().map_err(read)?;
+            state.result = s.result().map_err(read)?;
+        }
+        Ok(state)
+    }
+}
+
+/// A subscription to `JobRemoved`, made before the job is queued.
+struct JobWatch {
+    rx: mpsc::Receiver<(OwnedObjectPath, String)>,
+    seen: std::cell::RefCell<HashMap<OwnedObjectPath, String>>,
+}
+
+impl JobWatch {
+    fn new(manager: &ManagerProxy<'static>) -> Result<JobWatch> {
+        let signals = manager.receive_job_removed().context("listening for systemd's JobRemoved signal")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for signal in signals {
+                if let Ok(args) = signal.args() {
+                    if tx.send((args.job.clone(), args.result.clone())).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        Ok(JobWatch { rx, seen: Default::default() })
+    }
+
+    /// Waits for the `JobRemoved` of `job` and returns its result (done, failed, timeout, ...).
+    fn wait(&self, job: &OwnedObjectPath, unit: &str) -> Result<String> {
+        if let Some(r) = self.seen.borrow_mut().remove(job) {
+            return Ok(r);
+        }
+        let deadline = Instant::now() + JOB_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok((path, result)) if path == *job => return Ok(result),
+                Ok((path, result)) => {
+                    self.seen.borrow_mut().insert(path, result);
+                }
+                Err(_) => bail!("gave up waiting for systemd's job on {unit} after {}s", JOB_TIMEOUT.as_secs()),
+            }
+        }
+    }
+}
+
+fn hint_for(result: &str) -> &'static str {
+    match result {
+        "failed" => " (see: journalctl -u <unit>)",
+        "timeout" => " (the unit did not finish starting in time)",
+        "dependency" => " (a unit it requires failed, e.g. its socket)",
+        "canceled" => " (another job replaced it)",
+        _ => "",
+    }
+}
+
+/// A D-Bus error with what relctl was doing, and a hint for the common ones.
+fn dbus_error(e: zbus::Error, doing: &str) -> anyhow::Error {
+    let text = e.to_string();
+    let hint = if text.contains("AccessDenied") || text.contains("InteractiveAuthorizationRequired") {
+        " (run as root)"
+    } else if text.contains("NoSuchUnit") || text.contains("not found") {
+        " (is the unit installed? run relctl build first)"
+    } else {
+        ""
+    };
+    anyhow!("{doing}: {text}{hint}")
+}
