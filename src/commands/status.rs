@@ -72,6 +72,9 @@ fn print_table(rows: &[BuildStatus]) {
             r.route.clone().unwrap_or_else(|| "-".into()),
         ]);
     }
+    for column in table.column_iter_mut() {
+        column.set_padding((0, 2));
+    }
     let text = table.to_string();
     for line in text.lines() {
         println!("{}", line.trim_end());
