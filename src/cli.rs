@@ -84,6 +84,17 @@ pub enum Command {
     /// Exits 3 when a listed build is not active.
     Status(OptionalBuildArg),
 
+    /// Print nginx location blocks that route each build's URL prefix to its socket.
+    ///
+    /// For every declared build with a `route` (or only those given with --build): `<route>`
+    /// redirects (308) to `<route>/`; `<route>/x?q=1` reaches the app as `/x?q=1` through
+    /// `<root>/<build>/<socket>`; `<route>x` is not routed to the build. The headers of
+    /// /etc/nginx/proxy_params (Host, X-Real-IP, X-Forwarded-For, X-Forwarded-Proto) are passed on,
+    /// set inline when the host has no proxy_params. A build's `allow` and `htpasswd` keys become
+    /// allow/deny and auth_basic directives. Include the output inside a `server {}` block.
+    #[command(name = "nginx-snippet")]
+    NginxSnippet(NginxArgs),
+
     /// Print a shell completion script for relctl on stdout.
     Completions {
         /// The shell to complete for.
@@ -100,6 +111,28 @@ pub struct BuildArgs {
     /// Resolve the manifest and print the plan (paths, units, files, hooks, jobs); change nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct NginxArgs {
+    /// Only this build (repeatable).
+    #[arg(long = "build", value_name = "BUILD")]
+    pub builds: Vec<String>,
+
+    /// Write the snippet to FILE atomically (mode 0644) instead of printing it.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Validate the snippet with the host's `nginx -t` (inside a throwaway wrapper config) before
+    /// printing or writing it; with --output, also run the host's full `nginx -t` once it is in
+    /// place, and put the previous file back if that fails.
+    #[arg(long)]
+    pub check: bool,
+
+    /// After writing --output, reload nginx (over D-Bus when nginx.service is a systemd unit,
+    /// else `nginx -s reload`); if the reload fails, the previous file is put back.
+    #[arg(long, requires = "output")]
+    pub reload: bool,
 }
 
 #[derive(Debug, Args)]

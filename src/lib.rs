@@ -11,6 +11,7 @@ pub mod health;
 pub mod hooks;
 pub mod layout;
 pub mod manifest;
+pub mod nginx;
 pub mod plan;
 pub mod render;
 pub mod report;

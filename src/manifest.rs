@@ -81,6 +81,11 @@ pub struct Health {
 pub struct Build {
     pub route: Option<String>,
     pub secrets: Option<PathBuf>,
+    /// nginx `allow` entries (IP addresses or CIDR ranges); everything else is denied.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// An htpasswd file for nginx basic auth on this build's route.
+    pub htpasswd: Option<PathBuf>,
     #[serde(default)]
     pub vars: toml::Table,
 }
@@ -243,8 +248,18 @@ fn check(m: &Manifest) -> Result<(), String> {
     ) {
         return Err(format!("component \"{}\" is invalid: it must match ^[a-z][a-z0-9_-]{{0,31}}$", m.component));
     }
-    for name in m.builds.keys() {
+    let mut routes: BTreeMap<String, &str> = BTreeMap::new();
+    for (name, b) in &m.builds {
         check_build_name(name).map_err(|e| format!("[builds.{name}]: {}", e.0))?;
+        if let Some(route) = &b.route {
+            let normalized = crate::nginx::normalize_route(route).map_err(|e| format!("[builds.{name}] {e}"))?;
+            if let Some(other) = routes.insert(normalized.clone(), name) {
+                return Err(format!("[builds.{name}] route \"{route}\" is also the route of build {other}; each build needs its own"));
+            }
+        }
+        for a in &b.allow {
+            crate::nginx::check_allow(a).map_err(|e| format!("[builds.{name}] {e}"))?;
+        }
     }
     if m.keep_releases == 0 {
         return Err("keep_releases must be at least 1".into());
@@ -344,6 +359,19 @@ route = "/api"
     fn settings_path_must_stay_inside_the_release() {
         let text = format!("{MINIMAL}\n[settings]\ntemplate = \"t\"\npath = \"../escape.py\"\n");
         assert!(parse(&text).unwrap_err().contains("[settings] path"));
+    }
+
+    #[test]
+    fn routes_must_be_well_formed_and_distinct() {
+        let dup = format!("{MINIMAL}[builds.testing]\nroute = \"/api/\"\n");
+        let err = parse(&dup).unwrap_err();
+        assert_eq!(err, "[builds.testing] route \"/api/\" is also the route of build development; each build needs its own");
+        let bad = MINIMAL.replace("\"/api\"", "\"/api;\"");
+        assert!(parse(&bad).unwrap_err().starts_with("[builds.development] route \"/api;\" contains ';'"));
+        let nested = format!("{MINIMAL}[builds.v2]\nroute = \"/api/v2\"\n");
+        assert!(parse(&nested).is_ok());
+        let allow = MINIMAL.replace("route = \"/api\"", "route = \"/api\"\nallow = [\"10.0.0.0/8; deny all\"]");
+        assert!(parse(&allow).unwrap_err().contains("allow entry"));
     }
 
     #[test]

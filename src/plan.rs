@@ -151,6 +151,33 @@ pub fn app(loaded: &Loaded) -> Result<AppPlan> {
     })
 }
 
+/// The nginx routes of the declared builds that have one (only `only`, when given).
+pub fn nginx_routes(app: &AppPlan, loaded: &Loaded, only: &[String]) -> Result<Vec<crate::nginx::Route>> {
+    for name in only {
+        if loaded.build(name)?.route.is_none() {
+            return Err(UsageError(format!("build {name} has no route in {}; nothing to route to it", loaded.path.display())).into());
+        }
+    }
+    let mut routes = Vec::new();
+    for (name, decl) in &loaded.manifest.builds {
+        let Some(route) = &decl.route else { continue };
+        if !only.is_empty() && !only.contains(name) {
+            continue;
+        }
+        let b = app.layout.build(name);
+        routes.push(crate::nginx::Route {
+            app: app.layout.app.clone(),
+            build: name.clone(),
+            route: crate::nginx::normalize_route(route).map_err(UsageError)?,
+            release: b.current_release(),
+            socket: b.socket,
+            allow: decl.allow.clone(),
+            htpasswd: decl.htpasswd.as_ref().map(|p| loaded.resolve(p)),
+        });
+    }
+    Ok(routes)
+}
+
 /// `ExecStart=`: a relative program path resolves against the build's `current` release; `%` is
 /// escaped so systemd does not read it as a specifier.
 fn exec_start(root: &Path, exec: &str) -> String {

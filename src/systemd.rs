@@ -32,6 +32,7 @@ trait Manager {
     fn start_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn stop_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn restart_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
+    fn reload_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn load_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
     #[allow(clippy::type_complexity)]
     fn list_jobs(&self) -> zbus::Result<Vec<(u32, String, String, String, OwnedObjectPath, OwnedObjectPath)>>;
@@ -69,6 +70,7 @@ pub enum JobKind {
     Start,
     Stop,
     Restart,
+    Reload,
 }
 
 impl JobKind {
@@ -77,6 +79,7 @@ impl JobKind {
             JobKind::Start => "start",
             JobKind::Stop => "stop",
             JobKind::Restart => "restart",
+            JobKind::Reload => "reload",
         }
     }
 }
@@ -142,6 +145,7 @@ impl Systemd {
             JobKind::Start => self.manager.start_unit(unit, "replace"),
             JobKind::Stop => self.manager.stop_unit(unit, "replace"),
             JobKind::Restart => self.manager.restart_unit(unit, "replace"),
+            JobKind::Reload => self.manager.reload_unit(unit, "replace"),
         }
         .map_err(|e| dbus_error(e, &format!("{} {unit}", kind.verb())))?;
         let result = jobs.wait(&job, unit)?;

@@ -2,6 +2,7 @@
 
 mod build;
 mod control;
+mod nginx;
 mod status;
 
 use std::path::Path;
@@ -21,6 +22,7 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
         Command::Stop(a) => control::stop(&load(g)?, &a.build, &mut report(g)),
         Command::Restart(a) => control::restart(&load(g)?, a.build.as_deref(), &mut report(g)),
         Command::Status(a) => status::run(&load(g)?, a.build.as_deref(), &report(g)),
+        Command::NginxSnippet(args) => nginx::run(&load(g)?, &args, &report(g)),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut crate::cli::command(), "relctl", &mut std::io::stdout());
             Ok(Outcome::Ok)
