@@ -8,9 +8,11 @@
 //!   after the socket path: without it, the URI would become part of the socket path.
 //! - nested routes (`/api` and `/api/v2`) each win for their own prefix (longest prefix match).
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -169,6 +171,32 @@ fn nginx_binary() -> Result<PathBuf> {
     which::which("nginx")
         .or_else(|_| which::which_in("nginx", Some("/usr/sbin:/usr/local/sbin:/usr/local/nginx/sbin"), "/"))
         .context("nginx not found in PATH or /usr/sbin (install it, e.g. apt-get install nginx)")
+}
+
+/// The worker processes of the nginx master `pid` (its children).
+pub fn workers(master: u32) -> BTreeSet<u32> {
+    let tasks = fs::read_dir(format!("/proc/{master}/task")).into_iter().flatten().flatten();
+    tasks
+        .filter_map(|t| fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| c.split_whitespace().filter_map(|p| p.parse().ok()).collect::<Vec<u32>>())
+        .collect()
+}
+
+/// Waits until the master has a worker that was not there before the reload (it accepted the new
+/// configuration) and every old worker is gone or shutting down (no longer taking requests).
+pub fn wait_for_new_workers(master: u32, old: &BTreeSet<u32>, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let retired = |pid: &u32| {
+        fs::read(format!("/proc/{pid}/cmdline")).map_or(true, |c| String::from_utf8_lossy(&c).contains("shutting down"))
+    };
+    while Instant::now() < deadline {
+        let now = workers(master);
+        if now.iter().any(|w| !old.contains(w)) && now.iter().filter(|w| old.contains(w)).all(retired) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("nginx (master pid {master}) did not start new workers within {}s after the reload: it did not apply the new configuration (see its error log)", timeout.as_secs())
 }
 
 /// The file as it was before relctl replaced it, to put back if nginx refuses the new one.

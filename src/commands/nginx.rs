@@ -43,17 +43,31 @@ pub fn run(loaded: &Loaded, args: &NginxArgs, report: &Report) -> Result<Outcome
     Ok(Outcome::Ok)
 }
 
-/// Reloads nginx: over D-Bus when nginx.service is an active systemd unit, else `nginx -s reload`.
+/// Reloads nginx — over D-Bus when nginx.service is an active systemd unit, else with
+/// `nginx -s reload` — and waits until its master has started new workers, i.e. until the new
+/// configuration is live (a master that rejects it keeps its old workers).
 fn reload_nginx() -> Result<()> {
-    if let Ok(systemd) = Systemd::connect() {
-        let state = systemd.unit_state("nginx.service")?;
-        if state.load_state == "loaded" && state.is_active() {
-            return systemd.run_job(JobKind::Reload, "nginx.service");
+    let systemd = Systemd::connect().ok();
+    let unit = match &systemd {
+        Some(s) => Some(s.unit_state("nginx.service")?).filter(|u| u.load_state == "loaded" && u.is_active()),
+        None => None,
+    };
+    let master = match &unit {
+        Some(u) => u.main_pid,
+        None => std::fs::read_to_string("/run/nginx.pid").ok().and_then(|p| p.trim().parse().ok()).unwrap_or(0),
+    };
+    let old_workers = nginx::workers(master);
+    match (&systemd, &unit) {
+        (Some(s), Some(_)) => s.run_job(JobKind::Reload, "nginx.service")?,
+        _ => {
+            let out = std::process::Command::new("nginx").args(["-s", "reload"]).output().context("running nginx -s reload")?;
+            if !out.status.success() {
+                anyhow::bail!("nginx -s reload failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+            }
         }
     }
-    let out = std::process::Command::new("nginx").args(["-s", "reload"]).output().context("running nginx -s reload")?;
-    if !out.status.success() {
-        anyhow::bail!("nginx -s reload failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    if master != 0 {
+        nginx::wait_for_new_workers(master, &old_workers, std::time::Duration::from_secs(10))?;
     }
     Ok(())
 }

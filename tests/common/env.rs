@@ -1,0 +1,115 @@
+//! What every end-to-end test needs: a booted sandbox, relctl run inside it, and the checks a
+//! user would make (responses through sockets, PIDs, file listings).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use serde_json::Value;
+
+use super::sandbox::Sandbox;
+
+pub const RELCTL: &str = env!("CARGO_BIN_EXE_relctl");
+pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+pub fn example_manifest() -> String {
+    format!("{REPO}/examples/medctrl/relctl.toml")
+}
+
+pub struct Env {
+    pub sb: Sandbox,
+}
+
+impl Env {
+    pub fn boot() -> Env {
+        Env { sb: Sandbox::boot(&[Path::new(REPO)]) }
+    }
+
+    /// Runs relctl inside the sandbox with the example manifest (or `manifest`).
+    pub fn relctl_with(&self, manifest: &str, args: &[&str]) -> Output {
+        let mut all = vec!["-f", manifest];
+        all.extend_from_slice(args);
+        self.sb.run(RELCTL, &all)
+    }
+
+    pub fn relctl(&self, args: &[&str]) -> Output {
+        self.relctl_with(&example_manifest(), args)
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.relctl(args);
+        assert!(out.status.success(), "relctl {args:?} failed: {}\n{}", show(&out), self.journal_tail());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn journal_tail(&self) -> String {
+        format!(
+            "--- journal development ---\n{}\n--- journal testing ---\n{}",
+            self.sb.journal("medctrl@development.service", 30),
+            self.sb.journal("medctrl@testing.service", 30)
+        )
+    }
+
+    /// GET through the build's socket, as nginx would; returns the JSON body.
+    pub fn get(&self, build: &str, path: &str) -> Value {
+        let sock = format!("/opt/medctrl/backend/{build}/gunicorn.sock");
+        let out = self.sb.run("curl", &["-sS", "--fail", "--max-time", "10", "--unix-socket", &sock, &format!("http://x{path}")]);
+        assert!(out.status.success(), "GET {path} via {sock} failed: {}\n{}", show(&out), self.journal_tail());
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("GET {path} via {sock}: not JSON ({e}): {}", show(&out)))
+    }
+
+    pub fn main_pid(&self, build: &str) -> u32 {
+        let out = self.sb.run("systemctl", &["show", "-P", "MainPID", &format!("medctrl@{build}.service")]);
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    }
+
+    pub fn sh(&self, script: &str) -> String {
+        let out = self.sb.sh(script);
+        assert!(out.status.success(), "sh {script}: {}", show(&out));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Every path under /opt/medctrl, /etc/systemd/system and /var/lib/medctrl with its type,
+    /// mode and owner, files' mtimes, and where symlinks point (venvs left out for brevity).
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot(self.sh(
+            "find /opt/medctrl /etc/systemd/system /var/lib/medctrl -name .venv -prune -o \\( -type d -printf '%p d %m %u:%g\\n' \\) -o -printf '%p %y %m %u:%g %T@ %l\\n' 2>/dev/null | sort",
+        ))
+    }
+}
+
+/// A listing of files; compared, it shows only the lines that differ.
+#[derive(PartialEq)]
+pub struct Snapshot(String);
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<{} paths>", self.0.lines().count())
+    }
+}
+
+pub fn assert_unchanged(before: &Snapshot, after: &Snapshot, what: &str) {
+    let gone: Vec<&str> = before.0.lines().filter(|l| !after.0.lines().any(|a| a == *l)).collect();
+    let new: Vec<&str> = after.0.lines().filter(|l| !before.0.lines().any(|b| b == *l)).collect();
+    assert!(gone.is_empty() && new.is_empty(), "{what} changed files:\n- {}\n+ {}", gone.join("\n- "), new.join("\n+ "));
+}
+
+pub fn show(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
