@@ -48,6 +48,11 @@ pub struct GlobalArgs {
     /// Print more: the full output of every hook.
     #[arg(short, long, global = true)]
     pub verbose: bool,
+
+    /// When another relctl is changing the same app (build, rollback, start, stop, restart), fail
+    /// at once instead of waiting for it.
+    #[arg(long, global = true)]
+    pub no_wait: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,6 +83,20 @@ pub enum Command {
     ///
     /// The socket stays open across a restart: connections wait in its backlog instead of failing.
     Restart(OptionalBuildArg),
+
+    /// List BUILD's releases, oldest first: id, created, git revision, state.
+    ///
+    /// State is `current` (what `current` points at), `previous` (what `rollback` would return
+    /// to), `bad` (failed verification or rolled back from; with the reason) or `incomplete`
+    /// (its build never finished; removed by the next build).
+    Releases(BuildArg),
+
+    /// Switch BUILD back to an earlier release, restart it and verify it like `build` does.
+    ///
+    /// Without --to: the newest good release older than the current one. The release left behind
+    /// is marked bad. Code, settings, environment and the start command all come from the
+    /// release, so they go back together.
+    Rollback(RollbackArgs),
 
     /// Show every declared build (or only BUILD): state, release, since, main PID, route.
     ///
@@ -111,6 +130,16 @@ pub struct BuildArgs {
     /// Resolve the manifest and print the plan (paths, units, files, hooks, jobs); change nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// A build declared as [builds.<BUILD>] in the manifest.
+    pub build: String,
+
+    /// The release to return to (see `relctl releases BUILD`).
+    #[arg(long, value_name = "ID")]
+    pub to: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -10,6 +10,7 @@ pub mod error;
 pub mod health;
 pub mod hooks;
 pub mod layout;
+pub mod lock;
 pub mod manifest;
 pub mod nginx;
 pub mod plan;

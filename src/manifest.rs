@@ -74,6 +74,10 @@ pub struct Health {
     pub path: String,
     #[serde(default = "default_health_timeout")]
     pub timeout_s: u64,
+    /// After the health check passes, the service must keep its main PID and not be restarted by
+    /// systemd for this long.
+    #[serde(default = "default_probation")]
+    pub probation_s: u64,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -107,6 +111,9 @@ fn default_socket_group() -> String {
 }
 fn default_health_timeout() -> u64 {
     30
+}
+pub fn default_probation() -> u64 {
+    2
 }
 
 /// A parsed, checked manifest and where it came from.

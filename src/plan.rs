@@ -33,6 +33,8 @@ pub struct AppPlan {
     /// `<app>@.service`, `<app>@.socket`, `<app>.target`, rendered.
     pub units: Vec<UnitFile>,
     pub health: Option<HealthPlan>,
+    /// Seconds a (re)started service must stay up (same main PID, no restarts) to pass.
+    pub probation_s: u64,
     pub keep_releases: usize,
     /// Declared builds and their routes, in manifest order.
     pub builds: Vec<(String, Option<String>)>,
@@ -80,6 +82,8 @@ pub struct BuildPlan {
     pub dropin_path: PathBuf,
     /// Unit files enabled over D-Bus.
     pub enable: Vec<String>,
+    /// `.relctl/start` of the release.
+    pub start_script: String,
 }
 
 const BUILTIN_TEMPLATES: &[(&str, &str)] = &[("django", include_str!("../settings-templates/django.py.tera"))];
@@ -94,8 +98,6 @@ struct UnitContext<'a> {
     component: &'a str,
     root: &'a Path,
     user: &'a str,
-    workdir: Option<&'a str>,
-    exec_start: String,
     socket_name: &'a str,
     socket_group: &'a str,
     timeout_start_s: u64,
@@ -125,8 +127,6 @@ pub fn app(loaded: &Loaded) -> Result<AppPlan> {
         component: &m.component,
         root: &root,
         user: &user,
-        workdir: m.service.workdir.as_deref().map(|w| w.trim_end_matches('/')),
-        exec_start: exec_start(&root, &m.service.exec),
         socket_name: &m.service.socket,
         socket_group: &m.service.socket_group,
         timeout_start_s: m.health.as_ref().map_or(90, |h| h.timeout_s.max(90)),
@@ -146,6 +146,7 @@ pub fn app(loaded: &Loaded) -> Result<AppPlan> {
         socket_group: m.service.socket_group.clone(),
         units,
         health: m.health.as_ref().map(|h| HealthPlan { path: h.path.clone(), timeout_s: h.timeout_s }),
+        probation_s: m.health.as_ref().map_or(crate::manifest::default_probation(), |h| h.probation_s),
         keep_releases: m.keep_releases,
         builds: m.builds.iter().map(|(name, b)| (name.clone(), b.route.clone())).collect(),
     })
@@ -178,23 +179,27 @@ pub fn nginx_routes(app: &AppPlan, loaded: &Loaded, only: &[String]) -> Result<V
     Ok(routes)
 }
 
-/// `ExecStart=`: a relative program path resolves against the build's `current` release; `%` is
-/// escaped so systemd does not read it as a specifier.
-fn exec_start(root: &Path, exec: &str) -> String {
+/// The release's start script, `.relctl/start`, which the unit runs through `current`: it enters
+/// the working directory and `exec`s the service (so systemd's main PID is the service itself).
+/// A relative program path resolves against the release.
+pub fn start_script(release_dir: &Path, workdir: Option<&str>, exec: &str, what: &str) -> String {
     let exec = exec.trim();
     let (program, args) = exec.split_once(char::is_whitespace).unwrap_or((exec, ""));
-    let escaped_program = program.replace('%', "%%");
     let program = if program.contains('/') && !program.starts_with('/') {
-        format!("{}/%i/current/{}", root.display(), escaped_program.trim_start_matches("./"))
+        release_dir.join(program.trim_start_matches("./")).display().to_string()
     } else {
-        escaped_program
+        program.to_string()
     };
-    let args = args.trim().replace('%', "%%");
-    if args.is_empty() {
-        program
-    } else {
-        format!("{program} {args}")
-    }
+    let dir = match workdir {
+        Some(w) => release_dir.join(w.trim_end_matches('/')),
+        None => release_dir.to_path_buf(),
+    };
+    let args = args.trim();
+    format!(
+        "#!/bin/sh\n# Written by relctl build: how {what} starts. The unit runs it through `current`.\ncd '{}' || exit 1\nexec {program}{}{args}\n",
+        dir.display(),
+        if args.is_empty() { "" } else { " " }
+    )
 }
 
 /// Resolves one build: checks the name, reads the secrets and the settings template, picks the
@@ -286,12 +291,14 @@ pub fn build(app: &AppPlan, loaded: &Loaded, name: &str, now: jiff::Timestamp) -
     if let Ok(r) = fs::canonicalize(&app.layout.root) {
         never.push(r);
     }
+    let start_script = start_script(&release_dir, m.service.workdir.as_deref(), &m.service.exec, &format!("release {release} of {} {name}", m.app));
     Ok(BuildPlan {
+        start_script,
         copy: CopySpec { source, exclude: m.exclude.clone(), never },
         enable: vec![build.socket_unit.clone(), build.service_unit.clone(), app.layout.target()],
         app: app.clone(),
         release,
-        release_dir,
+        release_dir: release_dir.clone(),
         git,
         settings,
         environment,
@@ -378,6 +385,7 @@ impl BuildPlan {
         if let Some(f) = &self.settings {
             line("settings", format!("{} -> {}/{} (0640 root:{})", f.template, self.release_dir.display(), f.path, self.app.user));
         }
+        line("start", self.start_script.lines().last().unwrap_or("").to_string());
         line("environment", self.environment.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "));
         if let Some(p) = &self.secrets_file {
             line("secrets", format!("{} ({})", p.display(), self.secret_names.join(", ")));
@@ -466,8 +474,9 @@ route = "/api"
         let service = &a.units[0];
         assert_eq!(service.path, Path::new("/etc/systemd/system/medctrl@.service"));
         let c = &service.contents;
-        assert!(c.contains("ExecStart=/opt/medctrl/backend/%i/current/.venv/bin/python -m gunicorn --workers 3 api_settings.wsgi:application\n"), "{c}");
-        assert!(c.contains("WorkingDirectory=/opt/medctrl/backend/%i/current/API\n"));
+        assert!(c.contains("ExecStart=/opt/medctrl/backend/%i/current/.relctl/start\n"), "{c}");
+        assert!(c.contains("WorkingDirectory=/opt/medctrl/backend/%i/current\n"));
+        assert!(c.contains("EnvironmentFile=/opt/medctrl/backend/%i/current/.relctl/environment\n"));
         assert!(c.contains("Requires=medctrl@%i.socket\n") && c.contains("PartOf=medctrl.target\n"));
         assert!(c.contains("StateDirectory=medctrl/backend/%i\n") && c.contains("User=medctrl\n"));
         assert!(c.contains("Type=notify\n") && c.contains("ProtectSystem=strict\n"));
@@ -479,11 +488,12 @@ route = "/api"
     }
 
     #[test]
-    fn exec_paths_and_percent_signs() {
-        let root = Path::new("/opt/a/app");
-        assert_eq!(exec_start(root, "./run.sh --x"), "/opt/a/app/%i/current/run.sh --x");
-        assert_eq!(exec_start(root, "/usr/bin/env  A=1%"), "/usr/bin/env A=1%%");
-        assert_eq!(exec_start(root, "gunicorn app"), "gunicorn app");
+    fn start_script_enters_workdir_and_execs_the_service_from_the_release() {
+        let rel = Path::new("/opt/a/app/dev/releases/r1");
+        let s = start_script(rel, Some("API/"), ".venv/bin/python -m gunicorn  app:app", "release r1 of a dev");
+        assert_eq!(s, "#!/bin/sh\n# Written by relctl build: how release r1 of a dev starts. The unit runs it through `current`.\ncd '/opt/a/app/dev/releases/r1/API' || exit 1\nexec /opt/a/app/dev/releases/r1/.venv/bin/python -m gunicorn  app:app\n");
+        assert!(start_script(rel, None, "./run.sh", "x").ends_with("cd '/opt/a/app/dev/releases/r1' || exit 1\nexec /opt/a/app/dev/releases/r1/run.sh\n"));
+        assert!(start_script(rel, None, "gunicorn app", "x").ends_with("exec gunicorn app\n"));
     }
 
     #[test]

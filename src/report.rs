@@ -71,3 +71,19 @@ impl Report {
         }
     }
 }
+
+/// Prints an aligned table without borders (used by `status` and `releases`).
+pub fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::NOTHING);
+    table.set_header(header.to_vec());
+    for row in rows {
+        table.add_row(row.to_vec());
+    }
+    for column in table.column_iter_mut() {
+        column.set_padding((0, 2));
+    }
+    for line in table.to_string().lines() {
+        println!("{}", line.trim_end());
+    }
+}

@@ -40,6 +40,11 @@ pub fn mark_complete(release_dir: &Path, meta: &ReleaseMeta) -> Result<()> {
     layout::write_atomic(&meta_dir(release_dir).join(META_FILE), &json, 0o644, None).map(|_| ())
 }
 
+/// The metadata of a complete release.
+pub fn read_meta(release_dir: &Path) -> Option<ReleaseMeta> {
+    serde_json::from_slice(&fs::read(meta_dir(release_dir).join(META_FILE)).ok()?).ok()
+}
+
 /// Marks a release bad, with the reason.
 pub fn mark_bad(release_dir: &Path, reason: &str) -> Result<()> {
     layout::write_atomic(&meta_dir(release_dir).join(BAD_FILE), format!("{reason}\n").as_bytes(), 0o644, None).map(|_| ())

@@ -3,6 +3,7 @@
 mod build;
 mod control;
 mod nginx;
+mod releases;
 mod status;
 
 use std::path::Path;
@@ -11,16 +12,19 @@ use anyhow::Result;
 
 use crate::cli::{Cli, Command, GlobalArgs};
 use crate::error::Outcome;
+use crate::lock::{self, AppLock};
 use crate::manifest::{self, Loaded};
 use crate::report::{Mode, Report};
 
 pub fn dispatch(cli: Cli) -> Result<Outcome> {
     let g = &cli.global;
     match cli.command {
-        Command::Build(args) => build::run(&load(g)?, &args, &mut report(g)),
-        Command::Start(a) => control::start(&load(g)?, &a.build, &mut report(g)),
-        Command::Stop(a) => control::stop(&load(g)?, &a.build, &mut report(g)),
-        Command::Restart(a) => control::restart(&load(g)?, a.build.as_deref(), &mut report(g)),
+        Command::Build(args) => build::run(&load(g)?, &args, g, &mut report(g)),
+        Command::Start(a) => control::start(&load(g)?, &a.build, g, &mut report(g)),
+        Command::Stop(a) => control::stop(&load(g)?, &a.build, g, &mut report(g)),
+        Command::Restart(a) => control::restart(&load(g)?, a.build.as_deref(), g, &mut report(g)),
+        Command::Releases(a) => releases::list(&load(g)?, &a.build, &report(g)),
+        Command::Rollback(a) => releases::rollback(&load(g)?, &a, g, &mut report(g)),
         Command::Status(a) => status::run(&load(g)?, a.build.as_deref(), &report(g)),
         Command::NginxSnippet(args) => nginx::run(&load(g)?, &args, &report(g)),
         Command::Completions { shell } => {
@@ -45,4 +49,14 @@ fn report(g: &GlobalArgs) -> Report {
         Mode::Human
     };
     Report::new(mode, g.verbose)
+}
+
+/// Takes the app's lock for a command that changes it; says who holds it while waiting.
+fn lock_app(app: &str, command: &str, g: &GlobalArgs, report: &Report) -> Result<AppLock> {
+    lock::acquire(Path::new(lock::LOCK_DIR), app, command, !g.no_wait, |msg| report.warn(msg))
+}
+
+/// The command line, for the lock's holder description.
+fn command_line() -> String {
+    std::env::args().collect::<Vec<_>>().join(" ")
 }

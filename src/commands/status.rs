@@ -59,24 +59,19 @@ fn format_since(us: u64) -> String {
 }
 
 fn print_table(rows: &[BuildStatus]) {
-    let mut table = comfy_table::Table::new();
-    table.load_preset(comfy_table::presets::NOTHING);
-    table.set_header(["BUILD", "STATE", "RELEASE", "SINCE", "PID", "ROUTE"]);
-    for r in rows {
-        table.add_row([
-            r.build.clone(),
-            format!("{} ({})", r.state, r.sub_state),
-            r.release.clone().unwrap_or_else(|| "-".into()),
-            r.since.clone().unwrap_or_else(|| "-".into()),
-            r.main_pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
-            r.route.clone().unwrap_or_else(|| "-".into()),
-        ]);
-    }
-    for column in table.column_iter_mut() {
-        column.set_padding((0, 2));
-    }
-    let text = table.to_string();
-    for line in text.lines() {
-        println!("{}", line.trim_end());
-    }
+    let dash = || "-".to_string();
+    let table: Vec<[String; 6]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.build.clone(),
+                format!("{} ({})", r.state, r.sub_state),
+                r.release.clone().unwrap_or_else(dash),
+                r.since.clone().unwrap_or_else(dash),
+                r.main_pid.map(|p| p.to_string()).unwrap_or_else(dash),
+                r.route.clone().unwrap_or_else(dash),
+            ]
+        })
+        .collect();
+    crate::report::print_table(&["BUILD", "STATE", "RELEASE", "SINCE", "PID", "ROUTE"], &table);
 }

@@ -1,0 +1,88 @@
+//! One lock per app: `flock(2)` on /run/relctl/<app>.lock, held while relctl changes the app
+//! (build, rollback, start, stop, restart). The kernel releases it if relctl dies. The file says
+//! who holds it, for the message a waiting relctl prints.
+
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+pub const LOCK_DIR: &str = "/run/relctl";
+
+#[derive(Debug)]
+pub struct AppLock {
+    _file: File,
+    pub path: PathBuf,
+}
+
+/// Takes the app's lock. If another relctl holds it: with `wait`, tells `notify` who holds it
+/// and blocks until it is free; without, fails at once naming the holder.
+pub fn acquire(dir: &Path, app: &str, command: &str, wait: bool, notify: impl Fn(&str)) -> Result<AppLock> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(format!("{app}.lock"));
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("opening lock file {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let holder = holder(&mut file);
+            if !wait {
+                bail!("{app} is locked by another relctl ({holder}); not waiting (--no-wait)");
+            }
+            notify(&format!("relctl: waiting for the lock on {app}, held by {holder}"));
+            file.lock().with_context(|| format!("locking {}", path.display()))?;
+        }
+        Err(TryLockError::Error(e)) => return Err(e).with_context(|| format!("locking {}", path.display())),
+    }
+    let info = format!("pid {}, `{command}`, since {}", std::process::id(), jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M:%S UTC"));
+    file.set_len(0)?;
+    file.rewind()?;
+    file.write_all(info.as_bytes())?;
+    Ok(AppLock { _file: file, path })
+}
+
+fn holder(file: &mut File) -> String {
+    let mut s = String::new();
+    let _ = file.rewind();
+    let _ = file.read_to_string(&mut s);
+    let s = s.trim();
+    if s.is_empty() { "a process that has not said who it is yet".into() } else { s.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    #[test]
+    fn second_holder_waits_or_fails_naming_the_first() {
+        let dir = std::env::temp_dir().join(format!("relctl-lock-{}", std::process::id()));
+        let first = acquire(&dir, "medctrl", "relctl build development", true, |_| {}).unwrap();
+        let err = acquire(&dir, "medctrl", "relctl build testing", false, |_| {}).unwrap_err().to_string();
+        assert!(err.starts_with(&format!("medctrl is locked by another relctl (pid {}, `relctl build development`, since ", std::process::id())), "{err}");
+        // another app is not blocked
+        drop(acquire(&dir, "other", "relctl build x", false, |_| {}).unwrap());
+
+        let (tx, rx) = mpsc::channel();
+        let d = dir.clone();
+        let waiter = std::thread::spawn(move || {
+            let msg = std::sync::Mutex::new(String::new());
+            let lock = acquire(&d, "medctrl", "relctl restart", true, |m| *msg.lock().unwrap() = m.to_string()).unwrap();
+            tx.send(()).unwrap();
+            drop(lock);
+            msg.into_inner().unwrap()
+        });
+        assert!(rx.recv_timeout(Duration::from_millis(300)).is_err(), "the waiter must wait");
+        drop(first);
+        rx.recv_timeout(Duration::from_secs(5)).expect("the waiter gets the lock once it is free");
+        assert!(waiter.join().unwrap().contains("held by pid"));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
