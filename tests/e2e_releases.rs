@@ -1,0 +1,180 @@
+//! Releases you can trust, end to end in the real systemd sandbox: the health gate rolls back a
+//! release that cannot import and one whose health path fails, rollback restores code and
+//! settings together, concurrent builds serialize on the app's lock, and relctl killed at any
+//! phase of a build leaves the old release serving. Needs root; fails (never skips) without it.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use common::env::{scratch_dir, show, stderr, Env, RELCTL, REPO};
+use serde_json::Value;
+
+/// A copy of the example app in a scratch dir (its manifest included), with `edit` applied.
+fn variant(name: &str, edit: impl FnOnce(&Path)) -> PathBuf {
+    let dir = scratch_dir(name);
+    let app = dir.join("medctrl");
+    let out = Command::new("cp").arg("-a").arg(format!("{REPO}/examples/medctrl")).arg(&app).output().unwrap();
+    assert!(out.status.success(), "cp: {}", show(&out));
+    let _ = std::fs::remove_dir_all(app.join(".venv"));
+    edit(&app);
+    app.join("relctl.toml")
+}
+
+fn append(path: &Path, text: &str) {
+    let mut s = std::fs::read_to_string(path).unwrap();
+    s.push_str(text);
+    std::fs::write(path, s).unwrap();
+}
+
+fn replace(path: &Path, from: &str, to: &str) {
+    let s = std::fs::read_to_string(path).unwrap();
+    assert!(s.contains(from), "{} has no {from:?}", path.display());
+    std::fs::write(path, s.replace(from, to)).unwrap();
+}
+
+impl Env {
+    fn build_with(&self, manifest: &Path, build: &str) -> Output {
+        self.relctl_with(manifest.to_str().unwrap(), &["build", build])
+    }
+
+    fn releases(&self, manifest: &Path, build: &str) -> Value {
+        let out = self.relctl_with(manifest.to_str().unwrap(), &["--json", "releases", build]);
+        assert!(out.status.success(), "{}", show(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn release_state(&self, manifest: &Path, build: &str, id: &str) -> String {
+        let doc = self.releases(manifest, build);
+        let r = doc["releases"].as_array().unwrap().iter().find(|r| r["id"] == id);
+        r.map(|r| r["state"].as_str().unwrap().to_string()).unwrap_or_else(|| format!("missing from {doc}"))
+    }
+}
+
+#[test]
+fn health_gate_rolls_back_bad_releases_and_rollback_restores_settings() {
+    let env = Env::boot();
+    let good = variant("good", |_| {});
+    let out = env.build_with(&good, "development");
+    assert!(out.status.success(), "{}\n{}", show(&out), env.journal_tail());
+    let r1 = env.get("development", "/")["release"].as_str().unwrap().to_string();
+    let pid1 = env.main_pid("development");
+
+    // -- a release whose code cannot import is rejected; r1 keeps answering -------------------
+    let broken = variant("broken-import", |app| append(&app.join("API/api_settings/wsgi.py"), "\nimport relctl_no_such_module  # noqa: only the server imports wsgi.py, so migrate passes\n"));
+    let out = env.build_with(&broken, "development");
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = stderr(&out);
+    let last = err.lines().last().unwrap();
+    assert!(last.contains("failed and is marked bad; switched back to") && last.contains(&r1), "{last}");
+    assert!(last.contains("medctrl@development.service"), "names the unit: {last}");
+    assert!(err.contains("relctl_no_such_module"), "the journal lines show why: {err}");
+    let bad_import = last.split("release ").nth(1).unwrap().split(' ').next().unwrap().to_string();
+    assert_eq!(env.get("development", "/")["release"], r1.as_str(), "the old release is serving again");
+    assert!(env.sb.is_active("medctrl@development.service"));
+    assert_eq!(env.sh("readlink /opt/medctrl/backend/development/current"), format!("releases/{r1}"));
+    assert_eq!(env.release_state(&good, "development", &bad_import), "bad");
+    let _ = pid1;
+
+    // -- a release whose health path answers 500 is rejected too -----------------------------
+    let sick = variant("health-500", |app| {
+        replace(&app.join("API/api_settings/views.py"), "return HttpResponse(\"ok\", content_type=\"text/plain\")", "return HttpResponse(\"database unreachable\", status=500)");
+        replace(&app.join("relctl.toml"), "timeout_s = 30", "timeout_s = 4");
+    });
+    let out = env.build_with(&sick, "development");
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let last = stderr(&out).lines().last().unwrap().to_string();
+    assert!(last.contains("health check GET /health") && last.contains("HTTP 500: database unreachable"), "{last}");
+    assert!(last.contains(&format!("switched back to {r1}")), "{last}");
+    assert_eq!(env.get("development", "/")["release"], r1.as_str());
+
+    // -- a good release with different settings, then rollback ------------------------------
+    let marked = variant("marked", |app| append(&app.join("deploy/settings.py.tera"), "\nRELCTL_MARK = \"three\"\n"));
+    let out = env.build_with(&marked, "development");
+    assert!(out.status.success(), "{}", show(&out));
+    let r3 = env.get("development", "/")["release"].as_str().unwrap().to_string();
+    assert_ne!(r3, r1);
+    let settings = "/opt/medctrl/backend/development/current/API/api_settings/settings/deploy_development.py";
+    assert!(env.sh(&format!("cat {settings}")).contains("RELCTL_MARK = \"three\""));
+    let doc = env.releases(&good, "development");
+    let states: Vec<(String, String)> = doc["releases"].as_array().unwrap().iter().map(|r| (r["id"].as_str().unwrap().into(), r["state"].as_str().unwrap().into())).collect();
+    assert_eq!(states.iter().filter(|(_, s)| s == "bad").count(), 2, "{states:?}");
+    assert!(states.contains(&(r1.clone(), "previous".into())) && states.contains(&(r3.clone(), "current".into())), "{states:?}");
+    let table = String::from_utf8_lossy(&env.relctl_with(good.to_str().unwrap(), &["releases", "development"]).stdout).into_owned();
+    assert!(table.starts_with("RELEASE") && table.contains("previous") && table.contains("bad"), "{table}");
+
+    let out = env.relctl_with(good.to_str().unwrap(), &["rollback", "development"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let back = env.get("development", "/");
+    assert_eq!(back["release"], r1.as_str(), "code and settings are r1's again (the release id comes from the settings file)");
+    assert!(!env.sh(&format!("cat {settings}")).contains("RELCTL_MARK"), "settings rolled back");
+    assert_eq!(env.release_state(&good, "development", &r3), "bad");
+    assert_eq!(env.release_state(&good, "development", &r1), "current");
+
+    // -- nothing left to roll back to ----------------------------------------------------------
+    let out = env.relctl_with(good.to_str().unwrap(), &["rollback", "development"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(stderr(&out).contains(&format!("has no good release older than {r1}")), "{}", stderr(&out));
+    // --to an explicit release (even one marked bad) works
+    let out = env.relctl_with(good.to_str().unwrap(), &["rollback", "development", "--to", &r3]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(env.get("development", "/")["release"], r3.as_str());
+    let out = env.relctl_with(good.to_str().unwrap(), &["rollback", "development", "--to", "20000101T000000Z"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("has no release 20000101T000000Z"), "{}", stderr(&out));
+}
+
+#[test]
+fn builds_serialize_and_a_killed_build_leaves_the_old_release_serving() {
+    let env = Env::boot();
+    let manifest = variant("locking", |_| {});
+    let m = manifest.to_str().unwrap();
+    let out = env.build_with(&manifest, "testing");
+    assert!(out.status.success(), "{}", show(&out));
+
+    // -- two builds at once: the second waits for the first, naming it ----------------------
+    let spawn = || env.sb.command(RELCTL).args(["-f", m, "build", "testing"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let first = spawn();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let nowait = env.relctl_with(m, &["--no-wait", "restart", "testing"]);
+    let second = spawn();
+    let (first, second) = (first.wait_with_output().unwrap(), second.wait_with_output().unwrap());
+    assert!(first.status.success() && second.status.success(), "{}\n{}", show(&first), show(&second));
+    let waited = stderr(&second);
+    assert!(waited.contains("relctl: waiting for the lock on medctrl, held by pid") && waited.contains("build testing`"), "{waited}");
+    assert_eq!(nowait.status.code(), Some(1), "{}", show(&nowait));
+    assert!(stderr(&nowait).starts_with("relctl: medctrl is locked by another relctl (pid "), "{}", stderr(&nowait));
+    let doc = env.releases(&manifest, "testing");
+    let releases = doc["releases"].as_array().unwrap();
+    assert_eq!(releases.len(), 3, "{doc}");
+    assert!(releases.iter().all(|r| r["state"] != "incomplete" && r["state"] != "bad"), "{doc}");
+
+    // -- kill -9 at every phase of a build: the live release keeps answering ------------------
+    let live = env.get("testing", "/")["release"].as_str().unwrap().to_string();
+    let live_pid = env.main_pid("testing");
+    // killed by someone else while a hook runs
+    let hooked = variant("killed-in-hook", |app| replace(&app.join("relctl.toml"), "build = [", "build = [\"kill -9 $PPID; sleep 1\", "));
+    let out = env.build_with(&hooked, "testing");
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&out.status), Some(9), "{}", show(&out));
+    assert_eq!(env.get("testing", "/")["release"], live.as_str());
+    // and at relctl's own failpoints, the last one right after the switch
+    for phase in ["stage", "render", "units", "switch"] {
+        let out = env.sb.command("env").args([&format!("RELCTL_FAILPOINT={phase}"), RELCTL, "-f", m, "build", "testing"]).output().unwrap();
+        assert_eq!(std::os::unix::process::ExitStatusExt::signal(&out.status), Some(9), "{phase}: {}", show(&out));
+        assert_eq!(env.get("testing", "/")["release"], live.as_str(), "killed at {phase}: the old release must keep serving");
+        assert_eq!(env.main_pid("testing"), live_pid, "killed at {phase}");
+    }
+    assert_ne!(env.sh("readlink /opt/medctrl/backend/testing/current"), format!("releases/{live}"), "killed right after the switch");
+
+    // -- the next build recovers and succeeds ---------------------------------------------------
+    let out = env.build_with(&manifest, "testing");
+    assert!(out.status.success(), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("recovered from an interrupted relctl: switched back from"), "{text}");
+    let now = env.get("testing", "/")["release"].as_str().unwrap().to_string();
+    assert_ne!(now, live);
+    let doc = env.releases(&manifest, "testing");
+    assert!(doc["releases"].as_array().unwrap().iter().all(|r| r["state"] != "incomplete"), "{doc}");
+    assert_eq!(env.sh("ls -A /opt/medctrl/backend/testing | sort | tr '\\n' ' '"), "current gunicorn.sock releases");
+}
