@@ -19,7 +19,7 @@ pub struct AppLock {
 /// Takes the app's lock. If another relctl holds it: with `wait`, tells `notify` who holds it
 /// and blocks until it is free; without, fails at once naming the holder.
 pub fn acquire(dir: &Path, app: &str, command: &str, wait: bool, notify: impl Fn(&str)) -> Result<AppLock> {
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    fs::create_dir_all(dir).with_context(|| format!("creating {} (relctl changes systemd units: run it as root)", dir.display()))?;
     let path = dir.join(format!("{app}.lock"));
     let mut file = OpenOptions::new()
         .read(true)

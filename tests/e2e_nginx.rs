@@ -159,4 +159,16 @@ systemctl start nginx"#
     let r = env.http(port, "/testapi/");
     assert_eq!(r.status, 403, "127.0.0.1 is not in the allow list: {}\n{}\n{}", r.body, env.sh(&format!("cat {SNIPPET}")), env.sh("journalctl -u nginx --no-pager | tail; ps -ef | grep [n]ginx"));
     assert_eq!(env.json(port, "/api/")["build"], "development", "other builds are not restricted");
+
+    // -- access control: basic auth ----------------------------------------------------------
+    env.sh("printf 'tester:{PLAIN}s3cret\\n' > /etc/nginx/medctrl-testing.htpasswd");
+    let guarded = manifest.replace("route = \"/testapi\"", "route = \"/testapi\"\nhtpasswd = \"/etc/nginx/medctrl-testing.htpasswd\"");
+    std::fs::write(&path, guarded).unwrap();
+    let out = env.relctl_with(path.to_str().unwrap(), &["nginx-snippet", "--output", SNIPPET, "--check", "--reload"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(env.http(port, "/testapi/").status, 401, "no credentials");
+    let with_auth = env.sh(&format!("curl -sS -u tester:s3cret http://127.0.0.1:{port}/testapi/"));
+    assert_eq!(serde_json::from_str::<Value>(&with_auth).unwrap()["build"], "testing", "{with_auth}");
+    let wrong = env.sh(&format!("curl -sS -o /dev/null -w '%{{http_code}}' -u tester:wrong http://127.0.0.1:{port}/testapi/"));
+    assert_eq!(wrong, "401");
 }
