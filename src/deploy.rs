@@ -93,7 +93,7 @@ pub fn build(plan: &BuildPlan, systemd: &Systemd, report: &mut Report) -> Result
             id: plan.release.clone(),
             app: plan.app.layout.app.clone(),
             build: b.build.clone(),
-            created: jiff::Timestamp::now().to_string(),
+            created: jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
             git: store::git_label(plan.git.as_ref()),
         };
         store::mark_complete(&plan.release_dir, &meta)
@@ -211,8 +211,10 @@ fn go_live(
                 None => cause.context(format!("release {to} of build {} failed and is marked bad; there is no previous release to switch back to", b.build)),
                 Some(prev) => {
                     report.warn(format!("relctl: release {to} failed: {}; switching back to {prev}", crate::error::one_line(&cause)));
+                    let t = Instant::now();
                     let back = switch(app, b, systemd, prev).and_then(|_| {
                         systemd.run_job(JobKind::Restart, &b.service_unit)?;
+                        report.step("back", t, format!("current -> releases/{prev}, {} restarted", b.service_unit));
                         verify(app, b, systemd, report)
                     });
                     match back {

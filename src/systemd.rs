@@ -150,7 +150,7 @@ impl Systemd {
         .map_err(|e| dbus_error(e, &format!("{} {unit}", kind.verb())))?;
         let result = jobs.wait(&job, unit)?;
         if result != "done" {
-            bail!("{} of {unit} failed: job result '{result}'{}", kind.verb(), hint_for(&result));
+            bail!("{} of {unit} failed: job result '{result}'{}", kind.verb(), hint_for(&result, unit));
         }
         Ok(())
     }
@@ -256,13 +256,13 @@ impl JobWatch {
     }
 }
 
-fn hint_for(result: &str) -> &'static str {
+fn hint_for(result: &str, unit: &str) -> String {
     match result {
-        "failed" => " (see: journalctl -u <unit>)",
-        "timeout" => " (the unit did not finish starting in time)",
-        "dependency" => " (a unit it requires failed, e.g. its socket)",
-        "canceled" => " (another job replaced it)",
-        _ => "",
+        "failed" => format!(" (see: journalctl -u {unit})"),
+        "timeout" => " (the unit did not finish starting in time)".into(),
+        "dependency" => " (a unit it requires failed, e.g. its socket)".into(),
+        "canceled" => " (another job replaced it)".into(),
+        _ => String::new(),
     }
 }
 
