@@ -37,6 +37,7 @@ fn meta_dir(release_dir: &Path) -> PathBuf {
 /// Marks a release complete.
 pub fn mark_complete(release_dir: &Path, meta: &ReleaseMeta) -> Result<()> {
     let json = serde_json::to_vec_pretty(meta).expect("metadata serializes");
+    layout::ensure_dir(&meta_dir(release_dir))?;
     layout::write_atomic(&meta_dir(release_dir).join(META_FILE), &json, 0o644, None).map(|_| ())
 }
 
@@ -47,6 +48,7 @@ pub fn read_meta(release_dir: &Path) -> Option<ReleaseMeta> {
 
 /// Marks a release bad, with the reason.
 pub fn mark_bad(release_dir: &Path, reason: &str) -> Result<()> {
+    layout::ensure_dir(&meta_dir(release_dir))?;
     layout::write_atomic(&meta_dir(release_dir).join(BAD_FILE), format!("{reason}\n").as_bytes(), 0o644, None).map(|_| ())
 }
 
@@ -110,4 +112,50 @@ pub fn prune(build: &BuildLayout, keep: usize) -> Result<Vec<String>> {
 
 pub fn remove(dir: &Path) -> Result<()> {
     fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::{AppLayout, UNIT_DIR};
+
+    fn build_with(ids: &[(&str, bool)], current: &str) -> (BuildLayout, PathBuf) {
+        let root = std::env::temp_dir().join(format!("relctl-store-{}-{}", std::process::id(), ids.len()));
+        let _ = fs::remove_dir_all(&root);
+        let app = AppLayout { app: "a".into(), component: "c".into(), root: root.clone(), unit_dir: UNIT_DIR.into(), socket_name: "s".into() };
+        let b = app.build("dev");
+        for (id, complete) in ids {
+            let dir = b.release_dir(id);
+            fs::create_dir_all(&dir).unwrap();
+            if *complete {
+                let meta = ReleaseMeta { id: id.to_string(), app: "a".into(), build: "dev".into(), created: "now".into(), git: None };
+                mark_complete(&dir, &meta).unwrap();
+            }
+        }
+        crate::layout::switch_symlink(&b.current, &Path::new("releases").join(current)).unwrap();
+        (b, root)
+    }
+
+    fn ids(b: &BuildLayout) -> Vec<String> {
+        list(b).unwrap().into_iter().map(|r| r.id).collect()
+    }
+
+    #[test]
+    fn prune_keeps_the_newest_and_always_the_current() {
+        let (b, root) = build_with(&[("r1", true), ("r2", true), ("r3", true), ("r4", true)], "r1");
+        assert_eq!(prune(&b, 2).unwrap(), ["r2"]);
+        assert_eq!(ids(&b), ["r1", "r3", "r4"]);
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn incomplete_releases_are_removed_but_never_the_current_one() {
+        let (b, root) = build_with(&[("r1", true), ("r2", false), ("r3", false)], "r3");
+        assert_eq!(remove_incomplete(&b).unwrap(), ["r2"]);
+        assert_eq!(ids(&b), ["r1", "r3"]);
+        mark_bad(&b.release_dir("r1"), "health check failed").unwrap();
+        let r1 = &list(&b).unwrap()[0];
+        assert_eq!((r1.complete, r1.bad.as_deref()), (true, Some("health check failed")));
+        fs::remove_dir_all(root).unwrap();
+    }
 }

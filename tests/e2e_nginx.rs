@@ -126,6 +126,26 @@ systemctl start nginx"#
     let root = env.json(port2, "/anything/here?x=y");
     assert_eq!((root["build"].as_str(), root["path"].as_str(), root["query"].as_str()), (Some("root"), Some("/anything/here"), Some("x=y")));
 
+    // -- under load through nginx, restarts and a build drop no request ----------------------
+    let wrk = std::process::Command::new("wrk")
+        .stdout(std::process::Stdio::piped())
+        .args(["-t2", "-c8", "-d40s", "--timeout", "10s", &format!("http://127.0.0.1:{port}/api/x")])
+        .spawn();
+    let started = std::time::Instant::now();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    env.ok(&["build", "development"]);
+    for _ in 0..3 {
+        env.ok(&["restart", "development"]);
+    }
+    assert!(started.elapsed().as_secs() < 38, "the build and restarts took longer than the load ran; nothing proven");
+    let wrk = wrk.and_then(|c| c.wait_with_output());
+    let wrk = wrk.expect("wrk runs (apt-get install wrk; .ci/run installs it)");
+    let report = String::from_utf8_lossy(&wrk.stdout).into_owned();
+    assert!(wrk.status.success(), "{report}");
+    let requests: u64 = report.split(" requests in").next().unwrap().rsplit(' ').next().unwrap().trim().parse().unwrap();
+    assert!(requests > 100, "{report}");
+    assert!(!report.contains("Non-2xx") && !report.contains("Socket errors"), "requests failed during restarts:\n{report}");
+
     // -- a snippet nginx rejects is refused by --check; the old file stays -------------------
     let before = env.sh(&format!("cat {SNIPPET}"));
     let dir = common::env::scratch_dir("nginx-broken");
