@@ -18,6 +18,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::layout;
+use crate::systemd::{JobKind, Systemd};
 
 pub const PROXY_PARAMS: &str = "/etc/nginx/proxy_params";
 
@@ -171,6 +172,35 @@ fn nginx_binary() -> Result<PathBuf> {
     which::which("nginx")
         .or_else(|_| which::which_in("nginx", Some("/usr/sbin:/usr/local/sbin:/usr/local/nginx/sbin"), "/"))
         .context("nginx not found in PATH or /usr/sbin (install it, e.g. apt-get install nginx)")
+}
+
+/// Reloads nginx — over D-Bus when nginx.service is an active systemd unit, else with
+/// `nginx -s reload` — and waits until its master has started new workers, i.e. until the new
+/// configuration is live (a master that rejects it keeps its old workers).
+pub fn reload() -> Result<()> {
+    let systemd = Systemd::connect().ok();
+    let unit = match &systemd {
+        Some(s) => Some(s.unit_state("nginx.service")?).filter(|u| u.load_state == "loaded" && u.is_active()),
+        None => None,
+    };
+    let master = match &unit {
+        Some(u) => u.main_pid,
+        None => std::fs::read_to_string("/run/nginx.pid").ok().and_then(|p| p.trim().parse().ok()).unwrap_or(0),
+    };
+    let old_workers = workers(master);
+    match (&systemd, &unit) {
+        (Some(s), Some(_)) => s.run_job(JobKind::Reload, "nginx.service")?,
+        _ => {
+            let out = std::process::Command::new("nginx").args(["-s", "reload"]).output().context("running nginx -s reload")?;
+            if !out.status.success() {
+                bail!("nginx -s reload failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+            }
+        }
+    }
+    if master != 0 {
+        wait_for_new_workers(master, &old_workers, std::time::Duration::from_secs(10))?;
+    }
+    Ok(())
 }
 
 /// The worker processes of the nginx master `pid` (its children).
