@@ -13,7 +13,8 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::health;
-use crate::hooks::{self, HookFailed, RunAs};
+use crate::hooks::{self, HookFailed};
+use crate::users::{self, RunAs};
 use crate::layout::{self, BuildLayout, RELEASE_META_DIR};
 use crate::plan::{AppPlan, BuildPlan};
 use crate::render;
@@ -52,7 +53,7 @@ pub fn failpoint(name: &str) {
 pub fn build(plan: &BuildPlan, systemd: &Systemd, report: &mut Report) -> Result<BuildResult> {
     let b = &plan.build;
     let t = Instant::now();
-    let (user, created) = hooks::ensure_system_user(&plan.app.user)?;
+    let (user, created) = users::ensure_system_user(&plan.app.user)?;
     setup_dirs(plan, &user)?;
     let recovered = recover(&plan.app, b, systemd, report)?;
     let cleaned = store::remove_incomplete(b)?;
@@ -241,7 +242,7 @@ fn switch(app: &AppPlan, b: &BuildLayout, systemd: &Systemd, release: &str) -> R
 
 /// Writes (or removes) the build's drop-in; returns whether it changed.
 fn apply_dropin(app: &AppPlan, b: &BuildLayout, contents: Option<&str>) -> Result<bool> {
-    let path = app.layout.dropin_dir(&b.build).join("50-relctl.conf");
+    let path = app.layout.dropin_file(&b.build);
     match contents {
         Some(c) => {
             layout::ensure_dir(path.parent().unwrap())?;

@@ -72,9 +72,9 @@ impl AppLayout {
         }
     }
 
-    /// The per-build drop-in directory for the service.
-    pub fn dropin_dir(&self, build: &str) -> PathBuf {
-        self.unit_dir.join(format!("{}@{}.service.d", self.app, build))
+    /// The per-build drop-in relctl writes for the service.
+    pub fn dropin_file(&self, build: &str) -> PathBuf {
+        self.unit_dir.join(format!("{}@{}.service.d", self.app, build)).join("50-relctl.conf")
     }
 }
 
@@ -204,7 +204,7 @@ mod tests {
         assert_eq!(b.current, Path::new("/opt/medctrl/backend/development/current"));
         assert_eq!(b.state_dir, Path::new("/var/lib/medctrl/backend/development"));
         assert_eq!(b.service_unit, "medctrl@development.service");
-        assert_eq!(app.dropin_dir("development"), Path::new("/etc/systemd/system/medctrl@development.service.d"));
+        assert_eq!(app.dropin_file("development"), Path::new("/etc/systemd/system/medctrl@development.service.d/50-relctl.conf"));
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod report;
 pub mod stage;
 pub mod store;
 pub mod systemd;
+pub mod users;
 
 use std::process::ExitCode;
 

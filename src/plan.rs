@@ -278,7 +278,7 @@ pub fn build(app: &AppPlan, loaded: &Loaded, name: &str, now: jiff::Timestamp) -
         .chain(m.hooks.release.iter().map(|c| Hook { stage: "release", command: c.clone() }))
         .collect();
 
-    let dropin_path = app.layout.dropin_dir(name).join("50-relctl.conf");
+    let dropin_path = app.layout.dropin_file(name);
     let dropin = secrets_file.as_ref().map(|p| UnitFile {
         path: dropin_path.clone(),
         contents: format!(
