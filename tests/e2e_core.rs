@@ -169,4 +169,24 @@ fn failing_hook_and_bad_template_leave_the_live_build_alone() {
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert_eq!(stderr(&out).trim(), format!("relctl: {}:2: undefined variable `vars.nope` (template variables: app, component, build, release, root, build_dir, release_dir, current, socket, state_dir, vars.*, secrets.*)", template.display()));
     assert_unchanged(&before, &env.snapshot(), "a bad template");
+
+    // -- secrets: refused when world-readable; else given to hooks and service, never shown ----
+    let secret = "hunter2-do-not-print";
+    env.sh(&format!("mkdir -p /etc/relctl/medctrl && printf 'SECRET_KEY={secret}\\n' > /etc/relctl/medctrl/testing.env && chmod 0644 /etc/relctl/medctrl/testing.env"));
+    let with_secrets = manifest
+        .replace("route = \"/testapi\"", "route = \"/testapi\"\nsecrets = \"/etc/relctl/medctrl/testing.env\"")
+        .replace("release = [", "release = [\"test -n \\\"$SECRET_KEY\\\"\", ");
+    std::fs::write(&path, &with_secrets).unwrap();
+    let out = env.relctl_with(path.to_str().unwrap(), &["build", "testing"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert_eq!(stderr(&out).trim(), "relctl: secrets file /etc/relctl/medctrl/testing.env of build testing is world-readable (mode 0644); run: chmod o-rwx /etc/relctl/medctrl/testing.env");
+    assert_unchanged(&before, &env.snapshot(), "a world-readable secrets file");
+    env.sh("chmod 0640 /etc/relctl/medctrl/testing.env");
+    let out = env.relctl_with(path.to_str().unwrap(), &["-v", "build", "testing"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(!show(&out).contains(secret), "relctl printed a secret: {}", show(&out));
+    let pid = env.main_pid("testing");
+    assert!(env.sh(&format!("tr '\\0' '\\n' < /proc/{pid}/environ")).contains(&format!("SECRET_KEY={secret}")), "the service gets its secrets");
+    assert_eq!(env.sh(&format!("grep -rl {secret} /etc/systemd/system /opt/medctrl || true")), "", "no secret in unit files or releases");
+    assert_eq!(env.sh("cat /etc/systemd/system/medctrl@testing.service.d/50-relctl.conf | grep EnvironmentFile"), "EnvironmentFile=/etc/relctl/medctrl/testing.env");
 }
