@@ -98,6 +98,14 @@ pub enum Command {
     /// release, so they go back together.
     Rollback(RollbackArgs),
 
+    /// Reload BUILD gracefully: systemd's reload (SIGHUP to gunicorn) and wait for the job, verify.
+    ///
+    /// gunicorn starts new workers and retires the old ones once they finish their requests; the
+    /// main process, its release and environment stay as they are (with --preload, the app code
+    /// too). Nothing stops serving, so use it to refresh workers; use `restart` for a new process
+    /// and `build` for new code.
+    Reload(BuildArg),
+
     /// Show every declared build (or only BUILD): state, release, since, main PID, route.
     ///
     /// Exits 3 when a listed build is not active.

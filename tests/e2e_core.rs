@@ -80,6 +80,14 @@ fn build_two_builds_restart_stop_status_and_rebuild() {
     assert_eq!(env.sh("stat -c %i /opt/medctrl/backend/testing/gunicorn.sock"), sock_inode, "the socket was kept open");
     assert_eq!(env.get("testing", "/")["build"], "testing");
 
+    // -- reload: gunicorn's graceful reload keeps the main process, replaces the workers -------
+    let testing_pid = env.main_pid("testing");
+    let workers = env.sh(&format!("cat /proc/{testing_pid}/task/*/children"));
+    env.ok(&["reload", "testing"]);
+    assert_eq!(env.main_pid("testing"), testing_pid, "reload keeps the main process");
+    assert_ne!(env.sh(&format!("cat /proc/{testing_pid}/task/*/children")), workers, "reload replaced the workers");
+    assert_eq!(env.get("testing", "/")["build"], "testing");
+
     // -- stop / start, status exit codes ------------------------------------------------------
     env.ok(&["stop", "testing"]);
     assert!(!env.sb.is_active("medctrl@testing.service") && !env.sb.is_active("medctrl@testing.socket"));

@@ -65,6 +65,15 @@ pub fn restart(loaded: &Loaded, build: Option<&str>, g: &GlobalArgs, report: &mu
     finish(&app, &b, &systemd, report)
 }
 
+pub fn reload(loaded: &Loaded, build: &str, g: &GlobalArgs, report: &mut Report) -> Result<Outcome> {
+    let (app, b, systemd, _lock) = prepare(loaded, Some(build), g, report)?;
+    let b = b.unwrap();
+    let t = Instant::now();
+    systemd.run_job(JobKind::Reload, &b.service_unit)?;
+    report.step("reload", t, format!("{} done", b.service_unit));
+    finish(&app, &b, &systemd, report)
+}
+
 fn finish(app: &AppPlan, b: &BuildLayout, systemd: &Systemd, report: &mut Report) -> Result<Outcome> {
     let (unit, health) = deploy::verify(app, b, systemd, report)?;
     report.json(&serde_json::json!({ "build": b.build, "unit": unit, "health": health, "steps": report.steps() }));

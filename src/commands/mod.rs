@@ -23,6 +23,7 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
         Command::Start(a) => control::start(&load(g)?, &a.build, g, &mut report(g)),
         Command::Stop(a) => control::stop(&load(g)?, &a.build, g, &mut report(g)),
         Command::Restart(a) => control::restart(&load(g)?, a.build.as_deref(), g, &mut report(g)),
+        Command::Reload(a) => control::reload(&load(g)?, &a.build, g, &mut report(g)),
         Command::Releases(a) => releases::list(&load(g)?, &a.build, &report(g)),
         Command::Rollback(a) => releases::rollback(&load(g)?, &a, g, &mut report(g)),
         Command::Status(a) => status::run(&load(g)?, a.build.as_deref(), &report(g)),
