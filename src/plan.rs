@@ -507,6 +507,23 @@ route = "/api"
     }
 
     #[test]
+    fn builtin_django_template_renders_and_names_what_it_needs() {
+        let text = EXAMPLE.replace("template = \"deploy/settings.py.tera\"", "template = \"builtin:django\"");
+        let l = loaded(&text);
+        let a = app(&l).unwrap();
+        let err = build(&a, &l, "development", now()).unwrap_err().to_string();
+        assert!(err.starts_with("builtin:django:") && err.contains("undefined variable `vars.settings_module`"), "{err}");
+        let l = loaded(&format!("{text}\n[vars]\nsettings_module = \"api_settings.settings.common\"\n"));
+        let p = build(&a, &l, "development", now()).unwrap();
+        let c = &p.settings.unwrap().contents;
+        assert!(c.contains("from api_settings.settings.common import *"), "{c}");
+        assert!(c.contains("RELCTL_BUILD = \"development\"") && c.contains("DEBUG = False"), "{c}");
+        assert!(c.contains("\"NAME\": \"/var/lib/medctrl/backend/development/db.sqlite3\""), "{c}");
+        let l = loaded(&text.replace("template = \"builtin:django\"", "template = \"builtin:flask\""));
+        assert!(build(&a, &l, "development", now()).unwrap_err().to_string().contains("builtins: builtin:django"));
+    }
+
+    #[test]
     fn world_readable_secrets_are_refused_and_values_never_described() {
         let l = loaded(&EXAMPLE.replace("route = \"/api\"", "route = \"/api\"\nsecrets = \"dev.env\""));
         let f = l.dir.join("dev.env");
