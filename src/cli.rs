@@ -49,8 +49,8 @@ pub struct GlobalArgs {
     #[arg(short, long, global = true)]
     pub verbose: bool,
 
-    /// When another relctl is changing the same app (build, rollback, start, stop, restart), fail
-    /// at once instead of waiting for it.
+    /// When another relctl is changing the same app (build, rollback, start, stop, restart, reload),
+    /// fail at once instead of waiting for it.
     #[arg(long, global = true)]
     pub no_wait: bool,
 }
