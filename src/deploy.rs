@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::health;
 use crate::hooks::{self, HookFailed};
 use crate::users::{self, RunAs};
-use crate::layout::{self, BuildLayout, RELEASE_META_DIR};
+use crate::layout::{self, BuildLayout};
 use crate::plan::{AppPlan, BuildPlan};
 use crate::render;
 use crate::report::Report;
@@ -161,10 +161,7 @@ pub fn rollback(app: &AppPlan, b: &BuildLayout, to: Option<&str>, systemd: &Syst
             }
             r.id.clone()
         }
-        None => releases
-            .iter()
-            .rev()
-            .find(|r| r.complete && r.bad.is_none() && r.id < current)
+        None => store::previous(&releases, &current)
             .map(|r| r.id.clone())
             .with_context(|| format!("build {} has no good release older than {current} to roll back to (see relctl releases {})", b.build, b.build))?,
     };
@@ -233,7 +230,7 @@ fn go_live(
 /// Points `current` at `release` and installs the drop-in recorded with that release.
 fn switch(app: &AppPlan, b: &BuildLayout, systemd: &Systemd, release: &str) -> Result<()> {
     layout::switch_symlink(&b.current, &Path::new("releases").join(release))?;
-    let recorded = fs::read_to_string(b.release_dir(release).join(RELEASE_META_DIR).join("dropin.conf")).ok();
+    let recorded = store::recorded_dropin(&b.release_dir(release));
     if apply_dropin(app, b, recorded.as_deref())? {
         systemd.reload()?;
     }
@@ -301,7 +298,7 @@ fn write_release_files(plan: &BuildPlan, user: &RunAs) -> Result<String> {
     layout::write_atomic(&meta.join("environment"), render::env_file(&plan.environment).as_bytes(), 0o644, None)?;
     layout::write_atomic(&meta.join("start"), plan.start_script.as_bytes(), 0o755, None)?;
     if let Some(d) = &plan.dropin {
-        layout::write_atomic(&meta.join("dropin.conf"), d.contents.as_bytes(), 0o644, None)?;
+        layout::write_atomic(&meta.join(store::DROPIN_FILE), d.contents.as_bytes(), 0o644, None)?;
     }
     let Some(settings) = &plan.settings else {
         return Ok("environment, start script".into());

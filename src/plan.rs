@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::error::UsageError;
 use crate::hooks::Hook;
-use crate::layout::{self, AppLayout, BuildLayout, GitRevision, RELEASE_META_DIR};
+use crate::layout::{self, AppLayout, BuildLayout, GitRevision};
 use crate::manifest::Loaded;
 use crate::render::{self, TemplateContext};
 use crate::stage::CopySpec;
@@ -29,7 +29,6 @@ pub struct AppPlan {
     pub manifest: PathBuf,
     pub layout: AppLayout,
     pub user: String,
-    pub socket_group: String,
     /// `<app>@.service`, `<app>@.socket`, `<app>.target`, rendered.
     pub units: Vec<UnitFile>,
     pub health: Option<HealthPlan>,
@@ -143,7 +142,6 @@ pub fn app(loaded: &Loaded) -> Result<AppPlan> {
         manifest: loaded.path.clone(),
         layout,
         user,
-        socket_group: m.service.socket_group.clone(),
         units,
         health: m.health.as_ref().map(|h| HealthPlan { path: h.path.clone(), timeout_s: h.timeout_s }),
         probation_s: m.health.as_ref().map_or(crate::manifest::default_probation(), |h| h.probation_s),
@@ -370,7 +368,7 @@ impl BuildPlan {
     }
 
     pub fn meta_dir(&self) -> PathBuf {
-        self.release_dir.join(RELEASE_META_DIR)
+        crate::store::meta_dir(&self.release_dir)
     }
 
     /// The plan as text for `--dry-run`.

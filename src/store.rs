@@ -21,6 +21,7 @@ pub struct ReleaseMeta {
 
 const META_FILE: &str = "release.json";
 const BAD_FILE: &str = "bad";
+pub const DROPIN_FILE: &str = "dropin.conf";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Release {
@@ -30,7 +31,8 @@ pub struct Release {
     pub bad: Option<String>,
 }
 
-fn meta_dir(release_dir: &Path) -> PathBuf {
+/// relctl's own files inside a release: metadata, environment, start script, drop-in copy.
+pub fn meta_dir(release_dir: &Path) -> PathBuf {
     release_dir.join(RELEASE_META_DIR)
 }
 
@@ -44,6 +46,16 @@ pub fn mark_complete(release_dir: &Path, meta: &ReleaseMeta) -> Result<()> {
 /// The metadata of a complete release.
 pub fn read_meta(release_dir: &Path) -> Option<ReleaseMeta> {
     serde_json::from_slice(&fs::read(meta_dir(release_dir).join(META_FILE)).ok()?).ok()
+}
+
+/// The build's drop-in as recorded with a release (None: the release needs none).
+pub fn recorded_dropin(release_dir: &Path) -> Option<String> {
+    fs::read_to_string(meta_dir(release_dir).join(DROPIN_FILE)).ok()
+}
+
+/// The newest good (complete, not bad) release older than `current`: what rollback returns to.
+pub fn previous<'a>(releases: &'a [Release], current: &str) -> Option<&'a Release> {
+    releases.iter().rev().find(|r| r.complete && r.bad.is_none() && r.id.as_str() < current)
 }
 
 /// Marks a release bad, with the reason.

@@ -28,11 +28,7 @@ pub fn list(loaded: &Loaded, build: &str, report: &Report) -> Result<Outcome> {
     let b = app.layout.build(build);
     let current = b.current_release();
     let releases = store::list(&b)?;
-    let previous = releases
-        .iter()
-        .rev()
-        .find(|r| r.complete && r.bad.is_none() && current.as_ref().is_some_and(|c| r.id < *c))
-        .map(|r| r.id.clone());
+    let previous = current.as_deref().and_then(|c| store::previous(&releases, c)).map(|r| r.id.clone());
     let rows: Vec<Row> = releases
         .iter()
         .map(|r| {
