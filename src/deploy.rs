@@ -14,13 +14,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::health;
 use crate::hooks::{self, HookFailed};
-use crate::users::{self, RunAs};
 use crate::layout::{self, BuildLayout};
 use crate::plan::{AppPlan, BuildPlan};
 use crate::render;
 use crate::report::Report;
 use crate::store::{self, ReleaseMeta};
 use crate::systemd::{JobKind, Systemd, UnitState};
+use crate::users::{self, RunAs};
 
 #[derive(Debug, Serialize)]
 pub struct BuildResult {
@@ -37,7 +37,9 @@ pub struct BuildResult {
 /// relctl writes /opt, /etc/systemd/system and talks to systemd: it needs root.
 pub fn require_root(what: &str) -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
-        bail!("{what} needs root (it writes /opt, /etc/systemd/system and asks systemd to start units); run it with sudo");
+        bail!(
+            "{what} needs root (it writes /opt, /etc/systemd/system and asks systemd to start units); run it with sudo"
+        );
     }
     Ok(())
 }
@@ -57,7 +59,8 @@ pub fn build(plan: &BuildPlan, systemd: &Systemd, report: &mut Report) -> Result
     setup_dirs(plan, &user)?;
     let recovered = recover(&plan.app, b, systemd, report)?;
     let cleaned = store::remove_incomplete(b)?;
-    let mut detail = format!("user {}{}, {}", user.user, if created { " (created)" } else { "" }, b.build_dir.display());
+    let mut detail =
+        format!("user {}{}, {}", user.user, if created { " (created)" } else { "" }, b.build_dir.display());
     if let Some(r) = recovered {
         detail.push_str(&format!(", {r}"));
     }
@@ -71,7 +74,11 @@ pub fn build(plan: &BuildPlan, systemd: &Systemd, report: &mut Report) -> Result
         let t = Instant::now();
         let stats = plan.copy.copy_into(&plan.release_dir)?;
         failpoint("stage");
-        report.step("stage", t, format!("{} files, {} KiB -> {}", stats.files, stats.bytes / 1024, plan.release_dir.display()));
+        report.step(
+            "stage",
+            t,
+            format!("{} files, {} KiB -> {}", stats.files, stats.bytes / 1024, plan.release_dir.display()),
+        );
 
         let t = Instant::now();
         let rendered = write_release_files(plan, &user)?;
@@ -101,7 +108,10 @@ pub fn build(plan: &BuildPlan, systemd: &Systemd, report: &mut Report) -> Result
     })();
     if let Err(e) = staged {
         let _ = store::remove(&plan.release_dir);
-        return Err(e.context(format!("build {} aborted before the switch; release {} removed, nothing live changed", b.build, plan.release)));
+        return Err(e.context(format!(
+            "build {} aborted before the switch; release {} removed, nothing live changed",
+            b.build, plan.release
+        )));
     }
 
     let t = Instant::now();
@@ -140,12 +150,20 @@ pub struct RollbackResult {
 
 /// Switches BUILD back to `to` (default: the newest good release older than current), restarts
 /// and verifies it, and marks the release it left as bad.
-pub fn rollback(app: &AppPlan, b: &BuildLayout, to: Option<&str>, systemd: &Systemd, report: &mut Report) -> Result<RollbackResult> {
+pub fn rollback(
+    app: &AppPlan,
+    b: &BuildLayout,
+    to: Option<&str>,
+    systemd: &Systemd,
+    report: &mut Report,
+) -> Result<RollbackResult> {
     let t = Instant::now();
     if let Some(r) = recover(app, b, systemd, report)? {
         report.step("recover", t, r);
     }
-    let current = b.current_release().with_context(|| format!("build {} has no current release: nothing to roll back", b.build))?;
+    let current = b
+        .current_release()
+        .with_context(|| format!("build {} has no current release: nothing to roll back", b.build))?;
     let releases = store::list(b)?;
     let target = match to {
         Some(id) => {
@@ -154,16 +172,22 @@ pub fn rollback(app: &AppPlan, b: &BuildLayout, to: Option<&str>, systemd: &Syst
                 format!("build {} has no release {id}; its releases: {}", b.build, ids.join(", "))
             })?;
             if !r.complete {
-                bail!("release {id} of build {} is incomplete (its build never finished); cannot roll back to it", b.build);
+                bail!(
+                    "release {id} of build {} is incomplete (its build never finished); cannot roll back to it",
+                    b.build
+                );
             }
             if r.id == current {
                 bail!("release {id} is already current for build {}", b.build);
             }
             r.id.clone()
         }
-        None => store::previous(&releases, &current)
-            .map(|r| r.id.clone())
-            .with_context(|| format!("build {} has no good release older than {current} to roll back to (see relctl releases {})", b.build, b.build))?,
+        None => store::previous(&releases, &current).map(|r| r.id.clone()).with_context(|| {
+            format!(
+                "build {} has no good release older than {current} to roll back to (see relctl releases {})",
+                b.build, b.build
+            )
+        })?,
     };
     let (unit, health) = go_live(app, b, systemd, &target, Some(&current), report)?;
     store::mark_bad(&b.release_dir(&current), &format!("rolled back to {target}"))?;
@@ -197,7 +221,11 @@ fn go_live(
     layout::write_atomic(&pending_path(b), &serde_json::to_vec(&pending)?, 0o644, None)?;
     switch(app, b, systemd, to)?;
     failpoint("switch");
-    report.step("switch", t, format!("current -> releases/{to}{}", from.map(|p| format!(" (was {p})")).unwrap_or_default()));
+    report.step(
+        "switch",
+        t,
+        format!("current -> releases/{to}{}", from.map(|p| format!(" (was {p})")).unwrap_or_default()),
+    );
 
     let verified = start_and_verify(app, b, systemd, report);
     let outcome = match verified {
@@ -206,9 +234,15 @@ fn go_live(
             report.warn(diagnose(systemd, &b.service_unit));
             let _ = store::mark_bad(&b.release_dir(to), &crate::error::one_line(&cause));
             Err(match from {
-                None => cause.context(format!("release {to} of build {} failed and is marked bad; there is no previous release to switch back to", b.build)),
+                None => cause.context(format!(
+                    "release {to} of build {} failed and is marked bad; there is no previous release to switch back to",
+                    b.build
+                )),
                 Some(prev) => {
-                    report.warn(format!("relctl: release {to} failed: {}; switching back to {prev}", crate::error::one_line(&cause)));
+                    report.warn(format!(
+                        "relctl: release {to} failed: {}; switching back to {prev}",
+                        crate::error::one_line(&cause)
+                    ));
                     let t = Instant::now();
                     let back = switch(app, b, systemd, prev).and_then(|_| {
                         systemd.run_job(JobKind::Restart, &b.service_unit)?;
@@ -265,7 +299,10 @@ fn recover(app: &AppPlan, b: &BuildLayout, systemd: &Systemd, report: &Report) -
     let _ = store::mark_bad(&b.release_dir(&p.to), "its build was interrupted after the switch, before verification");
     let Some(from) = p.from.filter(|f| b.release_dir(f).is_dir()) else {
         fs::remove_file(&path)?;
-        return Ok(Some(format!("release {} was left unverified by an interrupted relctl (pid {}); marked bad", p.to, p.pid)));
+        return Ok(Some(format!(
+            "release {} was left unverified by an interrupted relctl (pid {}); marked bad",
+            p.to, p.pid
+        )));
     };
     report.warn(format!("relctl: an interrupted relctl (pid {}) left build {} switched to unverified release {}; switching back to {from}", p.pid, b.build, p.to));
     switch(app, b, systemd, &from)?;
@@ -332,7 +369,12 @@ fn install_units(plan: &BuildPlan, systemd: &Systemd) -> Result<String> {
 }
 
 /// Starts the socket, starts or restarts the service, waits for the jobs, then verifies.
-pub fn start_and_verify(app: &AppPlan, b: &BuildLayout, systemd: &Systemd, report: &mut Report) -> Result<(UnitState, Option<health::Response>)> {
+pub fn start_and_verify(
+    app: &AppPlan,
+    b: &BuildLayout,
+    systemd: &Systemd,
+    report: &mut Report,
+) -> Result<(UnitState, Option<health::Response>)> {
     let t = Instant::now();
     systemd.run_job(JobKind::Start, &b.socket_unit)?;
     let before = systemd.unit_state(&b.service_unit)?;
@@ -349,12 +391,22 @@ pub fn start_and_verify(app: &AppPlan, b: &BuildLayout, systemd: &Systemd, repor
 
 /// The unit must be active, answer 2xx/3xx on the health path (with `[health]`), and stay up
 /// through the probation window: same main PID, no automatic restarts.
-pub fn verify(app: &AppPlan, b: &BuildLayout, systemd: &Systemd, report: &mut Report) -> Result<(UnitState, Option<health::Response>)> {
+pub fn verify(
+    app: &AppPlan,
+    b: &BuildLayout,
+    systemd: &Systemd,
+    report: &mut Report,
+) -> Result<(UnitState, Option<health::Response>)> {
     let t = Instant::now();
     let unit = &b.service_unit;
     let first = systemd.unit_state(unit)?;
     if !first.is_active() {
-        bail!("{unit} is {} ({}) after its job finished, result '{}'", first.active_state, first.sub_state, first.result);
+        bail!(
+            "{unit} is {} ({}) after its job finished, result '{}'",
+            first.active_state,
+            first.sub_state,
+            first.result
+        );
     }
     let health = match &app.health {
         Some(h) => Some(health::wait_healthy(&b.socket, &h.path, Duration::from_secs(h.timeout_s))?),
@@ -371,7 +423,10 @@ pub fn verify(app: &AppPlan, b: &BuildLayout, systemd: &Systemd, report: &mut Re
         );
     }
     let detail = match (&health, &app.health) {
-        (Some(r), Some(h)) => format!("{unit} active, main PID {}; GET {} -> {}; stable for {}s", state.main_pid, h.path, r.status, app.probation_s),
+        (Some(r), Some(h)) => format!(
+            "{unit} active, main PID {}; GET {} -> {}; stable for {}s",
+            state.main_pid, h.path, r.status, app.probation_s
+        ),
         _ => format!("{unit} active, main PID {}; stable for {}s", state.main_pid, app.probation_s),
     };
     report.step("verify", t, detail);
@@ -382,7 +437,9 @@ pub fn verify(app: &AppPlan, b: &BuildLayout, systemd: &Systemd, report: &mut Re
 fn diagnose(systemd: &Systemd, unit: &str) -> String {
     let state = systemd
         .unit_state(unit)
-        .map(|s| format!("{unit}: {} ({}), result '{}', restarts {}", s.active_state, s.sub_state, s.result, s.n_restarts))
+        .map(|s| {
+            format!("{unit}: {} ({}), result '{}', restarts {}", s.active_state, s.sub_state, s.result, s.n_restarts)
+        })
         .unwrap_or_else(|e| format!("{unit}: state unknown ({e})"));
     let journal = std::process::Command::new("journalctl")
         .args(["-u", unit, "-n", "15", "--no-pager", "-o", "short-precise"])

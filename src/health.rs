@@ -58,7 +58,11 @@ pub fn wait_healthy(socket: &Path, path: &str, timeout: Duration) -> Result<Resp
             Ok(r) => format!("HTTP {}: {}", r.status, first_line(&r.body)),
             Err(e) => e.to_string(),
         };
-        bail!("health check GET {path} through {} did not answer 2xx/3xx within {}s; last answer: {seen}", socket.display(), timeout.as_secs());
+        bail!(
+            "health check GET {path} through {} did not answer 2xx/3xx within {}s; last answer: {seen}",
+            socket.display(),
+            timeout.as_secs()
+        );
     }
 }
 

@@ -41,7 +41,8 @@ pub fn run(hook: &Hook, cwd: &Path, env: &BTreeMap<String, String>, run_as: Opti
     if let Some(u) = run_as {
         cmd.uid(u.uid).gid(u.gid).env("HOME", &u.home).env("USER", &u.user).env("LOGNAME", &u.user);
     }
-    let mut child = cmd.spawn().with_context(|| format!("{} hook `{}`: cannot start /bin/sh", hook.stage, hook.command))?;
+    let mut child =
+        cmd.spawn().with_context(|| format!("{} hook `{}`: cannot start /bin/sh", hook.stage, hook.command))?;
     drop(cmd); // closes our copies of the pipe's write end
     let mut raw = Vec::new();
     reader.read_to_end(&mut raw).context("reading hook output")?;
@@ -52,7 +53,13 @@ pub fn run(hook: &Hook, cwd: &Path, env: &BTreeMap<String, String>, run_as: Opti
             Some(code) => format!("exited with status {code}"),
             None => format!("was killed ({status})"),
         };
-        return Err(HookFailed { stage: hook.stage, command: hook.command.clone(), how, tail: tail(&output, TAIL_LINES) }.into());
+        return Err(HookFailed {
+            stage: hook.stage,
+            command: hook.command.clone(),
+            how,
+            tail: tail(&output, TAIL_LINES),
+        }
+        .into());
     }
     Ok(HookRun { command: hook.command.clone(), seconds: start.elapsed().as_secs_f64(), output })
 }

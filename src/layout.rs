@@ -204,7 +204,10 @@ mod tests {
         assert_eq!(b.current, Path::new("/opt/medctrl/backend/development/current"));
         assert_eq!(b.state_dir, Path::new("/var/lib/medctrl/backend/development"));
         assert_eq!(b.service_unit, "medctrl@development.service");
-        assert_eq!(app.dropin_file("development"), Path::new("/etc/systemd/system/medctrl@development.service.d/50-relctl.conf"));
+        assert_eq!(
+            app.dropin_file("development"),
+            Path::new("/etc/systemd/system/medctrl@development.service.d/50-relctl.conf")
+        );
     }
 
     #[test]

@@ -19,7 +19,8 @@ pub struct AppLock {
 /// Takes the app's lock. If another relctl holds it: with `wait`, tells `notify` who holds it
 /// and blocks until it is free; without, fails at once naming the holder.
 pub fn acquire(dir: &Path, app: &str, command: &str, wait: bool, notify: impl Fn(&str)) -> Result<AppLock> {
-    fs::create_dir_all(dir).with_context(|| format!("creating {} (relctl changes systemd units: run it as root)", dir.display()))?;
+    fs::create_dir_all(dir)
+        .with_context(|| format!("creating {} (relctl changes systemd units: run it as root)", dir.display()))?;
     let path = dir.join(format!("{app}.lock"));
     let mut file = OpenOptions::new()
         .read(true)
@@ -40,7 +41,11 @@ pub fn acquire(dir: &Path, app: &str, command: &str, wait: bool, notify: impl Fn
         }
         Err(TryLockError::Error(e)) => return Err(e).with_context(|| format!("locking {}", path.display())),
     }
-    let info = format!("pid {}, `{command}`, since {}", std::process::id(), jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M:%S UTC"));
+    let info = format!(
+        "pid {}, `{command}`, since {}",
+        std::process::id(),
+        jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M:%S UTC")
+    );
     file.set_len(0)?;
     file.rewind()?;
     file.write_all(info.as_bytes())?;
@@ -52,7 +57,11 @@ fn holder(file: &mut File) -> String {
     let _ = file.rewind();
     let _ = file.read_to_string(&mut s);
     let s = s.trim();
-    if s.is_empty() { "a process that has not said who it is yet".into() } else { s.to_string() }
+    if s.is_empty() {
+        "a process that has not said who it is yet".into()
+    } else {
+        s.to_string()
+    }
 }
 
 #[cfg(test)]
@@ -66,7 +75,13 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("relctl-lock-{}", std::process::id()));
         let first = acquire(&dir, "medctrl", "relctl build development", true, |_| {}).unwrap();
         let err = acquire(&dir, "medctrl", "relctl build testing", false, |_| {}).unwrap_err().to_string();
-        assert!(err.starts_with(&format!("medctrl is locked by another relctl (pid {}, `relctl build development`, since ", std::process::id())), "{err}");
+        assert!(
+            err.starts_with(&format!(
+                "medctrl is locked by another relctl (pid {}, `relctl build development`, since ",
+                std::process::id()
+            )),
+            "{err}"
+        );
         // another app is not blocked
         drop(acquire(&dir, "other", "relctl build x", false, |_| {}).unwrap());
 
@@ -74,7 +89,8 @@ mod tests {
         let d = dir.clone();
         let waiter = std::thread::spawn(move || {
             let msg = std::sync::Mutex::new(String::new());
-            let lock = acquire(&d, "medctrl", "relctl restart", true, |m| *msg.lock().unwrap() = m.to_string()).unwrap();
+            let lock =
+                acquire(&d, "medctrl", "relctl restart", true, |m| *msg.lock().unwrap() = m.to_string()).unwrap();
             tx.send(()).unwrap();
             drop(lock);
             msg.into_inner().unwrap()

@@ -207,11 +207,8 @@ fn matches_rule(s: &str, first: fn(char) -> bool, rest: fn(char) -> bool) -> boo
 }
 
 pub fn check_app_name(name: &str) -> Result<(), String> {
-    let ok = matches_rule(
-        name,
-        |c| c.is_ascii_lowercase(),
-        |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-',
-    );
+    let ok =
+        matches_rule(name, |c| c.is_ascii_lowercase(), |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     if ok {
         Ok(())
     } else {
@@ -239,7 +236,8 @@ pub fn check_build_name(name: &str) -> Result<(), UsageError> {
 /// A relative path that stays inside its base: no `..`, not absolute, not empty.
 fn check_inner_path(what: &str, p: &str) -> Result<(), String> {
     let path = Path::new(p);
-    let escapes = path.components().any(|c| !matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir));
+    let escapes =
+        path.components().any(|c| !matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir));
     if p.is_empty() || path.is_absolute() || escapes {
         return Err(format!("{what} \"{p}\" must be a relative path inside the release (no '..', not absolute)"));
     }
@@ -261,7 +259,9 @@ fn check(m: &Manifest) -> Result<(), String> {
         if let Some(route) = &b.route {
             let normalized = crate::nginx::normalize_route(route).map_err(|e| format!("[builds.{name}] {e}"))?;
             if let Some(other) = routes.insert(normalized.clone(), name) {
-                return Err(format!("[builds.{name}] route \"{route}\" is also the route of build {other}; each build needs its own"));
+                return Err(format!(
+                    "[builds.{name}] route \"{route}\" is also the route of build {other}; each build needs its own"
+                ));
             }
         }
         for a in &b.allow {
@@ -285,12 +285,19 @@ fn check(m: &Manifest) -> Result<(), String> {
         ));
     }
     if let Some(user) = &s.user {
-        if !matches_rule(user, |c| c.is_ascii_lowercase() || c == '_', |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_') {
+        if !matches_rule(
+            user,
+            |c| c.is_ascii_lowercase() || c == '_',
+            |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_',
+        ) {
             return Err(format!("[service] user \"{user}\" is not a valid user name"));
         }
     }
     for key in s.environment.keys() {
-        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || key.starts_with(|c: char| c.is_ascii_digit()) {
+        if key.is_empty()
+            || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || key.starts_with(|c: char| c.is_ascii_digit())
+        {
             return Err(format!("[service] environment key \"{key}\" is not a valid variable name"));
         }
     }
@@ -372,7 +379,10 @@ route = "/api"
     fn routes_must_be_well_formed_and_distinct() {
         let dup = format!("{MINIMAL}[builds.testing]\nroute = \"/api/\"\n");
         let err = parse(&dup).unwrap_err();
-        assert_eq!(err, "[builds.testing] route \"/api/\" is also the route of build development; each build needs its own");
+        assert_eq!(
+            err,
+            "[builds.testing] route \"/api/\" is also the route of build development; each build needs its own"
+        );
         let bad = MINIMAL.replace("\"/api\"", "\"/api;\"");
         assert!(parse(&bad).unwrap_err().starts_with("[builds.development] route \"/api;\" contains ';'"));
         let nested = format!("{MINIMAL}[builds.v2]\nroute = \"/api/v2\"\n");

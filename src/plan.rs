@@ -111,7 +111,11 @@ pub fn app(loaded: &Loaded) -> Result<AppPlan> {
     };
     let root_str = root.to_string_lossy();
     if root_str.chars().any(|c| c.is_whitespace() || c == '%' || c == '"' || c == '\\') || root == Path::new("/") {
-        return Err(UsageError(format!("{}: root \"{root_str}\" must not be / or contain spaces, quotes, '\\' or '%'", loaded.path.display())).into());
+        return Err(UsageError(format!(
+            "{}: root \"{root_str}\" must not be / or contain spaces, quotes, '\\' or '%'",
+            loaded.path.display()
+        ))
+        .into());
     }
     let layout = AppLayout {
         app: m.app.clone(),
@@ -154,7 +158,11 @@ pub fn app(loaded: &Loaded) -> Result<AppPlan> {
 pub fn nginx_routes(app: &AppPlan, loaded: &Loaded, only: &[String]) -> Result<Vec<crate::nginx::Route>> {
     for name in only {
         if loaded.build(name)?.route.is_none() {
-            return Err(UsageError(format!("build {name} has no route in {}; nothing to route to it", loaded.path.display())).into());
+            return Err(UsageError(format!(
+                "build {name} has no route in {}; nothing to route to it",
+                loaded.path.display()
+            ))
+            .into());
         }
     }
     let mut routes = Vec::new();
@@ -208,7 +216,9 @@ pub fn build(app: &AppPlan, loaded: &Loaded, name: &str, now: jiff::Timestamp) -
     let build = app.layout.build(name);
     let source = loaded.resolve(&m.source);
     if !source.is_dir() {
-        return Err(UsageError(format!("{}: source {} is not a directory", loaded.path.display(), source.display())).into());
+        return Err(
+            UsageError(format!("{}: source {} is not a directory", loaded.path.display(), source.display())).into()
+        );
     }
     let source = fs::canonicalize(&source).with_context(|| format!("resolving source {}", source.display()))?;
     let git = layout::git_revision(&source);
@@ -246,7 +256,10 @@ pub fn build(app: &AppPlan, loaded: &Loaded, name: &str, now: jiff::Timestamp) -
             let (template_name, source_text) = settings_template(loaded, &s.template)?;
             let path = render::render("[settings] path", &s.path, &ctx).map_err(template_error)?;
             if Path::new(&path).components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
-                return Err(UsageError(format!("[settings] path renders to \"{path}\", which is not inside the release")).into());
+                return Err(UsageError(format!(
+                    "[settings] path renders to \"{path}\", which is not inside the release"
+                ))
+                .into());
             }
             let contents = render::render(&template_name, &source_text, &ctx).map_err(template_error)?;
             Some(ReleaseFile { path, template: template_name, contents })
@@ -259,11 +272,7 @@ pub fn build(app: &AppPlan, loaded: &Loaded, name: &str, now: jiff::Timestamp) -
         let value = render::render(&format!("[service] environment.{k}"), v, &ctx).map_err(template_error)?;
         environment.insert(k.clone(), value);
     }
-    for (k, v) in [
-        ("RELCTL_APP", m.app.as_str()),
-        ("RELCTL_BUILD", name),
-        ("RELCTL_RELEASE", release.as_str()),
-    ] {
+    for (k, v) in [("RELCTL_APP", m.app.as_str()), ("RELCTL_BUILD", name), ("RELCTL_RELEASE", release.as_str())] {
         environment.insert(k.to_string(), v.to_string());
     }
     environment.insert("RELCTL_STATE_DIR".into(), build.state_dir.display().to_string());
@@ -289,7 +298,12 @@ pub fn build(app: &AppPlan, loaded: &Loaded, name: &str, now: jiff::Timestamp) -
     if let Ok(r) = fs::canonicalize(&app.layout.root) {
         never.push(r);
     }
-    let start_script = start_script(&release_dir, m.service.workdir.as_deref(), &m.service.exec, &format!("release {release} of {} {name}", m.app));
+    let start_script = start_script(
+        &release_dir,
+        m.service.workdir.as_deref(),
+        &m.service.exec,
+        &format!("release {release} of {} {name}", m.app),
+    );
     Ok(BuildPlan {
         start_script,
         copy: CopySpec { source, exclude: m.exclude.clone(), never },
@@ -329,19 +343,24 @@ fn settings_template(loaded: &Loaded, template: &str) -> Result<(String, String)
             Some((n, src)) => Ok((format!("builtin:{n}"), src.to_string())),
             None => {
                 let known: Vec<String> = BUILTIN_TEMPLATES.iter().map(|(n, _)| format!("builtin:{n}")).collect();
-                Err(UsageError(format!("[settings] template \"{template}\" is not a builtin template; builtins: {}", known.join(", "))).into())
+                Err(UsageError(format!(
+                    "[settings] template \"{template}\" is not a builtin template; builtins: {}",
+                    known.join(", ")
+                ))
+                .into())
             }
         };
     }
     let path = loaded.resolve(Path::new(template));
-    let text = fs::read_to_string(&path)
-        .map_err(|e| UsageError(format!("[settings] template {}: {e}", path.display())))?;
+    let text =
+        fs::read_to_string(&path).map_err(|e| UsageError(format!("[settings] template {}: {e}", path.display())))?;
     Ok((template.to_string(), text))
 }
 
 /// Reads a build's secrets file, refusing one that others can read.
 fn read_secrets(path: &Path, build: &str) -> Result<BTreeMap<String, String>> {
-    let meta = fs::metadata(path).map_err(|e| UsageError(format!("secrets file {} of build {build}: {e}", path.display())))?;
+    let meta =
+        fs::metadata(path).map_err(|e| UsageError(format!("secrets file {} of build {build}: {e}", path.display())))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o004 != 0 {
         return Err(UsageError(format!(
@@ -379,9 +398,21 @@ impl BuildPlan {
         line("manifest", self.app.manifest.display().to_string());
         line("build", format!("{} of {} ({})", b.build, self.app.layout.app, self.app.layout.component));
         line("release", self.release.clone());
-        line("copy", format!("{} -> {} (excluding .git, {}{})", self.copy.source.display(), self.release_dir.display(), self.app.layout.root.display(), self.copy.exclude.iter().map(|e| format!(", {e}")).collect::<String>()));
+        line(
+            "copy",
+            format!(
+                "{} -> {} (excluding .git, {}{})",
+                self.copy.source.display(),
+                self.release_dir.display(),
+                self.app.layout.root.display(),
+                self.copy.exclude.iter().map(|e| format!(", {e}")).collect::<String>()
+            ),
+        );
         if let Some(f) = &self.settings {
-            line("settings", format!("{} -> {}/{} (0640 root:{})", f.template, self.release_dir.display(), f.path, self.app.user));
+            line(
+                "settings",
+                format!("{} -> {}/{} (0640 root:{})", f.template, self.release_dir.display(), f.path, self.app.user),
+            );
         }
         line("start", self.start_script.lines().last().unwrap_or("").to_string());
         line("environment", self.environment.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "));
@@ -395,10 +426,13 @@ impl BuildPlan {
         for u in &self.app.units {
             line("unit", u.path.display().to_string());
         }
-        line("drop-in", match &self.dropin {
-            Some(d) => d.path.display().to_string(),
-            None => format!("none (removes {} if present)", self.dropin_path.display()),
-        });
+        line(
+            "drop-in",
+            match &self.dropin {
+                Some(d) => d.path.display().to_string(),
+                None => format!("none (removes {} if present)", self.dropin_path.display()),
+            },
+        );
         line("enable", self.enable.join(", "));
         line("switch", format!("{} -> releases/{}", b.current.display(), self.release));
         line("job", format!("start {} then start or restart {}", b.socket_unit, b.service_unit));
@@ -419,7 +453,11 @@ mod tests {
     fn loaded(text: &str) -> Loaded {
         let dir = std::env::temp_dir().join(format!("relctl-plan-{}-{}", std::process::id(), text.len()));
         fs::create_dir_all(dir.join("deploy")).unwrap();
-        fs::write(dir.join("deploy/settings.py.tera"), "BUILD = \"{{ build }}\"\nDB = \"{{ state_dir }}/db.sqlite3\"\n").unwrap();
+        fs::write(
+            dir.join("deploy/settings.py.tera"),
+            "BUILD = \"{{ build }}\"\nDB = \"{{ state_dir }}/db.sqlite3\"\n",
+        )
+        .unwrap();
         Loaded { path: dir.join("relctl.toml"), dir, manifest: manifest::parse(text).unwrap() }
     }
 
@@ -463,7 +501,10 @@ route = "/api"
         assert!(p.dropin.is_none());
         assert_eq!(p.hooks.len(), 2);
         let text = p.describe();
-        assert!(text.contains("switch       /opt/medctrl/backend/development/current -> releases/20261123T130501Z"), "{text}");
+        assert!(
+            text.contains("switch       /opt/medctrl/backend/development/current -> releases/20261123T130501Z"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -490,13 +531,16 @@ route = "/api"
         let rel = Path::new("/opt/a/app/dev/releases/r1");
         let s = start_script(rel, Some("API/"), ".venv/bin/python -m gunicorn  app:app", "release r1 of a dev");
         assert_eq!(s, "#!/bin/sh\n# Written by relctl build: how release r1 of a dev starts. The unit runs it through `current`.\ncd '/opt/a/app/dev/releases/r1/API' || exit 1\nexec /opt/a/app/dev/releases/r1/.venv/bin/python -m gunicorn  app:app\n");
-        assert!(start_script(rel, None, "./run.sh", "x").ends_with("cd '/opt/a/app/dev/releases/r1' || exit 1\nexec /opt/a/app/dev/releases/r1/run.sh\n"));
+        assert!(start_script(rel, None, "./run.sh", "x")
+            .ends_with("cd '/opt/a/app/dev/releases/r1' || exit 1\nexec /opt/a/app/dev/releases/r1/run.sh\n"));
         assert!(start_script(rel, None, "gunicorn app", "x").ends_with("exec gunicorn app\n"));
     }
 
     #[test]
     fn undefined_template_variable_is_a_usage_error_naming_the_file() {
-        let l = loaded(&EXAMPLE.replace("app = \"medctrl\"", "app = \"medctrl\"\n[vars]\nx = 1\n").replace("[vars]\nx = 1\n", ""));
+        let l = loaded(
+            &EXAMPLE.replace("app = \"medctrl\"", "app = \"medctrl\"\n[vars]\nx = 1\n").replace("[vars]\nx = 1\n", ""),
+        );
         fs::write(l.dir.join("deploy/settings.py.tera"), "A = 1\nB = {{ vars.nope }}\n").unwrap();
         let a = app(&l).unwrap();
         let err = build(&a, &l, "development", now()).unwrap_err();
@@ -510,7 +554,10 @@ route = "/api"
         let l = loaded(&text);
         let a = app(&l).unwrap();
         let err = build(&a, &l, "development", now()).unwrap_err().to_string();
-        assert!(err.starts_with("builtin:django:") && err.contains("undefined variable `vars.settings_module`"), "{err}");
+        assert!(
+            err.starts_with("builtin:django:") && err.contains("undefined variable `vars.settings_module`"),
+            "{err}"
+        );
         let l = loaded(&format!("{text}\n[vars]\nsettings_module = \"api_settings.settings.common\"\n"));
         let p = build(&a, &l, "development", now()).unwrap();
         let c = &p.settings.unwrap().contents;

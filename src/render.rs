@@ -74,11 +74,8 @@ fn located(name: &str, source: &str, e: &tera::Error) -> String {
         .filter(|_| msg.contains("not found in context"));
     match var {
         Some(var) => {
-            let line = source
-                .lines()
-                .position(|l| contains_token(l, &var))
-                .map(|i| format!(":{}", i + 1))
-                .unwrap_or_default();
+            let line =
+                source.lines().position(|l| contains_token(l, &var)).map(|i| format!(":{}", i + 1)).unwrap_or_default();
             format!("{name}{line}: undefined variable `{var}` (template variables: app, component, build, release, root, build_dir, release_dir, current, socket, state_dir, vars.*, secrets.*)")
         }
         None => format!("{name}: {msg}"),
@@ -157,7 +154,8 @@ mod tests {
 
     #[test]
     fn renders_context_vars_and_secrets() {
-        let out = render("t", "{{ build }} {{ vars.base_url }} {{ state_dir }} {{ secrets.DB_PASSWORD }}", &ctx()).unwrap();
+        let out =
+            render("t", "{{ build }} {{ vars.base_url }} {{ state_dir }} {{ secrets.DB_PASSWORD }}", &ctx()).unwrap();
         assert_eq!(out, "development api/ /var/lib/medctrl/backend/development s3cret");
     }
 
@@ -187,6 +185,9 @@ mod tests {
         assert_eq!(parsed["B"], "two words");
         assert_eq!(parsed["C"], "x=y");
         assert!(parse_env_file("nokey\n").unwrap_err().contains("line 1"));
-        assert_eq!(env_file(&parsed), "# Written by relctl; systemd EnvironmentFile= format.\nA=\"1\"\nB=\"two words\"\nC=\"x=y\"\n");
+        assert_eq!(
+            env_file(&parsed),
+            "# Written by relctl; systemd EnvironmentFile= format.\nA=\"1\"\nB=\"two words\"\nC=\"x=y\"\n"
+        );
     }
 }

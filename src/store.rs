@@ -61,7 +61,8 @@ pub fn previous<'a>(releases: &'a [Release], current: &str) -> Option<&'a Releas
 /// Marks a release bad, with the reason.
 pub fn mark_bad(release_dir: &Path, reason: &str) -> Result<()> {
     layout::ensure_dir(&meta_dir(release_dir))?;
-    layout::write_atomic(&meta_dir(release_dir).join(BAD_FILE), format!("{reason}\n").as_bytes(), 0o644, None).map(|_| ())
+    layout::write_atomic(&meta_dir(release_dir).join(BAD_FILE), format!("{reason}\n").as_bytes(), 0o644, None)
+        .map(|_| ())
 }
 
 pub fn git_label(g: Option<&GitRevision>) -> Option<String> {
@@ -134,13 +135,25 @@ mod tests {
     fn build_with(ids: &[(&str, bool)], current: &str) -> (BuildLayout, PathBuf) {
         let root = std::env::temp_dir().join(format!("relctl-store-{}-{}", std::process::id(), ids.len()));
         let _ = fs::remove_dir_all(&root);
-        let app = AppLayout { app: "a".into(), component: "c".into(), root: root.clone(), unit_dir: UNIT_DIR.into(), socket_name: "s".into() };
+        let app = AppLayout {
+            app: "a".into(),
+            component: "c".into(),
+            root: root.clone(),
+            unit_dir: UNIT_DIR.into(),
+            socket_name: "s".into(),
+        };
         let b = app.build("dev");
         for (id, complete) in ids {
             let dir = b.release_dir(id);
             fs::create_dir_all(&dir).unwrap();
             if *complete {
-                let meta = ReleaseMeta { id: id.to_string(), app: "a".into(), build: "dev".into(), created: "now".into(), git: None };
+                let meta = ReleaseMeta {
+                    id: id.to_string(),
+                    app: "a".into(),
+                    build: "dev".into(),
+                    created: "now".into(),
+                    git: None,
+                };
                 mark_complete(&dir, &meta).unwrap();
             }
         }

@@ -41,7 +41,11 @@ trait Manager {
     fn job_removed(&self, id: u32, job: OwnedObjectPath, unit: String, result: String) -> zbus::Result<()>;
 }
 
-#[zbus::proxy(interface = "org.freedesktop.systemd1.Unit", default_service = "org.freedesktop.systemd1", gen_async = false)]
+#[zbus::proxy(
+    interface = "org.freedesktop.systemd1.Unit",
+    default_service = "org.freedesktop.systemd1",
+    gen_async = false
+)]
 trait Unit {
     #[zbus(property)]
     fn active_state(&self) -> zbus::Result<String>;
@@ -53,7 +57,11 @@ trait Unit {
     fn active_enter_timestamp(&self) -> zbus::Result<u64>;
 }
 
-#[zbus::proxy(interface = "org.freedesktop.systemd1.Service", default_service = "org.freedesktop.systemd1", gen_async = false)]
+#[zbus::proxy(
+    interface = "org.freedesktop.systemd1.Service",
+    default_service = "org.freedesktop.systemd1",
+    gen_async = false
+)]
 trait Service {
     #[zbus(property, name = "MainPID")]
     fn main_pid(&self) -> zbus::Result<u32>;
@@ -115,9 +123,8 @@ const JOB_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl Systemd {
     pub fn connect() -> Result<Systemd> {
-        let conn = Connection::system().map_err(|e| {
-            anyhow!("cannot connect to the system D-Bus ({e}); is systemd running as PID 1 with dbus?")
-        })?;
+        let conn = Connection::system()
+            .map_err(|e| anyhow!("cannot connect to the system D-Bus ({e}); is systemd running as PID 1 with dbus?"))?;
         let manager = ManagerProxy::new(&conn).context("creating the systemd manager proxy")?;
         manager.subscribe().map_err(|e| dbus_error(e, "subscribing to systemd's job signals"))?;
         Ok(Systemd { conn, manager })
@@ -159,10 +166,8 @@ impl Systemd {
     /// matching `prefix` (the instances that are `PartOf=` the target).
     pub fn restart_target(&self, target: &str, prefix: &str) -> Result<Vec<(String, String)>> {
         let jobs = JobWatch::new(&self.manager)?;
-        let job = self
-            .manager
-            .restart_unit(target, "replace")
-            .map_err(|e| dbus_error(e, &format!("restart {target}")))?;
+        let job =
+            self.manager.restart_unit(target, "replace").map_err(|e| dbus_error(e, &format!("restart {target}")))?;
         let queued = self.manager.list_jobs().map_err(|e| dbus_error(e, "listing jobs"))?;
         let mut waiting: Vec<(OwnedObjectPath, String)> = vec![(job, target.to_string())];
         for (_, unit, _, _, path, _) in queued {

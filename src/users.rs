@@ -27,9 +27,18 @@ pub fn ensure_system_user(name: &str) -> Result<(RunAs, bool)> {
     if let Some(u) = lookup_user(name)? {
         return Ok((u, false));
     }
-    let useradd = which::which("useradd").context("creating the service user: useradd not found (install the passwd package)")?;
+    let useradd =
+        which::which("useradd").context("creating the service user: useradd not found (install the passwd package)")?;
     let out = Command::new(useradd)
-        .args(["--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin"])
+        .args([
+            "--system",
+            "--user-group",
+            "--no-create-home",
+            "--home-dir",
+            "/nonexistent",
+            "--shell",
+            "/usr/sbin/nologin",
+        ])
         .arg(name)
         .output()
         .with_context(|| format!("running useradd for {name}"))?;
@@ -39,4 +48,3 @@ pub fn ensure_system_user(name: &str) -> Result<(RunAs, bool)> {
     let u = lookup_user(name)?.with_context(|| format!("user {name} missing right after useradd"))?;
     Ok((u, true))
 }
-

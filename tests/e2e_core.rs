@@ -38,18 +38,31 @@ fn build_two_builds_restart_stop_status_and_rebuild() {
     assert!(dev_release.len() >= 16 && dev_release.starts_with("20"), "release id {dev_release}");
 
     // -- units and files as a user would check them -------------------------------------------
-    for unit in ["medctrl@development.service", "medctrl@development.socket", "medctrl@testing.service", "medctrl@testing.socket"] {
+    for unit in [
+        "medctrl@development.service",
+        "medctrl@development.socket",
+        "medctrl@testing.service",
+        "medctrl@testing.socket",
+    ] {
         assert!(env.sb.is_active(unit), "{unit} not active\n{}", env.journal_tail());
     }
     assert_eq!(env.sh("stat -c '%a %G %F' /opt/medctrl/backend/development/gunicorn.sock"), "660 www-data socket");
-    let settings = format!("/opt/medctrl/backend/development/releases/{dev_release}/API/api_settings/settings/deploy_development.py");
+    let settings = format!(
+        "/opt/medctrl/backend/development/releases/{dev_release}/API/api_settings/settings/deploy_development.py"
+    );
     assert_eq!(env.sh(&format!("stat -c '%a %U %G' {settings}")), "640 root medctrl");
     assert!(env.sh(&format!("cat {settings}")).contains("RELCTL_BUILD = \"development\""));
     assert_eq!(env.sh("systemctl show -P ProtectSystem medctrl@development.service"), "strict");
     assert_eq!(env.sh("systemctl show -P User medctrl@development.service"), "medctrl");
     assert_eq!(env.sh("ps -o user= -p $(systemctl show -P MainPID medctrl@development.service)"), "medctrl");
-    assert_eq!(env.sh("systemctl is-enabled medctrl@development.service medctrl@testing.socket medctrl.target | sort -u"), "enabled");
-    assert!(env.sh("test -f /var/lib/medctrl/backend/development/db.sqlite3 && echo yes") == "yes", "migrate hook made the database in the state dir");
+    assert_eq!(
+        env.sh("systemctl is-enabled medctrl@development.service medctrl@testing.socket medctrl.target | sort -u"),
+        "enabled"
+    );
+    assert!(
+        env.sh("test -f /var/lib/medctrl/backend/development/db.sqlite3 && echo yes") == "yes",
+        "migrate hook made the database in the state dir"
+    );
     // the repo's own files are not copied: .git never, excluded patterns neither
     assert_eq!(env.sh(&format!("ls -A /opt/medctrl/backend/development/releases/{dev_release} | grep -c -e '^.git$' -e __pycache__ || true")), "0");
 
@@ -152,7 +165,10 @@ fn failing_hook_and_bad_template_leave_the_live_build_alone() {
     let manifest = std::fs::read_to_string(example_manifest())
         .unwrap()
         .replace("source = \".\"", &format!("source = \"{example}\""))
-        .replace("template = \"deploy/settings.py.tera\"", &format!("template = \"{example}/deploy/settings.py.tera\""));
+        .replace(
+            "template = \"deploy/settings.py.tera\"",
+            &format!("template = \"{example}/deploy/settings.py.tera\""),
+        );
     let failing = manifest.replace("release = [", "release = [\"echo migrating; echo 'no database' >&2; exit 4\", ");
     let path = dir.join("relctl.toml");
     std::fs::write(&path, &failing).unwrap();
@@ -164,7 +180,10 @@ fn failing_hook_and_bad_template_leave_the_live_build_alone() {
     assert!(err.contains("no database"), "the tail of the hook's output is shown: {err}");
     let last = err.lines().last().unwrap();
     assert!(last.starts_with("relctl: build testing aborted before the switch"), "{last}");
-    assert!(last.contains("release hook `echo migrating; echo 'no database' >&2; exit 4` exited with status 4"), "{last}");
+    assert!(
+        last.contains("release hook `echo migrating; echo 'no database' >&2; exit 4` exited with status 4"),
+        "{last}"
+    );
     assert_unchanged(&before, &env.snapshot(), "a failed hook");
     assert_eq!(env.get("testing", "/")["release"], live.as_str());
     assert_eq!(env.main_pid("testing"), pid);
@@ -194,7 +213,17 @@ fn failing_hook_and_bad_template_leave_the_live_build_alone() {
     assert!(out.status.success(), "{}", show(&out));
     assert!(!show(&out).contains(secret), "relctl printed a secret: {}", show(&out));
     let pid = env.main_pid("testing");
-    assert!(env.sh(&format!("tr '\\0' '\\n' < /proc/{pid}/environ")).contains(&format!("SECRET_KEY={secret}")), "the service gets its secrets");
-    assert_eq!(env.sh(&format!("grep -rl {secret} /etc/systemd/system /opt/medctrl || true")), "", "no secret in unit files or releases");
-    assert_eq!(env.sh("cat /etc/systemd/system/medctrl@testing.service.d/50-relctl.conf | grep EnvironmentFile"), "EnvironmentFile=/etc/relctl/medctrl/testing.env");
+    assert!(
+        env.sh(&format!("tr '\\0' '\\n' < /proc/{pid}/environ")).contains(&format!("SECRET_KEY={secret}")),
+        "the service gets its secrets"
+    );
+    assert_eq!(
+        env.sh(&format!("grep -rl {secret} /etc/systemd/system /opt/medctrl || true")),
+        "",
+        "no secret in unit files or releases"
+    );
+    assert_eq!(
+        env.sh("cat /etc/systemd/system/medctrl@testing.service.d/50-relctl.conf | grep EnvironmentFile"),
+        "EnvironmentFile=/etc/relctl/medctrl/testing.env"
+    );
 }

@@ -26,7 +26,18 @@ impl Env {
         let url = format!("http://127.0.0.1:{port}{path}");
         let out = self.sb.run(
             "curl",
-            &["-sS", "--max-time", "10", "-o", "/dev/stdout", "-w", "\n%{http_code} %{redirect_url}", "-H", "X-Forwarded-For: 203.0.113.9", &url],
+            &[
+                "-sS",
+                "--max-time",
+                "10",
+                "-o",
+                "/dev/stdout",
+                "-w",
+                "\n%{http_code} %{redirect_url}",
+                "-H",
+                "X-Forwarded-For: 203.0.113.9",
+                &url,
+            ],
         );
         assert!(out.status.success(), "GET {url}: {}", show(&out));
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -84,9 +95,25 @@ systemctl start nginx"#
     assert_eq!(env.sh(&format!("stat -c %a {SNIPPET}")), "644");
     let installed = env.sh(&format!("cat {SNIPPET}"));
     let release = env.get("development", "/")["release"].as_str().unwrap().to_string();
-    assert!(installed.contains(&format!("# medctrl development (release {release}): /api -> /opt/medctrl/backend/development/gunicorn.sock")), "{installed}");
+    assert!(
+        installed.contains(&format!(
+            "# medctrl development (release {release}): /api -> /opt/medctrl/backend/development/gunicorn.sock"
+        )),
+        "{installed}"
+    );
     for (file, build) in [("echo-v2", "v2"), ("echo-root", "root")] {
-        let out = env.relctl_with(&echo, &["nginx-snippet", "--build", build, "--output", &format!("/etc/nginx/snippets/{file}.conf"), "--check", "--reload"]);
+        let out = env.relctl_with(
+            &echo,
+            &[
+                "nginx-snippet",
+                "--build",
+                build,
+                "--output",
+                &format!("/etc/nginx/snippets/{file}.conf"),
+                "--check",
+                "--reload",
+            ],
+        );
         assert!(out.status.success(), "{}", show(&out));
     }
 
@@ -98,7 +125,10 @@ systemctl start nginx"#
     let x = env.json(port, "/api/x?q=1");
     assert_eq!((x["path"].as_str(), x["query"].as_str()), (Some("/x"), Some("q=1")));
     let deep = env.json(port, "/testapi/a/b/?k=v&z=2");
-    assert_eq!((deep["build"].as_str(), deep["path"].as_str(), deep["query"].as_str()), (Some("testing"), Some("/a/b/"), Some("k=v&z=2")));
+    assert_eq!(
+        (deep["build"].as_str(), deep["path"].as_str(), deep["query"].as_str()),
+        (Some("testing"), Some("/a/b/"), Some("k=v&z=2"))
+    );
 
     // -- proxy_params headers arrive -------------------------------------------------------
     let h = &dev["headers"];
@@ -120,11 +150,17 @@ systemctl start nginx"#
 
     // -- nested routes and a root route of another app --------------------------------------
     let v2 = env.json(port, "/api/v2/items?id=3");
-    assert_eq!((v2["app"].as_str(), v2["build"].as_str(), v2["path"].as_str(), v2["query"].as_str()), (Some("echo"), Some("v2"), Some("/items"), Some("id=3")));
+    assert_eq!(
+        (v2["app"].as_str(), v2["build"].as_str(), v2["path"].as_str(), v2["query"].as_str()),
+        (Some("echo"), Some("v2"), Some("/items"), Some("id=3"))
+    );
     assert_eq!(env.json(port, "/api/v2x")["build"], "development", "/api/v2x is under /api, not /api/v2");
     assert_eq!(env.http(port, "/api/v2").location, format!("http://127.0.0.1:{port}/api/v2/"));
     let root = env.json(port2, "/anything/here?x=y");
-    assert_eq!((root["build"].as_str(), root["path"].as_str(), root["query"].as_str()), (Some("root"), Some("/anything/here"), Some("x=y")));
+    assert_eq!(
+        (root["build"].as_str(), root["path"].as_str(), root["query"].as_str()),
+        (Some("root"), Some("/anything/here"), Some("x=y"))
+    );
 
     // -- under load through nginx, restarts and a build drop no request ----------------------
     let wrk = std::process::Command::new("wrk")
@@ -142,16 +178,23 @@ systemctl start nginx"#
     let wrk = wrk.expect("wrk runs (apt-get install wrk; .ci/run installs it)");
     let report = String::from_utf8_lossy(&wrk.stdout).into_owned();
     assert!(wrk.status.success(), "{report}");
-    let requests: u64 = report.split(" requests in").next().unwrap().rsplit(' ').next().unwrap().trim().parse().unwrap();
+    let requests: u64 =
+        report.split(" requests in").next().unwrap().rsplit(' ').next().unwrap().trim().parse().unwrap();
     assert!(requests > 100, "{report}");
-    assert!(!report.contains("Non-2xx") && !report.contains("Socket errors"), "requests failed during restarts:\n{report}");
+    assert!(
+        !report.contains("Non-2xx") && !report.contains("Socket errors"),
+        "requests failed during restarts:\n{report}"
+    );
 
     // -- a snippet nginx rejects is refused by --check; the old file stays -------------------
     let before = env.sh(&format!("cat {SNIPPET}"));
     let dir = common::env::scratch_dir("nginx-broken");
     let manifest = std::fs::read_to_string(example_manifest()).unwrap();
     let example = format!("{REPO}/examples/medctrl");
-    let manifest = manifest.replace("source = \".\"", &format!("source = \"{example}\"")).replace("template = \"deploy/settings.py.tera\"", &format!("template = \"{example}/deploy/settings.py.tera\""));
+    let manifest = manifest.replace("source = \".\"", &format!("source = \"{example}\"")).replace(
+        "template = \"deploy/settings.py.tera\"",
+        &format!("template = \"{example}/deploy/settings.py.tera\""),
+    );
     let broken = manifest.replace("route = \"/testapi\"", "route = \"/testapi\"\nallow = [\"10.0.0.300/8\"]");
     let path = dir.join("broken.toml");
     std::fs::write(&path, broken).unwrap();
@@ -167,7 +210,10 @@ systemctl start nginx"#
     let out = env.relctl_with(path.to_str().unwrap(), &["nginx-snippet", "--output", SNIPPET, "--check", "--reload"]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let err = stderr(&out);
-    assert!(err.contains(&format!("{SNIPPET} restored to its previous contents")) && err.contains("duplicate location"), "{err}");
+    assert!(
+        err.contains(&format!("{SNIPPET} restored to its previous contents")) && err.contains("duplicate location"),
+        "{err}"
+    );
     assert_eq!(env.sh(&format!("cat {SNIPPET}")), before);
     assert_eq!(env.json(port, "/testapi/")["build"], "testing", "nginx still serves the old routes");
 
@@ -177,18 +223,27 @@ systemctl start nginx"#
     let out = env.relctl_with(path.to_str().unwrap(), &["nginx-snippet", "--output", SNIPPET, "--check", "--reload"]);
     assert!(out.status.success(), "{}", show(&out));
     let r = env.http(port, "/testapi/");
-    assert_eq!(r.status, 403, "127.0.0.1 is not in the allow list: {}\n{}\n{}", r.body, env.sh(&format!("cat {SNIPPET}")), env.sh("journalctl -u nginx --no-pager | tail; ps -ef | grep [n]ginx"));
+    assert_eq!(
+        r.status,
+        403,
+        "127.0.0.1 is not in the allow list: {}\n{}\n{}",
+        r.body,
+        env.sh(&format!("cat {SNIPPET}")),
+        env.sh("journalctl -u nginx --no-pager | tail; ps -ef | grep [n]ginx")
+    );
     assert_eq!(env.json(port, "/api/")["build"], "development", "other builds are not restricted");
 
     // -- access control: basic auth ----------------------------------------------------------
     env.sh("printf 'tester:{PLAIN}s3cret\\n' > /etc/nginx/medctrl-testing.htpasswd");
-    let guarded = manifest.replace("route = \"/testapi\"", "route = \"/testapi\"\nhtpasswd = \"/etc/nginx/medctrl-testing.htpasswd\"");
+    let guarded = manifest
+        .replace("route = \"/testapi\"", "route = \"/testapi\"\nhtpasswd = \"/etc/nginx/medctrl-testing.htpasswd\"");
     std::fs::write(&path, guarded).unwrap();
     let out = env.relctl_with(path.to_str().unwrap(), &["nginx-snippet", "--output", SNIPPET, "--check", "--reload"]);
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(env.http(port, "/testapi/").status, 401, "no credentials");
     let with_auth = env.sh(&format!("curl -sS -u tester:s3cret http://127.0.0.1:{port}/testapi/"));
     assert_eq!(serde_json::from_str::<Value>(&with_auth).unwrap()["build"], "testing", "{with_auth}");
-    let wrong = env.sh(&format!("curl -sS -o /dev/null -w '%{{http_code}}' -u tester:wrong http://127.0.0.1:{port}/testapi/"));
+    let wrong =
+        env.sh(&format!("curl -sS -o /dev/null -w '%{{http_code}}' -u tester:wrong http://127.0.0.1:{port}/testapi/"));
     assert_eq!(wrong, "401");
 }

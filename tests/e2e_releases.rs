@@ -62,7 +62,12 @@ fn health_gate_rolls_back_bad_releases_and_rollback_restores_settings() {
     let pid1 = env.main_pid("development");
 
     // -- a release whose code cannot import is rejected; r1 keeps answering -------------------
-    let broken = variant("broken-import", |app| append(&app.join("API/api_settings/wsgi.py"), "\nimport relctl_no_such_module  # noqa: only the server imports wsgi.py, so migrate passes\n"));
+    let broken = variant("broken-import", |app| {
+        append(
+            &app.join("API/api_settings/wsgi.py"),
+            "\nimport relctl_no_such_module  # noqa: only the server imports wsgi.py, so migrate passes\n",
+        )
+    });
     let out = env.build_with(&broken, "development");
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let err = stderr(&out);
@@ -79,7 +84,11 @@ fn health_gate_rolls_back_bad_releases_and_rollback_restores_settings() {
 
     // -- a release whose health path answers 500 is rejected too -----------------------------
     let sick = variant("health-500", |app| {
-        replace(&app.join("API/api_settings/views.py"), "return HttpResponse(\"ok\", content_type=\"text/plain\")", "return HttpResponse(\"database unreachable\", status=500)");
+        replace(
+            &app.join("API/api_settings/views.py"),
+            "return HttpResponse(\"ok\", content_type=\"text/plain\")",
+            "return HttpResponse(\"database unreachable\", status=500)",
+        );
         replace(&app.join("relctl.toml"), "timeout_s = 30", "timeout_s = 4");
     });
     let out = env.build_with(&sick, "development");
@@ -98,16 +107,29 @@ fn health_gate_rolls_back_bad_releases_and_rollback_restores_settings() {
     let settings = "/opt/medctrl/backend/development/current/API/api_settings/settings/deploy_development.py";
     assert!(env.sh(&format!("cat {settings}")).contains("RELCTL_MARK = \"three\""));
     let doc = env.releases(&good, "development");
-    let states: Vec<(String, String)> = doc["releases"].as_array().unwrap().iter().map(|r| (r["id"].as_str().unwrap().into(), r["state"].as_str().unwrap().into())).collect();
+    let states: Vec<(String, String)> = doc["releases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["id"].as_str().unwrap().into(), r["state"].as_str().unwrap().into()))
+        .collect();
     assert_eq!(states.iter().filter(|(_, s)| s == "bad").count(), 2, "{states:?}");
-    assert!(states.contains(&(r1.clone(), "previous".into())) && states.contains(&(r3.clone(), "current".into())), "{states:?}");
-    let table = String::from_utf8_lossy(&env.relctl_with(good.to_str().unwrap(), &["releases", "development"]).stdout).into_owned();
+    assert!(
+        states.contains(&(r1.clone(), "previous".into())) && states.contains(&(r3.clone(), "current".into())),
+        "{states:?}"
+    );
+    let table = String::from_utf8_lossy(&env.relctl_with(good.to_str().unwrap(), &["releases", "development"]).stdout)
+        .into_owned();
     assert!(table.starts_with("RELEASE") && table.contains("previous") && table.contains("bad"), "{table}");
 
     let out = env.relctl_with(good.to_str().unwrap(), &["rollback", "development"]);
     assert!(out.status.success(), "{}", show(&out));
     let back = env.get("development", "/");
-    assert_eq!(back["release"], r1.as_str(), "code and settings are r1's again (the release id comes from the settings file)");
+    assert_eq!(
+        back["release"],
+        r1.as_str(),
+        "code and settings are r1's again (the release id comes from the settings file)"
+    );
     assert!(!env.sh(&format!("cat {settings}")).contains("RELCTL_MARK"), "settings rolled back");
     assert_eq!(env.release_state(&good, "development", &r3), "bad");
     assert_eq!(env.release_state(&good, "development", &r1), "current");
@@ -134,7 +156,15 @@ fn builds_serialize_and_a_killed_build_leaves_the_old_release_serving() {
     assert!(out.status.success(), "{}", show(&out));
 
     // -- two builds at once: the second waits for the first, naming it ----------------------
-    let spawn = || env.sb.command(RELCTL).args(["-f", m, "build", "testing"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let spawn = || {
+        env.sb
+            .command(RELCTL)
+            .args(["-f", m, "build", "testing"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
     let first = spawn();
     std::thread::sleep(std::time::Duration::from_millis(700));
     let nowait = env.relctl_with(m, &["--no-wait", "restart", "testing"]);
@@ -142,7 +172,10 @@ fn builds_serialize_and_a_killed_build_leaves_the_old_release_serving() {
     let (first, second) = (first.wait_with_output().unwrap(), second.wait_with_output().unwrap());
     assert!(first.status.success() && second.status.success(), "{}\n{}", show(&first), show(&second));
     let waited = stderr(&second);
-    assert!(waited.contains("relctl: waiting for the lock on medctrl, held by pid") && waited.contains("build testing`"), "{waited}");
+    assert!(
+        waited.contains("relctl: waiting for the lock on medctrl, held by pid") && waited.contains("build testing`"),
+        "{waited}"
+    );
     assert_eq!(nowait.status.code(), Some(1), "{}", show(&nowait));
     assert!(stderr(&nowait).starts_with("relctl: medctrl is locked by another relctl (pid "), "{}", stderr(&nowait));
     let doc = env.releases(&manifest, "testing");
@@ -154,18 +187,33 @@ fn builds_serialize_and_a_killed_build_leaves_the_old_release_serving() {
     let live = env.get("testing", "/")["release"].as_str().unwrap().to_string();
     let live_pid = env.main_pid("testing");
     // killed by someone else while a hook runs
-    let hooked = variant("killed-in-hook", |app| replace(&app.join("relctl.toml"), "build = [", "build = [\"kill -9 $PPID; sleep 1\", "));
+    let hooked = variant("killed-in-hook", |app| {
+        replace(&app.join("relctl.toml"), "build = [", "build = [\"kill -9 $PPID; sleep 1\", ")
+    });
     let out = env.build_with(&hooked, "testing");
     assert_eq!(std::os::unix::process::ExitStatusExt::signal(&out.status), Some(9), "{}", show(&out));
     assert_eq!(env.get("testing", "/")["release"], live.as_str());
     // and at relctl's own failpoints, the last one right after the switch
     for phase in ["stage", "render", "units", "switch"] {
-        let out = env.sb.command("env").args([&format!("RELCTL_FAILPOINT={phase}"), RELCTL, "-f", m, "build", "testing"]).output().unwrap();
+        let out = env
+            .sb
+            .command("env")
+            .args([&format!("RELCTL_FAILPOINT={phase}"), RELCTL, "-f", m, "build", "testing"])
+            .output()
+            .unwrap();
         assert_eq!(std::os::unix::process::ExitStatusExt::signal(&out.status), Some(9), "{phase}: {}", show(&out));
-        assert_eq!(env.get("testing", "/")["release"], live.as_str(), "killed at {phase}: the old release must keep serving");
+        assert_eq!(
+            env.get("testing", "/")["release"],
+            live.as_str(),
+            "killed at {phase}: the old release must keep serving"
+        );
         assert_eq!(env.main_pid("testing"), live_pid, "killed at {phase}");
     }
-    assert_ne!(env.sh("readlink /opt/medctrl/backend/testing/current"), format!("releases/{live}"), "killed right after the switch");
+    assert_ne!(
+        env.sh("readlink /opt/medctrl/backend/testing/current"),
+        format!("releases/{live}"),
+        "killed right after the switch"
+    );
 
     // -- the next build recovers and succeeds ---------------------------------------------------
     let out = env.build_with(&manifest, "testing");

@@ -49,5 +49,9 @@ fn man_pages_are_up_to_date() {
             }
         }
     }
-    assert!(stale.is_empty(), "man/ is stale: {}; regenerate with RELCTL_UPDATE_MAN=1 cargo test --test man", stale.join(", "));
+    assert!(
+        stale.is_empty(),
+        "man/ is stale: {}; regenerate with RELCTL_UPDATE_MAN=1 cargo test --test man",
+        stale.join(", ")
+    );
 }

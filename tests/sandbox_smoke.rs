@@ -29,19 +29,12 @@ fn stdout(o: &Output) -> String {
 /// Runs a shell script inside, asserts success, returns trimmed stdout.
 fn sh_ok(sb: &Sandbox, script: &str) -> String {
     let o = sb.sh(script);
-    assert!(
-        o.status.success(),
-        "in sandbox: sh -c {script:?} failed: {}",
-        show(&o)
-    );
+    assert!(o.status.success(), "in sandbox: sh -c {script:?} failed: {}", show(&o));
     stdout(&o)
 }
 
 fn unique(tag: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
     format!("{tag}-{}-{nanos}", std::process::id())
 }
 
@@ -85,11 +78,7 @@ fn sandbox_smoke() {
     let marker = PathBuf::from(format!("/tmp/{}", unique("relctl-sandbox-smoke-marker")));
     fs::write(&marker, "must survive the sandbox").unwrap();
     let probe = Path::new("/etc/relctl-sandbox-probe");
-    assert!(
-        !probe.exists(),
-        "{} exists on the host before the test; remove it",
-        probe.display()
-    );
+    assert!(!probe.exists(), "{} exists on the host before the test; remove it", probe.display());
     let mounts_before = host_mounts();
     let shared = fresh_dir("sbx-smoke");
     fs::write(shared.join("from-host"), "hello from the host").unwrap();
@@ -105,21 +94,12 @@ fn sandbox_smoke() {
         stdout(&sb.run("systemctl", &["--failed", "--no-legend"]))
     );
     assert_eq!(sh_ok(&sb, "cat /proc/1/comm"), "systemd");
-    assert_eq!(
-        sh_ok(&sb, "systemd-detect-virt --container"),
-        "container-other"
-    );
+    assert_eq!(sh_ok(&sb, "systemd-detect-virt --container"), "container-other");
 
     // D-Bus: the system bus is up and systemd answers on it.
     let ping = sb.run(
         "busctl",
-        &[
-            "call",
-            "org.freedesktop.systemd1",
-            "/org/freedesktop/systemd1",
-            "org.freedesktop.DBus.Peer",
-            "Ping",
-        ],
+        &["call", "org.freedesktop.systemd1", "/org/freedesktop/systemd1", "org.freedesktop.DBus.Peer", "Ping"],
     );
     assert!(ping.status.success(), "busctl Ping: {}", show(&ping));
     let st = sb.run(
@@ -133,49 +113,21 @@ fn sandbox_smoke() {
         ],
     );
     assert!(st.status.success(), "busctl get-property: {}", show(&st));
-    assert!(
-        stdout(&st).starts_with("s \""),
-        "SystemState: {}",
-        show(&st)
-    );
+    assert!(stdout(&st).starts_with("s \""), "SystemState: {}", show(&st));
 
     // Writes outside the bound directories stay inside.
-    assert_eq!(
-        sh_ok(
-            &sb,
-            "echo inside > /etc/relctl-sandbox-probe && cat /etc/relctl-sandbox-probe"
-        ),
-        "inside"
-    );
-    assert!(
-        !probe.exists(),
-        "{} written inside the sandbox appeared on the host",
-        probe.display()
-    );
+    assert_eq!(sh_ok(&sb, "echo inside > /etc/relctl-sandbox-probe && cat /etc/relctl-sandbox-probe"), "inside");
+    assert!(!probe.exists(), "{} written inside the sandbox appeared on the host", probe.display());
 
     // The bound directory is shared, both ways.
     let s = shared.display();
-    assert_eq!(
-        sh_ok(&sb, &format!("cat {s}/from-host")),
-        "hello from the host"
-    );
-    sh_ok(
-        &sb,
-        &format!("echo hello from the sandbox > {s}/from-sandbox"),
-    );
-    assert_eq!(
-        fs::read_to_string(shared.join("from-sandbox"))
-            .unwrap()
-            .trim(),
-        "hello from the sandbox"
-    );
+    assert_eq!(sh_ok(&sb, &format!("cat {s}/from-host")), "hello from the host");
+    sh_ok(&sb, &format!("echo hello from the sandbox > {s}/from-sandbox"));
+    assert_eq!(fs::read_to_string(shared.join("from-sandbox")).unwrap().trim(), "hello from the sandbox");
 
     // The sandbox's /tmp is its own: the host's marker is not visible, and its files don't leak.
     let m = marker.display();
-    assert_eq!(
-        sh_ok(&sb, &format!("test -e {m} && echo visible || echo hidden")),
-        "hidden"
-    );
+    assert_eq!(sh_ok(&sb, &format!("test -e {m} && echo visible || echo hidden")), "hidden");
     assert_eq!(sh_ok(&sb, "stat -f -c %T /tmp"), "tmpfs");
     sh_ok(&sb, "echo x > /tmp/relctl-sandbox-inside");
     assert!(!Path::new("/tmp/relctl-sandbox-inside").exists());
@@ -186,19 +138,11 @@ fn sandbox_smoke() {
         "printf '[Service]\\nExecStart=/bin/sleep 1000\\n' > /etc/systemd/system/probe.service \
          && systemctl daemon-reload && systemctl start probe.service",
     );
-    assert!(
-        sb.is_active("probe.service"),
-        "probe.service: {}",
-        sb.journal("probe.service", 20)
-    );
+    assert!(sb.is_active("probe.service"), "probe.service: {}", sb.journal("probe.service", 20));
 
     // A transient one.
     sh_ok(&sb, "systemd-run --unit=probe-transient /bin/sleep 1000");
-    assert!(
-        sb.is_active("probe-transient.service"),
-        "{}",
-        sb.journal("probe-transient.service", 20)
-    );
+    assert!(sb.is_active("probe-transient.service"), "{}", sb.journal("probe-transient.service", 20));
 
     // A hardened service: the namespacing/sandboxing directives must work inside.
     sh_ok(&sb, "echo outside > /tmp/outside-file");
@@ -219,11 +163,7 @@ StateDirectory=probe
 EOF
 systemctl daemon-reload && systemctl start probe-hardened.service"#,
     );
-    assert!(
-        sb.is_active("probe-hardened.service"),
-        "probe-hardened: {}",
-        sb.journal("probe-hardened.service", 30)
-    );
+    assert!(sb.is_active("probe-hardened.service"), "probe-hardened: {}", sb.journal("probe-hardened.service", 30));
     // The ExecStart script writes its findings before exec'ing sleep; wait for them.
     let found = sh_ok(
         &sb,
@@ -235,7 +175,8 @@ systemctl daemon-reload && systemctl start probe-hardened.service"#,
         ["nobody", "ro", "private", "0", "0"],
         "hardened unit saw: {found}"
     );
-    let status = sh_ok(&sb, "grep -E '^(NoNewPrivs|Seccomp|CapBnd):' /proc/$(systemctl show -P MainPID probe-hardened)/status");
+    let status =
+        sh_ok(&sb, "grep -E '^(NoNewPrivs|Seccomp|CapBnd):' /proc/$(systemctl show -P MainPID probe-hardened)/status");
     assert!(status.contains("NoNewPrivs:\t1"), "{status}");
     assert!(status.contains("Seccomp:\t2"), "{status}");
     assert!(status.contains("CapBnd:\t0000000000000000"), "{status}");
@@ -252,47 +193,20 @@ EOF
 printf '[Service]\nExecStart=/bin/sleep 1000\n' > /etc/systemd/system/probe-sock.service
 systemctl daemon-reload && systemctl start probe-sock.socket"#,
     );
-    assert!(
-        sb.is_active("probe-sock.socket"),
-        "probe-sock.socket: {}",
-        sb.journal("probe-sock.socket", 20)
-    );
-    assert_eq!(
-        sh_ok(&sb, "stat -c '%U %G %a %F' /opt/probe/x.sock"),
-        "root www-data 660 socket"
-    );
-    sb.sh(
-        "curl -s --max-time 1 --unix-socket /opt/probe/x.sock http://x/ >/dev/null 2>&1; sleep 0.2",
-    );
-    assert!(
-        sb.is_active("probe-sock.service"),
-        "socket activation: {}",
-        sb.journal("probe-sock.service", 20)
-    );
-    assert!(
-        !Path::new("/opt/probe/x.sock").exists(),
-        "/opt/probe/x.sock appeared on the host"
-    );
+    assert!(sb.is_active("probe-sock.socket"), "probe-sock.socket: {}", sb.journal("probe-sock.socket", 20));
+    assert_eq!(sh_ok(&sb, "stat -c '%U %G %a %F' /opt/probe/x.sock"), "root www-data 660 socket");
+    sb.sh("curl -s --max-time 1 --unix-socket /opt/probe/x.sock http://x/ >/dev/null 2>&1; sleep 0.2");
+    assert!(sb.is_active("probe-sock.service"), "socket activation: {}", sb.journal("probe-sock.service", 20));
+    assert!(!Path::new("/opt/probe/x.sock").exists(), "/opt/probe/x.sock appeared on the host");
 
     // Kill: the namespace dies, nothing stays mounted, the host's /tmp is intact.
     sb.kill();
     let left = pidns_members(&pidns);
-    assert!(
-        left.is_empty(),
-        "processes left in the sandbox's pid namespace: {left:?}"
-    );
+    assert!(left.is_empty(), "processes left in the sandbox's pid namespace: {left:?}");
     assert_eq!(host_mounts(), mounts_before, "host mount table changed");
-    assert_eq!(
-        fs::read_to_string(&marker).unwrap(),
-        "must survive the sandbox"
-    );
+    assert_eq!(fs::read_to_string(&marker).unwrap(), "must survive the sandbox");
     assert!(!probe.exists());
-    assert_eq!(
-        fs::read_to_string(shared.join("from-sandbox"))
-            .unwrap()
-            .trim(),
-        "hello from the sandbox"
-    );
+    assert_eq!(fs::read_to_string(shared.join("from-sandbox")).unwrap().trim(), "hello from the sandbox");
 
     fs::remove_file(&marker).unwrap();
     fs::remove_dir_all(&shared).unwrap();
@@ -301,15 +215,8 @@ systemctl daemon-reload && systemctl start probe-sock.socket"#,
 #[test]
 fn two_sandboxes_in_parallel() {
     let dirs = [fresh_dir("sbx-par-a"), fresh_dir("sbx-par-b")];
-    let handles: Vec<_> = dirs
-        .iter()
-        .cloned()
-        .map(|d| std::thread::spawn(move || Sandbox::boot(&[&d])))
-        .collect();
-    let mut sbs: Vec<Sandbox> = handles
-        .into_iter()
-        .map(|h| h.join().expect("boot panicked"))
-        .collect();
+    let handles: Vec<_> = dirs.iter().cloned().map(|d| std::thread::spawn(move || Sandbox::boot(&[&d]))).collect();
+    let mut sbs: Vec<Sandbox> = handles.into_iter().map(|h| h.join().expect("boot panicked")).collect();
     assert_ne!(sbs[0].pid, sbs[1].pid);
 
     for (i, sb) in sbs.iter().enumerate() {
@@ -321,26 +228,18 @@ fn two_sandboxes_in_parallel() {
         );
     }
     for (i, sb) in sbs.iter().enumerate() {
-        assert_eq!(
-            sh_ok(sb, "cat /etc/relctl-par-probe"),
-            i.to_string(),
-            "sandboxes share /etc"
-        );
-        assert!(
-            sb.is_active("par.service"),
-            "{}",
-            sb.journal("par.service", 20)
-        );
+        assert_eq!(sh_ok(sb, "cat /etc/relctl-par-probe"), i.to_string(), "sandboxes share /etc");
+        assert!(sb.is_active("par.service"), "{}", sb.journal("par.service", 20));
         // each has its own cgroup tree and only its own services
-        assert_eq!(sh_ok(sb, "systemctl show -P MainPID par.service | xargs -I{} cat /proc/{}/cgroup | grep ^0::"), "0::/system.slice/par.service");
+        assert_eq!(
+            sh_ok(sb, "systemctl show -P MainPID par.service | xargs -I{} cat /proc/{}/cgroup | grep ^0::"),
+            "0::/system.slice/par.service"
+        );
     }
     // Killing one leaves the other running.
     sbs[0].kill();
     let state = stdout(&sbs[1].run("systemctl", &["is-system-running"]));
-    assert!(
-        state == "running" || state == "degraded",
-        "second sandbox after killing the first: {state}"
-    );
+    assert!(state == "running" || state == "degraded", "second sandbox after killing the first: {state}");
     assert!(sbs[1].is_active("par.service"));
     drop(sbs);
     for d in dirs {

@@ -15,7 +15,12 @@ use crate::systemd::{JobKind, Systemd};
 
 /// Resolves the app (and the build, when given: refused before anything else if invalid),
 /// connects to systemd and takes the app's lock.
-fn prepare(loaded: &Loaded, build: Option<&str>, g: &GlobalArgs, report: &Report) -> Result<(AppPlan, Option<BuildLayout>, Systemd, AppLock)> {
+fn prepare(
+    loaded: &Loaded,
+    build: Option<&str>,
+    g: &GlobalArgs,
+    report: &Report,
+) -> Result<(AppPlan, Option<BuildLayout>, Systemd, AppLock)> {
     let app = plan::app(loaded)?;
     if let Some(b) = build {
         loaded.build(b)?;

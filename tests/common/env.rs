@@ -53,9 +53,12 @@ impl Env {
     /// GET through the build's socket, as nginx would; returns the JSON body.
     pub fn get(&self, build: &str, path: &str) -> Value {
         let sock = format!("/opt/medctrl/backend/{build}/gunicorn.sock");
-        let out = self.sb.run("curl", &["-sS", "--fail", "--max-time", "10", "--unix-socket", &sock, &format!("http://x{path}")]);
+        let out = self
+            .sb
+            .run("curl", &["-sS", "--fail", "--max-time", "10", "--unix-socket", &sock, &format!("http://x{path}")]);
         assert!(out.status.success(), "GET {path} via {sock} failed: {}\n{}", show(&out), self.journal_tail());
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("GET {path} via {sock}: not JSON ({e}): {}", show(&out)))
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("GET {path} via {sock}: not JSON ({e}): {}", show(&out)))
     }
 
     pub fn main_pid(&self, build: &str) -> u32 {
@@ -91,7 +94,12 @@ impl std::fmt::Debug for Snapshot {
 pub fn assert_unchanged(before: &Snapshot, after: &Snapshot, what: &str) {
     let gone: Vec<&str> = before.0.lines().filter(|l| !after.0.lines().any(|a| a == *l)).collect();
     let new: Vec<&str> = after.0.lines().filter(|l| !before.0.lines().any(|b| b == *l)).collect();
-    assert!(gone.is_empty() && new.is_empty(), "{what} changed files:\n- {}\n+ {}", gone.join("\n- "), new.join("\n+ "));
+    assert!(
+        gone.is_empty() && new.is_empty(),
+        "{what} changed files:\n- {}\n+ {}",
+        gone.join("\n- "),
+        new.join("\n+ ")
+    );
 }
 
 pub fn show(out: &Output) -> String {

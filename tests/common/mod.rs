@@ -1,2 +1,2 @@
-pub mod sandbox;
 pub mod env;
+pub mod sandbox;

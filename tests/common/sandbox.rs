@@ -21,9 +21,7 @@ const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 const PASS_ENV: &[&str] = &["RUST_BACKTRACE", "RUST_LOG", "RUST_LIB_BACKTRACE"];
 
 fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/sandbox")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sandbox").join(name)
 }
 
 /// A running sandboxed systemd. Killed on drop.
@@ -50,32 +48,20 @@ impl Sandbox {
         cmd.arg("--watch").arg(std::process::id().to_string());
         cmd.stdin(Stdio::null());
         let started = Instant::now();
-        let out = cmd
-            .output()
-            .unwrap_or_else(|e| panic!("sandbox: cannot run {}: {e}", boot.display()));
+        let out = cmd.output().unwrap_or_else(|e| panic!("sandbox: cannot run {}: {e}", boot.display()));
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         if !out.status.success() {
             panic!("sandbox: boot failed ({}): {}", out.status, stderr.trim());
         }
         let pid: u32 = stdout.trim().parse().unwrap_or_else(|_| {
-            panic!(
-                "sandbox: boot.sh printed {stdout:?} instead of a pid; stderr: {}",
-                stderr.trim()
-            )
+            panic!("sandbox: boot.sh printed {stdout:?} instead of a pid; stderr: {}", stderr.trim())
         });
         if !stderr.trim().is_empty() {
             eprintln!("{}", stderr.trim());
         }
-        eprintln!(
-            "sandbox: booted pid {pid} in {:.2}s",
-            started.elapsed().as_secs_f64()
-        );
-        Sandbox {
-            pid,
-            binds: binds.iter().map(|b| b.to_path_buf()).collect(),
-            killed: false,
-        }
+        eprintln!("sandbox: booted pid {pid} in {:.2}s", started.elapsed().as_secs_f64());
+        Sandbox { pid, binds: binds.iter().map(|b| b.to_path_buf()).collect(), killed: false }
     }
 
     /// The host directories shared with this sandbox.
@@ -89,11 +75,7 @@ impl Sandbox {
     /// [`run`](Self::run) or [`sh`](Self::sh).
     pub fn command(&self, program: &str) -> Command {
         let mut c = Command::new("nsenter");
-        c.arg("-t")
-            .arg(self.pid.to_string())
-            .arg("-a")
-            .arg("--")
-            .arg(program);
+        c.arg("-t").arg(self.pid.to_string()).arg("-a").arg("--").arg(program);
         c.env_clear()
             .env("PATH", PATH)
             .env("LANG", "C.UTF-8")
@@ -118,12 +100,7 @@ impl Sandbox {
         self.command(program)
             .args(args)
             .output()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "sandbox {}: cannot run nsenter for {program}: {e}",
-                    self.pid
-                )
-            })
+            .unwrap_or_else(|e| panic!("sandbox {}: cannot run nsenter for {program}: {e}", self.pid))
     }
 
     /// `sh -c script` inside the sandbox.
@@ -133,19 +110,14 @@ impl Sandbox {
 
     /// `systemctl is-active --quiet unit` inside the sandbox.
     pub fn is_active(&self, unit: &str) -> bool {
-        self.run("systemctl", &["is-active", "--quiet", unit])
-            .status
-            .success()
+        self.run("systemctl", &["is-active", "--quiet", unit]).status.success()
     }
 
     /// The last `lines` journal lines of `unit` (stdout and stderr of journalctl), for failure
     /// messages.
     pub fn journal(&self, unit: &str, lines: usize) -> String {
         let n = lines.to_string();
-        let out = self.run(
-            "journalctl",
-            &["-u", unit, "-n", &n, "--no-pager", "-o", "short-precise"],
-        );
+        let out = self.run("journalctl", &["-u", unit, "-n", &n, "--no-pager", "-o", "short-precise"]);
         let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
         s.push_str(&String::from_utf8_lossy(&out.stderr));
         s
@@ -154,10 +126,7 @@ impl Sandbox {
     /// The last `lines` lines of the whole journal.
     pub fn journal_all(&self, lines: usize) -> String {
         let n = lines.to_string();
-        let out = self.run(
-            "journalctl",
-            &["-n", &n, "--no-pager", "-o", "short-precise"],
-        );
+        let out = self.run("journalctl", &["-n", &n, "--no-pager", "-o", "short-precise"]);
         let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
         s.push_str(&String::from_utf8_lossy(&out.stderr));
         s
@@ -171,11 +140,7 @@ impl Sandbox {
         }
         self.killed = true;
         let kill = script("kill.sh");
-        match Command::new(&kill)
-            .arg(self.pid.to_string())
-            .stdin(Stdio::null())
-            .output()
-        {
+        match Command::new(&kill).arg(self.pid.to_string()).stdin(Stdio::null()).output() {
             Ok(o) if o.status.success() => {}
             Ok(o) => {
                 eprintln!(
@@ -184,19 +149,11 @@ impl Sandbox {
                     o.status,
                     String::from_utf8_lossy(&o.stderr).trim()
                 );
-                let _ = Command::new("kill")
-                    .args(["-KILL", &self.pid.to_string()])
-                    .status();
+                let _ = Command::new("kill").args(["-KILL", &self.pid.to_string()]).status();
             }
             Err(e) => {
-                eprintln!(
-                    "sandbox {}: cannot run {}: {e}; sending SIGKILL directly",
-                    self.pid,
-                    kill.display()
-                );
-                let _ = Command::new("kill")
-                    .args(["-KILL", &self.pid.to_string()])
-                    .status();
+                eprintln!("sandbox {}: cannot run {}: {e}; sending SIGKILL directly", self.pid, kill.display());
+                let _ = Command::new("kill").args(["-KILL", &self.pid.to_string()]).status();
             }
         }
         // Belt and braces: wait for the pid to disappear (or become a zombie).
@@ -215,10 +172,7 @@ fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
             // "pid (comm) S ..." -- comm may contain spaces and parentheses
-            let state = stat
-                .rsplit_once(") ")
-                .map(|(_, rest)| rest.chars().next())
-                .unwrap_or(None);
+            let state = stat.rsplit_once(") ").map(|(_, rest)| rest.chars().next()).unwrap_or(None);
             !matches!(state, Some('Z') | Some('X'))
         }
         Err(_) => false,
@@ -229,11 +183,7 @@ impl Drop for Sandbox {
     fn drop(&mut self) {
         if std::thread::panicking() && !self.killed {
             // Shown with the failing test's output.
-            eprintln!(
-                "--- sandbox {} journal (last 60 lines) ---\n{}",
-                self.pid,
-                self.journal_all(60)
-            );
+            eprintln!("--- sandbox {} journal (last 60 lines) ---\n{}", self.pid, self.journal_all(60));
         }
         self.kill();
     }
