@@ -87,8 +87,8 @@ pub enum Command {
     /// List BUILD's releases, oldest first: id, created, git revision, state.
     ///
     /// State is `current` (what `current` points at), `previous` (what `rollback` would return
-    /// to), `bad` (failed verification or rolled back from; with the reason) or `incomplete`
-    /// (its build never finished; removed by the next build).
+    /// to), `bad` (failed verification or rolled back from; with the reason), `incomplete` (its
+    /// build never finished; removed by the next build) or `good` (any other finished release).
     Releases(BuildArg),
 
     /// Switch BUILD back to an earlier release, restart it and verify it like `build` does.
@@ -145,7 +145,7 @@ pub struct RollbackArgs {
     /// A build declared as [builds.<BUILD>] in the manifest.
     pub build: String,
 
-    /// The release to return to (see `relctl releases BUILD`).
+    /// The release to return to (see `relctl releases BUILD`), e.g. 20261123T130501Z-abc1234.
     #[arg(long, value_name = "ID")]
     pub to: Option<String>,
 }

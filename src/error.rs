@@ -1,4 +1,4 @@
-//! The few ways relctl ends, and the exit code of each (DESIGN.md §4).
+//! The few ways relctl ends, and the exit code of each.
 
 use std::fmt;
 use std::process::ExitCode;

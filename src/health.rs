@@ -83,11 +83,10 @@ mod tests {
         assert!(parse_response(b"garbage").is_none());
     }
 
-    fn serve(status: &'static str) -> (std::path::PathBuf, std::thread::JoinHandle<String>) {
-        let dir = std::env::temp_dir().join(format!("relctl-health-{}-{}", std::process::id(), status.len()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let sock = dir.join("s.sock");
+    /// A server that answers one request with `status`; returns its socket (in `dir`) and what
+    /// it was sent.
+    fn serve(dir: &tempfile::TempDir, status: &'static str) -> (std::path::PathBuf, std::thread::JoinHandle<String>) {
+        let sock = dir.path().join("s.sock");
         let listener = UnixListener::bind(&sock).unwrap();
         let handle = std::thread::spawn(move || {
             let (mut c, _) = listener.accept().unwrap();
@@ -101,7 +100,8 @@ mod tests {
 
     #[test]
     fn healthy_answer_returns_and_request_is_a_get_of_the_path() {
-        let (sock, h) = serve("HTTP/1.0 200 OK\r\n\r\nok");
+        let dir = tempfile::tempdir().unwrap();
+        let (sock, h) = serve(&dir, "HTTP/1.0 200 OK\r\n\r\nok");
         let r = wait_healthy(&sock, "/health", Duration::from_secs(5)).unwrap();
         assert_eq!((r.status, r.body.as_str()), (200, "ok"));
         assert!(h.join().unwrap().starts_with("GET /health HTTP/1.0\r\n"));
@@ -109,9 +109,35 @@ mod tests {
 
     #[test]
     fn error_answer_fails_after_timeout_naming_status_and_body() {
-        let (sock, _h) = serve("HTTP/1.0 500 Internal Server Error\r\n\r\nboom\n");
+        let dir = tempfile::tempdir().unwrap();
+        let (sock, h) = serve(&dir, "HTTP/1.0 500 Internal Server Error\r\n\r\nboom\n");
+        let t = Instant::now();
         let err = wait_healthy(&sock, "/health", Duration::from_secs(1)).unwrap_err().to_string();
-        // the server answered once; later attempts are refused, but the message names what was seen
-        assert!(err.contains("GET /health") && err.contains("within 1s"), "{err}");
+        assert!(t.elapsed() >= Duration::from_secs(1), "it kept trying until the timeout");
+        assert!(h.join().unwrap().starts_with("GET /health "));
+        // The server answered once and is gone: the last attempt was refused. The message names
+        // the path, the socket, the timeout and that last answer.
+        let expected = format!(
+            "health check GET /health through {} did not answer 2xx/3xx within 1s; last answer: Connection refused",
+            sock.display()
+        );
+        assert!(err.starts_with(&expected), "{err}");
+    }
+
+    #[test]
+    fn the_last_answer_seen_names_status_and_body() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("s.sock");
+        let listener = UnixListener::bind(&sock).unwrap();
+        std::thread::spawn(move || {
+            for c in listener.incoming() {
+                let mut c = c.unwrap();
+                let mut buf = [0u8; 1024];
+                let _request = c.read(&mut buf).unwrap();
+                c.write_all(b"HTTP/1.0 503 Service Unavailable\r\n\r\n\ndatabase unreachable\nmore\n").unwrap();
+            }
+        });
+        let err = wait_healthy(&sock, "/health", Duration::from_secs(1)).unwrap_err().to_string();
+        assert!(err.ends_with("last answer: HTTP 503: database unreachable"), "{err}");
     }
 }

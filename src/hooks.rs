@@ -5,35 +5,49 @@ use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Instant;
 
 use anyhow::{Context, Result};
 
 use crate::users::RunAs;
 use serde::Serialize;
 
-#[derive(Debug, Clone, Serialize)]
-pub struct Hook {
-    pub stage: &'static str,
-    pub command: String,
+/// When a hook runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HookStage {
+    /// In the new release directory, as root, right after the copy (venv, pip, collectstatic).
+    Build,
+    /// As the service user with the build's environment and secrets, before the switch (migrations).
+    Release,
 }
 
-/// What a hook printed and how long it took.
+impl HookStage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HookStage::Build => "build",
+            HookStage::Release => "release",
+        }
+    }
+}
+
+impl std::fmt::Display for HookStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
-pub struct HookRun {
+pub struct Hook {
+    pub stage: HookStage,
     pub command: String,
-    pub seconds: f64,
-    #[serde(skip)]
-    pub output: String,
 }
 
 const TAIL_LINES: usize = 20;
 
 /// Runs `hook` with `sh -c` in `cwd`, with `env` added to relctl's environment. stdout and stderr
 /// are captured together; a failure is an error with the exit status, and the tail of the output
-/// is in the error's context lines (printed by the caller).
-pub fn run(hook: &Hook, cwd: &Path, env: &BTreeMap<String, String>, run_as: Option<&RunAs>) -> Result<HookRun> {
-    let start = Instant::now();
+/// is in the error (printed by the caller). Returns what the hook printed.
+pub fn run(hook: &Hook, cwd: &Path, env: &BTreeMap<String, String>, run_as: Option<&RunAs>) -> Result<String> {
     let (mut reader, writer) = std::io::pipe().context("creating a pipe for hook output")?;
     let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c").arg(&hook.command).current_dir(cwd).envs(env).stdin(Stdio::null());
@@ -61,13 +75,13 @@ pub fn run(hook: &Hook, cwd: &Path, env: &BTreeMap<String, String>, run_as: Opti
         }
         .into());
     }
-    Ok(HookRun { command: hook.command.clone(), seconds: start.elapsed().as_secs_f64(), output })
+    Ok(output)
 }
 
 /// A hook that failed; `tail` is the end of what it printed.
 #[derive(Debug)]
 pub struct HookFailed {
-    pub stage: &'static str,
+    pub stage: HookStage,
     pub command: String,
     pub how: String,
     pub tail: String,
@@ -91,14 +105,14 @@ mod tests {
     use super::*;
 
     fn hook(cmd: &str) -> Hook {
-        Hook { stage: "build", command: cmd.into() }
+        Hook { stage: HookStage::Build, command: cmd.into() }
     }
 
     #[test]
     fn runs_in_cwd_with_env_and_captures_both_streams() {
         let env = [("RELCTL_BUILD".to_string(), "development".to_string())].into();
         let r = run(&hook("pwd; echo $RELCTL_BUILD; echo err >&2"), Path::new("/usr"), &env, None).unwrap();
-        assert_eq!(r.output, "/usr\ndevelopment\nerr\n");
+        assert_eq!(r, "/usr\ndevelopment\nerr\n");
     }
 
     #[test]

@@ -1,12 +1,15 @@
 //! relctl: a systemd-native build-and-release tool for instanced services.
 //!
-//! Parse (`cli`) → plan (`plan`, from `manifest` and `layout`) → act (`stage`, `render`, `hooks`,
-//! `systemd`, `health`, driven by `deploy`). `commands` is the glue between them.
+//! Parse (`cli`) → plan (`plan`, from `manifest` and `layout`) → act (`deploy`, driving `stage`,
+//! `render`, `hooks`, `units`, `store`, `systemd` and `health`; `nginx` for the snippet).
+//! `commands` is the glue between them, and opens the one `Session` every changing command needs.
 
+pub mod atomic;
 pub mod cli;
 mod commands;
 pub mod deploy;
 pub mod error;
+pub mod git;
 pub mod health;
 pub mod hooks;
 pub mod layout;
@@ -16,9 +19,11 @@ pub mod nginx;
 pub mod plan;
 pub mod render;
 pub mod report;
+pub mod route;
 pub mod stage;
 pub mod store;
 pub mod systemd;
+pub mod units;
 pub mod users;
 
 use std::process::ExitCode;

@@ -4,16 +4,16 @@
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
 pub const LOCK_DIR: &str = "/run/relctl";
 
+/// Held until dropped.
 #[derive(Debug)]
 pub struct AppLock {
     _file: File,
-    pub path: PathBuf,
 }
 
 /// Takes the app's lock. If another relctl holds it: with `wait`, tells `notify` who holds it
@@ -41,26 +41,23 @@ pub fn acquire(dir: &Path, app: &str, command: &str, wait: bool, notify: impl Fn
         }
         Err(TryLockError::Error(e)) => return Err(e).with_context(|| format!("locking {}", path.display())),
     }
-    let info = format!(
-        "pid {}, `{command}`, since {}",
-        std::process::id(),
-        jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M:%S UTC")
-    );
-    file.set_len(0)?;
-    file.rewind()?;
-    file.write_all(info.as_bytes())?;
-    Ok(AppLock { _file: file, path })
+    let info = format!("pid {}, `{command}`, since {}", std::process::id(), crate::report::utc(jiff::Timestamp::now()));
+    (|| -> std::io::Result<()> {
+        file.set_len(0)?;
+        file.rewind()?;
+        file.write_all(info.as_bytes())
+    })()
+    .with_context(|| format!("writing who holds {}", path.display()))?;
+    Ok(AppLock { _file: file })
 }
 
+/// Who holds the lock, as its holder wrote it.
 fn holder(file: &mut File) -> String {
     let mut s = String::new();
-    let _ = file.rewind();
-    let _ = file.read_to_string(&mut s);
-    let s = s.trim();
-    if s.is_empty() {
-        "a process that has not said who it is yet".into()
-    } else {
-        s.to_string()
+    match file.rewind().and_then(|_| file.read_to_string(&mut s)) {
+        Ok(_) if !s.trim().is_empty() => s.trim().to_string(),
+        Ok(_) => "a process that has not said who it is yet".into(),
+        Err(e) => format!("a process relctl cannot name ({e})"),
     }
 }
 
@@ -72,7 +69,8 @@ mod tests {
 
     #[test]
     fn second_holder_waits_or_fails_naming_the_first() {
-        let dir = std::env::temp_dir().join(format!("relctl-lock-{}", std::process::id()));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("run-relctl");
         let first = acquire(&dir, "medctrl", "relctl build development", true, |_| {}).unwrap();
         let err = acquire(&dir, "medctrl", "relctl build testing", false, |_| {}).unwrap_err().to_string();
         assert!(
@@ -99,6 +97,5 @@ mod tests {
         drop(first);
         rx.recv_timeout(Duration::from_secs(5)).expect("the waiter gets the lock once it is free");
         assert!(waiter.join().unwrap().contains("held by pid"));
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -257,7 +257,7 @@ fn check(m: &Manifest) -> Result<(), String> {
     for (name, b) in &m.builds {
         check_build_name(name).map_err(|e| format!("[builds.{name}]: {}", e.0))?;
         if let Some(route) = &b.route {
-            let normalized = crate::nginx::normalize_route(route).map_err(|e| format!("[builds.{name}] {e}"))?;
+            let normalized = crate::route::normalize(route).map_err(|e| format!("[builds.{name}] {e}"))?;
             if let Some(other) = routes.insert(normalized.clone(), name) {
                 return Err(format!(
                     "[builds.{name}] route \"{route}\" is also the route of build {other}; each build needs its own"
@@ -265,7 +265,7 @@ fn check(m: &Manifest) -> Result<(), String> {
             }
         }
         for a in &b.allow {
-            crate::nginx::check_allow(a).map_err(|e| format!("[builds.{name}] {e}"))?;
+            crate::route::check_allow(a).map_err(|e| format!("[builds.{name}] {e}"))?;
         }
     }
     if m.keep_releases == 0 {

@@ -2,35 +2,32 @@
 //! hooks, jobs) before anything is touched. `--dry-run` prints a plan; the domain modules act on it.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, Result};
+use fs_err as fs;
 use serde::Serialize;
 
 use crate::error::UsageError;
-use crate::hooks::Hook;
-use crate::layout::{self, AppLayout, BuildLayout, GitRevision};
-use crate::manifest::Loaded;
+use crate::git::{self, GitRevision};
+use crate::hooks::{Hook, HookStage};
+use crate::layout::{self, AppLayout, BuildLayout};
+use crate::manifest::{self, Loaded, Manifest};
 use crate::render::{self, TemplateContext};
 use crate::stage::CopySpec;
-
-/// A file relctl writes for systemd.
-#[derive(Debug, Clone, Serialize)]
-pub struct UnitFile {
-    pub path: PathBuf,
-    pub contents: String,
-}
+use crate::store::{self, ReleaseId};
+use crate::units::{self, UnitFile};
 
 /// Everything about an app that does not depend on a build.
 #[derive(Debug, Clone, Serialize)]
 pub struct AppPlan {
     pub manifest: PathBuf,
     pub layout: AppLayout,
+    /// The service user (created as a system user if missing).
     pub user: String,
-    /// `<app>@.service`, `<app>@.socket`, `<app>.target`, rendered.
-    pub units: Vec<UnitFile>,
+    /// The group that may connect to the sockets (nginx's).
+    pub socket_group: String,
     pub health: Option<HealthPlan>,
     /// Seconds a (re)started service must stay up (same main PID, no restarts) to pass.
     pub probation_s: u64,
@@ -57,12 +54,22 @@ pub struct ReleaseFile {
     pub contents: String,
 }
 
+/// A build's secrets file: its path and the variables in it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Secrets {
+    pub file: Option<PathBuf>,
+    /// Variable names only; values are never printed.
+    pub names: Vec<String>,
+    #[serde(skip)]
+    pub values: BTreeMap<String, String>,
+}
+
 /// Everything `relctl build <BUILD>` will do.
 #[derive(Debug, Clone, Serialize)]
 pub struct BuildPlan {
     pub app: AppPlan,
     pub build: BuildLayout,
-    pub release: String,
+    pub release: ReleaseId,
     pub release_dir: PathBuf,
     pub git: Option<GitRevision>,
     pub copy: CopySpec,
@@ -70,11 +77,7 @@ pub struct BuildPlan {
     /// The service's environment for this release (no secrets), written into the release as
     /// `.relctl/environment` and read by the unit through `current`.
     pub environment: BTreeMap<String, String>,
-    pub secrets_file: Option<PathBuf>,
-    /// Variable names only; values are never printed.
-    pub secret_names: Vec<String>,
-    #[serde(skip)]
-    pub secrets: BTreeMap<String, String>,
+    pub secrets: Secrets,
     pub hooks: Vec<Hook>,
     /// The per-build drop-in, or None when the build needs none (an old one is then removed).
     pub dropin: Option<UnitFile>,
@@ -86,23 +89,8 @@ pub struct BuildPlan {
 }
 
 const BUILTIN_TEMPLATES: &[(&str, &str)] = &[("django", include_str!("../settings-templates/django.py.tera"))];
-const SERVICE_TEMPLATE: &str = include_str!("../units/app@.service.tera");
-const SOCKET_TEMPLATE: &str = include_str!("../units/app@.socket.tera");
-const TARGET_TEMPLATE: &str = include_str!("../units/app.target.tera");
 
-/// What the unit templates see.
-#[derive(Debug, Serialize)]
-struct UnitContext<'a> {
-    app: &'a str,
-    component: &'a str,
-    root: &'a Path,
-    user: &'a str,
-    socket_name: &'a str,
-    socket_group: &'a str,
-    timeout_start_s: u64,
-}
-
-/// Resolves the app-wide part: layout, user, rendered unit files.
+/// Resolves the app-wide part: layout, user, health gate.
 pub fn app(loaded: &Loaded) -> Result<AppPlan> {
     let m = &loaded.manifest;
     let root = match &m.root {
@@ -120,35 +108,17 @@ pub fn app(loaded: &Loaded) -> Result<AppPlan> {
     let layout = AppLayout {
         app: m.app.clone(),
         component: m.component.clone(),
-        root: root.clone(),
+        root,
         unit_dir: layout::UNIT_DIR.into(),
         socket_name: m.service.socket.clone(),
     };
-    let user = m.service.user.clone().unwrap_or_else(|| m.app.clone());
-    let ctx = UnitContext {
-        app: &m.app,
-        component: &m.component,
-        root: &root,
-        user: &user,
-        socket_name: &m.service.socket,
-        socket_group: &m.service.socket_group,
-        timeout_start_s: m.health.as_ref().map_or(90, |h| h.timeout_s.max(90)),
-    };
-    let unit = |name: String, template: &str, src: &str| -> Result<UnitFile> {
-        Ok(UnitFile { path: layout.unit_dir.join(&name), contents: render::render_value(template, src, &ctx)? })
-    };
-    let units = vec![
-        unit(layout.service_template(), "units/app@.service.tera", SERVICE_TEMPLATE)?,
-        unit(layout.socket_template(), "units/app@.socket.tera", SOCKET_TEMPLATE)?,
-        unit(layout.target(), "units/app.target.tera", TARGET_TEMPLATE)?,
-    ];
     Ok(AppPlan {
         manifest: loaded.path.clone(),
         layout,
-        user,
-        units,
+        user: m.service.user.clone().unwrap_or_else(|| m.app.clone()),
+        socket_group: m.service.socket_group.clone(),
         health: m.health.as_ref().map(|h| HealthPlan { path: h.path.clone(), timeout_s: h.timeout_s }),
-        probation_s: m.health.as_ref().map_or(crate::manifest::default_probation(), |h| h.probation_s),
+        probation_s: m.health.as_ref().map_or(manifest::default_probation(), |h| h.probation_s),
         keep_releases: m.keep_releases,
         builds: m.builds.iter().map(|(name, b)| (name.clone(), b.route.clone())).collect(),
     })
@@ -175,8 +145,8 @@ pub fn nginx_routes(app: &AppPlan, loaded: &Loaded, only: &[String]) -> Result<V
         routes.push(crate::nginx::Route {
             app: app.layout.app.clone(),
             build: name.clone(),
-            route: crate::nginx::normalize_route(route).map_err(UsageError)?,
-            release: b.current_release(),
+            route: crate::route::normalize(route).map_err(UsageError)?,
+            release: b.current_release()?,
             socket: b.socket,
             allow: decl.allow.clone(),
             htpasswd: decl.htpasswd.as_ref().map(|p| loaded.resolve(p)),
@@ -214,90 +184,16 @@ pub fn build(app: &AppPlan, loaded: &Loaded, name: &str, now: jiff::Timestamp) -
     let decl = loaded.build(name)?;
     let m = &loaded.manifest;
     let build = app.layout.build(name);
-    let source = loaded.resolve(&m.source);
-    if !source.is_dir() {
-        return Err(
-            UsageError(format!("{}: source {} is not a directory", loaded.path.display(), source.display())).into()
-        );
-    }
-    let source = fs::canonicalize(&source).with_context(|| format!("resolving source {}", source.display()))?;
-    let git = layout::git_revision(&source);
-    let release = unused_release_id(&build, now, git.as_ref());
+    let source = source_dir(loaded)?;
+    let git = git::revision(&source);
+    let release = store::new_id(&build, now, git.as_ref())?;
     let release_dir = build.release_dir(&release);
-
-    let (secrets_file, secrets) = match &decl.secrets {
-        Some(p) => {
-            let p = loaded.resolve(p);
-            (Some(p.clone()), read_secrets(&p, name)?)
-        }
-        None => (None, BTreeMap::new()),
-    };
-
-    let mut vars = m.vars.clone();
-    vars.extend(decl.vars.clone());
-    let ctx = TemplateContext {
-        app: m.app.clone(),
-        component: m.component.clone(),
-        build: name.to_string(),
-        release: release.clone(),
-        root: app.layout.root.clone(),
-        build_dir: build.build_dir.clone(),
-        release_dir: release_dir.clone(),
-        current: build.current.clone(),
-        socket: build.socket.clone(),
-        state_dir: build.state_dir.clone(),
-        vars,
-        secrets: secrets.clone(),
-    };
-    let template_error = |e: anyhow::Error| UsageError(format!("{e:#}"));
-
-    let settings = match &m.settings {
-        Some(s) => {
-            let (template_name, source_text) = settings_template(loaded, &s.template)?;
-            let path = render::render("[settings] path", &s.path, &ctx).map_err(template_error)?;
-            if Path::new(&path).components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
-                return Err(UsageError(format!(
-                    "[settings] path renders to \"{path}\", which is not inside the release"
-                ))
-                .into());
-            }
-            let contents = render::render(&template_name, &source_text, &ctx).map_err(template_error)?;
-            Some(ReleaseFile { path, template: template_name, contents })
-        }
-        None => None,
-    };
-
-    let mut environment = BTreeMap::new();
-    for (k, v) in &m.service.environment {
-        let value = render::render(&format!("[service] environment.{k}"), v, &ctx).map_err(template_error)?;
-        environment.insert(k.clone(), value);
-    }
-    for (k, v) in [("RELCTL_APP", m.app.as_str()), ("RELCTL_BUILD", name), ("RELCTL_RELEASE", release.as_str())] {
-        environment.insert(k.to_string(), v.to_string());
-    }
-    environment.insert("RELCTL_STATE_DIR".into(), build.state_dir.display().to_string());
-
-    let hooks = m
-        .hooks
-        .build
-        .iter()
-        .map(|c| Hook { stage: "build", command: c.clone() })
-        .chain(m.hooks.release.iter().map(|c| Hook { stage: "release", command: c.clone() }))
-        .collect();
-
+    let secrets = read_secrets(loaded, name, decl.secrets.as_deref())?;
+    let ctx = template_context(app, m, &build, name, &release, &release_dir, &secrets);
+    let settings = settings_file(loaded, &ctx)?;
+    let environment = service_environment(m, &ctx, &build, &release)?;
     let dropin_path = app.layout.dropin_file(name);
-    let dropin = secrets_file.as_ref().map(|p| UnitFile {
-        path: dropin_path.clone(),
-        contents: format!(
-            "# Written by relctl for build {name}; `relctl build {name}` rewrites it, do not edit.\n[Service]\nEnvironmentFile={}\n",
-            p.display()
-        ),
-    });
-
-    let mut never = vec![app.layout.root.clone()];
-    if let Ok(r) = fs::canonicalize(&app.layout.root) {
-        never.push(r);
-    }
+    let dropin = secrets.file.as_ref().map(|p| dropin(name, p, &dropin_path));
     let start_script = start_script(
         &release_dir,
         m.service.workdir.as_deref(),
@@ -306,33 +202,122 @@ pub fn build(app: &AppPlan, loaded: &Loaded, name: &str, now: jiff::Timestamp) -
     );
     Ok(BuildPlan {
         start_script,
-        copy: CopySpec { source, exclude: m.exclude.clone(), never },
+        copy: copy_spec(app, m, source),
         enable: vec![build.socket_unit.clone(), build.service_unit.clone(), app.layout.target()],
         app: app.clone(),
         release,
-        release_dir: release_dir.clone(),
+        release_dir,
         git,
         settings,
         environment,
-        secret_names: secrets.keys().cloned().collect(),
-        secrets_file,
         secrets,
-        hooks,
+        hooks: hooks(m),
         dropin,
         dropin_path,
         build,
     })
 }
 
-/// A release id not taken yet in this build (two builds in the same second get the next second).
-fn unused_release_id(build: &BuildLayout, now: jiff::Timestamp, git: Option<&GitRevision>) -> String {
-    let mut t = now;
-    loop {
-        let id = layout::release_id(t, git);
-        if !build.release_dir(&id).exists() {
-            return id;
-        }
-        t += jiff::SignedDuration::from_secs(1);
+/// The manifest's `source`, which must be a directory, resolved.
+fn source_dir(loaded: &Loaded) -> Result<PathBuf> {
+    let source = loaded.resolve(&loaded.manifest.source);
+    if !source.is_dir() {
+        return Err(
+            UsageError(format!("{}: source {} is not a directory", loaded.path.display(), source.display())).into()
+        );
+    }
+    fs::canonicalize(&source).map_err(Into::into)
+}
+
+/// What is copied: the source, minus `.git`, the exclude patterns and the build root itself.
+fn copy_spec(app: &AppPlan, m: &Manifest, source: PathBuf) -> CopySpec {
+    let mut never = vec![app.layout.root.clone()];
+    if let Ok(r) = std::fs::canonicalize(&app.layout.root) {
+        never.push(r);
+    }
+    CopySpec { source, exclude: m.exclude.clone(), never }
+}
+
+fn template_context(
+    app: &AppPlan,
+    m: &Manifest,
+    build: &BuildLayout,
+    name: &str,
+    release: &ReleaseId,
+    release_dir: &Path,
+    secrets: &Secrets,
+) -> TemplateContext {
+    let mut vars = m.vars.clone();
+    vars.extend(m.builds[name].vars.clone());
+    TemplateContext {
+        app: m.app.clone(),
+        component: m.component.clone(),
+        build: name.to_string(),
+        release: release.to_string(),
+        root: app.layout.root.clone(),
+        build_dir: build.build_dir.clone(),
+        release_dir: release_dir.to_path_buf(),
+        current: build.current.clone(),
+        socket: build.socket.clone(),
+        state_dir: build.state_dir.clone(),
+        vars,
+        secrets: secrets.values.clone(),
+    }
+}
+
+/// A template error is the user's to fix: a usage error, with the file, line and variable.
+fn template_error(e: anyhow::Error) -> UsageError {
+    UsageError(format!("{e:#}"))
+}
+
+/// The `[settings]` file, rendered.
+fn settings_file(loaded: &Loaded, ctx: &TemplateContext) -> Result<Option<ReleaseFile>> {
+    let Some(s) = &loaded.manifest.settings else { return Ok(None) };
+    let (template_name, source_text) = settings_template(loaded, &s.template)?;
+    let path = render::render("[settings] path", &s.path, ctx).map_err(template_error)?;
+    if Path::new(&path).components().any(|c| !matches!(c, Component::Normal(_))) {
+        return Err(
+            UsageError(format!("[settings] path renders to \"{path}\", which is not inside the release")).into()
+        );
+    }
+    let contents = render::render(&template_name, &source_text, ctx).map_err(template_error)?;
+    Ok(Some(ReleaseFile { path, template: template_name, contents }))
+}
+
+/// `[service] environment`, rendered, plus relctl's own `RELCTL_*` variables.
+fn service_environment(
+    m: &Manifest,
+    ctx: &TemplateContext,
+    build: &BuildLayout,
+    release: &ReleaseId,
+) -> Result<BTreeMap<String, String>> {
+    let mut environment = BTreeMap::new();
+    for (k, v) in &m.service.environment {
+        let value = render::render(&format!("[service] environment.{k}"), v, ctx).map_err(template_error)?;
+        environment.insert(k.clone(), value);
+    }
+    environment.insert("RELCTL_APP".into(), m.app.clone());
+    environment.insert("RELCTL_BUILD".into(), build.build.clone());
+    environment.insert("RELCTL_RELEASE".into(), release.to_string());
+    environment.insert("RELCTL_STATE_DIR".into(), build.state_dir.display().to_string());
+    Ok(environment)
+}
+
+fn hooks(m: &Manifest) -> Vec<Hook> {
+    let stage = |stage: HookStage, commands: &[String]| -> Vec<Hook> {
+        commands.iter().map(|c| Hook { stage, command: c.clone() }).collect()
+    };
+    [stage(HookStage::Build, &m.hooks.build), stage(HookStage::Release, &m.hooks.release)].concat()
+}
+
+/// The per-build drop-in that gives the service its secrets file.
+fn dropin(build: &str, secrets_file: &Path, path: &Path) -> UnitFile {
+    UnitFile {
+        path: path.to_path_buf(),
+        contents: format!(
+            "# Written by relctl for build {build}; `relctl build {build}` rewrites it, do not edit.\n[Service]\nEnvironmentFile={}\n",
+            secrets_file.display()
+        ),
     }
 }
 
@@ -352,15 +337,17 @@ fn settings_template(loaded: &Loaded, template: &str) -> Result<(String, String)
         };
     }
     let path = loaded.resolve(Path::new(template));
-    let text =
-        fs::read_to_string(&path).map_err(|e| UsageError(format!("[settings] template {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| UsageError(format!("[settings] template {}: {e}", path.display())))?;
     Ok((template.to_string(), text))
 }
 
 /// Reads a build's secrets file, refusing one that others can read.
-fn read_secrets(path: &Path, build: &str) -> Result<BTreeMap<String, String>> {
-    let meta =
-        fs::metadata(path).map_err(|e| UsageError(format!("secrets file {} of build {build}: {e}", path.display())))?;
+fn read_secrets(loaded: &Loaded, build: &str, file: Option<&Path>) -> Result<Secrets> {
+    let Some(file) = file else { return Ok(Secrets::default()) };
+    let path = loaded.resolve(file);
+    let meta = std::fs::metadata(&path)
+        .map_err(|e| UsageError(format!("secrets file {} of build {build}: {e}", path.display())))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o004 != 0 {
         return Err(UsageError(format!(
@@ -370,8 +357,10 @@ fn read_secrets(path: &Path, build: &str) -> Result<BTreeMap<String, String>> {
         ))
         .into());
     }
-    let text = fs::read_to_string(path).with_context(|| format!("reading secrets file {}", path.display()))?;
-    render::parse_env_file(&text).map_err(|e| UsageError(format!("secrets file {}: {e}", path.display())).into())
+    let text = fs::read_to_string(&path).context("reading the secrets file")?;
+    let values =
+        render::parse_env_file(&text).map_err(|e| UsageError(format!("secrets file {}: {e}", path.display())))?;
+    Ok(Secrets { file: Some(path), names: values.keys().cloned().collect(), values })
 }
 
 impl BuildPlan {
@@ -380,14 +369,10 @@ impl BuildPlan {
     pub fn hook_env(&self, hook: &Hook) -> BTreeMap<String, String> {
         let mut env = self.environment.clone();
         env.insert("RELCTL_RELEASE_DIR".into(), self.release_dir.display().to_string());
-        if hook.stage == "release" {
-            env.extend(self.secrets.clone());
+        if hook.stage == HookStage::Release {
+            env.extend(self.secrets.values.clone());
         }
         env
-    }
-
-    pub fn meta_dir(&self) -> PathBuf {
-        crate::store::meta_dir(&self.release_dir)
     }
 
     /// The plan as text for `--dry-run`.
@@ -397,15 +382,15 @@ impl BuildPlan {
         let mut line = |k: &str, v: String| s.push_str(&format!("{k:<12} {v}\n"));
         line("manifest", self.app.manifest.display().to_string());
         line("build", format!("{} of {} ({})", b.build, self.app.layout.app, self.app.layout.component));
-        line("release", self.release.clone());
+        line("release", self.release.to_string());
+        let excluded: String = self.copy.exclude.iter().map(|e| format!(", {e}")).collect();
         line(
             "copy",
             format!(
-                "{} -> {} (excluding .git, {}{})",
+                "{} -> {} (excluding .git, {}{excluded})",
                 self.copy.source.display(),
                 self.release_dir.display(),
-                self.app.layout.root.display(),
-                self.copy.exclude.iter().map(|e| format!(", {e}")).collect::<String>()
+                self.app.layout.root.display()
             ),
         );
         if let Some(f) = &self.settings {
@@ -416,15 +401,15 @@ impl BuildPlan {
         }
         line("start", self.start_script.lines().last().unwrap_or("").to_string());
         line("environment", self.environment.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "));
-        if let Some(p) = &self.secrets_file {
-            line("secrets", format!("{} ({})", p.display(), self.secret_names.join(", ")));
+        if let Some(p) = &self.secrets.file {
+            line("secrets", format!("{} ({})", p.display(), self.secrets.names.join(", ")));
         }
         for h in &self.hooks {
             line(&format!("hook:{}", h.stage), h.command.clone());
         }
         line("user", format!("{} (system user, created if missing)", self.app.user));
-        for u in &self.app.units {
-            line("unit", u.path.display().to_string());
+        for u in units::paths(&self.app) {
+            line("unit", u.display().to_string());
         }
         line(
             "drop-in",
@@ -448,17 +433,15 @@ impl BuildPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest;
 
-    fn loaded(text: &str) -> Loaded {
-        let dir = std::env::temp_dir().join(format!("relctl-plan-{}-{}", std::process::id(), text.len()));
+    /// A project directory with a settings template, and its manifest `text` loaded.
+    fn loaded(text: &str) -> (tempfile::TempDir, Loaded) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
         fs::create_dir_all(dir.join("deploy")).unwrap();
-        fs::write(
-            dir.join("deploy/settings.py.tera"),
-            "BUILD = \"{{ build }}\"\nDB = \"{{ state_dir }}/db.sqlite3\"\n",
-        )
-        .unwrap();
-        Loaded { path: dir.join("relctl.toml"), dir, manifest: manifest::parse(text).unwrap() }
+        let template = "BUILD = \"{{ build }}\"\nDB = \"{{ state_dir }}/db.sqlite3\"\n";
+        fs::write(dir.join("deploy/settings.py.tera"), template).unwrap();
+        (tmp, Loaded { path: dir.join("relctl.toml"), dir, manifest: manifest::parse(text).unwrap() })
     }
 
     const EXAMPLE: &str = r#"
@@ -486,17 +469,17 @@ route = "/api"
 
     #[test]
     fn build_plan_resolves_paths_settings_and_environment() {
-        let l = loaded(EXAMPLE);
+        let (_tmp, l) = loaded(EXAMPLE);
         let a = app(&l).unwrap();
         let p = build(&a, &l, "development", now()).unwrap();
         assert_eq!(p.build.build_dir, Path::new("/opt/medctrl/backend/development"));
-        assert!(p.release.starts_with("20261123T130501Z"));
-        assert_eq!(p.release_dir, Path::new("/opt/medctrl/backend/development/releases").join(&p.release));
+        assert!(p.release.as_str().starts_with("20261123T130501Z"));
+        assert_eq!(p.release_dir, Path::new("/opt/medctrl/backend/development/releases").join(p.release.as_str()));
         let s = p.settings.as_ref().unwrap();
         assert_eq!(s.path, "API/api_settings/settings/deploy_development.py");
         assert_eq!(s.contents, "BUILD = \"development\"\nDB = \"/var/lib/medctrl/backend/development/db.sqlite3\"\n");
         assert_eq!(p.environment["DJANGO_SETTINGS_MODULE"], "api_settings.settings.deploy_development");
-        assert_eq!(p.environment["RELCTL_RELEASE"], p.release);
+        assert_eq!(p.environment["RELCTL_RELEASE"], p.release.as_str());
         assert_eq!(p.enable, ["medctrl@development.socket", "medctrl@development.service", "medctrl.target"]);
         assert!(p.dropin.is_none());
         assert_eq!(p.hooks.len(), 2);
@@ -509,8 +492,10 @@ route = "/api"
 
     #[test]
     fn units_use_the_instance_name_and_resolve_exec_against_current() {
-        let a = app(&loaded(EXAMPLE)).unwrap();
-        let service = &a.units[0];
+        let (_tmp, l) = loaded(EXAMPLE);
+        let a = app(&l).unwrap();
+        let units = units::render(&a).unwrap();
+        let service = &units[0];
         assert_eq!(service.path, Path::new("/etc/systemd/system/medctrl@.service"));
         let c = &service.contents;
         assert!(c.contains("ExecStart=/opt/medctrl/backend/%i/current/.relctl/start\n"), "{c}");
@@ -520,10 +505,10 @@ route = "/api"
         assert!(c.contains("StateDirectory=medctrl/backend/%i\n") && c.contains("User=medctrl\n"));
         assert!(c.contains("Type=notify\n") && c.contains("ProtectSystem=strict\n"));
         assert!(!c.contains("%I"), "use %i, never %I");
-        let socket = &a.units[1].contents;
+        let socket = &units[1].contents;
         assert!(socket.contains("ListenStream=/opt/medctrl/backend/%i/gunicorn.sock\n"));
         assert!(socket.contains("SocketGroup=www-data\n") && socket.contains("SocketMode=0660\n"));
-        assert!(a.units[2].contents.contains("WantedBy=multi-user.target"));
+        assert!(units[2].contents.contains("WantedBy=multi-user.target"));
     }
 
     #[test]
@@ -538,7 +523,7 @@ route = "/api"
 
     #[test]
     fn undefined_template_variable_is_a_usage_error_naming_the_file() {
-        let l = loaded(
+        let (_tmp, l) = loaded(
             &EXAMPLE.replace("app = \"medctrl\"", "app = \"medctrl\"\n[vars]\nx = 1\n").replace("[vars]\nx = 1\n", ""),
         );
         fs::write(l.dir.join("deploy/settings.py.tera"), "A = 1\nB = {{ vars.nope }}\n").unwrap();
@@ -551,35 +536,35 @@ route = "/api"
     #[test]
     fn builtin_django_template_renders_and_names_what_it_needs() {
         let text = EXAMPLE.replace("template = \"deploy/settings.py.tera\"", "template = \"builtin:django\"");
-        let l = loaded(&text);
+        let (_tmp, l) = loaded(&text);
         let a = app(&l).unwrap();
         let err = build(&a, &l, "development", now()).unwrap_err().to_string();
         assert!(
             err.starts_with("builtin:django:") && err.contains("undefined variable `vars.settings_module`"),
             "{err}"
         );
-        let l = loaded(&format!("{text}\n[vars]\nsettings_module = \"api_settings.settings.common\"\n"));
+        let (_tmp, l) = loaded(&format!("{text}\n[vars]\nsettings_module = \"api_settings.settings.common\"\n"));
         let p = build(&a, &l, "development", now()).unwrap();
         let c = &p.settings.unwrap().contents;
         assert!(c.contains("from api_settings.settings.common import *"), "{c}");
         assert!(c.contains("RELCTL_BUILD = \"development\"") && c.contains("DEBUG = False"), "{c}");
         assert!(c.contains("\"NAME\": \"/var/lib/medctrl/backend/development/db.sqlite3\""), "{c}");
-        let l = loaded(&text.replace("template = \"builtin:django\"", "template = \"builtin:flask\""));
+        let (_tmp, l) = loaded(&text.replace("template = \"builtin:django\"", "template = \"builtin:flask\""));
         assert!(build(&a, &l, "development", now()).unwrap_err().to_string().contains("builtins: builtin:django"));
     }
 
     #[test]
     fn world_readable_secrets_are_refused_and_values_never_described() {
-        let l = loaded(&EXAMPLE.replace("route = \"/api\"", "route = \"/api\"\nsecrets = \"dev.env\""));
+        let (_tmp, l) = loaded(&EXAMPLE.replace("route = \"/api\"", "route = \"/api\"\nsecrets = \"dev.env\""));
         let f = l.dir.join("dev.env");
         fs::write(&f, "SECRET_KEY=hunter2\n").unwrap();
-        fs::set_permissions(&f, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
         let a = app(&l).unwrap();
         let err = build(&a, &l, "development", now()).unwrap_err().to_string();
         assert!(err.contains("world-readable (mode 0644)"), "{err}");
-        fs::set_permissions(&f, fs::Permissions::from_mode(0o640)).unwrap();
+        fs::set_permissions(&f, std::fs::Permissions::from_mode(0o640)).unwrap();
         let p = build(&a, &l, "development", now()).unwrap();
-        assert_eq!(p.secret_names, ["SECRET_KEY"]);
+        assert_eq!(p.secrets.names, ["SECRET_KEY"]);
         let dropin = p.dropin.as_ref().unwrap();
         assert!(dropin.contents.contains(&format!("EnvironmentFile={}", f.display())));
         let shown = format!("{}{}{}", p.describe(), serde_json::to_string(&p).unwrap(), dropin.contents);

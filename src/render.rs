@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{anyhow, Result};
 use serde::Serialize;
 
-/// Everything a template may use (DESIGN.md §1). Secrets are only ever put in rendered files that
+/// Everything a template may use. Secrets are only ever put in rendered files that
 /// are not world-readable, never printed.
 #[derive(Debug, Clone, Serialize)]
 pub struct TemplateContext {

@@ -72,6 +72,11 @@ impl Report {
     }
 }
 
+/// A time for people: `2026-11-23 13:05:01 UTC` (release metadata, lock holders, status).
+pub fn utc(t: jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
 /// Prints an aligned table without borders (used by `status` and `releases`).
 pub fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
     let mut table = comfy_table::Table::new();

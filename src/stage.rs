@@ -21,7 +21,6 @@ pub struct CopySpec {
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
 pub struct CopyStats {
     pub files: u64,
-    pub dirs: u64,
     pub bytes: u64,
 }
 
@@ -62,8 +61,8 @@ impl CopySpec {
             if ft.is_dir() {
                 fs::create_dir(&target).with_context(|| format!("creating {}", target.display()))?;
                 let perms = entry.metadata()?.permissions();
-                fs::set_permissions(&target, perms)?;
-                stats.dirs += 1;
+                fs::set_permissions(&target, perms)
+                    .with_context(|| format!("setting the mode of {}", target.display()))?;
             } else if ft.is_symlink() {
                 let link = fs::read_link(path).with_context(|| format!("reading link {}", path.display()))?;
                 symlink(&link, &target).with_context(|| format!("creating {}", target.display()))?;
@@ -96,9 +95,8 @@ mod tests {
 
     #[test]
     fn copies_all_but_git_excludes_and_the_build_root() {
-        let base = std::env::temp_dir().join(format!("relctl-stage-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&base);
-        let src = base.join("src");
+        let base = tempfile::tempdir().unwrap();
+        let src = base.path().join("src");
         tree(
             &src,
             &[
@@ -117,7 +115,7 @@ mod tests {
             exclude: vec!["__pycache__/".into(), "*.pyc".into(), "node_modules/".into()],
             never: vec![src.join("builds")],
         };
-        let dest = base.join("release");
+        let dest = base.path().join("release");
         let stats = spec.copy_into(&dest).unwrap();
         assert!(dest.join("API/manage.py").is_file());
         assert!(dest.join("deploy/settings.py.tera").is_file());
@@ -125,6 +123,5 @@ mod tests {
             assert!(!dest.join(gone).exists(), "{gone} should not be copied");
         }
         assert_eq!(stats.files, 2);
-        fs::remove_dir_all(&base).unwrap();
     }
 }

@@ -1,130 +1,258 @@
 //! The releases of one build: `<root>/<build>/releases/<id>/`, each with relctl's metadata in
-//! `.relctl/` (release.json once complete, `bad` once rejected).
+//! `.relctl/` (release.json once complete, `bad` once rejected). The store owns release ids and
+//! decides each release's state.
 
-use std::fs;
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use fs_err as fs;
 use serde::{Deserialize, Serialize};
 
-use crate::layout::{self, BuildLayout, GitRevision, RELEASE_META_DIR};
+use crate::atomic;
+use crate::git::GitRevision;
+use crate::layout::BuildLayout;
+
+/// A release id: UTC time to the second (`20261123T130501Z`), then `-<git short hash>` and
+/// `-dirty` when known. The time comes first and has a fixed width, so ids order by time.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ReleaseId(String);
+
+const TIME_FORMAT: &str = "%Y%m%dT%H%M%SZ";
+const ID_SHAPE: &str = "20261123T130501Z[-<git hash>[-dirty]]";
+
+impl ReleaseId {
+    pub fn new(at: jiff::Timestamp, git: Option<&GitRevision>) -> ReleaseId {
+        let time = at.strftime(TIME_FORMAT).to_string();
+        ReleaseId(match git {
+            Some(g) => format!("{time}-{}", g.label()),
+            None => time,
+        })
+    }
+
+    /// Checks a release id typed by a user or found on disk.
+    pub fn parse(s: &str) -> Result<ReleaseId, String> {
+        let (time, rest) = s.split_at_checked(16).unwrap_or((s, ""));
+        let time_ok = time.len() == 16
+            && time.char_indices().all(|(i, c)| match i {
+                8 => c == 'T',
+                15 => c == 'Z',
+                _ => c.is_ascii_digit(),
+            });
+        let rest_ok = match rest.strip_prefix('-') {
+            None => rest.is_empty(),
+            Some(git) => {
+                let hash = git.strip_suffix("-dirty").unwrap_or(git);
+                (4..=40).contains(&hash.len()) && hash.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+            }
+        };
+        if time_ok && rest_ok {
+            Ok(ReleaseId(s.to_string()))
+        } else {
+            Err(format!("\"{}\" is not a release id (they look like {ID_SHAPE})", s.escape_debug()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ReleaseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for ReleaseId {
+    type Error = String;
+    fn try_from(s: String) -> Result<ReleaseId, String> {
+        ReleaseId::parse(&s)
+    }
+}
+
+impl From<ReleaseId> for String {
+    fn from(id: ReleaseId) -> String {
+        id.0
+    }
+}
 
 /// Written last when a release is complete (staged, rendered, hooks passed).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReleaseMeta {
-    pub id: String,
+    pub id: ReleaseId,
     pub app: String,
     pub build: String,
+    /// When it was completed, for people (`2026-11-23 13:05:01 UTC`).
     pub created: String,
+    /// The git label of the source (`abc1234[-dirty]`).
     pub git: Option<String>,
 }
 
-const META_FILE: &str = "release.json";
-const BAD_FILE: &str = "bad";
-pub const DROPIN_FILE: &str = "dropin.conf";
+/// Where a release stands, as `relctl releases` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReleaseState {
+    /// What `current` points at.
+    Current,
+    /// What `rollback` without `--to` returns to: the newest good release older than current.
+    Previous,
+    /// Failed verification or was rolled back from.
+    Bad,
+    /// Its build never finished; the next build removes it.
+    Incomplete,
+    /// Complete and not rejected.
+    Good,
+}
 
+impl ReleaseState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleaseState::Current => "current",
+            ReleaseState::Previous => "previous",
+            ReleaseState::Bad => "bad",
+            ReleaseState::Incomplete => "incomplete",
+            ReleaseState::Good => "good",
+        }
+    }
+}
+
+/// One release directory, as found on disk.
 #[derive(Debug, Clone, Serialize)]
 pub struct Release {
-    pub id: String,
+    pub id: ReleaseId,
+    #[serde(skip)]
     pub dir: PathBuf,
-    pub complete: bool,
-    pub bad: Option<String>,
+    pub state: ReleaseState,
+    /// Why it is bad.
+    pub reason: Option<String>,
+    pub created: Option<String>,
+    pub git: Option<String>,
 }
+
+impl Release {
+    fn is_good(&self) -> bool {
+        matches!(self.state, ReleaseState::Good | ReleaseState::Previous)
+    }
+}
+
+const META_DIR: &str = ".relctl";
+const META_FILE: &str = "release.json";
+const BAD_FILE: &str = "bad";
+const DROPIN_FILE: &str = "dropin.conf";
 
 /// relctl's own files inside a release: metadata, environment, start script, drop-in copy.
 pub fn meta_dir(release_dir: &Path) -> PathBuf {
-    release_dir.join(RELEASE_META_DIR)
+    release_dir.join(META_DIR)
+}
+
+/// The copy of the build's drop-in kept with a release.
+pub fn dropin_copy(release_dir: &Path) -> PathBuf {
+    meta_dir(release_dir).join(DROPIN_FILE)
+}
+
+/// The build's drop-in as recorded with a release (None: the release needs none).
+pub fn recorded_dropin(release_dir: &Path) -> Result<Option<String>> {
+    atomic::read_string_if_exists(&dropin_copy(release_dir))
+}
+
+/// A release id not taken yet in this build (two builds in the same second get the next second).
+pub fn new_id(build: &BuildLayout, now: jiff::Timestamp, git: Option<&GitRevision>) -> Result<ReleaseId> {
+    let mut t = now;
+    loop {
+        let id = ReleaseId::new(t, git);
+        let dir = build.release_dir(&id);
+        if !dir.try_exists().with_context(|| format!("checking {}", dir.display()))? {
+            return Ok(id);
+        }
+        t += jiff::SignedDuration::from_secs(1);
+    }
 }
 
 /// Marks a release complete.
 pub fn mark_complete(release_dir: &Path, meta: &ReleaseMeta) -> Result<()> {
-    let json = serde_json::to_vec_pretty(meta).expect("metadata serializes");
-    layout::ensure_dir(&meta_dir(release_dir))?;
-    layout::write_atomic(&meta_dir(release_dir).join(META_FILE), &json, 0o644, None).map(|_| ())
-}
-
-/// The metadata of a complete release.
-pub fn read_meta(release_dir: &Path) -> Option<ReleaseMeta> {
-    serde_json::from_slice(&fs::read(meta_dir(release_dir).join(META_FILE)).ok()?).ok()
-}
-
-/// The build's drop-in as recorded with a release (None: the release needs none).
-pub fn recorded_dropin(release_dir: &Path) -> Option<String> {
-    fs::read_to_string(meta_dir(release_dir).join(DROPIN_FILE)).ok()
-}
-
-/// The newest good (complete, not bad) release older than `current`: what rollback returns to.
-pub fn previous<'a>(releases: &'a [Release], current: &str) -> Option<&'a Release> {
-    releases.iter().rev().find(|r| r.complete && r.bad.is_none() && r.id.as_str() < current)
+    let json = serde_json::to_vec_pretty(meta).context("serializing release metadata")?;
+    atomic::ensure_dir(&meta_dir(release_dir))?;
+    atomic::write(&meta_dir(release_dir).join(META_FILE), &json, 0o644, None).map(|_| ())
 }
 
 /// Marks a release bad, with the reason.
 pub fn mark_bad(release_dir: &Path, reason: &str) -> Result<()> {
-    layout::ensure_dir(&meta_dir(release_dir))?;
-    layout::write_atomic(&meta_dir(release_dir).join(BAD_FILE), format!("{reason}\n").as_bytes(), 0o644, None)
-        .map(|_| ())
+    atomic::ensure_dir(&meta_dir(release_dir))?;
+    atomic::write(&meta_dir(release_dir).join(BAD_FILE), format!("{reason}\n").as_bytes(), 0o644, None).map(|_| ())
 }
 
-pub fn git_label(g: Option<&GitRevision>) -> Option<String> {
-    g.map(|g| if g.dirty { format!("{}-dirty", g.short) } else { g.short.clone() })
-}
-
-/// Every release directory of the build, oldest first.
+/// Every release of the build, oldest first, each with its state. Directories in `releases/`
+/// whose names are not release ids are not relctl's and are left out.
 pub fn list(build: &BuildLayout) -> Result<Vec<Release>> {
+    let current = build.current_release()?;
     let mut out = Vec::new();
     let entries = match fs::read_dir(&build.releases_dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", build.releases_dir.display())),
+        Err(e) => return Err(e.into()),
     };
     for entry in entries {
         let entry = entry?;
+        let Ok(id) = ReleaseId::parse(&entry.file_name().to_string_lossy()) else { continue };
         if !entry.file_type()?.is_dir() {
             continue;
         }
         let dir = entry.path();
-        let meta = meta_dir(&dir);
-        out.push(Release {
-            id: entry.file_name().to_string_lossy().into_owned(),
-            complete: meta.join(META_FILE).is_file(),
-            bad: fs::read_to_string(meta.join(BAD_FILE)).ok().map(|s| s.trim().to_string()),
-            dir,
-        });
+        let meta: Option<ReleaseMeta> = match atomic::read_if_exists(&meta_dir(&dir).join(META_FILE))? {
+            Some(bytes) => Some(
+                serde_json::from_slice(&bytes)
+                    .with_context(|| format!("reading {}", meta_dir(&dir).join(META_FILE).display()))?,
+            ),
+            None => None,
+        };
+        let reason = atomic::read_string_if_exists(&meta_dir(&dir).join(BAD_FILE))?.map(|s| s.trim().to_string());
+        let state = if current.as_ref() == Some(&id) {
+            ReleaseState::Current
+        } else if meta.is_none() {
+            ReleaseState::Incomplete
+        } else if reason.is_some() {
+            ReleaseState::Bad
+        } else {
+            ReleaseState::Good
+        };
+        let (created, git) = meta.map(|m| (Some(m.created), m.git)).unwrap_or_default();
+        out.push(Release { id, dir, state, reason, created, git });
     }
     out.sort_by(|a, b| a.id.cmp(&b.id));
+    if let Some(c) = &current {
+        if let Some(p) = out.iter_mut().rev().find(|r| r.is_good() && r.id < *c) {
+            p.state = ReleaseState::Previous;
+        }
+    }
     Ok(out)
 }
 
 /// Removes releases a crashed or failed build left half-made (never the current one).
-pub fn remove_incomplete(build: &BuildLayout) -> Result<Vec<String>> {
-    let current = build.current_release();
+pub fn remove_incomplete(build: &BuildLayout) -> Result<Vec<ReleaseId>> {
     let mut removed = Vec::new();
-    for r in list(build)? {
-        if !r.complete && current.as_deref() != Some(r.id.as_str()) {
-            remove(&r.dir)?;
-            removed.push(r.id);
-        }
+    for r in list(build)?.into_iter().filter(|r| r.state == ReleaseState::Incomplete) {
+        remove(&r.dir)?;
+        removed.push(r.id);
     }
     Ok(removed)
 }
 
 /// Keeps the newest `keep` releases, plus the current one; removes the rest.
-pub fn prune(build: &BuildLayout, keep: usize) -> Result<Vec<String>> {
-    let current = build.current_release();
+pub fn prune(build: &BuildLayout, keep: usize) -> Result<Vec<ReleaseId>> {
     let releases = list(build)?;
     let excess = releases.len().saturating_sub(keep);
     let mut removed = Vec::new();
-    for r in releases.into_iter().take(excess) {
-        if current.as_deref() != Some(r.id.as_str()) {
-            remove(&r.dir)?;
-            removed.push(r.id);
-        }
+    for r in releases.into_iter().take(excess).filter(|r| r.state != ReleaseState::Current) {
+        remove(&r.dir)?;
+        removed.push(r.id);
     }
     Ok(removed)
 }
 
 pub fn remove(dir: &Path) -> Result<()> {
-    fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))
+    fs::remove_dir_all(dir).map_err(Into::into)
 }
 
 #[cfg(test)]
@@ -132,55 +260,89 @@ mod tests {
     use super::*;
     use crate::layout::{AppLayout, UNIT_DIR};
 
-    fn build_with(ids: &[(&str, bool)], current: &str) -> (BuildLayout, PathBuf) {
-        let root = std::env::temp_dir().join(format!("relctl-store-{}-{}", std::process::id(), ids.len()));
-        let _ = fs::remove_dir_all(&root);
+    fn id(s: &str) -> ReleaseId {
+        ReleaseId::parse(s).unwrap()
+    }
+
+    /// A build with releases `r<n>` at 13:05:0<n>; `complete` says which finished.
+    fn build_with(dir: &Path, releases: &[(u8, bool)], current: u8) -> BuildLayout {
         let app = AppLayout {
             app: "a".into(),
             component: "c".into(),
-            root: root.clone(),
+            root: dir.into(),
             unit_dir: UNIT_DIR.into(),
             socket_name: "s".into(),
         };
         let b = app.build("dev");
-        for (id, complete) in ids {
-            let dir = b.release_dir(id);
+        for (n, complete) in releases {
+            let dir = b.release_dir(&r(*n));
             fs::create_dir_all(&dir).unwrap();
             if *complete {
-                let meta = ReleaseMeta {
-                    id: id.to_string(),
-                    app: "a".into(),
-                    build: "dev".into(),
-                    created: "now".into(),
-                    git: None,
-                };
+                let meta =
+                    ReleaseMeta { id: r(*n), app: "a".into(), build: "dev".into(), created: "now".into(), git: None };
                 mark_complete(&dir, &meta).unwrap();
             }
         }
-        crate::layout::switch_symlink(&b.current, &Path::new("releases").join(current)).unwrap();
-        (b, root)
+        atomic::switch_symlink(&b.current, &Path::new("releases").join(r(current).as_str())).unwrap();
+        b
     }
 
-    fn ids(b: &BuildLayout) -> Vec<String> {
-        list(b).unwrap().into_iter().map(|r| r.id).collect()
+    fn r(n: u8) -> ReleaseId {
+        id(&format!("20261123T13050{n}Z"))
+    }
+
+    fn states(b: &BuildLayout) -> Vec<(ReleaseId, ReleaseState)> {
+        list(b).unwrap().into_iter().map(|r| (r.id, r.state)).collect()
+    }
+
+    #[test]
+    fn release_ids_sort_by_time_and_name_the_revision() {
+        let t: jiff::Timestamp = "2026-11-23T13:05:01Z".parse().unwrap();
+        assert_eq!(ReleaseId::new(t, None).as_str(), "20261123T130501Z");
+        let g = GitRevision { short: "abc1234".into(), dirty: true };
+        assert_eq!(ReleaseId::new(t, Some(&g)).as_str(), "20261123T130501Z-abc1234-dirty");
+        let later: jiff::Timestamp = "2026-11-23T13:05:02Z".parse().unwrap();
+        assert!(ReleaseId::new(t, Some(&g)) < ReleaseId::new(later, None));
+    }
+
+    #[test]
+    fn release_ids_from_users_are_checked() {
+        for ok in ["20261123T130501Z", "20261123T130501Z-abc1234", "20261123T130501Z-abc1234-dirty"] {
+            assert_eq!(id(ok).as_str(), ok);
+        }
+        for bad in
+            ["", "../../etc", "20261123T130501Z/..", "20261123-130501", "20261123T130501Z-", "20261123T130501Z-XYZ1"]
+        {
+            let err = ReleaseId::parse(bad).unwrap_err();
+            assert!(err.contains("is not a release id") && err.contains(ID_SHAPE), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn states_current_previous_bad_incomplete_good() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = build_with(dir.path(), &[(1, true), (2, true), (3, true), (4, false), (5, true)], 5);
+        mark_bad(&b.release_dir(&r(3)), "health check failed").unwrap();
+        use ReleaseState::*;
+        assert_eq!(states(&b), [(r(1), Good), (r(2), Previous), (r(3), Bad), (r(4), Incomplete), (r(5), Current)]);
+        assert_eq!(list(&b).unwrap()[2].reason.as_deref(), Some("health check failed"));
     }
 
     #[test]
     fn prune_keeps_the_newest_and_always_the_current() {
-        let (b, root) = build_with(&[("r1", true), ("r2", true), ("r3", true), ("r4", true)], "r1");
-        assert_eq!(prune(&b, 2).unwrap(), ["r2"]);
-        assert_eq!(ids(&b), ["r1", "r3", "r4"]);
-        fs::remove_dir_all(root).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let b = build_with(dir.path(), &[(1, true), (2, true), (3, true), (4, true)], 1);
+        assert_eq!(prune(&b, 2).unwrap(), [r(2)]);
+        assert_eq!(states(&b).into_iter().map(|(id, _)| id).collect::<Vec<_>>(), [r(1), r(3), r(4)]);
     }
 
     #[test]
-    fn incomplete_releases_are_removed_but_never_the_current_one() {
-        let (b, root) = build_with(&[("r1", true), ("r2", false), ("r3", false)], "r3");
-        assert_eq!(remove_incomplete(&b).unwrap(), ["r2"]);
-        assert_eq!(ids(&b), ["r1", "r3"]);
-        mark_bad(&b.release_dir("r1"), "health check failed").unwrap();
-        let r1 = &list(&b).unwrap()[0];
-        assert_eq!((r1.complete, r1.bad.as_deref()), (true, Some("health check failed")));
-        fs::remove_dir_all(root).unwrap();
+    fn incomplete_releases_are_removed_but_never_the_current_one_nor_foreign_dirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = build_with(dir.path(), &[(1, true), (2, false), (3, false)], 3);
+        fs::create_dir_all(b.releases_dir.join("not-a-release")).unwrap();
+        assert_eq!(remove_incomplete(&b).unwrap(), [r(2)]);
+        assert_eq!(states(&b), [(r(1), ReleaseState::Previous), (r(3), ReleaseState::Current)]);
+        assert!(b.releases_dir.join("not-a-release").is_dir(), "not relctl's: left alone");
     }
 }

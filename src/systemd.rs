@@ -14,6 +14,11 @@ use zbus::blocking::Connection;
 use zbus::proxy::CacheProperties;
 use zbus::zvariant::OwnedObjectPath;
 
+/// One change `EnableUnitFiles` made: kind (symlink, unlink), file, destination.
+type UnitFileChange = (String, String, String);
+/// One entry of `ListJobs`: id, unit, job type, state, job path, unit path.
+type QueuedJob = (u32, String, String, String, OwnedObjectPath, OwnedObjectPath);
+
 #[zbus::proxy(
     interface = "org.freedesktop.systemd1.Manager",
     default_service = "org.freedesktop.systemd1",
@@ -28,14 +33,13 @@ trait Manager {
         files: &[&str],
         runtime: bool,
         force: bool,
-    ) -> zbus::Result<(bool, Vec<(String, String, String)>)>;
+    ) -> zbus::Result<(bool, Vec<UnitFileChange>)>;
     fn start_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn stop_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn restart_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn reload_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn load_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
-    #[allow(clippy::type_complexity)]
-    fn list_jobs(&self) -> zbus::Result<Vec<(u32, String, String, String, OwnedObjectPath, OwnedObjectPath)>>;
+    fn list_jobs(&self) -> zbus::Result<Vec<QueuedJob>>;
 
     #[zbus(signal)]
     fn job_removed(&self, id: u32, job: OwnedObjectPath, unit: String, result: String) -> zbus::Result<()>;
@@ -92,23 +96,124 @@ impl JobKind {
     }
 }
 
+/// An enum for one of systemd's string-valued properties: the values systemd documents, and
+/// `Other` for any value a newer systemd may add. Serialized as systemd spells it.
+macro_rules! systemd_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:literal,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum $name {
+            $($variant,)*
+            Other(String),
+        }
+
+        impl $name {
+            pub fn parse(s: &str) -> $name {
+                match s {
+                    $($text => $name::$variant,)*
+                    other => $name::Other(other.to_string()),
+                }
+            }
+
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $($name::$variant => $text,)*
+                    $name::Other(s) => s,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+    };
+}
+
+systemd_enum! {
+    /// A unit's ActiveState.
+    ActiveState {
+        Active = "active",
+        Reloading = "reloading",
+        Inactive = "inactive",
+        Failed = "failed",
+        Activating = "activating",
+        Deactivating = "deactivating",
+        Maintenance = "maintenance",
+        Refreshing = "refreshing",
+    }
+}
+
+systemd_enum! {
+    /// A unit's LoadState.
+    LoadState {
+        Loaded = "loaded",
+        NotFound = "not-found",
+        BadSetting = "bad-setting",
+        Error = "error",
+        Masked = "masked",
+        Stub = "stub",
+        Merged = "merged",
+    }
+}
+
+systemd_enum! {
+    /// How a job ended (the `result` of `JobRemoved`).
+    JobResult {
+        Done = "done",
+        Canceled = "canceled",
+        Timeout = "timeout",
+        Failed = "failed",
+        Dependency = "dependency",
+        Skipped = "skipped",
+    }
+}
+
+impl ActiveState {
+    /// Running, or on its way to running: a restart (not a start) is what brings a new process.
+    pub fn is_up(&self) -> bool {
+        matches!(self, ActiveState::Active | ActiveState::Activating | ActiveState::Reloading)
+    }
+}
+
+impl JobResult {
+    /// What to look at next, for people.
+    fn hint(&self, unit: &str) -> String {
+        match self {
+            JobResult::Failed => format!(" (see: journalctl -u {unit})"),
+            JobResult::Timeout => " (the unit did not finish starting in time)".into(),
+            JobResult::Dependency => " (a unit it requires failed, e.g. its socket)".into(),
+            JobResult::Canceled => " (another job replaced it)".into(),
+            _ => String::new(),
+        }
+    }
+}
+
 /// A unit's state, read uncached.
 #[derive(Debug, Clone, Serialize)]
 pub struct UnitState {
     pub unit: String,
-    pub load_state: String,
-    pub active_state: String,
+    pub load_state: LoadState,
+    pub active_state: ActiveState,
     pub sub_state: String,
     /// Microseconds since the epoch when the unit last became active; 0 if never.
     pub active_since_us: u64,
     pub main_pid: u32,
     pub n_restarts: u32,
+    /// The service's Result property (`success`, `exit-code`, `signal`, ...); empty for other units.
     pub result: String,
 }
 
 impl UnitState {
     pub fn is_active(&self) -> bool {
-        self.active_state == "active"
+        self.active_state == ActiveState::Active
     }
 }
 
@@ -156,15 +261,15 @@ impl Systemd {
         }
         .map_err(|e| dbus_error(e, &format!("{} {unit}", kind.verb())))?;
         let result = jobs.wait(&job, unit)?;
-        if result != "done" {
-            bail!("{} of {unit} failed: job result '{result}'{}", kind.verb(), hint_for(&result, unit));
+        if result != JobResult::Done {
+            bail!("{} of {unit} failed: job result '{result}'{}", kind.verb(), result.hint(unit));
         }
         Ok(())
     }
 
     /// Restarts `target` and waits for its job and for every job the restart queued on units
     /// matching `prefix` (the instances that are `PartOf=` the target).
-    pub fn restart_target(&self, target: &str, prefix: &str) -> Result<Vec<(String, String)>> {
+    pub fn restart_target(&self, target: &str, prefix: &str) -> Result<Vec<(String, JobResult)>> {
         let jobs = JobWatch::new(&self.manager)?;
         let job =
             self.manager.restart_unit(target, "replace").map_err(|e| dbus_error(e, &format!("restart {target}")))?;
@@ -180,7 +285,7 @@ impl Systemd {
             results.push((unit.clone(), jobs.wait(&path, &unit)?));
         }
         let failed: Vec<String> =
-            results.iter().filter(|(_, r)| r != "done").map(|(u, r)| format!("{u}: {r}")).collect();
+            results.iter().filter(|(_, r)| *r != JobResult::Done).map(|(u, r)| format!("{u}: {r}")).collect();
         if !failed.is_empty() {
             bail!("restart of {target} failed: {}", failed.join(", "));
         }
@@ -198,15 +303,15 @@ impl Systemd {
         let read = |e: zbus::Error| dbus_error(e, &format!("reading the state of {unit}"));
         let mut state = UnitState {
             unit: unit.to_string(),
-            load_state: u.load_state().map_err(read)?,
-            active_state: u.active_state().map_err(read)?,
+            load_state: LoadState::parse(&u.load_state().map_err(read)?),
+            active_state: ActiveState::parse(&u.active_state().map_err(read)?),
             sub_state: u.sub_state().map_err(read)?,
             active_since_us: u.active_enter_timestamp().map_err(read)?,
             main_pid: 0,
             n_restarts: 0,
             result: String::new(),
         };
-        if unit.ends_with(".service") && state.load_state == "loaded" {
+        if unit.ends_with(".service") && state.load_state == LoadState::Loaded {
             let s = ServiceProxy::builder(&self.conn)
                 .path(path)?
                 .cache_properties(CacheProperties::No)
@@ -222,8 +327,8 @@ impl Systemd {
 
 /// A subscription to `JobRemoved`, made before the job is queued.
 struct JobWatch {
-    rx: mpsc::Receiver<(OwnedObjectPath, String)>,
-    seen: std::cell::RefCell<HashMap<OwnedObjectPath, String>>,
+    rx: mpsc::Receiver<(OwnedObjectPath, JobResult)>,
+    seen: std::cell::RefCell<HashMap<OwnedObjectPath, JobResult>>,
 }
 
 impl JobWatch {
@@ -233,7 +338,7 @@ impl JobWatch {
         std::thread::spawn(move || {
             for signal in signals {
                 if let Ok(args) = signal.args() {
-                    if tx.send((args.job.clone(), args.result.clone())).is_err() {
+                    if tx.send((args.job.clone(), JobResult::parse(&args.result))).is_err() {
                         break;
                     }
                 }
@@ -243,7 +348,7 @@ impl JobWatch {
     }
 
     /// Waits for the `JobRemoved` of `job` and returns its result (done, failed, timeout, ...).
-    fn wait(&self, job: &OwnedObjectPath, unit: &str) -> Result<String> {
+    fn wait(&self, job: &OwnedObjectPath, unit: &str) -> Result<JobResult> {
         if let Some(r) = self.seen.borrow_mut().remove(job) {
             return Ok(r);
         }
@@ -261,25 +366,37 @@ impl JobWatch {
     }
 }
 
-fn hint_for(result: &str, unit: &str) -> String {
-    match result {
-        "failed" => format!(" (see: journalctl -u {unit})"),
-        "timeout" => " (the unit did not finish starting in time)".into(),
-        "dependency" => " (a unit it requires failed, e.g. its socket)".into(),
-        "canceled" => " (another job replaced it)".into(),
-        _ => String::new(),
-    }
+/// A D-Bus error with what relctl was doing, and a hint for the common ones, told apart by the
+/// D-Bus error name.
+fn dbus_error(e: zbus::Error, doing: &str) -> anyhow::Error {
+    let name = match &e {
+        zbus::Error::MethodError(name, _, _) => Some(name.as_str().to_string()),
+        zbus::Error::FDO(fdo) => Some(zbus::DBusError::name(fdo.as_ref()).as_str().to_string()),
+        _ => None,
+    };
+    let hint = match name.as_deref() {
+        Some(
+            "org.freedesktop.DBus.Error.AccessDenied" | "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired",
+        ) => " (run as root)",
+        Some("org.freedesktop.systemd1.NoSuchUnit" | "org.freedesktop.DBus.Error.FileNotFound") => {
+            " (is the unit installed? run relctl build first)"
+        }
+        _ => "",
+    };
+    anyhow!("{doing}: {e}{hint}")
 }
 
-/// A D-Bus error with what relctl was doing, and a hint for the common ones.
-fn dbus_error(e: zbus::Error, doing: &str) -> anyhow::Error {
-    let text = e.to_string();
-    let hint = if text.contains("AccessDenied") || text.contains("InteractiveAuthorizationRequired") {
-        " (run as root)"
-    } else if text.contains("NoSuchUnit") || text.contains("not found") {
-        " (is the unit installed? run relctl build first)"
-    } else {
-        ""
-    };
-    anyhow!("{doing}: {text}{hint}")
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_parse_and_print_as_systemd_spells_them() {
+        assert_eq!(ActiveState::parse("active"), ActiveState::Active);
+        assert!(ActiveState::parse("reloading").is_up() && !ActiveState::parse("failed").is_up());
+        assert_eq!(ActiveState::parse("something-new"), ActiveState::Other("something-new".into()));
+        assert_eq!(LoadState::parse("not-found").to_string(), "not-found");
+        assert_eq!(serde_json::to_string(&JobResult::parse("dependency")).unwrap(), "\"dependency\"");
+        assert!(JobResult::parse("failed").hint("a@b.service").contains("journalctl -u a@b.service"));
+    }
 }

@@ -1,32 +1,27 @@
 use anyhow::Result;
 
-use super::{command_line, lock_app};
+use super::Session;
 use crate::cli::{BuildArgs, GlobalArgs};
-use crate::deploy;
 use crate::error::Outcome;
 use crate::manifest::Loaded;
 use crate::plan;
 use crate::report::{Mode, Report};
-use crate::systemd::Systemd;
 
 pub fn run(loaded: &Loaded, args: &BuildArgs, g: &GlobalArgs, report: &mut Report) -> Result<Outcome> {
-    let app = plan::app(loaded)?;
-    let plan = plan::build(&app, loaded, &args.build, jiff::Timestamp::now())?;
     if args.dry_run {
+        let plan = plan::build(&plan::app(loaded)?, loaded, &args.build, jiff::Timestamp::now())?;
         match report.mode {
             Mode::Json => report.json(&plan),
             _ => print!("{}", plan.describe()),
         }
         return Ok(Outcome::Ok);
     }
-    deploy::require_root(&format!("relctl build {}", args.build))?;
-    let systemd = Systemd::connect()?;
-    let _lock = lock_app(&app.layout.app, &command_line(), g, report)?;
-    // The plan was made before waiting for the lock; a build that ran meanwhile may have taken
-    // its release id.
-    let plan = plan::build(&app, loaded, &args.build, jiff::Timestamp::now())?;
+    // The lock first, then the plan: a build that ran while this one waited may have taken the
+    // release id this one would have picked.
+    let (session, _) = Session::for_build(loaded, g, report, "build", &args.build)?;
+    let plan = plan::build(&session.app, loaded, &args.build, jiff::Timestamp::now())?;
     report.say(format!("relctl: building {} {} release {}", plan.app.layout.app, plan.build.build, plan.release));
-    let result = deploy::build(&plan, &systemd, report)?;
+    let result = session.deploy(&plan.build, report).build(&plan)?;
     report.say(format!("relctl: {} {} is live at release {}", result.app, result.build, result.release));
     report.json(&serde_json::json!({ "result": result, "steps": report.steps() }));
     Ok(Outcome::Ok)

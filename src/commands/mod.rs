@@ -8,26 +8,32 @@ mod status;
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 
 use crate::cli::{Cli, Command, GlobalArgs};
+use crate::deploy::Deploy;
 use crate::error::Outcome;
+use crate::layout::BuildLayout;
 use crate::lock::{self, AppLock};
 use crate::manifest::{self, Loaded};
+use crate::plan::{self, AppPlan};
 use crate::report::{Mode, Report};
+use crate::systemd::Systemd;
 
 pub fn dispatch(cli: Cli) -> Result<Outcome> {
     let g = &cli.global;
+    let mut report = report(g);
+    let r = &mut report;
     match cli.command {
-        Command::Build(args) => build::run(&load(g)?, &args, g, &mut report(g)),
-        Command::Start(a) => control::start(&load(g)?, &a.build, g, &mut report(g)),
-        Command::Stop(a) => control::stop(&load(g)?, &a.build, g, &mut report(g)),
-        Command::Restart(a) => control::restart(&load(g)?, a.build.as_deref(), g, &mut report(g)),
-        Command::Reload(a) => control::reload(&load(g)?, &a.build, g, &mut report(g)),
-        Command::Releases(a) => releases::list(&load(g)?, &a.build, &report(g)),
-        Command::Rollback(a) => releases::rollback(&load(g)?, &a, g, &mut report(g)),
-        Command::Status(a) => status::run(&load(g)?, a.build.as_deref(), &report(g)),
-        Command::NginxSnippet(args) => nginx::run(&load(g)?, &args, &report(g)),
+        Command::Build(args) => build::run(&load(g)?, &args, g, r),
+        Command::Start(a) => control::start(&load(g)?, &a.build, g, r),
+        Command::Stop(a) => control::stop(&load(g)?, &a.build, g, r),
+        Command::Restart(a) => control::restart(&load(g)?, a.build.as_deref(), g, r),
+        Command::Reload(a) => control::reload(&load(g)?, &a.build, g, r),
+        Command::Releases(a) => releases::list(&load(g)?, &a.build, r),
+        Command::Rollback(a) => releases::rollback(&load(g)?, &a, g, r),
+        Command::Status(a) => status::run(&load(g)?, a.build.as_deref(), r),
+        Command::NginxSnippet(args) => nginx::run(&load(g)?, &args, r),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut crate::cli::command(), "relctl", &mut std::io::stdout());
             Ok(Outcome::Ok)
@@ -36,7 +42,7 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
 }
 
 fn load(g: &GlobalArgs) -> Result<Loaded> {
-    let cwd = std::env::current_dir().unwrap_or_else(|_| Path::new("/").to_path_buf());
+    let cwd = std::env::current_dir().context("finding the current directory to look for relctl.toml")?;
     let path = manifest::locate(g.manifest.as_deref(), &cwd)?;
     manifest::load(&path)
 }
@@ -52,12 +58,56 @@ fn report(g: &GlobalArgs) -> Report {
     Report::new(mode, g.verbose)
 }
 
-/// Takes the app's lock for a command that changes it; says who holds it while waiting.
-fn lock_app(app: &str, command: &str, g: &GlobalArgs, report: &Report) -> Result<AppLock> {
-    lock::acquire(Path::new(lock::LOCK_DIR), app, command, !g.no_wait, |msg| report.warn(msg))
+/// What every command that changes an app needs, in this order: the manifest's app resolved and
+/// the build name checked (usage errors first, before anything is touched), root, a connection
+/// to systemd, and the app's lock (held until the session is dropped).
+pub struct Session {
+    pub app: AppPlan,
+    pub systemd: Systemd,
+    _lock: AppLock,
 }
 
-/// The command line, for the lock's holder description.
-fn command_line() -> String {
-    std::env::args().collect::<Vec<_>>().join(" ")
+impl Session {
+    /// For a command on one build (`relctl <verb> <build>`): also returns the build's paths.
+    pub fn for_build(
+        loaded: &Loaded,
+        g: &GlobalArgs,
+        report: &Report,
+        verb: &str,
+        build: &str,
+    ) -> Result<(Session, BuildLayout)> {
+        let app = plan::app(loaded)?;
+        loaded.build(build)?;
+        let layout = app.layout.build(build);
+        Ok((Session::open(app, g, report, &format!("relctl {verb} {build}"))?, layout))
+    }
+
+    /// For a command on the whole app (`relctl <verb>`).
+    pub fn for_app(loaded: &Loaded, g: &GlobalArgs, report: &Report, verb: &str) -> Result<Session> {
+        Session::open(plan::app(loaded)?, g, report, &format!("relctl {verb}"))
+    }
+
+    fn open(app: AppPlan, g: &GlobalArgs, report: &Report, what: &str) -> Result<Session> {
+        require_root(what)?;
+        let systemd = Systemd::connect()?;
+        let holder = std::env::args().collect::<Vec<_>>().join(" ");
+        let lock =
+            lock::acquire(Path::new(lock::LOCK_DIR), &app.layout.app, &holder, !g.no_wait, |msg| report.warn(msg))?;
+        Ok(Session { app, systemd, _lock: lock })
+    }
+
+    /// The deploy actions on `build` of this session's app.
+    pub fn deploy<'a>(&'a self, build: &'a BuildLayout, report: &'a mut Report) -> Deploy<'a> {
+        Deploy::new(&self.app, build, &self.systemd, report)
+    }
+}
+
+/// relctl writes /opt and /etc/systemd/system and asks systemd to start units: it needs root.
+fn require_root(what: &str) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!(
+            "{what} needs root (it changes files under /opt and /etc/systemd/system and asks systemd to start and stop units); run it with sudo"
+        );
+    }
+    Ok(())
 }

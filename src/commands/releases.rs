@@ -1,68 +1,33 @@
 use std::time::Instant;
 
 use anyhow::Result;
-use serde::Serialize;
 
-use super::{command_line, lock_app};
+use super::Session;
 use crate::cli::{GlobalArgs, RollbackArgs};
-use crate::deploy;
-use crate::error::Outcome;
+use crate::error::{Outcome, UsageError};
 use crate::manifest::Loaded;
 use crate::plan;
 use crate::report::{Mode, Report};
-use crate::store;
-use crate::systemd::Systemd;
-
-#[derive(Debug, Serialize)]
-struct Row {
-    id: String,
-    created: Option<String>,
-    git: Option<String>,
-    state: &'static str,
-    reason: Option<String>,
-}
+use crate::store::{self, ReleaseId};
 
 pub fn list(loaded: &Loaded, build: &str, report: &Report) -> Result<Outcome> {
     let app = plan::app(loaded)?;
     loaded.build(build)?;
     let b = app.layout.build(build);
-    let current = b.current_release();
+    let current = b.current_release()?;
     let releases = store::list(&b)?;
-    let previous = current.as_deref().and_then(|c| store::previous(&releases, c)).map(|r| r.id.clone());
-    let rows: Vec<Row> = releases
-        .iter()
-        .map(|r| {
-            let meta = store::read_meta(&r.dir);
-            Row {
-                id: r.id.clone(),
-                created: meta.as_ref().map(|m| m.created.clone()),
-                git: meta.and_then(|m| m.git),
-                state: if current.as_deref() == Some(r.id.as_str()) {
-                    "current"
-                } else if !r.complete {
-                    "incomplete"
-                } else if r.bad.is_some() {
-                    "bad"
-                } else if previous.as_deref() == Some(r.id.as_str()) {
-                    "previous"
-                } else {
-                    ""
-                },
-                reason: r.bad.clone(),
-            }
-        })
-        .collect();
     match report.mode {
-        Mode::Json => report.json(&serde_json::json!({ "build": build, "current": current, "releases": rows })),
+        Mode::Json => report.json(&serde_json::json!({ "build": build, "current": current, "releases": releases })),
         Mode::Human => {
-            let table: Vec<[String; 5]> = rows
+            let dash = || "-".to_string();
+            let table: Vec<[String; 5]> = releases
                 .iter()
                 .map(|r| {
                     [
-                        r.id.clone(),
-                        r.created.clone().unwrap_or_else(|| "-".into()),
-                        r.git.clone().unwrap_or_else(|| "-".into()),
-                        if r.state.is_empty() { "-".into() } else { r.state.to_string() },
+                        r.id.to_string(),
+                        r.created.clone().unwrap_or_else(dash),
+                        r.git.clone().unwrap_or_else(dash),
+                        r.state.as_str().to_string(),
                         r.reason.clone().unwrap_or_default(),
                     ]
                 })
@@ -75,16 +40,15 @@ pub fn list(loaded: &Loaded, build: &str, report: &Report) -> Result<Outcome> {
 }
 
 pub fn rollback(loaded: &Loaded, args: &RollbackArgs, g: &GlobalArgs, report: &mut Report) -> Result<Outcome> {
-    let app = plan::app(loaded)?;
-    loaded.build(&args.build)?;
-    let b = app.layout.build(&args.build);
-    deploy::require_root(&format!("relctl rollback {}", args.build))?;
-    let systemd = Systemd::connect()?;
-    let _lock = lock_app(&app.layout.app, &command_line(), g, report)?;
+    let to = match &args.to {
+        Some(id) => Some(ReleaseId::parse(id).map_err(|e| UsageError(format!("--to: {e}")))?),
+        None => None,
+    };
+    let (session, b) = Session::for_build(loaded, g, report, "rollback", &args.build)?;
     let t = Instant::now();
-    let result = deploy::rollback(&app, &b, args.to.as_deref(), &systemd, report)?;
+    let result = session.deploy(&b, report).rollback(to.as_ref())?;
     report.step("rollback", t, format!("{} -> {} ({} marked bad)", result.from, result.to, result.from));
-    report.say(format!("relctl: {} {} is live at release {}", app.layout.app, result.build, result.to));
+    report.say(format!("relctl: {} {} is live at release {}", session.app.layout.app, result.build, result.to));
     report.json(&serde_json::json!({ "result": result, "steps": report.steps() }));
     Ok(Outcome::Ok)
 }

@@ -5,15 +5,16 @@ use crate::error::Outcome;
 use crate::manifest::Loaded;
 use crate::plan;
 use crate::report::{Mode, Report};
-use crate::systemd::Systemd;
+use crate::store::ReleaseId;
+use crate::systemd::{ActiveState, Systemd};
 
 #[derive(Debug, Serialize)]
 struct BuildStatus {
     build: String,
     unit: String,
-    state: String,
+    state: ActiveState,
     sub_state: String,
-    release: Option<String>,
+    release: Option<ReleaseId>,
     since: Option<String>,
     main_pid: Option<u32>,
     route: Option<String>,
@@ -35,8 +36,8 @@ pub fn run(loaded: &Loaded, only: Option<&str>, report: &Report) -> Result<Outco
             build: name.clone(),
             state: unit.active_state.clone(),
             sub_state: unit.sub_state.clone(),
-            release: b.current_release(),
-            since: (unit.active_since_us > 0 && unit.is_active()).then(|| format_since(unit.active_since_us)),
+            release: b.current_release()?,
+            since: (unit.active_since_us > 0 && unit.is_active()).then(|| since(unit.active_since_us)),
             main_pid: (unit.main_pid > 0).then_some(unit.main_pid),
             route: route.clone(),
             socket: b.socket.display().to_string(),
@@ -52,10 +53,8 @@ pub fn run(loaded: &Loaded, only: Option<&str>, report: &Report) -> Result<Outco
     Ok(if rows.iter().all(|r| r.active) { Outcome::Ok } else { Outcome::NotActive })
 }
 
-fn format_since(us: u64) -> String {
-    jiff::Timestamp::from_microsecond(us as i64)
-        .map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
-        .unwrap_or_default()
+fn since(us: u64) -> String {
+    jiff::Timestamp::from_microsecond(us as i64).map(crate::report::utc).unwrap_or_default()
 }
 
 fn print_table(rows: &[BuildStatus]) {
@@ -66,7 +65,7 @@ fn print_table(rows: &[BuildStatus]) {
             [
                 r.build.clone(),
                 format!("{} ({})", r.state, r.sub_state),
-                r.release.clone().unwrap_or_else(dash),
+                r.release.as_ref().map_or_else(dash, |id| id.to_string()),
                 r.since.clone().unwrap_or_else(dash),
                 r.main_pid.map(|p| p.to_string()).unwrap_or_else(dash),
                 r.route.clone().unwrap_or_else(dash),

@@ -1,0 +1,132 @@
+//! Files and symlinks that users' systems depend on (units, settings, `current`, snippets) are
+//! replaced atomically: written to a temp file beside the target, then rename(2)d over it, so a
+//! reader sees the old contents or the new ones, never a half-written file.
+
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::{fchown, symlink, MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use fs_err as fs;
+
+/// Writes `contents` to `path` atomically with `mode`; with `gid`, owned root:`gid`. Returns
+/// whether the file changed (an identical file with the same mode and owner is left alone).
+pub fn write(path: &Path, contents: &[u8], mode: u32, gid: Option<u32>) -> Result<bool> {
+    if let Some(old) = read_if_exists(path)? {
+        let meta = fs::metadata(path)?;
+        let same_owner = gid.is_none_or(|g| meta.gid() == g && meta.uid() == 0);
+        if old == contents && meta.permissions().mode() & 0o7777 == mode && same_owner {
+            return Ok(false);
+        }
+    }
+    let dir = parent(path);
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".relctl-")
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a temp file in {} to write {}", dir.display(), path.display()))?;
+    let written = (|| -> std::io::Result<()> {
+        if let Some(g) = gid {
+            fchown(tmp.as_file(), Some(0), Some(g))?;
+        }
+        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(mode))?;
+        tmp.write_all(contents)?;
+        tmp.as_file().sync_all()
+    })();
+    written.with_context(|| format!("writing {}", path.display()))?;
+    tmp.persist(path).map_err(|e| e.error).with_context(|| format!("replacing {}", path.display()))?;
+    Ok(true)
+}
+
+/// Points the symlink `link` at `target` atomically: a new symlink beside it, then rename(2).
+/// Never `ln -sf`, which removes the old link first.
+pub fn switch_symlink(link: &Path, target: &Path) -> Result<()> {
+    let dir = parent(link);
+    let tmp = tempfile::Builder::new()
+        .prefix(".relctl-link-")
+        .make_in(dir, |p| symlink(target, p))
+        .with_context(|| format!("creating a symlink to {} in {}", target.display(), dir.display()))?;
+    tmp.persist(link)
+        .map_err(|e| e.error)
+        .with_context(|| format!("switching {} to {}", link.display(), target.display()))?;
+    Ok(())
+}
+
+/// The file's contents, or None when it does not exist; any other read error is an error.
+pub fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Like [`read_if_exists`], as text.
+pub fn read_string_if_exists(path: &Path) -> Result<Option<String>> {
+    match fs::read_to_string(path) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Removes a file; a file that is already gone is fine. Returns whether it was there.
+pub fn remove_if_exists(path: &Path) -> Result<bool> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Creates `dir` and its parents (mode 0755) if missing.
+pub fn ensure_dir(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir).map_err(Into::into)
+}
+
+fn parent(path: &Path) -> &Path {
+    path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_sets_mode_reports_change_and_leaves_no_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("unit");
+        assert!(write(&f, b"a", 0o640, None).unwrap());
+        assert_eq!(fs::metadata(&f).unwrap().permissions().mode() & 0o777, 0o640);
+        assert!(!write(&f, b"a", 0o640, None).unwrap(), "same contents and mode: unchanged");
+        assert!(write(&f, b"a", 0o644, None).unwrap(), "a mode change is a change");
+        assert!(write(&f, b"b", 0o644, None).unwrap());
+        assert_eq!(fs::read(&f).unwrap(), b"b");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temp files left behind");
+    }
+
+    #[test]
+    fn write_into_a_missing_directory_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("missing/unit");
+        let err = format!("{:#}", write(&f, b"a", 0o644, None).unwrap_err());
+        assert!(err.contains(&f.display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn symlink_switches_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("current");
+        switch_symlink(&link, Path::new("releases/one")).unwrap();
+        switch_symlink(&link, Path::new("releases/two")).unwrap();
+        assert_eq!(fs::read_link(&link).unwrap(), Path::new("releases/two"));
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temp links left behind");
+    }
+
+    #[test]
+    fn missing_files_read_as_none_other_errors_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(read_if_exists(&dir.path().join("nope")).unwrap(), None);
+        assert!(read_if_exists(dir.path()).is_err(), "reading a directory is an error, not 'missing'");
+        assert!(!remove_if_exists(&dir.path().join("nope")).unwrap());
+    }
+}

@@ -1,0 +1,57 @@
+//! Routes and access rules from the manifest, checked so that nothing in them can break out of
+//! the nginx directive it goes into.
+
+/// Checks a route from the manifest and returns it normalized (`/api/` -> `/api`).
+pub fn normalize(route: &str) -> Result<String, String> {
+    let bad = |why: &str| Err(format!("route \"{}\" {why}", route.escape_debug()));
+    if !route.starts_with('/') {
+        return bad("must start with '/'");
+    }
+    if let Some(c) = route.chars().find(|c| c.is_whitespace() || c.is_control() || ";{}\"'\\#$`*?^~=<>|".contains(*c)) {
+        return bad(&format!("contains '{}'; a route is a plain URL path prefix", c.escape_debug()));
+    }
+    if route.contains("//") || route.split('/').any(|seg| seg == "." || seg == "..") {
+        return bad("must not contain '//', '.' or '..' segments");
+    }
+    let trimmed = route.trim_end_matches('/');
+    Ok(if trimmed.is_empty() { "/".to_string() } else { trimmed.to_string() })
+}
+
+/// Checks an `allow` entry well enough that it cannot break out of its directive; nginx judges
+/// the address itself (`--check`).
+pub fn check_allow(entry: &str) -> Result<(), String> {
+    let ok = !entry.is_empty()
+        && entry.chars().all(|c| c.is_ascii_hexdigit() || ".:/".contains(c) || c.is_ascii_alphabetic());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("allow entry \"{}\" must be an IP address, a CIDR range or \"all\"", entry.escape_debug()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_normalized_and_checked() {
+        assert_eq!(normalize("/api").unwrap(), "/api");
+        assert_eq!(normalize("/api/").unwrap(), "/api");
+        assert_eq!(normalize("/v1/api").unwrap(), "/v1/api");
+        assert_eq!(normalize("/").unwrap(), "/");
+        for bad in ["api", "/a b", "/a;", "/a{", "/a}", "/a\"", "", "/a//b", "/a/../b", "/$x"] {
+            assert!(normalize(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(normalize("api").unwrap_err().contains("must start with '/'"));
+    }
+
+    #[test]
+    fn allow_entries_cannot_inject_directives() {
+        assert!(check_allow("10.0.0.0/8").is_ok());
+        assert!(check_allow("::1").is_ok());
+        assert!(check_allow("all").is_ok());
+        for bad in ["10.0.0.0/8; deny all", "1.2.3.4 5", "", "a{"] {
+            assert!(check_allow(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}
