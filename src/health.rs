@@ -44,26 +44,22 @@ fn parse_response(raw: &[u8]) -> Option<Response> {
 /// Probes until a 2xx/3xx answer or `timeout`; the error says what the last attempt saw.
 pub fn wait_healthy(socket: &Path, path: &str, timeout: Duration) -> Result<Response> {
     let deadline = Instant::now() + timeout;
-    loop {
-        let attempt = get(socket, path, Duration::from_secs(5).min(timeout));
-        match &attempt {
-            Ok(r) if (200..400).contains(&r.status) => return Ok(attempt.unwrap()),
-            _ if Instant::now() >= deadline => {}
-            _ => {
-                std::thread::sleep(Duration::from_millis(200));
-                continue;
-            }
-        }
-        let seen = match attempt {
+    let seen = loop {
+        let seen = match get(socket, path, Duration::from_secs(5).min(timeout)) {
+            Ok(r) if (200..400).contains(&r.status) => return Ok(r),
             Ok(r) => format!("HTTP {}: {}", r.status, first_line(&r.body)),
             Err(e) => e.to_string(),
         };
-        bail!(
-            "health check GET {path} through {} did not answer 2xx/3xx within {}s; last answer: {seen}",
-            socket.display(),
-            timeout.as_secs()
-        );
-    }
+        if Instant::now() >= deadline {
+            break seen;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    bail!(
+        "health check GET {path} through {} did not answer 2xx/3xx within {}s; last answer: {seen}",
+        socket.display(),
+        timeout.as_secs()
+    )
 }
 
 fn first_line(body: &str) -> String {
