@@ -491,27 +491,6 @@ route = "/api"
     }
 
     #[test]
-    fn units_use_the_instance_name_and_resolve_exec_against_current() {
-        let (_tmp, l) = loaded(EXAMPLE);
-        let a = app(&l).unwrap();
-        let units = units::render(&a).unwrap();
-        let service = &units[0];
-        assert_eq!(service.path, Path::new("/etc/systemd/system/medctrl@.service"));
-        let c = &service.contents;
-        assert!(c.contains("ExecStart=/opt/medctrl/backend/%i/current/.relctl/start\n"), "{c}");
-        assert!(c.contains("WorkingDirectory=/opt/medctrl/backend/%i/current\n"));
-        assert!(c.contains("EnvironmentFile=/opt/medctrl/backend/%i/current/.relctl/environment\n"));
-        assert!(c.contains("Requires=medctrl@%i.socket\n") && c.contains("PartOf=medctrl.target\n"));
-        assert!(c.contains("StateDirectory=medctrl/backend/%i\n") && c.contains("User=medctrl\n"));
-        assert!(c.contains("Type=notify\n") && c.contains("ProtectSystem=strict\n"));
-        assert!(!c.contains("%I"), "use %i, never %I");
-        let socket = &units[1].contents;
-        assert!(socket.contains("ListenStream=/opt/medctrl/backend/%i/gunicorn.sock\n"));
-        assert!(socket.contains("SocketGroup=www-data\n") && socket.contains("SocketMode=0660\n"));
-        assert!(units[2].contents.contains("WantedBy=multi-user.target"));
-    }
-
-    #[test]
     fn start_script_enters_workdir_and_execs_the_service_from_the_release() {
         let rel = Path::new("/opt/a/app/dev/releases/r1");
         let s = start_script(rel, Some("API/"), ".venv/bin/python -m gunicorn  app:app", "release r1 of a dev");

@@ -62,3 +62,35 @@ pub fn render(app: &AppPlan) -> Result<Vec<UnitFile>> {
         .map(|(path, (name, source))| Ok(UnitFile { path, contents: render::render_value(name, source, &ctx)? }))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{self, Loaded};
+
+    fn example() -> AppPlan {
+        let text = "app = \"medctrl\"\ncomponent = \"backend\"\n[service]\nexec = \"x\"\n[builds.development]\n";
+        let loaded =
+            Loaded { path: "/srv/relctl.toml".into(), dir: "/srv".into(), manifest: manifest::parse(text).unwrap() };
+        crate::plan::app(&loaded).unwrap()
+    }
+
+    #[test]
+    fn units_use_the_instance_name_and_resolve_exec_against_current() {
+        let units = render(&example()).unwrap();
+        let service = &units[0];
+        assert_eq!(service.path, Path::new("/etc/systemd/system/medctrl@.service"));
+        let c = &service.contents;
+        assert!(c.contains("ExecStart=/opt/medctrl/backend/%i/current/.relctl/start\n"), "{c}");
+        assert!(c.contains("WorkingDirectory=/opt/medctrl/backend/%i/current\n"));
+        assert!(c.contains("EnvironmentFile=/opt/medctrl/backend/%i/current/.relctl/environment\n"));
+        assert!(c.contains("Requires=medctrl@%i.socket\n") && c.contains("PartOf=medctrl.target\n"));
+        assert!(c.contains("StateDirectory=medctrl/backend/%i\n") && c.contains("User=medctrl\n"));
+        assert!(c.contains("Type=notify\n") && c.contains("ProtectSystem=strict\n"));
+        assert!(!c.contains("%I"), "use %i, never %I");
+        let socket = &units[1].contents;
+        assert!(socket.contains("ListenStream=/opt/medctrl/backend/%i/gunicorn.sock\n"));
+        assert!(socket.contains("SocketGroup=www-data\n") && socket.contains("SocketMode=0660\n"));
+        assert!(units[2].contents.contains("WantedBy=multi-user.target"));
+    }
+}
