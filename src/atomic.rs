@@ -60,13 +60,11 @@ pub fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>> {
     }
 }
 
-/// Like [`read_if_exists`], as text.
+/// Like [`read_if_exists`], as UTF-8 text.
 pub fn read_string_if_exists(path: &Path) -> Result<Option<String>> {
-    match fs::read_to_string(path) {
-        Ok(s) => Ok(Some(s)),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+    read_if_exists(path)?
+        .map(|bytes| String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8 text", path.display())))
+        .transpose()
 }
 
 /// Removes a file; a file that is already gone is fine. Returns whether it was there.
