@@ -4,7 +4,7 @@
 //! journaled in `<build_dir>/.relctl-switch` until it is verified, so a relctl killed after the
 //! switch is recovered from by the next build or rollback.
 
-use std::os::unix::fs::{chown, PermissionsExt};
+use std::os::unix::fs::{chown, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -13,9 +13,11 @@ use fs_err as fs;
 use serde::{Deserialize, Serialize};
 
 use crate::atomic;
+use crate::error::UsageError;
 use crate::health;
 use crate::hooks::{self, HookFailed, HookStage};
 use crate::layout::BuildLayout;
+use crate::listener;
 use crate::plan::{AppPlan, BuildPlan};
 use crate::render;
 use crate::report::{self, Report};
@@ -85,6 +87,7 @@ impl<'a> Deploy<'a> {
     /// `relctl build`: stage the planned release, install the units, switch, (re)start, verify.
     pub fn build(&mut self, plan: &BuildPlan) -> Result<BuildResult> {
         let b = self.build;
+        self.check_app_wide_change()?;
         let t = Instant::now();
         let (user, created) = users::ensure_system_user(&self.app.user)?;
         setup_dirs(plan, &user)?;
@@ -115,7 +118,8 @@ impl<'a> Deploy<'a> {
         failpoint("units");
         self.report.step("units", t, changed);
 
-        let previous = b.current_release()?;
+        // A current release whose directory was removed by hand is nothing to go back to.
+        let previous = b.current_release()?.filter(|p| b.release_dir(p).is_dir());
         let live = self.go_live(&plan.release, previous.as_ref())?;
 
         let t = Instant::now();
@@ -220,8 +224,8 @@ impl<'a> Deploy<'a> {
     /// `relctl start`: the socket, then the service; waits for both jobs and verifies.
     pub fn start(&mut self) -> Result<Verified> {
         let b = self.build;
+        self.ensure_socket()?;
         let t = Instant::now();
-        self.systemd.run_job(JobKind::Start, &b.socket_unit)?;
         self.systemd.run_job(JobKind::Start, &b.service_unit)?;
         self.report.step("start", t, format!("{} and {} done", b.socket_unit, b.service_unit));
         self.verify()
@@ -240,8 +244,8 @@ impl<'a> Deploy<'a> {
     /// `relctl restart BUILD`: a new service process on the same socket, verified.
     pub fn restart(&mut self) -> Result<Verified> {
         let b = self.build;
+        self.ensure_socket()?;
         let t = Instant::now();
-        self.systemd.run_job(JobKind::Start, &b.socket_unit)?;
         self.systemd.run_job(JobKind::Restart, &b.service_unit)?;
         self.report.step("restart", t, format!("{} done", b.service_unit));
         self.verify()
@@ -399,11 +403,107 @@ impl<'a> Deploy<'a> {
         })
     }
 
+    /// The build's socket unit running and listening at its path with its group and mode. A failed
+    /// socket is started again; one whose live socket does not match its unit (the path, group or
+    /// mode changed since it was bound) is re-bound, which drops the connections queued on it.
+    fn ensure_socket(&mut self) -> Result<()> {
+        let b = self.build;
+        let t = Instant::now();
+        let state = self.systemd.unit_state(&b.socket_unit)?;
+        if !state.is_active() {
+            self.systemd.run_job(JobKind::Start, &b.socket_unit)?;
+            if state.active_state == ActiveState::Failed {
+                self.report.step("socket", t, format!("{} had failed; started it again", b.socket_unit));
+            }
+            return Ok(());
+        }
+        if let Some(why) = self.socket_mismatch()? {
+            self.systemd.run_job(JobKind::Stop, &b.service_unit)?;
+            self.systemd.run_job(JobKind::Stop, &b.socket_unit)?;
+            self.systemd.run_job(JobKind::Start, &b.socket_unit)?;
+            let detail =
+                format!("re-bound {}: {why}; connections queued on the old socket were dropped", b.socket.display());
+            self.report.step("socket", t, detail);
+        }
+        Ok(())
+    }
+
+    /// Why the live socket at the build's path is not what its unit says, if it is not.
+    fn socket_mismatch(&self) -> Result<Option<String>> {
+        let b = self.build;
+        if !listener::is_listening(&b.socket)? {
+            return Ok(Some(format!("{} was active but nothing listened at its path", b.socket_unit)));
+        }
+        let meta = std::fs::symlink_metadata(&b.socket).with_context(|| format!("reading {}", b.socket.display()))?;
+        let group = nix::unistd::Group::from_name(&self.app.socket_group)
+            .with_context(|| format!("looking up group {}", self.app.socket_group))?;
+        if group.is_some_and(|g| g.gid.as_raw() != meta.gid()) {
+            return Ok(Some(format!("its group is gid {}, the unit says {}", meta.gid(), self.app.socket_group)));
+        }
+        if meta.mode() & 0o777 != units::SOCKET_MODE {
+            return Ok(Some(format!(
+                "its mode is {:04o}, the unit says {:04o}",
+                meta.mode() & 0o777,
+                units::SOCKET_MODE
+            )));
+        }
+        Ok(None)
+    }
+
+    /// A manifest change to what every build shares (the socket unit: root, socket, socket_group;
+    /// the service user) reaches running builds only when their sockets are re-bound or their
+    /// services restarted. relctl does that for the build it deploys, and refuses, before anything
+    /// is touched, while other builds run on the old units.
+    fn check_app_wide_change(&self) -> Result<()> {
+        let rendered = units::render(self.app)?;
+        let mut changes = Vec::new();
+        for unit in &rendered {
+            let Some(old) = atomic::read_string_if_exists(&unit.path)? else { continue };
+            let watched = |l: &&str| {
+                ["ListenStream=", "SocketGroup=", "SocketMode=", "User=", "Group="].iter().any(|k| l.starts_with(k))
+            };
+            let before: Vec<&str> = old.lines().filter(watched).collect();
+            let after: Vec<&str> = unit.contents.lines().filter(watched).collect();
+            for (was, now) in before.iter().zip(&after).filter(|(a, b)| a != b) {
+                changes.push(format!("{was} -> {now}"));
+            }
+        }
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let app = &self.app.layout.app;
+        let mine = [&self.build.service_unit, &self.build.socket_unit];
+        let mut others: Vec<String> = self
+            .systemd
+            .running_units(&format!("{app}@*"))?
+            .into_iter()
+            .filter(|(u, _)| !mine.contains(&u))
+            .filter_map(|(u, _)| {
+                u.strip_prefix(&format!("{app}@")).and_then(|i| i.rsplit_once('.')).map(|(b, _)| b.to_string())
+            })
+            .collect();
+        others.dedup();
+        if others.is_empty() {
+            return Ok(());
+        }
+        let stop: Vec<String> = others.iter().map(|o| format!("relctl stop {o}")).collect();
+        let start: Vec<String> = others.iter().map(|o| format!("relctl start {o}")).collect();
+        Err(UsageError(format!(
+            "the manifest changes what every build of {app} shares ({}), and build(s) {} still run on the old units; re-binding their sockets drops their queued connections, so relctl does not do it behind your back: run {}, then relctl build {}, then {}",
+            changes.join("; "),
+            others.join(", "),
+            stop.join("; "),
+            self.build.build,
+            start.join("; ")
+        ))
+        .into())
+    }
+
     /// Starts the socket, starts or restarts the service, waits for the jobs, then verifies.
     fn start_and_verify(&mut self) -> Result<Verified> {
         let b = self.build;
+        self.ensure_socket()?;
         let t = Instant::now();
-        self.systemd.run_job(JobKind::Start, &b.socket_unit)?;
         let before = self.systemd.unit_state(&b.service_unit)?;
         let kind = if before.active_state.is_up() { JobKind::Restart } else { JobKind::Start };
         self.systemd.run_job(kind, &b.service_unit)?;
@@ -424,6 +524,13 @@ impl<'a> Deploy<'a> {
                 first.active_state,
                 first.sub_state,
                 first.result
+            );
+        }
+        if !listener::holds(first.main_pid, &self.build.socket)? {
+            bail!(
+                "{unit} is active, but its main process (PID {}) does not hold the listening socket {}: the service must take its socket from systemd (LISTEN_FDS), not bind one of its own (for gunicorn: no --bind)",
+                first.main_pid,
+                self.build.socket.display()
             );
         }
         let health = match &self.app.health {

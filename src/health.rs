@@ -23,7 +23,8 @@ pub fn get(socket: &Path, path: &str, timeout: Duration) -> std::io::Result<Resp
     let mut s = UnixStream::connect(socket)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\nUser-Agent: relctl-health\r\nAccept: */*\r\n\r\n")?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\nUser-Agent: relctl-health\r\nAccept: */*\r\n\r\n");
+    s.write_all(request.as_bytes())?;
     let mut raw = Vec::new();
     s.take(64 * 1024).read_to_end(&mut raw)?;
     parse_response(&raw).ok_or_else(|| std::io::Error::other("not an HTTP response"))

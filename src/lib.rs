@@ -13,6 +13,7 @@ pub mod git;
 pub mod health;
 pub mod hooks;
 pub mod layout;
+pub mod listener;
 pub mod lock;
 pub mod manifest;
 pub mod nginx;

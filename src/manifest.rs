@@ -177,16 +177,25 @@ pub fn load(path: &Path) -> Result<Loaded> {
     Ok(Loaded { path, dir, manifest })
 }
 
-/// Parses manifest text and checks every name in it. Errors are one line, without the file name.
+/// Parses manifest text and checks every value in it. Errors are one line, without the file name.
 pub fn parse(text: &str) -> Result<Manifest, String> {
-    let manifest: Manifest = toml::from_str(text).map_err(|e| one_line_toml_error(&e, text))?;
+    let de = toml::Deserializer::parse(text).map_err(|e| one_line_toml_error(&e, text, None))?;
+    let manifest: Manifest = serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        one_line_toml_error(e.inner(), text, Some(key.as_str()).filter(|k| *k != "."))
+    })?;
     check(&manifest)?;
     Ok(manifest)
 }
 
-/// toml's messages span several lines (with a source excerpt); ours are one line with the position.
-fn one_line_toml_error(e: &toml::de::Error, text: &str) -> String {
+/// toml's messages span several lines (with a source excerpt); ours are one line with the
+/// position and, for a value of the wrong type, the key it belongs to.
+fn one_line_toml_error(e: &toml::de::Error, text: &str, key: Option<&str>) -> String {
     let msg = e.message().trim().replace('\n', " ");
+    let msg = match key {
+        Some(k) => format!("{k}: {msg}"),
+        None => msg,
+    };
     match e.span() {
         Some(span) => {
             let before = &text[..span.start.min(text.len())];
@@ -239,9 +248,49 @@ fn check_inner_path(what: &str, p: &str) -> Result<(), String> {
     let escapes =
         path.components().any(|c| !matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir));
     if p.is_empty() || path.is_absolute() || escapes {
-        return Err(format!("{what} \"{p}\" must be a relative path inside the release (no '..', not absolute)"));
+        return Err(format!(
+            "{what} \"{}\" must be a relative path inside the release (no '..', not absolute)",
+            p.escape_debug()
+        ));
     }
     Ok(())
+}
+
+/// A value that goes into a file line by line (an environment file, a shell script, a unit):
+/// a newline or another control character would start a new entry there.
+pub fn check_one_line(what: &str, value: &str) -> Result<(), String> {
+    match value.chars().find(|c| c.is_control() && *c != '\t') {
+        Some(c) => Err(format!(
+            "{what} \"{}\" contains the control character {:?}; it must fit on one line",
+            value.escape_debug(),
+            c
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A path that goes into a unit or nginx directive as it is: no whitespace, quotes, `;`, `%`
+/// (systemd's specifiers), braces or control characters.
+fn check_plain_path(what: &str, p: &Path) -> Result<(), String> {
+    let text = p.to_string_lossy();
+    match text.chars().find(|c| c.is_whitespace() || c.is_control() || "\"'\\;%{}$`#".contains(*c)) {
+        Some(c) => Err(format!(
+            "{what} \"{}\" contains {:?}; paths relctl writes into units and nginx config must not contain whitespace, quotes, '\\', ';', '%', '$', '#', '`' or braces",
+            text.escape_debug(),
+            c
+        )),
+        None if text.is_empty() => Err(format!("{what} must not be empty")),
+        None => Ok(()),
+    }
+}
+
+/// A user or group name as useradd/groupadd accept them.
+fn is_account_name(name: &str) -> bool {
+    matches_rule(
+        name,
+        |c| c.is_ascii_lowercase() || c == '_',
+        |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_',
+    )
 }
 
 fn check(m: &Manifest) -> Result<(), String> {
@@ -252,6 +301,15 @@ fn check(m: &Manifest) -> Result<(), String> {
         |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_',
     ) {
         return Err(format!("component \"{}\" is invalid: it must match ^[a-z][a-z0-9_-]{{0,31}}$", m.component));
+    }
+    if let Some(root) = &m.root {
+        check_plain_path("root", root)?;
+    }
+    let mut matcher = ignore::gitignore::GitignoreBuilder::new("/");
+    for pattern in &m.exclude {
+        matcher
+            .add_line(None, pattern)
+            .map_err(|e| format!("exclude pattern \"{}\" is invalid: {e}", pattern.escape_debug()))?;
     }
     let mut routes: BTreeMap<String, &str> = BTreeMap::new();
     for (name, b) in &m.builds {
@@ -267,49 +325,84 @@ fn check(m: &Manifest) -> Result<(), String> {
         for a in &b.allow {
             crate::route::check_allow(a).map_err(|e| format!("[builds.{name}] {e}"))?;
         }
+        if let Some(p) = &b.secrets {
+            check_plain_path(&format!("[builds.{name}] secrets"), p)?;
+        }
+        if let Some(p) = &b.htpasswd {
+            check_plain_path(&format!("[builds.{name}] htpasswd"), p)?;
+        }
     }
-    if m.keep_releases == 0 {
-        return Err("keep_releases must be at least 1".into());
+    if !(1..=1000).contains(&m.keep_releases) {
+        return Err(format!("keep_releases = {} must be between 1 and 1000", m.keep_releases));
     }
     let s = &m.service;
     if s.exec.trim().is_empty() {
         return Err("[service] exec must not be empty".into());
     }
+    check_one_line("[service] exec", &s.exec)?;
     if let Some(w) = &s.workdir {
         check_inner_path("[service] workdir", w)?;
+        check_one_line("[service] workdir", w)?;
+        if w.contains('\'') {
+            return Err(format!("[service] workdir \"{w}\" must not contain a single quote"));
+        }
     }
     let sock = &s.socket;
-    if sock.is_empty() || sock.contains('/') || sock.starts_with('.') || sock == "current" || sock == "releases" {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "._-".contains(c);
+    if sock.is_empty()
+        || sock.len() > 64
+        || !sock.chars().all(plain)
+        || sock.starts_with('.')
+        || sock == "current"
+        || sock == "releases"
+    {
         return Err(format!(
-            "[service] socket \"{sock}\" must be a plain file name (it lives in <root>/<build>/), not 'current' or 'releases'"
+            "[service] socket \"{}\" must be a plain file name of letters, digits, '.', '_' and '-' (it lives in <root>/<build>/), not 'current' or 'releases'",
+            sock.escape_debug()
         ));
     }
     if let Some(user) = &s.user {
-        if !matches_rule(
-            user,
-            |c| c.is_ascii_lowercase() || c == '_',
-            |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_',
-        ) {
-            return Err(format!("[service] user \"{user}\" is not a valid user name"));
+        if !is_account_name(user) {
+            return Err(format!(
+                "[service] user \"{}\" is not a valid user name (^[a-z_][a-z0-9_-]{{0,31}}$)",
+                user.escape_debug()
+            ));
+        }
+        if user == "root" {
+            return Err("[service] user \"root\" is refused: the service runs as an unprivileged system user".into());
         }
     }
-    for key in s.environment.keys() {
+    if !is_account_name(&s.socket_group) {
+        return Err(format!(
+            "[service] socket_group \"{}\" is not a valid group name (^[a-z_][a-z0-9_-]{{0,31}}$)",
+            s.socket_group.escape_debug()
+        ));
+    }
+    for (key, value) in &s.environment {
         if key.is_empty()
             || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             || key.starts_with(|c: char| c.is_ascii_digit())
         {
-            return Err(format!("[service] environment key \"{key}\" is not a valid variable name"));
+            return Err(format!("[service] environment key \"{}\" is not a valid variable name", key.escape_debug()));
         }
+        check_one_line(&format!("[service] environment.{key}"), value)?;
     }
     if let Some(settings) = &m.settings {
         check_inner_path("[settings] path", &settings.path)?;
+        check_one_line("[settings] path", &settings.path)?;
     }
     if let Some(h) = &m.health {
         if !h.path.starts_with('/') || h.path.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(format!("[health] path \"{}\" must start with '/' and contain no spaces", h.path));
+            return Err(format!(
+                "[health] path \"{}\" must start with '/' and contain no spaces",
+                h.path.escape_debug()
+            ));
         }
-        if h.timeout_s == 0 {
-            return Err("[health] timeout_s must be at least 1".into());
+        if !(1..=3600).contains(&h.timeout_s) {
+            return Err(format!("[health] timeout_s = {} must be between 1 and 3600", h.timeout_s));
+        }
+        if h.probation_s > 3600 {
+            return Err(format!("[health] probation_s = {} must be at most 3600", h.probation_s));
         }
     }
     Ok(())
@@ -341,8 +434,41 @@ route = "/api"
     fn unknown_key_is_an_error_with_line_and_column() {
         let text = MINIMAL.replace("route = \"/api\"", "route = \"/api\"\nrout = \"/x\"");
         let err = parse(&text).unwrap_err();
-        assert!(err.starts_with("line 7, column 1: unknown field `rout`"), "{err}");
+        assert!(err.starts_with("line 7, column 1: builds.development.rout: unknown field `rout`"), "{err}");
         assert!(!err.contains('\n'));
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_names_its_key() {
+        let text = MINIMAL.replace("app = \"medctrl\"", "app = \"medctrl\"\nkeep_releases = \"five\"");
+        assert_eq!(
+            parse(&text).unwrap_err(),
+            "line 3, column 17: keep_releases: invalid type: string \"five\", expected usize"
+        );
+        let text = format!("{MINIMAL}[health]\npath = \"/h\"\ntimeout_s = -1\n");
+        let err = parse(&text).unwrap_err();
+        assert!(err.contains("health.timeout_s: invalid value: integer `-1`"), "{err}");
+    }
+
+    #[test]
+    fn values_that_their_file_cannot_hold_are_refused() {
+        let cases = [
+            ("[service]", "[service]\nenvironment = { X = \"a\\nLD_PRELOAD=/tmp/x.so\" }", "[service] environment.X"),
+            ("[service]", "[service]\nworkdir = \"a'b\"", "single quote"),
+            ("[service]", "[service]\nsocket_group = \"no such\"", "[service] socket_group"),
+            ("[service]", "[service]\nuser = \"root\"", "unprivileged"),
+            ("[service]", "[service]\nsocket = \"g sock\"", "[service] socket"),
+            ("route = \"/api\"", "route = \"/api\"\nallow = [\"10.0.0.0/33\"]", "allow entry \"10.0.0.0/33\""),
+            ("route = \"/api\"", "route = \"/api\"\nsecrets = \"/etc/x %i.env\"", "secrets"),
+            ("route = \"/api\"", "route = \"/api\"\nhtpasswd = \"/etc/nginx/x;\"", "htpasswd"),
+            ("app = \"medctrl\"", "app = \"medctrl\"\nexclude = [\"{a,b\"]", "exclude pattern"),
+            ("app = \"medctrl\"", "app = \"medctrl\"\nkeep_releases = 0", "keep_releases = 0"),
+        ];
+        for (from, to, expected) in cases {
+            let text = MINIMAL.replacen(from, to, 1);
+            let err = parse(&text).expect_err(to);
+            assert!(err.contains(expected) && !err.contains('\n'), "{to}: {err}");
+        }
     }
 
     #[test]

@@ -124,6 +124,39 @@ pub fn app(loaded: &Loaded) -> Result<AppPlan> {
     })
 }
 
+/// The longest path a unix socket can have (`sun_path` holds 108 bytes with its NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// What the manifest asks of this host, checked before anything is touched: its unit names are
+/// not taken by units relctl did not write, the socket group exists, and every build's socket
+/// path fits in a unix socket address.
+pub fn check_host(app: &AppPlan) -> Result<()> {
+    units::check_ours(app)?;
+    let group = nix::unistd::Group::from_name(&app.socket_group)
+        .with_context(|| format!("looking up group {}", app.socket_group))?;
+    if group.is_none() {
+        return Err(UsageError(format!(
+            "{}: [service] socket_group \"{}\" does not exist on this host; use the group nginx runs as (www-data on Debian) or create it",
+            app.manifest.display(),
+            app.socket_group
+        ))
+        .into());
+    }
+    for (name, _) in &app.builds {
+        let socket = app.layout.build(name).socket;
+        let len = socket.as_os_str().len();
+        if len > MAX_SOCKET_PATH {
+            return Err(UsageError(format!(
+                "{}: the socket path of build {name}, {} ({len} bytes), is longer than a unix socket address can hold ({MAX_SOCKET_PATH}); use a shorter root or socket name",
+                app.manifest.display(),
+                socket.display()
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
 /// The nginx routes of the declared builds that have one (only `only`, when given).
 pub fn nginx_routes(app: &AppPlan, loaded: &Loaded, only: &[String]) -> Result<Vec<crate::nginx::Route>> {
     for name in only {
@@ -149,10 +182,23 @@ pub fn nginx_routes(app: &AppPlan, loaded: &Loaded, only: &[String]) -> Result<V
             release: b.current_release()?,
             socket: b.socket,
             allow: decl.allow.clone(),
-            htpasswd: decl.htpasswd.as_ref().map(|p| loaded.resolve(p)),
+            htpasswd: match &decl.htpasswd {
+                Some(p) => Some(existing_file(loaded, &format!("[builds.{name}] htpasswd"), p)?),
+                None => None,
+            },
         });
     }
     Ok(routes)
+}
+
+/// A file the manifest names that must exist now (nginx would otherwise accept the path and then
+/// fail every request).
+fn existing_file(loaded: &Loaded, what: &str, p: &Path) -> Result<PathBuf> {
+    let path = loaded.resolve(p);
+    if !path.is_file() {
+        return Err(UsageError(format!("{}: {what} {} is not a file", loaded.path.display(), path.display())).into());
+    }
+    Ok(path)
 }
 
 /// The release's start script, `.relctl/start`, which the unit runs through `current`: it enters
@@ -293,7 +339,9 @@ fn service_environment(
 ) -> Result<BTreeMap<String, String>> {
     let mut environment = BTreeMap::new();
     for (k, v) in &m.service.environment {
-        let value = render::render(&format!("[service] environment.{k}"), v, ctx).map_err(template_error)?;
+        let what = format!("[service] environment.{k}");
+        let value = render::render(&what, v, ctx).map_err(template_error)?;
+        manifest::check_one_line(&what, &value).map_err(|e| UsageError(format!("{e} (as rendered)")))?;
         environment.insert(k.clone(), value);
     }
     environment.insert("RELCTL_APP".into(), m.app.clone());

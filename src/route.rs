@@ -17,15 +17,30 @@ pub fn normalize(route: &str) -> Result<String, String> {
     Ok(if trimmed.is_empty() { "/".to_string() } else { trimmed.to_string() })
 }
 
-/// Checks an `allow` entry well enough that it cannot break out of its directive; nginx judges
-/// the address itself (`--check`).
+/// Checks an `allow` entry: `all`, an IP address or a CIDR range (`10.0.0.0/8`, `fd00::/8`),
+/// parsed as one.
 pub fn check_allow(entry: &str) -> Result<(), String> {
-    let ok = !entry.is_empty()
-        && entry.chars().all(|c| c.is_ascii_hexdigit() || ".:/".contains(c) || c.is_ascii_alphabetic());
+    if entry == "all" {
+        return Ok(());
+    }
+    let (addr, prefix) = match entry.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (entry, None),
+    };
+    let ok = match addr.parse::<std::net::IpAddr>() {
+        Ok(ip) => {
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            prefix.is_none_or(|p| p.parse::<u8>().is_ok_and(|p| p <= max) && !p.starts_with('+'))
+        }
+        Err(_) => false,
+    };
     if ok {
         Ok(())
     } else {
-        Err(format!("allow entry \"{}\" must be an IP address, a CIDR range or \"all\"", entry.escape_debug()))
+        Err(format!(
+            "allow entry \"{}\" must be \"all\", an IP address or a CIDR range (e.g. 10.0.0.0/8, fd00::/8)",
+            entry.escape_debug()
+        ))
     }
 }
 
@@ -50,7 +65,18 @@ mod tests {
         assert!(check_allow("10.0.0.0/8").is_ok());
         assert!(check_allow("::1").is_ok());
         assert!(check_allow("all").is_ok());
-        for bad in ["10.0.0.0/8; deny all", "1.2.3.4 5", "", "a{"] {
+        assert!(check_allow("fd00::/8").is_ok());
+        for bad in [
+            "10.0.0.0/8; deny all",
+            "1.2.3.4 5",
+            "",
+            "a{",
+            "10.0.0.0/33",
+            "10.0.0.300/8",
+            "::1/129",
+            "10.0.0.0/",
+            "localhost",
+        ] {
             assert!(check_allow(bad).is_err(), "{bad:?} accepted");
         }
     }

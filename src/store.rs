@@ -200,16 +200,20 @@ pub fn list(build: &BuildLayout) -> Result<Vec<Release>> {
             continue;
         }
         let dir = entry.path();
-        let meta: Option<ReleaseMeta> = match atomic::read_if_exists(&meta_dir(&dir).join(META_FILE))? {
-            Some(bytes) => Some(
-                serde_json::from_slice(&bytes)
-                    .with_context(|| format!("reading {}", meta_dir(&dir).join(META_FILE).display()))?,
-            ),
-            None => None,
+        let meta_file = meta_dir(&dir).join(META_FILE);
+        let (meta, corrupt) = match atomic::read_if_exists(&meta_file)? {
+            Some(bytes) => match serde_json::from_slice::<ReleaseMeta>(&bytes) {
+                Ok(m) => (Some(m), None),
+                Err(e) => (None, Some(format!("{} is corrupt ({e})", meta_file.display()))),
+            },
+            None => (None, None),
         };
-        let reason = atomic::read_string_if_exists(&meta_dir(&dir).join(BAD_FILE))?.map(|s| s.trim().to_string());
+        let bad = atomic::read_string_if_exists(&meta_dir(&dir).join(BAD_FILE))?.map(|s| s.trim().to_string());
+        let reason = corrupt.clone().or(bad);
         let state = if current.as_ref() == Some(&id) {
             ReleaseState::Current
+        } else if corrupt.is_some() {
+            ReleaseState::Bad
         } else if meta.is_none() {
             ReleaseState::Incomplete
         } else if reason.is_some() {

@@ -16,6 +16,9 @@ use zbus::zvariant::OwnedObjectPath;
 
 /// One change `EnableUnitFiles` made: kind (symlink, unlink), file, destination.
 type UnitFileChange = (String, String, String);
+/// One entry of `ListUnitsByPatterns`: name, description, load state, active state, sub state,
+/// followed unit, unit path, job id, job type, job path.
+type ListedUnit = (String, String, String, String, String, String, OwnedObjectPath, u32, String, OwnedObjectPath);
 /// One entry of `ListJobs`: id, unit, job type, state, job path, unit path.
 type QueuedJob = (u32, String, String, String, OwnedObjectPath, OwnedObjectPath);
 
@@ -39,6 +42,7 @@ trait Manager {
     fn restart_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn reload_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn load_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
+    fn list_units_by_patterns(&self, states: &[&str], patterns: &[&str]) -> zbus::Result<Vec<ListedUnit>>;
     fn list_jobs(&self) -> zbus::Result<Vec<QueuedJob>>;
 
     #[zbus(signal)]
@@ -290,6 +294,17 @@ impl Systemd {
             bail!("restart of {target} failed: {}", failed.join(", "));
         }
         Ok(results)
+    }
+
+    /// The loaded units whose names match `pattern` (a shell glob, e.g. `medctrl@*.socket`) and
+    /// that are active or on their way there, with their active state: one D-Bus call.
+    pub fn running_units(&self, pattern: &str) -> Result<Vec<(String, ActiveState)>> {
+        let states = ["active", "activating", "reloading", "deactivating"];
+        let units = self
+            .manager
+            .list_units_by_patterns(&states, &[pattern])
+            .map_err(|e| dbus_error(e, &format!("listing units {pattern}")))?;
+        Ok(units.into_iter().map(|u| (u.0, ActiveState::parse(&u.3))).collect())
     }
 
     /// Reads a unit's state without any cache. Units systemd does not know read as inactive.

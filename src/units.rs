@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use serde::Serialize;
 
+use crate::atomic;
+use crate::error::UsageError;
 use crate::plan::AppPlan;
 use crate::render;
 
@@ -29,7 +31,43 @@ struct UnitContext<'a> {
     user: &'a str,
     socket_name: &'a str,
     socket_group: &'a str,
+    socket_mode: String,
     timeout_start_s: u64,
+}
+
+/// The mode of every build's socket (`SocketMode=` in the socket unit).
+pub const SOCKET_MODE: u32 = 0o660;
+
+/// The line every unit file relctl writes carries: files without it are not relctl's.
+pub const MARKER: &str = "Written by relctl";
+
+/// Where systemd looks for unit files, most important first.
+const UNIT_PATHS: [&str; 4] =
+    ["/etc/systemd/system", "/run/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/system"];
+
+/// Refuses an app whose unit names are taken by units relctl did not write (e.g. app `getty`
+/// would shadow the system's `getty@.service`), naming the file.
+pub fn check_ours(app: &AppPlan) -> Result<()> {
+    check_ours_in(app, &UNIT_PATHS.map(Path::new))
+}
+
+fn check_ours_in(app: &AppPlan, dirs: &[&Path]) -> Result<()> {
+    let l = &app.layout;
+    for name in [l.service_template(), l.socket_template(), l.target()] {
+        for dir in dirs {
+            let path = dir.join(&name);
+            let Some(bytes) = atomic::read_if_exists(&path)? else { continue };
+            if !String::from_utf8_lossy(&bytes).contains(MARKER) {
+                return Err(UsageError(format!(
+                    "{} exists and relctl did not write it (it has no \"{MARKER}\" line): app \"{}\" would replace or shadow it; choose another app name, or move that unit away if it is an old hand-made copy of this app's",
+                    path.display(),
+                    l.app
+                ))
+                .into());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The paths of the app's unit files, in the order they are written.
@@ -48,6 +86,7 @@ pub fn render(app: &AppPlan) -> Result<Vec<UnitFile>> {
         user: &app.user,
         socket_name: &l.socket_name,
         socket_group: &app.socket_group,
+        socket_mode: format!("{SOCKET_MODE:04o}"),
         // systemd must not give up on a start before the health gate does.
         timeout_start_s: app.health.as_ref().map_or(90, |h| h.timeout_s.max(90)),
     };
@@ -69,9 +108,14 @@ mod tests {
     use crate::manifest::{self, Loaded};
 
     fn example() -> AppPlan {
-        let text = "app = \"medctrl\"\ncomponent = \"backend\"\n[service]\nexec = \"x\"\n[builds.development]\n";
+        app("medctrl")
+    }
+
+    fn app(name: &str) -> AppPlan {
+        let text =
+            format!("app = \"{name}\"\ncomponent = \"backend\"\n[service]\nexec = \"x\"\n[builds.development]\n");
         let loaded =
-            Loaded { path: "/srv/relctl.toml".into(), dir: "/srv".into(), manifest: manifest::parse(text).unwrap() };
+            Loaded { path: "/srv/relctl.toml".into(), dir: "/srv".into(), manifest: manifest::parse(&text).unwrap() };
         crate::plan::app(&loaded).unwrap()
     }
 
@@ -92,5 +136,31 @@ mod tests {
         assert!(socket.contains("ListenStream=/opt/medctrl/backend/%i/gunicorn.sock\n"));
         assert!(socket.contains("SocketGroup=www-data\n") && socket.contains("SocketMode=0660\n"));
         assert!(units[2].contents.contains("WantedBy=multi-user.target"));
+    }
+
+    #[test]
+    fn units_relctl_did_not_write_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = [dir.path()];
+        assert!(check_ours_in(&app("getty"), &dirs).is_ok(), "nothing there yet");
+        for unit in render(&app("getty")).unwrap() {
+            std::fs::write(dir.path().join(unit.path.file_name().unwrap()), &unit.contents).unwrap();
+        }
+        assert!(check_ours_in(&app("getty"), &dirs).is_ok(), "relctl's own units are fine");
+        std::fs::write(dir.path().join("getty@.service"), "[Unit]\nDescription=Getty on %I\n").unwrap();
+        let err = check_ours_in(&app("getty"), &dirs).unwrap_err();
+        assert!(err.is::<UsageError>());
+        let expected = format!("{}/getty@.service exists and relctl did not write it", dir.path().display());
+        assert!(err.to_string().starts_with(&expected), "{err}");
+    }
+
+    #[test]
+    fn the_systems_own_units_are_refused_on_this_host() {
+        // Debian's systemd ships getty@.service and user@.service.
+        for name in ["getty", "user"] {
+            let unit = format!("/lib/systemd/system/{name}@.service");
+            assert!(Path::new(&unit).exists(), "{unit} missing: install systemd (apt-get install systemd)");
+            assert!(check_ours(&app(name)).is_err(), "{name}");
+        }
     }
 }

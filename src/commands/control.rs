@@ -10,7 +10,7 @@ use crate::manifest::Loaded;
 use crate::report::Report;
 
 pub fn start(loaded: &Loaded, build: &str, g: &GlobalArgs, report: &mut Report) -> Result<Outcome> {
-    let (session, b) = Session::for_build(loaded, g, report, "start", build)?;
+    let (session, b) = Session::for_built(loaded, g, report, "start", build)?;
     let verified = session.deploy(&b, report).start()?;
     print_verified(build, verified, report)
 }
@@ -33,13 +33,13 @@ pub fn restart(loaded: &Loaded, build: Option<&str>, g: &GlobalArgs, report: &mu
         report.json(&serde_json::json!({ "target": target, "jobs": jobs, "steps": report.steps() }));
         return Ok(Outcome::Ok);
     };
-    let (session, b) = Session::for_build(loaded, g, report, "restart", build)?;
+    let (session, b) = Session::for_built(loaded, g, report, "restart", build)?;
     let verified = session.deploy(&b, report).restart()?;
     print_verified(build, verified, report)
 }
 
 pub fn reload(loaded: &Loaded, build: &str, g: &GlobalArgs, report: &mut Report) -> Result<Outcome> {
-    let (session, b) = Session::for_build(loaded, g, report, "reload", build)?;
+    let (session, b) = Session::for_built(loaded, g, report, "reload", build)?;
     let verified = session.deploy(&b, report).reload()?;
     print_verified(build, verified, report)
 }

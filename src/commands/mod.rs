@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::cli::{Cli, Command, GlobalArgs};
 use crate::deploy::Deploy;
-use crate::error::Outcome;
+use crate::error::{Outcome, UsageError};
 use crate::layout::BuildLayout;
 use crate::lock::{self, AppLock};
 use crate::manifest::{self, Loaded};
@@ -82,12 +82,35 @@ impl Session {
         Ok((Session::open(app, g, report, &format!("relctl {verb} {build}"))?, layout))
     }
 
+    /// Like [`Session::for_build`], for a command that needs a release to run (start, restart,
+    /// reload): a build that was never built is refused before anything is touched.
+    pub fn for_built(
+        loaded: &Loaded,
+        g: &GlobalArgs,
+        report: &Report,
+        verb: &str,
+        build: &str,
+    ) -> Result<(Session, BuildLayout)> {
+        let app = plan::app(loaded)?;
+        loaded.build(build)?;
+        let layout = app.layout.build(build);
+        if layout.current_release()?.is_none() {
+            return Err(UsageError(format!(
+                "build {build} has no release yet ({} does not exist); run: relctl build {build}",
+                layout.current.display()
+            ))
+            .into());
+        }
+        Ok((Session::open(app, g, report, &format!("relctl {verb} {build}"))?, layout))
+    }
+
     /// For a command on the whole app (`relctl <verb>`).
     pub fn for_app(loaded: &Loaded, g: &GlobalArgs, report: &Report, verb: &str) -> Result<Session> {
         Session::open(plan::app(loaded)?, g, report, &format!("relctl {verb}"))
     }
 
     fn open(app: AppPlan, g: &GlobalArgs, report: &Report, what: &str) -> Result<Session> {
+        plan::check_host(&app)?;
         require_root(what)?;
         let systemd = Systemd::connect()?;
         let holder = std::env::args().collect::<Vec<_>>().join(" ");

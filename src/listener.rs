@@ -1,0 +1,81 @@
+//! Who listens on a unix socket path, from the kernel's own tables: `/proc/net/unix` names the
+//! listening sockets bound to a path, `/proc/<pid>/fd` the sockets a process holds. A build only
+//! counts as serving when its main process holds the socket systemd listens on.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+/// `__SO_ACCEPTCON` in /proc/net/unix's Flags column: the socket is listening.
+const ACCEPTING: u32 = 0x0001_0000;
+
+/// The inodes of the listening sockets bound to `path`, from /proc/net/unix's text.
+fn listening_inodes(table: &str, path: &Path) -> BTreeSet<u64> {
+    let path = path.to_string_lossy();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (flags, inode, bound) = (f.get(3)?, f.get(6)?, f.get(7)?);
+            let listening = u32::from_str_radix(flags, 16).ok()? & ACCEPTING != 0;
+            (listening && *bound == path).then(|| inode.parse().ok()).flatten()
+        })
+        .collect()
+}
+
+/// Whether something listens on the unix socket at `path` (in this network namespace).
+pub fn is_listening(path: &Path) -> Result<bool> {
+    let table = std::fs::read_to_string("/proc/net/unix").context("reading /proc/net/unix")?;
+    Ok(!listening_inodes(&table, path).is_empty())
+}
+
+/// Whether process `pid` holds a listening socket bound to `path`.
+pub fn holds(pid: u32, path: &Path) -> Result<bool> {
+    let table = std::fs::read_to_string("/proc/net/unix").context("reading /proc/net/unix")?;
+    let inodes = listening_inodes(&table, path);
+    if inodes.is_empty() {
+        return Ok(false);
+    }
+    let fd_dir = format!("/proc/{pid}/fd");
+    let fds = std::fs::read_dir(&fd_dir).with_context(|| format!("reading {fd_dir}"))?;
+    for fd in fds.flatten() {
+        let Ok(link) = std::fs::read_link(fd.path()) else { continue };
+        let link = link.to_string_lossy();
+        let inode = link.strip_prefix("socket:[").and_then(|l| l.strip_suffix(']')).and_then(|i| i.parse().ok());
+        if inode.is_some_and(|i| inodes.contains(&i)) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    #[test]
+    fn finds_listening_sockets_by_path_only() {
+        let table = "Num       RefCount Protocol Flags    Type St Inode Path\n\
+            0000000000000000: 00000002 00000000 00010000 0001 01 111 /opt/a/dev/gunicorn.sock\n\
+            0000000000000000: 00000003 00000000 00000000 0001 03 222 /opt/a/dev/gunicorn.sock\n\
+            0000000000000000: 00000002 00000000 00010000 0001 01 333 /opt/a/dev/gunicorn.sockx\n\
+            0000000000000000: 00000003 00000000 00000000 0001 03 444\n";
+        assert_eq!(listening_inodes(table, Path::new("/opt/a/dev/gunicorn.sock")), BTreeSet::from([111]));
+    }
+
+    #[test]
+    fn this_process_holds_the_socket_it_listens_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        assert!(!is_listening(&path).unwrap());
+        let listener = UnixListener::bind(&path).unwrap();
+        assert!(is_listening(&path).unwrap());
+        assert!(holds(std::process::id(), &path).unwrap());
+        assert!(!holds(1, &dir.path().join("other.sock")).unwrap());
+        drop(listener);
+        assert!(!is_listening(&path).unwrap(), "a stale socket file is not a listener");
+    }
+}
