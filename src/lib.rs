@@ -35,10 +35,15 @@ use clap::Parser;
 pub fn run() -> ExitCode {
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
+        // --help and --version are not errors: clap prints them as they are.
+        Err(e) if !e.use_stderr() => {
+            print!("{}", e.render());
+            return ExitCode::SUCCESS;
+        }
+        // Everything else clap rejects is a usage error: one line, like every other error.
         Err(e) => {
-            let _ = e.print();
-            // --help and --version are not errors; everything else clap rejects is usage (2).
-            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            eprintln!("relctl: {}", error::one_line_usage(&e.render().to_string()));
+            return ExitCode::from(2);
         }
     };
     match commands::dispatch(cli) {
