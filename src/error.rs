@@ -45,12 +45,8 @@ pub fn exit_code(err: &anyhow::Error) -> ExitCode {
 /// clap's usage error (several lines: the error, tips, usage) as one line: what was wrong and the
 /// tips, then where to look.
 pub fn one_line_usage(rendered: &str) -> String {
-    let parts: Vec<&str> = rendered
-        .lines()
-        .take_while(|l| !l.starts_with("Usage:"))
-        .map(|l| l.trim())
-        .filter(|l| !l.is_empty())
-        .collect();
+    let parts: Vec<&str> =
+        rendered.lines().take_while(|l| !l.starts_with("Usage:")).map(|l| l.trim()).filter(|l| !l.is_empty()).collect();
     let text = parts.join(" ");
     format!("{}; see relctl --help", text.strip_prefix("error: ").unwrap_or(&text))
 }
