@@ -333,6 +333,18 @@ mod tests {
     }
 
     #[test]
+    fn a_corrupt_release_json_reads_as_bad_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = build_with(dir.path(), &[(1, true), (2, true)], 2);
+        let file = meta_dir(&b.release_dir(&r(1))).join(META_FILE);
+        fs::write(&file, "{not json").unwrap();
+        let releases = list(&b).unwrap();
+        assert_eq!(releases[0].state, ReleaseState::Bad);
+        let reason = releases[0].reason.as_deref().unwrap();
+        assert!(reason.starts_with(&format!("{} is corrupt", file.display())), "{reason}");
+    }
+
+    #[test]
     fn prune_keeps_the_newest_and_always_the_current() {
         let dir = tempfile::tempdir().unwrap();
         let b = build_with(dir.path(), &[(1, true), (2, true), (3, true), (4, true)], 1);

@@ -94,12 +94,22 @@ impl Session {
         let app = plan::app(loaded)?;
         loaded.build(build)?;
         let layout = app.layout.build(build);
-        if layout.current_release()?.is_none() {
-            return Err(UsageError(format!(
-                "build {build} has no release yet ({} does not exist); run: relctl build {build}",
-                layout.current.display()
-            ))
-            .into());
+        match layout.current_release()? {
+            None => {
+                return Err(UsageError(format!(
+                    "build {build} has no release yet ({} does not exist); run: relctl build {build}",
+                    layout.current.display()
+                ))
+                .into())
+            }
+            Some(id) if !layout.release_dir(&id).is_dir() => {
+                return Err(UsageError(format!(
+                    "build {build}'s current release {id} is missing ({} was removed); run relctl build {build}, or relctl rollback {build} to go back to an earlier release",
+                    layout.release_dir(&id).display()
+                ))
+                .into())
+            }
+            Some(_) => {}
         }
         Ok((Session::open(app, g, report, &format!("relctl {verb} {build}"))?, layout))
     }
