@@ -2,11 +2,9 @@
 //! sandbox, in front of real gunicorn builds of the example and of a second app. Needs root;
 //! fails (never skips) without it.
 
-mod common;
-
 use std::net::TcpListener;
 
-use common::env::{example_manifest, show, stderr, Env, REPO};
+use crate::common::env::{example_manifest, show, stderr, Env, REPO};
 use serde_json::Value;
 
 const SNIPPET: &str = "/etc/nginx/snippets/medctrl.conf";
@@ -188,7 +186,7 @@ systemctl start nginx"#
 
     // -- a snippet nginx rejects is refused by --check; the old file stays -------------------
     let before = env.sh(&format!("cat {SNIPPET}"));
-    let dir = common::env::scratch_dir("nginx-broken");
+    let dir = crate::common::env::scratch_dir("nginx-broken");
     let manifest = std::fs::read_to_string(example_manifest()).unwrap();
     let example = format!("{REPO}/examples/medctrl");
     let manifest = manifest.replace("source = \".\"", &format!("source = \"{example}\"")).replace(

@@ -1,9 +1,7 @@
-//! Smoke test of the test sandbox itself (tests/sandbox/, tests/common/sandbox.rs): a real
+//! Smoke test of the test sandbox itself (tests/sandbox/, tests/e2e/common/sandbox.rs): a real
 //! systemd boots and answers on D-Bus, writes stay inside, bound directories are shared, the
 //! host's /tmp survives, hardened and socket units start, two sandboxes coexist, and nothing is
 //! left behind after the kill. Needs root; fails (never skips) without it.
-
-mod common;
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -11,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::sandbox::Sandbox;
+use crate::common::sandbox::Sandbox;
 
 fn show(o: &Output) -> String {
     format!(

@@ -3,12 +3,10 @@
 //! settings together, concurrent builds serialize on the app's lock, and relctl killed at any
 //! phase of a build leaves the old release serving. Needs root; fails (never skips) without it.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::env::{scratch_dir, show, stderr, Env, RELCTL, REPO};
+use crate::common::env::{scratch_dir, show, stderr, Env, RELCTL, REPO};
 use serde_json::Value;
 
 /// A copy of the example app in a scratch dir (its manifest included), with `edit` applied.

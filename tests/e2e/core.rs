@@ -1,9 +1,7 @@
 //! End to end, against a real systemd (PID 1 of its own namespaces, over an overlay of /), real
 //! gunicorn services and the example Django app. Needs root; fails (never skips) without it.
 
-mod common;
-
-use common::env::{assert_unchanged, example_manifest, scratch_dir, show, stderr, Env, REPO};
+use crate::common::env::{assert_unchanged, example_manifest, scratch_dir, show, stderr, Env, REPO};
 use serde_json::Value;
 
 /// The whole BUILD_NAME workflow of the MedCtrl guide, done by relctl: two builds side by side,
