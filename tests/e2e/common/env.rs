@@ -1,6 +1,5 @@
 //! What every end-to-end test needs: a booted sandbox, relctl run inside it, and the checks a
 //! user would make (responses through sockets, PIDs, file listings).
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

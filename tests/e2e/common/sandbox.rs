@@ -9,7 +9,6 @@
 //!
 //! Needs root. Without it (or on any other problem) `boot` panics with the reason; it never
 //! skips.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -28,7 +27,6 @@ fn script(name: &str) -> PathBuf {
 pub struct Sandbox {
     /// Host PID of the sandbox's systemd (PID 1 inside).
     pub pid: u32,
-    binds: Vec<PathBuf>,
     killed: bool,
 }
 
@@ -61,12 +59,7 @@ impl Sandbox {
             eprintln!("{}", stderr.trim());
         }
         eprintln!("sandbox: booted pid {pid} in {:.2}s", started.elapsed().as_secs_f64());
-        Sandbox { pid, binds: binds.iter().map(|b| b.to_path_buf()).collect(), killed: false }
-    }
-
-    /// The host directories shared with this sandbox.
-    pub fn binds(&self) -> &[PathBuf] {
-        &self.binds
+        Sandbox { pid, killed: false }
     }
 
     /// A `Command` that runs `program` inside all of the sandbox's namespaces
