@@ -1,8 +1,11 @@
 //! End to end, against a real systemd (PID 1 of its own namespaces, over an overlay of /), real
 //! gunicorn services and the example Django app. Needs root; fails (never skips) without it.
 
-use crate::common::env::{assert_unchanged, example_manifest, scratch_dir, show, stderr, Env, REPO};
 use serde_json::Value;
+
+use crate::common::env::{assert_unchanged, Env};
+use crate::common::scratch::{replace, variant};
+use crate::common::{show, stderr};
 
 /// The whole BUILD_NAME workflow of the MedCtrl guide, done by relctl: two builds side by side,
 /// socket activation, restart isolation, stop/start, status exit codes, a second release, and
@@ -158,21 +161,15 @@ fn failing_hook_and_bad_template_leave_the_live_build_alone() {
     let live = env.get("testing", "/")["release"].as_str().unwrap().to_string();
     let pid = env.main_pid("testing");
 
-    let dir = scratch_dir("hookfail");
-    let example = format!("{REPO}/examples/medctrl");
-    let manifest = std::fs::read_to_string(example_manifest())
-        .unwrap()
-        .replace("source = \".\"", &format!("source = \"{example}\""))
-        .replace(
-            "template = \"deploy/settings.py.tera\"",
-            &format!("template = \"{example}/deploy/settings.py.tera\""),
-        );
-    let failing = manifest.replace("release = [", "release = [\"echo migrating; echo 'no database' >&2; exit 4\", ");
-    let path = dir.join("relctl.toml");
-    std::fs::write(&path, &failing).unwrap();
-
+    let failing = variant("hook-fails", |app| {
+        replace(
+            &app.join("relctl.toml"),
+            "release = [",
+            "release = [\"echo migrating; echo 'no database' >&2; exit 4\", ",
+        )
+    });
     let before = env.snapshot();
-    let out = env.relctl_with(path.to_str().unwrap(), &["build", "testing"]);
+    let out = env.relctl_with(&failing, &["build", "testing"]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let err = stderr(&out);
     assert!(err.contains("no database"), "the tail of the hook's output is shown: {err}");
@@ -186,11 +183,12 @@ fn failing_hook_and_bad_template_leave_the_live_build_alone() {
     assert_eq!(env.get("testing", "/")["release"], live.as_str());
     assert_eq!(env.main_pid("testing"), pid);
 
-    let template = dir.join("settings.py.tera");
-    std::fs::write(&template, "from api_settings.settings.common import *\nX = \"{{ vars.nope }}\"\n").unwrap();
-    let bad_template = manifest.replace(&format!("{example}/deploy/settings.py.tera"), template.to_str().unwrap());
-    std::fs::write(&path, &bad_template).unwrap();
-    let out = env.relctl_with(path.to_str().unwrap(), &["build", "testing"]);
+    let bad_template = variant("bad-template", |app| {
+        let text = "from api_settings.settings.common import *\nX = \"{{ vars.nope }}\"\n";
+        std::fs::write(app.join("deploy/settings.py.tera"), text).unwrap()
+    });
+    let template = bad_template.parent().unwrap().join("deploy/settings.py.tera");
+    let out = env.relctl_with(&bad_template, &["build", "testing"]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert_eq!(stderr(&out).trim(), format!("relctl: {}:2: undefined variable `vars.nope` (template variables: app, component, build, release, root, build_dir, release_dir, current, socket, state_dir, vars.*, secrets.*)", template.display()));
     assert_unchanged(&before, &env.snapshot(), "a bad template");
@@ -198,16 +196,21 @@ fn failing_hook_and_bad_template_leave_the_live_build_alone() {
     // -- secrets: refused when world-readable; else given to hooks and service, never shown ----
     let secret = "hunter2-do-not-print";
     env.sh(&format!("mkdir -p /etc/relctl/medctrl && printf 'SECRET_KEY={secret}\\n' > /etc/relctl/medctrl/testing.env && chmod 0644 /etc/relctl/medctrl/testing.env"));
-    let with_secrets = manifest
-        .replace("route = \"/testapi\"", "route = \"/testapi\"\nsecrets = \"/etc/relctl/medctrl/testing.env\"")
-        .replace("release = [", "release = [\"test -n \\\"$SECRET_KEY\\\"\", ");
-    std::fs::write(&path, &with_secrets).unwrap();
-    let out = env.relctl_with(path.to_str().unwrap(), &["build", "testing"]);
+    let with_secrets = variant("secrets", |app| {
+        let manifest = app.join("relctl.toml");
+        replace(
+            &manifest,
+            "route = \"/testapi\"",
+            "route = \"/testapi\"\nsecrets = \"/etc/relctl/medctrl/testing.env\"",
+        );
+        replace(&manifest, "release = [", "release = [\"test -n \\\"$SECRET_KEY\\\"\", ");
+    });
+    let out = env.relctl_with(&with_secrets, &["build", "testing"]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert_eq!(stderr(&out).trim(), "relctl: secrets file /etc/relctl/medctrl/testing.env of build testing is world-readable (mode 0644); run: chmod o-rwx /etc/relctl/medctrl/testing.env");
     assert_unchanged(&before, &env.snapshot(), "a world-readable secrets file");
     env.sh("chmod 0640 /etc/relctl/medctrl/testing.env");
-    let out = env.relctl_with(path.to_str().unwrap(), &["-v", "build", "testing"]);
+    let out = env.relctl_with(&with_secrets, &["-v", "build", "testing"]);
     assert!(out.status.success(), "{}", show(&out));
     assert!(!show(&out).contains(secret), "relctl printed a secret: {}", show(&out));
     let pid = env.main_pid("testing");

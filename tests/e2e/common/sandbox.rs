@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use super::{show, stdout};
+
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Environment variables passed through from the test process to commands run inside.
@@ -99,6 +101,13 @@ impl Sandbox {
     /// `sh -c script` inside the sandbox.
     pub fn sh(&self, script: &str) -> Output {
         self.run("sh", &["-c", script])
+    }
+
+    /// `sh -c script` inside the sandbox; asserts it succeeds and returns its stdout, trimmed.
+    pub fn sh_ok(&self, script: &str) -> String {
+        let out = self.sh(script);
+        assert!(out.status.success(), "in sandbox {}: sh -c {script:?} failed: {}", self.pid, show(&out));
+        stdout(&out)
     }
 
     /// `systemctl is-active --quiet unit` inside the sandbox.
