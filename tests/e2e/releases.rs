@@ -37,7 +37,6 @@ fn health_gate_rolls_back_bad_releases_and_rollback_restores_settings() {
     let out = env.build_with(&good, "development");
     assert!(out.status.success(), "{}\n{}", show(&out), env.journal_tail());
     let r1 = env.get("development", "/")["release"].as_str().unwrap().to_string();
-    let pid1 = env.main_pid("development");
 
     // -- a release whose code cannot import is rejected; r1 keeps answering -------------------
     let broken = variant("broken-import", |app| {
@@ -58,7 +57,6 @@ fn health_gate_rolls_back_bad_releases_and_rollback_restores_settings() {
     assert!(env.sb.is_active("medctrl@development.service"));
     assert_eq!(env.sh("readlink /opt/medctrl/backend/development/current"), format!("releases/{r1}"));
     assert_eq!(env.release_state(&good, "development", &bad_import), "bad");
-    let _ = pid1;
 
     // -- a release whose health path answers 500 is rejected too -----------------------------
     let sick = variant("health-500", |app| {
