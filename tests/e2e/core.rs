@@ -265,8 +265,13 @@ fn failing_hook_and_bad_template_leave_the_live_build_alone() {
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert_eq!(stderr(&out).trim(), format!("relctl: {}:2: undefined variable `vars.nope` (template variables: app, component, build, release, root, build_dir, release_dir, current, socket, state_dir, vars.*, secrets.*)", template.display()));
     assert_unchanged(&before, &env.snapshot(), "a bad template");
+}
 
-    // -- secrets: refused when world-readable; else given to hooks and service, never shown ----
+/// A world-readable secrets file is refused before anything is touched; a private one reaches the
+/// hooks and the service, and relctl never prints it nor writes it to unit files or releases.
+#[test]
+fn secrets_reach_hooks_and_service_but_no_file_or_output() {
+    let env = Env::boot();
     let secret = "hunter2-do-not-print";
     env.sh(&format!("mkdir -p /etc/relctl/medctrl && printf 'SECRET_KEY={secret}\\n' > /etc/relctl/medctrl/testing.env && chmod 0644 /etc/relctl/medctrl/testing.env"));
     let with_secrets = variant("secrets", |app| {
@@ -278,6 +283,7 @@ fn failing_hook_and_bad_template_leave_the_live_build_alone() {
         );
         replace(&manifest, "release = [", "release = [\"test -n \\\"$SECRET_KEY\\\"\", ");
     });
+    let before = env.snapshot();
     let out = env.relctl_with(&with_secrets, &["build", "testing"]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert_eq!(stderr(&out).trim(), "relctl: secrets file /etc/relctl/medctrl/testing.env of build testing is world-readable (mode 0644); run: chmod o-rwx /etc/relctl/medctrl/testing.env");
