@@ -2,6 +2,10 @@
 //! names the command and says what to do. No sandbox and no systemd: relctl runs on the host as
 //! `nobody` (uid and gid 65534), from a world-readable copy under /tmp. Switching users needs
 //! root, so this test fails (never skips) when not run as root.
+//!
+//! The copy's manifest puts the builds' root in the same temp dir, where both builds look built
+//! (a release and `current`): start, restart and reload refuse a never-built build as a usage
+//! error, before the root check, and the host's /opt is not to be touched.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -47,6 +51,16 @@ impl Copy {
         let out = Command::new("cp").arg("-a").arg(example).arg(dir.join("medctrl")).output().unwrap();
         assert!(out.status.success(), "cp: {}", show(&out));
         let _ = fs::remove_dir_all(dir.join("medctrl/.venv"));
+        let manifest = dir.join("medctrl/relctl.toml");
+        let text = fs::read_to_string(&manifest).unwrap();
+        assert!(text.contains("\nkeep_releases = 5\n"), "{} changed; adapt this test", manifest.display());
+        let root = dir.join("root");
+        let text = text.replace("\nkeep_releases = 5\n", &format!("\nkeep_releases = 5\nroot = {:?}\n", root));
+        fs::write(&manifest, text).unwrap();
+        for build in ["development", "testing"] {
+            fs::create_dir_all(root.join(build).join("releases/20260101T000000Z")).unwrap();
+            std::os::unix::fs::symlink("releases/20260101T000000Z", root.join(build).join("current")).unwrap();
+        }
         let out = Command::new("chmod").args(["-R", "a+rX"]).arg(dir.join("medctrl")).output().unwrap();
         assert!(out.status.success(), "chmod: {}", show(&out));
         copy
