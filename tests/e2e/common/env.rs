@@ -21,8 +21,16 @@ pub struct Env {
 }
 
 impl Env {
+    /// Boots a sandbox sharing the checkout and the target dir (relctl and the scratch copies;
+    /// shared on its own when CARGO_TARGET_DIR puts it elsewhere).
     pub fn boot() -> Env {
-        Env { sb: Sandbox::boot(&[Path::new(REPO)]) }
+        let repo = Path::new(REPO);
+        let target = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap();
+        let mut binds = vec![repo];
+        if !target.starts_with(repo) {
+            binds.push(target);
+        }
+        Env { sb: Sandbox::boot(&binds) }
     }
 
     /// Runs relctl inside the sandbox with the example manifest (or `manifest`).
