@@ -1,6 +1,5 @@
 //! What every end-to-end test needs: a booted sandbox, relctl run inside it, and the checks a
 //! user would make (responses through sockets, PIDs, file listings).
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -8,12 +7,13 @@ use std::process::Output;
 use serde_json::Value;
 
 use super::sandbox::Sandbox;
+use super::show;
 
 pub const RELCTL: &str = env!("CARGO_BIN_EXE_relctl");
 pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
-pub fn example_manifest() -> String {
-    format!("{REPO}/examples/medctrl/relctl.toml")
+pub fn example_manifest() -> PathBuf {
+    Path::new(REPO).join("examples/medctrl/relctl.toml")
 }
 
 pub struct Env {
@@ -21,13 +21,21 @@ pub struct Env {
 }
 
 impl Env {
+    /// Boots a sandbox sharing the checkout and the target dir (relctl and the scratch copies;
+    /// shared on its own when CARGO_TARGET_DIR puts it elsewhere).
     pub fn boot() -> Env {
-        Env { sb: Sandbox::boot(&[Path::new(REPO)]) }
+        let repo = Path::new(REPO);
+        let target = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap();
+        let mut binds = vec![repo];
+        if !target.starts_with(repo) {
+            binds.push(target);
+        }
+        Env { sb: Sandbox::boot(&binds) }
     }
 
     /// Runs relctl inside the sandbox with the example manifest (or `manifest`).
-    pub fn relctl_with(&self, manifest: &str, args: &[&str]) -> Output {
-        let mut all = vec!["-f", manifest];
+    pub fn relctl_with(&self, manifest: &Path, args: &[&str]) -> Output {
+        let mut all = vec!["-f", manifest.to_str().unwrap()];
         all.extend_from_slice(args);
         self.sb.run(RELCTL, &all)
     }
@@ -67,9 +75,7 @@ impl Env {
     }
 
     pub fn sh(&self, script: &str) -> String {
-        let out = self.sb.sh(script);
-        assert!(out.status.success(), "sh {script}: {}", show(&out));
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        self.sb.sh_ok(script)
     }
 
     /// Every path under /opt/medctrl, /etc/systemd/system and /var/lib/medctrl with its type,
@@ -100,24 +106,4 @@ pub fn assert_unchanged(before: &Snapshot, after: &Snapshot, what: &str) {
         gone.join("\n- "),
         new.join("\n+ ")
     );
-}
-
-pub fn show(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-pub fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-pub fn scratch_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("e2e-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }

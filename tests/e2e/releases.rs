@@ -3,44 +3,22 @@
 //! settings together, concurrent builds serialize on the app's lock, and relctl killed at any
 //! phase of a build leaves the old release serving. Needs root; fails (never skips) without it.
 
-mod common;
+use std::path::Path;
+use std::process::{Output, Stdio};
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-
-use common::env::{scratch_dir, show, stderr, Env, RELCTL, REPO};
 use serde_json::Value;
 
-/// A copy of the example app in a scratch dir (its manifest included), with `edit` applied.
-fn variant(name: &str, edit: impl FnOnce(&Path)) -> PathBuf {
-    let dir = scratch_dir(name);
-    let app = dir.join("medctrl");
-    let out = Command::new("cp").arg("-a").arg(format!("{REPO}/examples/medctrl")).arg(&app).output().unwrap();
-    assert!(out.status.success(), "cp: {}", show(&out));
-    let _ = std::fs::remove_dir_all(app.join(".venv"));
-    edit(&app);
-    app.join("relctl.toml")
-}
-
-fn append(path: &Path, text: &str) {
-    let mut s = std::fs::read_to_string(path).unwrap();
-    s.push_str(text);
-    std::fs::write(path, s).unwrap();
-}
-
-fn replace(path: &Path, from: &str, to: &str) {
-    let s = std::fs::read_to_string(path).unwrap();
-    assert!(s.contains(from), "{} has no {from:?}", path.display());
-    std::fs::write(path, s.replace(from, to)).unwrap();
-}
+use crate::common::env::{Env, RELCTL};
+use crate::common::scratch::{append, replace, variant};
+use crate::common::{show, stderr};
 
 impl Env {
     fn build_with(&self, manifest: &Path, build: &str) -> Output {
-        self.relctl_with(manifest.to_str().unwrap(), &["build", build])
+        self.relctl_with(manifest, &["build", build])
     }
 
     fn releases(&self, manifest: &Path, build: &str) -> Value {
-        let out = self.relctl_with(manifest.to_str().unwrap(), &["--json", "releases", build]);
+        let out = self.relctl_with(manifest, &["--json", "releases", build]);
         assert!(out.status.success(), "{}", show(&out));
         serde_json::from_slice(&out.stdout).unwrap()
     }
@@ -59,7 +37,6 @@ fn health_gate_rolls_back_bad_releases_and_rollback_restores_settings() {
     let out = env.build_with(&good, "development");
     assert!(out.status.success(), "{}\n{}", show(&out), env.journal_tail());
     let r1 = env.get("development", "/")["release"].as_str().unwrap().to_string();
-    let pid1 = env.main_pid("development");
 
     // -- a release whose code cannot import is rejected; r1 keeps answering -------------------
     let broken = variant("broken-import", |app| {
@@ -80,7 +57,6 @@ fn health_gate_rolls_back_bad_releases_and_rollback_restores_settings() {
     assert!(env.sb.is_active("medctrl@development.service"));
     assert_eq!(env.sh("readlink /opt/medctrl/backend/development/current"), format!("releases/{r1}"));
     assert_eq!(env.release_state(&good, "development", &bad_import), "bad");
-    let _ = pid1;
 
     // -- a release whose health path answers 500 is rejected too -----------------------------
     let sick = variant("health-500", |app| {
@@ -118,11 +94,10 @@ fn health_gate_rolls_back_bad_releases_and_rollback_restores_settings() {
         states.contains(&(r1.clone(), "previous".into())) && states.contains(&(r3.clone(), "current".into())),
         "{states:?}"
     );
-    let table = String::from_utf8_lossy(&env.relctl_with(good.to_str().unwrap(), &["releases", "development"]).stdout)
-        .into_owned();
+    let table = String::from_utf8_lossy(&env.relctl_with(&good, &["releases", "development"]).stdout).into_owned();
     assert!(table.starts_with("RELEASE") && table.contains("previous") && table.contains("bad"), "{table}");
 
-    let out = env.relctl_with(good.to_str().unwrap(), &["rollback", "development"]);
+    let out = env.relctl_with(&good, &["rollback", "development"]);
     assert!(out.status.success(), "{}", show(&out));
     let back = env.get("development", "/");
     assert_eq!(
@@ -135,14 +110,14 @@ fn health_gate_rolls_back_bad_releases_and_rollback_restores_settings() {
     assert_eq!(env.release_state(&good, "development", &r1), "current");
 
     // -- nothing left to roll back to ----------------------------------------------------------
-    let out = env.relctl_with(good.to_str().unwrap(), &["rollback", "development"]);
+    let out = env.relctl_with(&good, &["rollback", "development"]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert!(stderr(&out).contains(&format!("has no good release older than {r1}")), "{}", stderr(&out));
     // --to an explicit release (even one marked bad) works
-    let out = env.relctl_with(good.to_str().unwrap(), &["rollback", "development", "--to", &r3]);
+    let out = env.relctl_with(&good, &["rollback", "development", "--to", &r3]);
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(env.get("development", "/")["release"], r3.as_str());
-    let out = env.relctl_with(good.to_str().unwrap(), &["rollback", "development", "--to", "20000101T000000Z"]);
+    let out = env.relctl_with(&good, &["rollback", "development", "--to", "20000101T000000Z"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("has no release 20000101T000000Z"), "{}", stderr(&out));
 }
@@ -167,7 +142,7 @@ fn builds_serialize_and_a_killed_build_leaves_the_old_release_serving() {
     };
     let first = spawn();
     std::thread::sleep(std::time::Duration::from_millis(700));
-    let nowait = env.relctl_with(m, &["--no-wait", "restart", "testing"]);
+    let nowait = env.relctl_with(&manifest, &["--no-wait", "restart", "testing"]);
     let second = spawn();
     let (first, second) = (first.wait_with_output().unwrap(), second.wait_with_output().unwrap());
     assert!(first.status.success() && second.status.success(), "{}\n{}", show(&first), show(&second));

@@ -2,14 +2,21 @@
 //! sandbox, in front of real gunicorn builds of the example and of a second app. Needs root;
 //! fails (never skips) without it.
 
-mod common;
-
 use std::net::TcpListener;
+use std::path::{Path, PathBuf};
 
-use common::env::{example_manifest, show, stderr, Env, REPO};
 use serde_json::Value;
 
+use crate::common::env::{Env, REPO};
+use crate::common::scratch::{replace, variant};
+use crate::common::{show, stderr};
+
 const SNIPPET: &str = "/etc/nginx/snippets/medctrl.conf";
+
+/// The example's manifest, copied, with `route = "/testapi"` (testing's) replaced by `with`.
+fn testing_route(name: &str, with: &str) -> PathBuf {
+    variant(name, |app| replace(&app.join("relctl.toml"), "route = \"/testapi\"", with))
+}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -60,7 +67,7 @@ impl Env {
 #[test]
 fn snippet_routes_builds_through_real_nginx() {
     let env = Env::boot();
-    let echo = format!("{REPO}/tests/fixtures/echo/relctl.toml");
+    let echo = Path::new(REPO).join("tests/fixtures/echo/relctl.toml");
     env.ok(&["build", "development"]);
     env.ok(&["build", "testing"]);
     for build in ["v2", "root"] {
@@ -188,26 +195,16 @@ systemctl start nginx"#
 
     // -- a snippet nginx rejects is refused by --check; the old file stays -------------------
     let before = env.sh(&format!("cat {SNIPPET}"));
-    let dir = common::env::scratch_dir("nginx-broken");
-    let manifest = std::fs::read_to_string(example_manifest()).unwrap();
-    let example = format!("{REPO}/examples/medctrl");
-    let manifest = manifest.replace("source = \".\"", &format!("source = \"{example}\"")).replace(
-        "template = \"deploy/settings.py.tera\"",
-        &format!("template = \"{example}/deploy/settings.py.tera\""),
-    );
-    let broken = manifest.replace("route = \"/testapi\"", "route = \"/testapi\"\nallow = [\"10.0.0.300/8\"]");
-    let path = dir.join("broken.toml");
-    std::fs::write(&path, broken).unwrap();
-    let out = env.relctl_with(path.to_str().unwrap(), &["nginx-snippet", "--output", SNIPPET, "--check", "--reload"]);
+    let broken = testing_route("nginx-broken", "route = \"/testapi\"\nallow = [\"10.0.0.300/8\"]");
+    let out = env.relctl_with(&broken, &["nginx-snippet", "--output", SNIPPET, "--check", "--reload"]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let err = stderr(&out);
     assert!(err.starts_with("relctl: nginx -t rejected the snippet:") && err.contains("10.0.0.300/8"), "{err}");
     assert_eq!(env.sh(&format!("cat {SNIPPET}")), before, "the old snippet is kept");
 
     // -- a snippet that is valid alone but breaks the host's config is put back --------------
-    let conflicting = manifest.replace("route = \"/testapi\"", "route = \"/conflict\"");
-    std::fs::write(&path, conflicting).unwrap();
-    let out = env.relctl_with(path.to_str().unwrap(), &["nginx-snippet", "--output", SNIPPET, "--check", "--reload"]);
+    let conflicting = testing_route("nginx-conflict", "route = \"/conflict\"");
+    let out = env.relctl_with(&conflicting, &["nginx-snippet", "--output", SNIPPET, "--check", "--reload"]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let err = stderr(&out);
     assert!(
@@ -218,9 +215,8 @@ systemctl start nginx"#
     assert_eq!(env.json(port, "/testapi/")["build"], "testing", "nginx still serves the old routes");
 
     // -- access control: allow list ----------------------------------------------------------
-    let guarded = manifest.replace("route = \"/testapi\"", "route = \"/testapi\"\nallow = [\"10.9.9.9\"]");
-    std::fs::write(&path, guarded).unwrap();
-    let out = env.relctl_with(path.to_str().unwrap(), &["nginx-snippet", "--output", SNIPPET, "--check", "--reload"]);
+    let guarded = testing_route("nginx-allow", "route = \"/testapi\"\nallow = [\"10.9.9.9\"]");
+    let out = env.relctl_with(&guarded, &["nginx-snippet", "--output", SNIPPET, "--check", "--reload"]);
     assert!(out.status.success(), "{}", show(&out));
     let r = env.http(port, "/testapi/");
     assert_eq!(
@@ -235,10 +231,9 @@ systemctl start nginx"#
 
     // -- access control: basic auth ----------------------------------------------------------
     env.sh("printf 'tester:{PLAIN}s3cret\\n' > /etc/nginx/medctrl-testing.htpasswd");
-    let guarded = manifest
-        .replace("route = \"/testapi\"", "route = \"/testapi\"\nhtpasswd = \"/etc/nginx/medctrl-testing.htpasswd\"");
-    std::fs::write(&path, guarded).unwrap();
-    let out = env.relctl_with(path.to_str().unwrap(), &["nginx-snippet", "--output", SNIPPET, "--check", "--reload"]);
+    let htpasswd =
+        testing_route("nginx-htpasswd", "route = \"/testapi\"\nhtpasswd = \"/etc/nginx/medctrl-testing.htpasswd\"");
+    let out = env.relctl_with(&htpasswd, &["nginx-snippet", "--output", SNIPPET, "--check", "--reload"]);
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(env.http(port, "/testapi/").status, 401, "no credentials");
     let with_auth = env.sh(&format!("curl -sS -u tester:s3cret http://127.0.0.1:{port}/testapi/"));

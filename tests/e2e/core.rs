@@ -1,30 +1,85 @@
 //! End to end, against a real systemd (PID 1 of its own namespaces, over an overlay of /), real
 //! gunicorn services and the example Django app. Needs root; fails (never skips) without it.
 
-mod common;
+use std::path::Path;
+use std::process::Command;
 
-use common::env::{assert_unchanged, example_manifest, scratch_dir, show, stderr, Env, REPO};
 use serde_json::Value;
 
-/// The whole BUILD_NAME workflow of the MedCtrl guide, done by relctl: two builds side by side,
-/// socket activation, restart isolation, stop/start, status exit codes, a second release, and
-/// bad input refused without touching anything.
+use crate::common::env::{assert_unchanged, Env};
+use crate::common::scratch::{replace, variant};
+use crate::common::{show, stderr, stdout};
+
+/// What the staged copy of the sources must not contain: a checkout's `.git`, and what the
+/// example's `exclude` names (`__pycache__/`, `*.pyc`, `db.sqlite3`).
+const JUNK: [&str; 4] = [".git", "API/__pycache__", "x.pyc", "API/db.sqlite3"];
+/// What it must contain (a sample).
+const SOURCES: [&str; 5] = [
+    "API/manage.py",
+    "API/api_settings/wsgi.py",
+    "API/api_settings/views.py",
+    "deploy/settings.py.tera",
+    "requirements.txt",
+];
+
+/// `git args...` in `dir` on the host; returns stdout, trimmed.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=relctl tests", "-c", "user.email=tests@relctl.invalid", "-c", "commit.gpgsign=false"])
+        .args(args)
+        .output()
+        .expect("git runs (apt-get install git; .ci/run installs it)");
+    assert!(out.status.success(), "git {args:?} in {}: {}", dir.display(), show(&out));
+    stdout(&out)
+}
+
+/// The paths (relative to `dir`, inside the sandbox) of `paths` that exist there, one a line.
+fn existing(env: &Env, dir: &str, paths: &[&str]) -> String {
+    env.sh(&format!("cd {dir} && for p in {}; do [ -e \"$p\" ] && echo \"$p\"; done; true", paths.join(" ")))
+}
+
+/// The BUILD_NAME workflow of the MedCtrl guide, done by relctl: two builds side by side, each
+/// socket answering with its own build, units, files and status as a user would check them, the
+/// sources staged without a checkout's junk, and a second release of one build.
 #[test]
-fn build_two_builds_restart_stop_status_and_rebuild() {
+fn two_builds_side_by_side_then_a_second_release() {
     let env = Env::boot();
 
-    // -- build development and testing --------------------------------------------------------
+    // -- build development from the example, testing from a git checkout with junk in it ------
     let out = env.ok(&["build", "development"]);
     assert!(out.contains("medctrl development is live at release"), "{out}");
     for step in ["setup", "stage", "render", "hook:build", "hook:release", "units", "switch", "start", "verify"] {
         assert!(out.lines().any(|l| l.trim_start().starts_with(step)), "no step {step} in:\n{out}");
     }
-    let json_out = env.relctl(&["--json", "build", "testing"]);
+    let checkout = variant("checkout", |app| {
+        std::fs::create_dir(app.join("API/__pycache__")).unwrap();
+        std::fs::write(app.join("API/__pycache__/manage.cpython-311.pyc"), "stale bytecode").unwrap();
+        std::fs::write(app.join("x.pyc"), "stray bytecode").unwrap();
+        std::fs::write(app.join("API/db.sqlite3"), "a developer's database").unwrap();
+        git(app, &["init", "-q"]);
+        git(app, &["add", "-A"]);
+        git(app, &["commit", "-qm", "everything, junk included"]);
+    });
+    let app = checkout.parent().unwrap();
+    assert!(JUNK.iter().all(|p| app.join(p).exists()), "the checkout has all its junk");
+    let revision = git(app, &["rev-parse", "--short", "HEAD"]);
+    let json_out = env.relctl_with(&checkout, &["--json", "build", "testing"]);
     assert!(json_out.status.success(), "{}", show(&json_out));
     let doc: Value = serde_json::from_slice(&json_out.stdout).expect("build --json prints one JSON document");
     assert_eq!(doc["result"]["build"], "testing");
     assert_eq!(doc["result"]["unit"]["active_state"], "active");
     let testing_release = doc["result"]["release"].as_str().unwrap().to_string();
+    assert!(
+        testing_release.ends_with(&format!("-{revision}")),
+        "the release id names the checkout's {revision}: {testing_release}"
+    );
+
+    // -- the release has the sources, not the checkout's .git nor the excluded files ----------
+    let release_dir = format!("/opt/medctrl/backend/testing/releases/{testing_release}");
+    assert_eq!(existing(&env, &release_dir, &SOURCES), SOURCES.join("\n"), "the sources are staged");
+    assert_eq!(existing(&env, &release_dir, &JUNK), "", "staged although .git or excluded");
 
     // -- each socket answers with its own build -----------------------------------------------
     let dev = env.get("development", "/");
@@ -63,8 +118,6 @@ fn build_two_builds_restart_stop_status_and_rebuild() {
         env.sh("test -f /var/lib/medctrl/backend/development/db.sqlite3 && echo yes") == "yes",
         "migrate hook made the database in the state dir"
     );
-    // the repo's own files are not copied: .git never, excluded patterns neither
-    assert_eq!(env.sh(&format!("ls -A /opt/medctrl/backend/development/releases/{dev_release} | grep -c -e '^.git$' -e __pycache__ || true")), "0");
 
     // -- status ------------------------------------------------------------------------------
     let st = env.relctl(&["--json", "status"]);
@@ -83,6 +136,25 @@ fn build_two_builds_restart_stop_status_and_rebuild() {
     assert!(table.lines().next().unwrap().starts_with("BUILD"), "{table}");
     assert!(table.contains(&dev_release) && table.contains("/testapi"), "{table}");
 
+    // -- a second build of development is a new release, and it serves -----------------------
+    let out = env.ok(&["build", "development"]);
+    assert!(out.contains("units") && out.contains("unchanged"), "unit files did not change: {out}");
+    let dev2 = env.get("development", "/");
+    let dev2_release = dev2["release"].as_str().unwrap();
+    assert_ne!(dev2_release, dev_release);
+    assert!(dev2_release > dev_release.as_str(), "release ids sort by time");
+    assert_eq!(env.sh("ls /opt/medctrl/backend/development/releases | wc -l"), "2");
+    assert_eq!(env.get("testing", "/")["release"], testing_release.as_str(), "testing untouched");
+}
+
+/// Day-to-day control of two live builds: restarting or reloading one leaves the other alone,
+/// stop and start, status exit codes, and `restart` without a build restarting every build.
+#[test]
+fn restart_reload_stop_and_start_touch_only_their_build() {
+    let env = Env::boot();
+    env.ok(&["build", "development"]);
+    env.ok(&["build", "testing"]);
+
     // -- restart testing leaves development alone; the socket stays --------------------------
     let dev_pid = env.main_pid("development");
     let testing_pid = env.main_pid("testing");
@@ -100,10 +172,12 @@ fn build_two_builds_restart_stop_status_and_rebuild() {
     assert_eq!(env.main_pid("testing"), testing_pid, "reload keeps the main process");
     assert_ne!(env.sh(&format!("cat /proc/{testing_pid}/task/*/children")), workers, "reload replaced the workers");
     assert_eq!(env.get("testing", "/")["build"], "testing");
+    assert_eq!(env.main_pid("development"), dev_pid, "reloading testing must not touch development");
 
     // -- stop / start, status exit codes ------------------------------------------------------
     env.ok(&["stop", "testing"]);
     assert!(!env.sb.is_active("medctrl@testing.service") && !env.sb.is_active("medctrl@testing.socket"));
+    assert!(env.sb.is_active("medctrl@development.service"), "stopping testing must not stop development");
     let st = env.relctl(&["status"]);
     assert_eq!(st.status.code(), Some(3), "a stopped build makes status exit 3: {}", show(&st));
     assert_eq!(env.relctl(&["status", "development"]).status.code(), Some(0));
@@ -113,6 +187,7 @@ fn build_two_builds_restart_stop_status_and_rebuild() {
     assert_eq!(st["builds"][0]["state"], "inactive");
     env.ok(&["start", "testing"]);
     assert_eq!(env.get("testing", "/")["build"], "testing");
+    assert_eq!(env.relctl(&["status"]).status.code(), Some(0), "both builds active again");
 
     // -- restart without a build restarts the target (every build) ---------------------------
     let dev_pid = env.main_pid("development");
@@ -121,18 +196,16 @@ fn build_two_builds_restart_stop_status_and_rebuild() {
     assert_ne!(env.main_pid("development"), dev_pid);
     assert_ne!(env.main_pid("testing"), testing_pid);
     assert!(env.sb.is_active("medctrl@development.service") && env.sb.is_active("medctrl@testing.service"));
+    assert_eq!(env.get("development", "/")["build"], "development");
+    assert_eq!(env.get("testing", "/")["build"], "testing");
+}
 
-    // -- a second build of development is a new release, and it serves -----------------------
-    let out = env.ok(&["build", "development"]);
-    assert!(out.contains("units") && out.contains("unchanged"), "unit files did not change: {out}");
-    let dev2 = env.get("development", "/");
-    let dev2_release = dev2["release"].as_str().unwrap();
-    assert_ne!(dev2_release, dev_release);
-    assert!(dev2_release > dev_release.as_str(), "release ids sort by time");
-    assert_eq!(env.sh("ls /opt/medctrl/backend/development/releases | wc -l"), "2");
-    assert_eq!(env.get("testing", "/")["release"], testing_release.as_str(), "testing untouched");
-
-    // -- bad input is refused with exit 2 and nothing changes ---------------------------------
+/// Bad input is refused with exit 2 before anything is touched: invalid and undeclared build
+/// names leave every file and the live build's process as they were.
+#[test]
+fn bad_input_is_refused_with_exit_2_and_nothing_changes() {
+    let env = Env::boot();
+    env.ok(&["build", "development"]);
     let before = env.snapshot();
     let dev_pid = env.main_pid("development");
     for bad in ["../x", "Dev", "a.b", "x@y"] {
@@ -142,12 +215,13 @@ fn build_two_builds_restart_stop_status_and_rebuild() {
         assert!(err.starts_with(&format!("relctl: invalid build name \"{bad}\"")) && err.lines().count() == 1, "{err}");
     }
     let out = env.relctl(&["build", "staging"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(stderr(&out).contains("declared builds: development, testing"), "{}", stderr(&out));
     let out = env.relctl(&["restart", "staging"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert_unchanged(&before, &env.snapshot(), "refused commands");
     assert_eq!(env.main_pid("development"), dev_pid);
+    assert_eq!(env.get("development", "/")["build"], "development");
 }
 
 /// A failing hook aborts the build before anything live changes: the running release keeps
@@ -160,21 +234,15 @@ fn failing_hook_and_bad_template_leave_the_live_build_alone() {
     let live = env.get("testing", "/")["release"].as_str().unwrap().to_string();
     let pid = env.main_pid("testing");
 
-    let dir = scratch_dir("hookfail");
-    let example = format!("{REPO}/examples/medctrl");
-    let manifest = std::fs::read_to_string(example_manifest())
-        .unwrap()
-        .replace("source = \".\"", &format!("source = \"{example}\""))
-        .replace(
-            "template = \"deploy/settings.py.tera\"",
-            &format!("template = \"{example}/deploy/settings.py.tera\""),
-        );
-    let failing = manifest.replace("release = [", "release = [\"echo migrating; echo 'no database' >&2; exit 4\", ");
-    let path = dir.join("relctl.toml");
-    std::fs::write(&path, &failing).unwrap();
-
+    let failing = variant("hook-fails", |app| {
+        replace(
+            &app.join("relctl.toml"),
+            "release = [",
+            "release = [\"echo migrating; echo 'no database' >&2; exit 4\", ",
+        )
+    });
     let before = env.snapshot();
-    let out = env.relctl_with(path.to_str().unwrap(), &["build", "testing"]);
+    let out = env.relctl_with(&failing, &["build", "testing"]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let err = stderr(&out);
     assert!(err.contains("no database"), "the tail of the hook's output is shown: {err}");
@@ -188,28 +256,40 @@ fn failing_hook_and_bad_template_leave_the_live_build_alone() {
     assert_eq!(env.get("testing", "/")["release"], live.as_str());
     assert_eq!(env.main_pid("testing"), pid);
 
-    let template = dir.join("settings.py.tera");
-    std::fs::write(&template, "from api_settings.settings.common import *\nX = \"{{ vars.nope }}\"\n").unwrap();
-    let bad_template = manifest.replace(&format!("{example}/deploy/settings.py.tera"), template.to_str().unwrap());
-    std::fs::write(&path, &bad_template).unwrap();
-    let out = env.relctl_with(path.to_str().unwrap(), &["build", "testing"]);
+    let bad_template = variant("bad-template", |app| {
+        let text = "from api_settings.settings.common import *\nX = \"{{ vars.nope }}\"\n";
+        std::fs::write(app.join("deploy/settings.py.tera"), text).unwrap()
+    });
+    let out = env.relctl_with(&bad_template, &["build", "testing"]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
-    assert_eq!(stderr(&out).trim(), format!("relctl: {}:2: undefined variable `vars.nope` (template variables: app, component, build, release, root, build_dir, release_dir, current, socket, state_dir, vars.*, secrets.*)", template.display()));
+    // named as the manifest gives it
+    assert_eq!(stderr(&out).trim(), "relctl: deploy/settings.py.tera:2: undefined variable `vars.nope` (template variables: app, component, build, release, root, build_dir, release_dir, current, socket, state_dir, vars.*, secrets.*)");
     assert_unchanged(&before, &env.snapshot(), "a bad template");
+}
 
-    // -- secrets: refused when world-readable; else given to hooks and service, never shown ----
+/// A world-readable secrets file is refused before anything is touched; a private one reaches the
+/// hooks and the service, and relctl never prints it nor writes it to unit files or releases.
+#[test]
+fn secrets_reach_hooks_and_service_but_no_file_or_output() {
+    let env = Env::boot();
     let secret = "hunter2-do-not-print";
     env.sh(&format!("mkdir -p /etc/relctl/medctrl && printf 'SECRET_KEY={secret}\\n' > /etc/relctl/medctrl/testing.env && chmod 0644 /etc/relctl/medctrl/testing.env"));
-    let with_secrets = manifest
-        .replace("route = \"/testapi\"", "route = \"/testapi\"\nsecrets = \"/etc/relctl/medctrl/testing.env\"")
-        .replace("release = [", "release = [\"test -n \\\"$SECRET_KEY\\\"\", ");
-    std::fs::write(&path, &with_secrets).unwrap();
-    let out = env.relctl_with(path.to_str().unwrap(), &["build", "testing"]);
+    let with_secrets = variant("secrets", |app| {
+        let manifest = app.join("relctl.toml");
+        replace(
+            &manifest,
+            "route = \"/testapi\"",
+            "route = \"/testapi\"\nsecrets = \"/etc/relctl/medctrl/testing.env\"",
+        );
+        replace(&manifest, "release = [", "release = [\"test -n \\\"$SECRET_KEY\\\"\", ");
+    });
+    let before = env.snapshot();
+    let out = env.relctl_with(&with_secrets, &["build", "testing"]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert_eq!(stderr(&out).trim(), "relctl: secrets file /etc/relctl/medctrl/testing.env of build testing is world-readable (mode 0644); run: chmod o-rwx /etc/relctl/medctrl/testing.env");
     assert_unchanged(&before, &env.snapshot(), "a world-readable secrets file");
     env.sh("chmod 0640 /etc/relctl/medctrl/testing.env");
-    let out = env.relctl_with(path.to_str().unwrap(), &["-v", "build", "testing"]);
+    let out = env.relctl_with(&with_secrets, &["-v", "build", "testing"]);
     assert!(out.status.success(), "{}", show(&out));
     assert!(!show(&out).contains(secret), "relctl printed a secret: {}", show(&out));
     let pid = env.main_pid("testing");

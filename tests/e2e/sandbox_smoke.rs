@@ -1,48 +1,20 @@
-//! Smoke test of the test sandbox itself (tests/sandbox/, tests/common/sandbox.rs): a real
+//! Smoke test of the test sandbox itself (tests/sandbox/, tests/e2e/common/sandbox.rs): a real
 //! systemd boots and answers on D-Bus, writes stay inside, bound directories are shared, the
 //! host's /tmp survives, hardened and socket units start, two sandboxes coexist, and nothing is
 //! left behind after the kill. Needs root; fails (never skips) without it.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::sandbox::Sandbox;
-
-fn show(o: &Output) -> String {
-    format!(
-        "{}\n--- stdout ---\n{}--- stderr ---\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
-
-/// Runs a shell script inside, asserts success, returns trimmed stdout.
-fn sh_ok(sb: &Sandbox, script: &str) -> String {
-    let o = sb.sh(script);
-    assert!(o.status.success(), "in sandbox: sh -c {script:?} failed: {}", show(&o));
-    stdout(&o)
-}
+use crate::common::sandbox::Sandbox;
+use crate::common::scratch::scratch_dir;
+use crate::common::{show, stdout};
 
 fn unique(tag: &str) -> String {
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
     format!("{tag}-{}-{nanos}", std::process::id())
-}
-
-/// A fresh directory under the cargo target dir (not /tmp: the sandbox has its own /tmp).
-fn fresh_dir(tag: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(unique(tag));
-    fs::create_dir_all(&d).unwrap();
-    d
 }
 
 /// The host's mount table (mount point, fs type, source), to check nothing leaks out.
@@ -80,7 +52,7 @@ fn sandbox_smoke() {
     let probe = Path::new("/etc/relctl-sandbox-probe");
     assert!(!probe.exists(), "{} exists on the host before the test; remove it", probe.display());
     let mounts_before = host_mounts();
-    let shared = fresh_dir("sbx-smoke");
+    let shared = scratch_dir("sbx-smoke");
     fs::write(shared.join("from-host"), "hello from the host").unwrap();
 
     let mut sb = Sandbox::boot(&[&shared]);
@@ -93,8 +65,8 @@ fn sandbox_smoke() {
         "is-system-running: {state}; failed: {}",
         stdout(&sb.run("systemctl", &["--failed", "--no-legend"]))
     );
-    assert_eq!(sh_ok(&sb, "cat /proc/1/comm"), "systemd");
-    assert_eq!(sh_ok(&sb, "systemd-detect-virt --container"), "container-other");
+    assert_eq!(sb.sh_ok("cat /proc/1/comm"), "systemd");
+    assert_eq!(sb.sh_ok("systemd-detect-virt --container"), "container-other");
 
     // D-Bus: the system bus is up and systemd answers on it.
     let ping = sb.run(
@@ -116,39 +88,36 @@ fn sandbox_smoke() {
     assert!(stdout(&st).starts_with("s \""), "SystemState: {}", show(&st));
 
     // Writes outside the bound directories stay inside.
-    assert_eq!(sh_ok(&sb, "echo inside > /etc/relctl-sandbox-probe && cat /etc/relctl-sandbox-probe"), "inside");
+    assert_eq!(sb.sh_ok("echo inside > /etc/relctl-sandbox-probe && cat /etc/relctl-sandbox-probe"), "inside");
     assert!(!probe.exists(), "{} written inside the sandbox appeared on the host", probe.display());
 
     // The bound directory is shared, both ways.
     let s = shared.display();
-    assert_eq!(sh_ok(&sb, &format!("cat {s}/from-host")), "hello from the host");
-    sh_ok(&sb, &format!("echo hello from the sandbox > {s}/from-sandbox"));
+    assert_eq!(sb.sh_ok(&format!("cat {s}/from-host")), "hello from the host");
+    sb.sh_ok(&format!("echo hello from the sandbox > {s}/from-sandbox"));
     assert_eq!(fs::read_to_string(shared.join("from-sandbox")).unwrap().trim(), "hello from the sandbox");
 
     // The sandbox's /tmp is its own: the host's marker is not visible, and its files don't leak.
     let m = marker.display();
-    assert_eq!(sh_ok(&sb, &format!("test -e {m} && echo visible || echo hidden")), "hidden");
-    assert_eq!(sh_ok(&sb, "stat -f -c %T /tmp"), "tmpfs");
-    sh_ok(&sb, "echo x > /tmp/relctl-sandbox-inside");
+    assert_eq!(sb.sh_ok(&format!("test -e {m} && echo visible || echo hidden")), "hidden");
+    assert_eq!(sb.sh_ok("stat -f -c %T /tmp"), "tmpfs");
+    sb.sh_ok("echo x > /tmp/relctl-sandbox-inside");
     assert!(!Path::new("/tmp/relctl-sandbox-inside").exists());
 
     // A plain service.
-    sh_ok(
-        &sb,
+    sb.sh_ok(
         "printf '[Service]\\nExecStart=/bin/sleep 1000\\n' > /etc/systemd/system/probe.service \
          && systemctl daemon-reload && systemctl start probe.service",
     );
     assert!(sb.is_active("probe.service"), "probe.service: {}", sb.journal("probe.service", 20));
 
     // A transient one.
-    sh_ok(&sb, "systemd-run --unit=probe-transient /bin/sleep 1000");
+    sb.sh_ok("systemd-run --unit=probe-transient /bin/sleep 1000");
     assert!(sb.is_active("probe-transient.service"), "{}", sb.journal("probe-transient.service", 20));
 
     // A hardened service: the namespacing/sandboxing directives must work inside.
-    sh_ok(&sb, "echo outside > /tmp/outside-file");
-    sh_ok(
-        &sb,
-        r#"cat > /etc/systemd/system/probe-hardened.service <<'EOF'
+    sb.sh_ok("echo outside > /tmp/outside-file");
+    sb.sh_ok(r#"cat > /etc/systemd/system/probe-hardened.service <<'EOF'
 [Service]
 ExecStart=/bin/sh -c 'id -un > /var/lib/probe/whoami; (touch /etc/probe-x 2>/dev/null && echo rw || echo ro) > /var/lib/probe/etc; (test -e /tmp/outside-file && echo shared || echo private) > /var/lib/probe/tmp; stat -c %%a /home /root > /var/lib/probe/home; exec sleep 1000'
 User=nobody
@@ -165,8 +134,7 @@ systemctl daemon-reload && systemctl start probe-hardened.service"#,
     );
     assert!(sb.is_active("probe-hardened.service"), "probe-hardened: {}", sb.journal("probe-hardened.service", 30));
     // The ExecStart script writes its findings before exec'ing sleep; wait for them.
-    let found = sh_ok(
-        &sb,
+    let found = sb.sh_ok(
         "for i in $(seq 100); do [ -s /var/lib/probe/home ] && break; sleep 0.05; done; \
          cat /var/lib/probe/whoami /var/lib/probe/etc /var/lib/probe/tmp /var/lib/probe/home",
     );
@@ -176,14 +144,13 @@ systemctl daemon-reload && systemctl start probe-hardened.service"#,
         "hardened unit saw: {found}"
     );
     let status =
-        sh_ok(&sb, "grep -E '^(NoNewPrivs|Seccomp|CapBnd):' /proc/$(systemctl show -P MainPID probe-hardened)/status");
+        sb.sh_ok("grep -E '^(NoNewPrivs|Seccomp|CapBnd):' /proc/$(systemctl show -P MainPID probe-hardened)/status");
     assert!(status.contains("NoNewPrivs:\t1"), "{status}");
     assert!(status.contains("Seccomp:\t2"), "{status}");
     assert!(status.contains("CapBnd:\t0000000000000000"), "{status}");
 
     // A socket unit with group and mode, and socket activation.
-    sh_ok(
-        &sb,
+    sb.sh_ok(
         r#"cat > /etc/systemd/system/probe-sock.socket <<'EOF'
 [Socket]
 ListenStream=/opt/probe/x.sock
@@ -194,7 +161,7 @@ printf '[Service]\nExecStart=/bin/sleep 1000\n' > /etc/systemd/system/probe-sock
 systemctl daemon-reload && systemctl start probe-sock.socket"#,
     );
     assert!(sb.is_active("probe-sock.socket"), "probe-sock.socket: {}", sb.journal("probe-sock.socket", 20));
-    assert_eq!(sh_ok(&sb, "stat -c '%U %G %a %F' /opt/probe/x.sock"), "root www-data 660 socket");
+    assert_eq!(sb.sh_ok("stat -c '%U %G %a %F' /opt/probe/x.sock"), "root www-data 660 socket");
     sb.sh("curl -s --max-time 1 --unix-socket /opt/probe/x.sock http://x/ >/dev/null 2>&1; sleep 0.2");
     assert!(sb.is_active("probe-sock.service"), "socket activation: {}", sb.journal("probe-sock.service", 20));
     assert!(!Path::new("/opt/probe/x.sock").exists(), "/opt/probe/x.sock appeared on the host");
@@ -214,25 +181,24 @@ systemctl daemon-reload && systemctl start probe-sock.socket"#,
 
 #[test]
 fn two_sandboxes_in_parallel() {
-    let dirs = [fresh_dir("sbx-par-a"), fresh_dir("sbx-par-b")];
+    let dirs = [scratch_dir("sbx-par-a"), scratch_dir("sbx-par-b")];
     let handles: Vec<_> = dirs.iter().cloned().map(|d| std::thread::spawn(move || Sandbox::boot(&[&d]))).collect();
     let mut sbs: Vec<Sandbox> = handles.into_iter().map(|h| h.join().expect("boot panicked")).collect();
     assert_ne!(sbs[0].pid, sbs[1].pid);
 
     for (i, sb) in sbs.iter().enumerate() {
-        sh_ok(sb, &format!("echo {i} > /etc/relctl-par-probe"));
-        sh_ok(
-            sb,
+        sb.sh_ok(&format!("echo {i} > /etc/relctl-par-probe"));
+        sb.sh_ok(
             "printf '[Service]\\nExecStart=/bin/sleep 1000\\n' > /etc/systemd/system/par.service \
              && systemctl daemon-reload && systemctl start par.service",
         );
     }
     for (i, sb) in sbs.iter().enumerate() {
-        assert_eq!(sh_ok(sb, "cat /etc/relctl-par-probe"), i.to_string(), "sandboxes share /etc");
+        assert_eq!(sb.sh_ok("cat /etc/relctl-par-probe"), i.to_string(), "sandboxes share /etc");
         assert!(sb.is_active("par.service"), "{}", sb.journal("par.service", 20));
         // each has its own cgroup tree and only its own services
         assert_eq!(
-            sh_ok(sb, "systemctl show -P MainPID par.service | xargs -I{} cat /proc/{}/cgroup | grep ^0::"),
+            sb.sh_ok("systemctl show -P MainPID par.service | xargs -I{} cat /proc/{}/cgroup | grep ^0::"),
             "0::/system.slice/par.service"
         );
     }

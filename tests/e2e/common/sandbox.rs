@@ -9,11 +9,12 @@
 //!
 //! Needs root. Without it (or on any other problem) `boot` panics with the reason; it never
 //! skips.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use super::{show, stdout};
 
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -28,7 +29,6 @@ fn script(name: &str) -> PathBuf {
 pub struct Sandbox {
     /// Host PID of the sandbox's systemd (PID 1 inside).
     pub pid: u32,
-    binds: Vec<PathBuf>,
     killed: bool,
 }
 
@@ -61,12 +61,7 @@ impl Sandbox {
             eprintln!("{}", stderr.trim());
         }
         eprintln!("sandbox: booted pid {pid} in {:.2}s", started.elapsed().as_secs_f64());
-        Sandbox { pid, binds: binds.iter().map(|b| b.to_path_buf()).collect(), killed: false }
-    }
-
-    /// The host directories shared with this sandbox.
-    pub fn binds(&self) -> &[PathBuf] {
-        &self.binds
+        Sandbox { pid, killed: false }
     }
 
     /// A `Command` that runs `program` inside all of the sandbox's namespaces
@@ -106,6 +101,13 @@ impl Sandbox {
     /// `sh -c script` inside the sandbox.
     pub fn sh(&self, script: &str) -> Output {
         self.run("sh", &["-c", script])
+    }
+
+    /// `sh -c script` inside the sandbox; asserts it succeeds and returns its stdout, trimmed.
+    pub fn sh_ok(&self, script: &str) -> String {
+        let out = self.sh(script);
+        assert!(out.status.success(), "in sandbox {}: sh -c {script:?} failed: {}", self.pid, show(&out));
+        stdout(&out)
     }
 
     /// `systemctl is-active --quiet unit` inside the sandbox.

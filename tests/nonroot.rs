@@ -1,0 +1,140 @@
+//! Without root, every command that changes the system is refused up front, with one line that
+//! names the command and says what to do. No sandbox and no systemd: relctl runs on the host as
+//! `nobody` (uid and gid 65534), from a world-readable copy under /tmp. Switching users needs
+//! root, so this test fails (never skips) when not run as root.
+//!
+//! The copy's manifest puts the builds' root in the same temp dir, where both builds look built
+//! (a release and `current`): start, restart and reload refuse a never-built build as a usage
+//! error, before the root check, and the host's /opt is not to be touched.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const NOBODY: u32 = 65534;
+
+/// The commands that change files under /opt and /etc/systemd/system or start and stop units.
+const NEED_ROOT: &[&[&str]] = &[
+    &["build", "development"],
+    &["start", "development"],
+    &["stop", "testing"],
+    &["restart", "development"],
+    &["restart"],
+    &["reload", "testing"],
+    &["rollback", "development"],
+];
+
+fn needs_root(command: &[&str]) -> String {
+    format!(
+        "relctl: relctl {} needs root (it changes files under /opt and /etc/systemd/system and asks systemd to start \
+         and stop units); run it with sudo\n",
+        command.join(" ")
+    )
+}
+
+/// A 0755 directory under /tmp with relctl and the example app, readable by anyone (the checkout
+/// and its target dir may be under a private home). Removed on drop.
+struct Copy(PathBuf);
+
+impl Copy {
+    fn new() -> Copy {
+        let out = Command::new("mktemp").args(["-d", "/tmp/relctl-nonroot.XXXXXX"]).output().unwrap();
+        assert!(out.status.success(), "mktemp: {}", show(&out));
+        let copy = Copy(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+        let dir = &copy.0;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::copy(env!("CARGO_BIN_EXE_relctl"), dir.join("relctl")).unwrap();
+        fs::set_permissions(dir.join("relctl"), fs::Permissions::from_mode(0o755)).unwrap();
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/medctrl");
+        let out = Command::new("cp").arg("-a").arg(example).arg(dir.join("medctrl")).output().unwrap();
+        assert!(out.status.success(), "cp: {}", show(&out));
+        let _ = fs::remove_dir_all(dir.join("medctrl/.venv"));
+        let manifest = dir.join("medctrl/relctl.toml");
+        let text = fs::read_to_string(&manifest).unwrap();
+        assert!(text.contains("\nkeep_releases = 5\n"), "{} changed; adapt this test", manifest.display());
+        let root = dir.join("root");
+        let text = text.replace("\nkeep_releases = 5\n", &format!("\nkeep_releases = 5\nroot = {:?}\n", root));
+        fs::write(&manifest, text).unwrap();
+        for build in ["development", "testing"] {
+            fs::create_dir_all(root.join(build).join("releases/20260101T000000Z")).unwrap();
+            std::os::unix::fs::symlink("releases/20260101T000000Z", root.join(build).join("current")).unwrap();
+        }
+        let out = Command::new("chmod").args(["-R", "a+rX"]).arg(dir.join("medctrl")).output().unwrap();
+        assert!(out.status.success(), "chmod: {}", show(&out));
+        copy
+    }
+
+    /// `relctl -f <the example's manifest> args...` as nobody, in a clean environment.
+    fn relctl_as_nobody(&self, args: &[&str]) -> Output {
+        Command::new(self.0.join("relctl"))
+            .arg("-f")
+            .arg(self.0.join("medctrl/relctl.toml"))
+            .args(args)
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .current_dir(&self.0)
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("LANG", "C.UTF-8")
+            .env("HOME", "/nonexistent")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Copy {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn show(out: &Output) -> String {
+    format!(
+        "{}, stdout {:?}, stderr {:?}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn commands_that_change_the_system_need_root_and_say_so() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test runs relctl as nobody (uid {NOBODY}) and needs root to switch users: run it as root"
+    );
+    let copy = Copy::new();
+    let mut wrong = Vec::new();
+    for command in NEED_ROOT {
+        let out = copy.relctl_as_nobody(command);
+        let expected = needs_root(command);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.code() != Some(1) || stderr != expected || !out.stdout.is_empty() {
+            wrong.push(format!(
+                "relctl {}:\n  expected: exit 1, stderr {expected:?}, no stdout\n  actual:   {}",
+                command.join(" "),
+                show(&out)
+            ));
+        }
+    }
+    // Usage errors come first: an undeclared build is exit 2 with or without root.
+    let out = copy.relctl_as_nobody(&["start", "staging"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() != Some(2) || !stderr.contains("staging") || stderr.contains("needs root") {
+        wrong.push(format!(
+            "relctl start staging:\n  expected: exit 2, stderr naming the undeclared build \"staging\", not \"needs root\"\n  \
+             actual:   {}",
+            show(&out)
+        ));
+    }
+    assert!(
+        wrong.is_empty(),
+        "as nobody, {} of {} commands answered wrong:\n{}",
+        wrong.len(),
+        NEED_ROOT.len() + 1,
+        wrong.join("\n")
+    );
+}
