@@ -7,8 +7,11 @@
 //! (only `nginx` listens on TCP, on ports the kernel hands out) and their scratch directories
 //! (named per test, see `common::scratch_dir`).
 
+mod boundary;
 mod common;
 mod core;
+mod faults;
+mod hostile;
 mod nginx;
 mod releases;
 mod sandbox_smoke;

@@ -193,13 +193,13 @@ systemctl start nginx"#
         "requests failed during restarts:\n{report}"
     );
 
-    // -- a snippet nginx rejects is refused by --check; the old file stays -------------------
+    // -- an allow entry nginx would reject is refused by relctl itself; the old file stays ------
     let before = env.sh(&format!("cat {SNIPPET}"));
     let broken = testing_route("nginx-broken", "route = \"/testapi\"\nallow = [\"10.0.0.300/8\"]");
     let out = env.relctl_with(&broken, &["nginx-snippet", "--output", SNIPPET, "--check", "--reload"]);
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     let err = stderr(&out);
-    assert!(err.starts_with("relctl: nginx -t rejected the snippet:") && err.contains("10.0.0.300/8"), "{err}");
+    assert!(err.contains("[builds.testing] allow entry \"10.0.0.300/8\" must be"), "{err}");
     assert_eq!(env.sh(&format!("cat {SNIPPET}")), before, "the old snippet is kept");
 
     // -- a snippet that is valid alone but breaks the host's config is put back --------------
