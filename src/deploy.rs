@@ -533,6 +533,15 @@ impl<'a> Deploy<'a> {
                 self.build.socket.display()
             );
         }
+        let own = listener::own_tcp_listeners(first.main_pid)?;
+        if !own.is_empty() {
+            bail!(
+                "{unit}'s main process (PID {}) listens on {} of its own instead of serving the socket systemd passes it ({}): the service must take its socket from systemd (LISTEN_FDS; for gunicorn: no --bind)",
+                first.main_pid,
+                own.join(", "),
+                self.build.socket.display()
+            );
+        }
         let health = match &self.app.health {
             Some(h) => Some(health::wait_healthy(&self.build.socket, &h.path, Duration::from_secs(h.timeout_s))?),
             None => None,

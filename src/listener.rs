@@ -51,6 +51,60 @@ pub fn holds(pid: u32, path: &Path) -> Result<bool> {
     Ok(false)
 }
 
+/// The TCP addresses process `pid` listens on itself (sockets it holds that are in LISTEN state
+/// in /proc/net/tcp or tcp6), e.g. `127.0.0.1:8000` for a gunicorn that was not handed its socket.
+pub fn own_tcp_listeners(pid: u32) -> Result<Vec<String>> {
+    let mut listening = std::collections::BTreeMap::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else { continue };
+        listening.extend(tcp_listeners(&text));
+    }
+    let fd_dir = format!("/proc/{pid}/fd");
+    let fds = std::fs::read_dir(&fd_dir).with_context(|| format!("reading {fd_dir}"))?;
+    let mut own = Vec::new();
+    for fd in fds.flatten() {
+        let Ok(link) = std::fs::read_link(fd.path()) else { continue };
+        let link = link.to_string_lossy();
+        let inode: Option<u64> =
+            link.strip_prefix("socket:[").and_then(|l| l.strip_suffix(']')).and_then(|i| i.parse().ok());
+        if let Some(addr) = inode.and_then(|i| listening.get(&i)) {
+            own.push(addr.clone());
+        }
+    }
+    Ok(own)
+}
+
+/// Inode -> local address of the sockets in LISTEN state (`0A`) in a /proc/net/tcp{,6} table.
+fn tcp_listeners(table: &str) -> Vec<(u64, String)> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (local, state, inode) = (f.get(1)?, f.get(3)?, f.get(9)?);
+            if *state != "0A" {
+                return None;
+            }
+            let (addr, port) = local.split_once(':')?;
+            let port = u16::from_str_radix(port, 16).ok()?;
+            // The kernel prints the address as native-endian 32-bit words.
+            let words: Vec<[u8; 4]> = (0..addr.len() / 8)
+                .map(|i| u32::from_str_radix(&addr[i * 8..i * 8 + 8], 16).map(u32::to_ne_bytes))
+                .collect::<Result<_, _>>()
+                .ok()?;
+            let ip: std::net::IpAddr = match words.as_slice() {
+                [a] => std::net::Ipv4Addr::from(*a).into(),
+                [a, b, c, d] => {
+                    let bytes: [u8; 16] = [*a, *b, *c, *d].concat().try_into().ok()?;
+                    std::net::Ipv6Addr::from(bytes).into()
+                }
+                _ => return None,
+            };
+            Some((inode.parse().ok()?, std::net::SocketAddr::new(ip, port).to_string()))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,6 +118,15 @@ mod tests {
             0000000000000000: 00000002 00000000 00010000 0001 01 333 /opt/a/dev/gunicorn.sockx\n\
             0000000000000000: 00000003 00000000 00000000 0001 03 444\n";
         assert_eq!(listening_inodes(table, Path::new("/opt/a/dev/gunicorn.sock")), BTreeSet::from([111]));
+    }
+
+    #[test]
+    fn tcp_listeners_of_this_process_are_found() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        assert!(own_tcp_listeners(std::process::id()).unwrap().contains(&addr), "{addr}");
+        drop(listener);
+        assert!(!own_tcp_listeners(std::process::id()).unwrap().contains(&addr));
     }
 
     #[test]
