@@ -86,6 +86,9 @@ mod tests {
         assert!(c.contains("EnvironmentFile=/opt/medctrl/backend/%i/current/.relctl/environment\n"));
         assert!(c.contains("Requires=medctrl@%i.socket\n") && c.contains("PartOf=medctrl.target\n"));
         assert!(c.contains("StateDirectory=medctrl/backend/%i\n") && c.contains("User=medctrl\n"));
+        // The service user's home is /nonexistent; the service gets a writable one of its own.
+        assert!(c.contains("CacheDirectory=medctrl/backend/%i\nRuntimeDirectory=medctrl/backend/%i\n"), "{c}");
+        assert!(c.contains("Environment=HOME=%C/medctrl/backend/%i XDG_RUNTIME_DIR=%t/medctrl/backend/%i\n"));
         assert!(c.contains("Type=notify\n") && c.contains("ProtectSystem=strict\n"));
         assert!(!c.contains("%I"), "use %i, never %I");
         let socket = &units[1].contents;
