@@ -75,6 +75,10 @@ mod tests {
         crate::plan::app(&loaded).unwrap()
     }
 
+    fn service() -> String {
+        render(&example()).unwrap().swap_remove(0).contents
+    }
+
     #[test]
     fn units_use_the_instance_name_and_resolve_exec_against_current() {
         let units = render(&example()).unwrap();
@@ -95,5 +99,37 @@ mod tests {
         assert!(socket.contains("ListenStream=/opt/medctrl/backend/%i/gunicorn.sock\n"));
         assert!(socket.contains("SocketGroup=www-data\n") && socket.contains("SocketMode=0660\n"));
         assert!(units[2].contents.contains("WantedBy=multi-user.target"));
+    }
+
+    const HARDENED: &[&str] = &[
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "PrivateDevices=yes",
+        "PrivateMounts=yes",
+        "PrivateUsers=yes",
+        "ProtectProc=invisible",
+        "ProcSubset=pid",
+        "RemoveIPC=yes",
+        "MemoryDenyWriteExecute=yes",
+        "CapabilityBoundingSet=",
+        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+        "SystemCallFilter=@system-service",
+        "SystemCallFilter=~@privileged @resources",
+        "SystemCallErrorNumber=EPERM",
+        "UMask=0077",
+        "IPAddressDeny=any",
+        "IPAddressAllow=localhost",
+    ];
+
+    #[test]
+    fn service_is_hardened_by_default() {
+        let c = service();
+        let lines: Vec<&str> = c.lines().collect();
+        for want in HARDENED {
+            assert!(lines.contains(want), "missing {want:?}:\n{c}");
+        }
+        assert!(!c.contains("\n\n\n") && !c.contains("%I"), "{c}");
     }
 }
