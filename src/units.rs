@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::manifest::{Hardening, IP_ANY};
 use crate::plan::AppPlan;
 use crate::render;
 
@@ -31,7 +30,7 @@ struct UnitContext<'a> {
     socket_name: &'a str,
     socket_group: &'a str,
     timeout_start_s: u64,
-    hardening: &'a Hardening,
+    hardening: &'a crate::manifest::Hardening,
     /// `IPAddressAllow=` (with `IPAddressDeny=any`); `None`: no IP address filter.
     ip_address_allow: Option<String>,
 }
@@ -71,55 +70,25 @@ pub fn render(app: &AppPlan) -> Result<Vec<UnitFile>> {
 
 /// localhost and the manifest's entries, or `None` for `["any"]`.
 fn ip_address_allow(extra: &[String]) -> Option<String> {
-    if extra.iter().any(|a| a == IP_ANY) {
+    if extra.iter().any(|a| a == crate::manifest::IP_ANY) {
         return None;
     }
     Some(std::iter::once("localhost").chain(extra.iter().map(String::as_str)).collect::<Vec<_>>().join(" "))
 }
 
 #[cfg(test)]
-mod tests {
+mod hardening_tests {
     use super::*;
     use crate::manifest::{self, Loaded};
 
     const EXAMPLE: &str = "app = \"medctrl\"\ncomponent = \"backend\"\n[service]\nexec = \"x\"\n[builds.development]\n";
 
-    fn example() -> AppPlan {
-        example_with("")
-    }
-
-    /// The example with `extra` appended to its manifest.
-    fn example_with(extra: &str) -> AppPlan {
+    /// The example's service unit, with `extra` appended to its manifest.
+    fn service(extra: &str) -> String {
         let text = format!("{EXAMPLE}{extra}");
         let manifest = manifest::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         let loaded = Loaded { path: "/srv/relctl.toml".into(), dir: "/srv".into(), manifest };
-        crate::plan::app(&loaded).unwrap()
-    }
-
-    fn service(extra: &str) -> String {
-        render(&example_with(extra)).unwrap().swap_remove(0).contents
-    }
-
-    #[test]
-    fn units_use_the_instance_name_and_resolve_exec_against_current() {
-        let units = render(&example()).unwrap();
-        let service = &units[0];
-        assert_eq!(service.path, Path::new("/etc/systemd/system/medctrl@.service"));
-        let c = &service.contents;
-        assert!(c.contains("ExecStart=/opt/medctrl/backend/%i/current/.relctl/start\n"), "{c}");
-        assert!(c.contains("WorkingDirectory=/opt/medctrl/backend/%i/current\n"));
-        assert!(c.contains("EnvironmentFile=/opt/medctrl/backend/%i/current/.relctl/environment\n"));
-        assert!(c.contains("Requires=medctrl@%i.socket\n") && c.contains("PartOf=medctrl.target\n"));
-        assert!(c.contains("StateDirectory=medctrl/backend/%i\n") && c.contains("User=medctrl\n"));
-        // The service user's home is /nonexistent; the service gets a writable one of its own.
-        assert!(c.contains("CacheDirectory=medctrl/backend/%i\nRuntimeDirectory=medctrl/backend/%i\n"), "{c}");
-        assert!(c.contains("Environment=HOME=%C/medctrl/backend/%i XDG_RUNTIME_DIR=%t/medctrl/backend/%i\n"));
-        assert!(c.contains("Type=notify\n") && c.contains("ProtectSystem=strict\n"));
-        assert!(!c.contains("%I"), "use %i, never %I");
-        let socket = &units[1].contents;
-        assert!(socket.contains("ListenStream=/opt/medctrl/backend/%i/gunicorn.sock\n"));
-        assert!(socket.contains("SocketGroup=www-data\n") && socket.contains("SocketMode=0660\n"));
-        assert!(units[2].contents.contains("WantedBy=multi-user.target"));
+        render(&crate::plan::app(&loaded).unwrap()).unwrap().swap_remove(0).contents
     }
 
     const HARDENED: &[&str] = &[
@@ -152,7 +121,7 @@ mod tests {
             assert!(lines.contains(want), "missing {want:?}:\n{c}");
         }
         assert!(!c.contains("\n\n\n") && !c.contains("%I"), "{c}");
-        assert_eq!(example().hardening, manifest::Hardening::default());
+        assert_eq!(service(""), service("[hardening]\n"), "an empty [hardening] is the default");
     }
 
     /// The lines only in `a` and the lines only in `b`.
@@ -223,5 +192,40 @@ mod tests {
             let err = parse(bad).unwrap_err();
             assert!(err.contains(msg), "{bad}: {err}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{self, Loaded};
+
+    fn example() -> AppPlan {
+        let text = "app = \"medctrl\"\ncomponent = \"backend\"\n[service]\nexec = \"x\"\n[builds.development]\n";
+        let loaded =
+            Loaded { path: "/srv/relctl.toml".into(), dir: "/srv".into(), manifest: manifest::parse(text).unwrap() };
+        crate::plan::app(&loaded).unwrap()
+    }
+
+    #[test]
+    fn units_use_the_instance_name_and_resolve_exec_against_current() {
+        let units = render(&example()).unwrap();
+        let service = &units[0];
+        assert_eq!(service.path, Path::new("/etc/systemd/system/medctrl@.service"));
+        let c = &service.contents;
+        assert!(c.contains("ExecStart=/opt/medctrl/backend/%i/current/.relctl/start\n"), "{c}");
+        assert!(c.contains("WorkingDirectory=/opt/medctrl/backend/%i/current\n"));
+        assert!(c.contains("EnvironmentFile=/opt/medctrl/backend/%i/current/.relctl/environment\n"));
+        assert!(c.contains("Requires=medctrl@%i.socket\n") && c.contains("PartOf=medctrl.target\n"));
+        assert!(c.contains("StateDirectory=medctrl/backend/%i\n") && c.contains("User=medctrl\n"));
+        // The service user's home is /nonexistent; the service gets a writable one of its own.
+        assert!(c.contains("CacheDirectory=medctrl/backend/%i\nRuntimeDirectory=medctrl/backend/%i\n"), "{c}");
+        assert!(c.contains("Environment=HOME=%C/medctrl/backend/%i XDG_RUNTIME_DIR=%t/medctrl/backend/%i\n"));
+        assert!(c.contains("Type=notify\n") && c.contains("ProtectSystem=strict\n"));
+        assert!(!c.contains("%I"), "use %i, never %I");
+        let socket = &units[1].contents;
+        assert!(socket.contains("ListenStream=/opt/medctrl/backend/%i/gunicorn.sock\n"));
+        assert!(socket.contains("SocketGroup=www-data\n") && socket.contains("SocketMode=0660\n"));
+        assert!(units[2].contents.contains("WantedBy=multi-user.target"));
     }
 }
