@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::UsageError;
 
@@ -34,6 +34,8 @@ pub struct Manifest {
     pub vars: toml::Table,
     #[serde(default)]
     pub builds: BTreeMap<String, Build>,
+    #[serde(default)]
+    pub hardening: Hardening,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -114,6 +116,78 @@ fn default_health_timeout() -> u64 {
 }
 pub fn default_probation() -> u64 {
     2
+}
+
+/// `[hardening]`: relaxes the service unit's sandbox for apps that need it (README "Hardening").
+/// Every default is the strict setting.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Hardening {
+    /// `MemoryDenyWriteExecute=`; false for code that needs writable+executable pages (JITs).
+    pub memory_deny_write_execute: bool,
+    /// `PrivateUsers=`; false when the app must see the real ids of other users and groups.
+    pub private_users: bool,
+    /// `ProcSubset=`: `pid` (only /proc/<pid>) or `all` (also /proc/meminfo, /proc/stat, ...).
+    pub proc_subset: ProcSubset,
+    /// `UMask=` of the service, 3 or 4 octal digits.
+    pub umask: String,
+    /// IP addresses or CIDR ranges the app may reach besides localhost (`IPAddressAllow=`, with
+    /// `IPAddressDeny=any`); `["any"]` lifts the IP filter.
+    pub ip_address_allow: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProcSubset {
+    Pid,
+    All,
+}
+
+impl Default for Hardening {
+    fn default() -> Self {
+        Hardening {
+            memory_deny_write_execute: true,
+            private_users: true,
+            proc_subset: ProcSubset::Pid,
+            umask: "0077".into(),
+            ip_address_allow: Vec::new(),
+        }
+    }
+}
+
+/// The value of `ip_address_allow` that turns the IP filter off.
+pub const IP_ANY: &str = "any";
+
+fn check_hardening(h: &Hardening) -> Result<(), String> {
+    let u = &h.umask;
+    if !(3..=4).contains(&u.len())
+        || !u.chars().all(|c| ('0'..='7').contains(&c))
+        || u.len() == 4 && !u.starts_with('0')
+    {
+        return Err(format!("[hardening] umask \"{u}\" must be 3 or 4 octal digits, e.g. \"0027\""));
+    }
+    let any = h.ip_address_allow.iter().any(|a| a == IP_ANY);
+    if any && h.ip_address_allow.len() > 1 {
+        return Err(format!("[hardening] ip_address_allow: \"{IP_ANY}\" lifts the IP filter; list it alone"));
+    }
+    for a in h.ip_address_allow.iter().filter(|a| *a != IP_ANY) {
+        if !is_ip_or_cidr(a) {
+            return Err(format!(
+                "[hardening] ip_address_allow entry \"{a}\" is not an IP address or CIDR range (e.g. \"10.0.0.5\", \"10.0.0.0/24\", \"fd00::/8\"), or \"{IP_ANY}\""
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn is_ip_or_cidr(s: &str) -> bool {
+    let (addr, prefix) = match s.split_once('/') {
+        Some((addr, prefix)) => (addr, Some(prefix)),
+        None => (s, None),
+    };
+    let Ok(addr) = addr.parse::<std::net::IpAddr>() else { return false };
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    prefix.is_none_or(|p| p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u8>().is_ok_and(|n| n <= max))
 }
 
 /// A parsed, checked manifest and where it came from.
@@ -405,6 +479,7 @@ fn check(m: &Manifest) -> Result<(), String> {
             return Err(format!("[health] probation_s = {} must be at most 3600", h.probation_s));
         }
     }
+    check_hardening(&m.hardening)?;
     Ok(())
 }
 

@@ -34,6 +34,8 @@ pub struct AppPlan {
     pub keep_releases: usize,
     /// Declared builds and their routes, in manifest order.
     pub builds: Vec<(String, Option<String>)>,
+    /// `[hardening]`: how strict the service unit is.
+    pub hardening: manifest::Hardening,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -121,6 +123,7 @@ pub fn app(loaded: &Loaded) -> Result<AppPlan> {
         probation_s: m.health.as_ref().map_or(manifest::default_probation(), |h| h.probation_s),
         keep_releases: m.keep_releases,
         builds: m.builds.iter().map(|(name, b)| (name.clone(), b.route.clone())).collect(),
+        hardening: m.hardening.clone(),
     })
 }
 

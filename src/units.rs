@@ -33,6 +33,9 @@ struct UnitContext<'a> {
     socket_group: &'a str,
     socket_mode: String,
     timeout_start_s: u64,
+    hardening: &'a crate::manifest::Hardening,
+    /// `IPAddressAllow=` (with `IPAddressDeny=any`); `None`: no IP address filter.
+    ip_address_allow: Option<String>,
 }
 
 /// The mode of every build's socket (`SocketMode=` in the socket unit).
@@ -89,6 +92,8 @@ pub fn render(app: &AppPlan) -> Result<Vec<UnitFile>> {
         socket_mode: format!("{SOCKET_MODE:04o}"),
         // systemd must not give up on a start before the health gate does.
         timeout_start_s: app.health.as_ref().map_or(90, |h| h.timeout_s.max(90)),
+        hardening: &app.hardening,
+        ip_address_allow: ip_address_allow(&app.hardening.ip_address_allow),
     };
     let templates = [
         ("units/app@.service.tera", SERVICE_TEMPLATE),
@@ -100,6 +105,133 @@ pub fn render(app: &AppPlan) -> Result<Vec<UnitFile>> {
         .zip(templates)
         .map(|(path, (name, source))| Ok(UnitFile { path, contents: render::render_value(name, source, &ctx)? }))
         .collect()
+}
+
+/// localhost and the manifest's entries, or `None` for `["any"]`.
+fn ip_address_allow(extra: &[String]) -> Option<String> {
+    if extra.iter().any(|a| a == crate::manifest::IP_ANY) {
+        return None;
+    }
+    Some(std::iter::once("localhost").chain(extra.iter().map(String::as_str)).collect::<Vec<_>>().join(" "))
+}
+
+#[cfg(test)]
+mod hardening_tests {
+    use super::*;
+    use crate::manifest::{self, Loaded};
+
+    const EXAMPLE: &str = "app = \"medctrl\"\ncomponent = \"backend\"\n[service]\nexec = \"x\"\n[builds.development]\n";
+
+    /// The example's service unit, with `extra` appended to its manifest.
+    fn service(extra: &str) -> String {
+        let text = format!("{EXAMPLE}{extra}");
+        let manifest = manifest::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let loaded = Loaded { path: "/srv/relctl.toml".into(), dir: "/srv".into(), manifest };
+        render(&crate::plan::app(&loaded).unwrap()).unwrap().swap_remove(0).contents
+    }
+
+    const HARDENED: &[&str] = &[
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "PrivateDevices=yes",
+        "PrivateMounts=yes",
+        "PrivateUsers=yes",
+        "ProtectProc=invisible",
+        "ProcSubset=pid",
+        "RemoveIPC=yes",
+        "MemoryDenyWriteExecute=yes",
+        "CapabilityBoundingSet=",
+        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+        "SystemCallFilter=@system-service",
+        "SystemCallFilter=~@privileged @resources",
+        "SystemCallErrorNumber=EPERM",
+        "UMask=0077",
+        "IPAddressDeny=any",
+        "IPAddressAllow=localhost",
+    ];
+
+    #[test]
+    fn service_is_hardened_by_default() {
+        let c = service("");
+        let lines: Vec<&str> = c.lines().collect();
+        for want in HARDENED {
+            assert!(lines.contains(want), "missing {want:?}:\n{c}");
+        }
+        assert!(!c.contains("\n\n\n") && !c.contains("%I"), "{c}");
+        assert_eq!(service(""), service("[hardening]\n"), "an empty [hardening] is the default");
+    }
+
+    /// The lines only in `a` and the lines only in `b`.
+    fn line_diff<'a>(a: &'a str, b: &'a str) -> (Vec<&'a str>, Vec<&'a str>) {
+        let only = |x: &'a str, y: &'a str| x.lines().filter(|l| !y.lines().any(|m| m == *l)).collect();
+        (only(a, b), only(b, a))
+    }
+
+    #[test]
+    fn each_hardening_key_changes_exactly_its_setting() {
+        let strict = service("");
+        let cases: &[(&str, &[&str], &[&str])] = &[
+            ("memory_deny_write_execute = false", &["MemoryDenyWriteExecute=yes"], &["MemoryDenyWriteExecute=no"]),
+            ("private_users = false", &["PrivateUsers=yes"], &["PrivateUsers=no"]),
+            ("proc_subset = \"all\"", &["ProcSubset=pid"], &["ProcSubset=all"]),
+            ("umask = \"0027\"", &["UMask=0077"], &["UMask=0027"]),
+            (
+                "ip_address_allow = [\"10.0.0.5\", \"192.168.0.0/16\", \"fd00::/8\"]",
+                &["IPAddressAllow=localhost"],
+                &["IPAddressAllow=localhost 10.0.0.5 192.168.0.0/16 fd00::/8"],
+            ),
+            (
+                "ip_address_allow = [\"any\"]",
+                &[
+                    "# IP only to and from localhost and [hardening] ip_address_allow (nginx uses the unix socket).",
+                    "IPAddressDeny=any",
+                    "IPAddressAllow=localhost",
+                ],
+                &["# No IP address filter ([hardening] ip_address_allow = [\"any\"])."],
+            ),
+        ];
+        for (key, removed, added) in cases {
+            let relaxed = service(&format!("[hardening]\n{key}\n"));
+            assert!(relaxed.contains("\n\n[Install]\n") && !relaxed.contains("\n\n\n"), "{relaxed}");
+            let (gone, new) = line_diff(&strict, &relaxed);
+            assert_eq!((gone.as_slice(), new.as_slice()), (*removed, *added), "{key}");
+        }
+        // Restating the defaults changes nothing.
+        let defaults = "[hardening]\nmemory_deny_write_execute = true\nprivate_users = true\nproc_subset = \"pid\"\numask = \"0077\"\nip_address_allow = []\n";
+        assert_eq!(service(defaults), strict);
+    }
+
+    #[test]
+    fn hardening_keys_are_checked() {
+        let parse = |body: &str| manifest::parse(&format!("{EXAMPLE}[hardening]\n{body}\n"));
+        for ok in [
+            "umask = \"022\"",
+            "umask = \"0027\"",
+            "ip_address_allow = [\"10.0.0.5\", \"10.0.0.0/8\", \"::1\", \"2001:db8::/32\", \"0.0.0.0/0\"]",
+            "ip_address_allow = [\"any\"]",
+        ] {
+            assert!(parse(ok).is_ok(), "{ok}: {:?}", parse(ok).err());
+        }
+        for (bad, msg) in [
+            ("umask = \"27\"", "[hardening] umask \"27\" must be 3 or 4 octal digits"),
+            ("umask = \"0028\"", "[hardening] umask \"0028\""),
+            ("umask = \"1077\"", "[hardening] umask \"1077\""),
+            ("ip_address_allow = [\"db.example.com\"]", "entry \"db.example.com\" is not an IP address or CIDR range"),
+            ("ip_address_allow = [\"10.0.0.0/33\"]", "entry \"10.0.0.0/33\""),
+            ("ip_address_allow = [\"fd00::/129\"]", "entry \"fd00::/129\""),
+            ("ip_address_allow = [\"10.0.0.1/+8\"]", "entry \"10.0.0.1/+8\""),
+            ("ip_address_allow = [\"10.0.0.1 ; x\"]", "entry \"10.0.0.1 ; x\""),
+            ("ip_address_allow = [\"localhost\"]", "entry \"localhost\""),
+            ("ip_address_allow = [\"any\", \"10.0.0.1\"]", "\"any\" lifts the IP filter; list it alone"),
+            ("proc_subset = \"none\"", "unknown variant `none`"),
+            ("private_user = false", "unknown field `private_user`"),
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert!(err.contains(msg), "{bad}: {err}");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -130,6 +262,9 @@ mod tests {
         assert!(c.contains("EnvironmentFile=/opt/medctrl/backend/%i/current/.relctl/environment\n"));
         assert!(c.contains("Requires=medctrl@%i.socket\n") && c.contains("PartOf=medctrl.target\n"));
         assert!(c.contains("StateDirectory=medctrl/backend/%i\n") && c.contains("User=medctrl\n"));
+        // The service user's home is /nonexistent; the service gets a writable one of its own.
+        assert!(c.contains("CacheDirectory=medctrl/backend/%i\nRuntimeDirectory=medctrl/backend/%i\n"), "{c}");
+        assert!(c.contains("Environment=HOME=%C/medctrl/backend/%i XDG_RUNTIME_DIR=%t/medctrl/backend/%i\n"));
         assert!(c.contains("Type=notify\n") && c.contains("ProtectSystem=strict\n"));
         assert!(!c.contains("%I"), "use %i, never %I");
         let socket = &units[1].contents;
