@@ -78,7 +78,7 @@ fn a_service_that_binds_its_own_socket_never_passes() {
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let last = stderr(&out).lines().last().unwrap_or_default().to_string();
     assert!(
-        last.contains("does not hold the listening socket /opt/medctrl/backend/development/gunicorn.sock"),
+        last.contains("listens on 127.0.0.1:8123 of its own instead of serving the socket systemd passes it (/opt/medctrl/backend/development/gunicorn.sock)"),
         "{last}"
     );
     assert!(last.contains("failed and is marked bad; switched back to"), "{last}");
