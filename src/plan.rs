@@ -107,6 +107,13 @@ pub fn app(loaded: &Loaded) -> Result<AppPlan> {
         ))
         .into());
     }
+    if let Some(system) = system_dir(&root) {
+        return Err(UsageError(format!(
+            "{}: root {root_str} is inside {system}, which belongs to the system; put builds under /opt or /srv",
+            loaded.path.display()
+        ))
+        .into());
+    }
     let layout = AppLayout {
         app: m.app.clone(),
         component: m.component.clone(),
@@ -125,6 +132,34 @@ pub fn app(loaded: &Loaded) -> Result<AppPlan> {
         builds: m.builds.iter().map(|(name, b)| (name.clone(), b.route.clone())).collect(),
         hardening: m.hardening.clone(),
     })
+}
+
+/// Directories that belong to the operating system: never a build root, never a source to copy.
+const SYSTEM_DIRS: &[&str] = &[
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/proc",
+    "/root",
+    "/run",
+    "/sbin",
+    "/sys",
+    "/tmp",
+    "/usr",
+    "/var/tmp",
+    "/var/lib/dpkg",
+    "/var/lib/systemd",
+    "/var/log",
+];
+
+/// The system directory `path` is (or is inside), if any. `path` is absolute.
+fn system_dir(path: &Path) -> Option<&'static str> {
+    SYSTEM_DIRS.iter().copied().find(|d| path.starts_with(d))
 }
 
 /// The longest path a unix socket can have (`sun_path` holds 108 bytes with its NUL).
@@ -275,7 +310,28 @@ fn source_dir(loaded: &Loaded) -> Result<PathBuf> {
             UsageError(format!("{}: source {} is not a directory", loaded.path.display(), source.display())).into()
         );
     }
-    fs::canonicalize(&source).map_err(Into::into)
+    let source = fs::canonicalize(&source)?;
+    let whole = |d: &str| source == Path::new(d);
+    let virtual_fs = ["/proc", "/sys", "/dev"].iter().any(|d| source.starts_with(d));
+    if whole("/") || SYSTEM_DIRS.iter().any(|d| whole(d)) || virtual_fs {
+        return Err(UsageError(format!(
+            "{}: source {} is / or a system directory; it should be your project's checkout",
+            loaded.path.display(),
+            source.display()
+        ))
+        .into());
+    }
+    if let Some(w) = &loaded.manifest.service.workdir {
+        if !source.join(w).is_dir() {
+            return Err(UsageError(format!(
+                "{}: [service] workdir \"{w}\" is not a directory in the source {}",
+                loaded.path.display(),
+                source.display()
+            ))
+            .into());
+        }
+    }
+    Ok(source)
 }
 
 /// What is copied: the source, minus `.git`, the exclude patterns and the build root itself.
@@ -408,7 +464,8 @@ fn read_secrets(loaded: &Loaded, build: &str, file: Option<&Path>) -> Result<Sec
         ))
         .into());
     }
-    let text = fs::read_to_string(&path).context("reading the secrets file")?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| UsageError(format!("secrets file {} of build {build}: {e}", path.display())))?;
     let values =
         render::parse_env_file(&text).map_err(|e| UsageError(format!("secrets file {}: {e}", path.display())))?;
     Ok(Secrets { file: Some(path), names: values.keys().cloned().collect(), values })
@@ -490,6 +547,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
         fs::create_dir_all(dir.join("deploy")).unwrap();
+        fs::create_dir_all(dir.join("API")).unwrap();
         let template = "BUILD = \"{{ build }}\"\nDB = \"{{ state_dir }}/db.sqlite3\"\n";
         fs::write(dir.join("deploy/settings.py.tera"), template).unwrap();
         (tmp, Loaded { path: dir.join("relctl.toml"), dir, manifest: manifest::parse(text).unwrap() })

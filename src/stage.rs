@@ -46,7 +46,9 @@ impl CopySpec {
                 continue;
             }
             let is_dir = entry.file_type().is_dir();
+            // .git is never a source; a top-level .relctl would pose as relctl's own metadata.
             let skip = entry.file_name() == ".git"
+                || (entry.depth() == 1 && entry.file_name() == crate::store::META_DIR)
                 || self.never.iter().any(|n| path == n)
                 || matcher.matched_path_or_any_parents(path, is_dir).is_ignore();
             if skip {
@@ -104,6 +106,8 @@ mod tests {
                 "API/x/__pycache__/a.pyc",
                 "API/y.pyc",
                 ".git/HEAD",
+                ".relctl/bad",
+                "API/.relctl/kept",
                 "node_modules/m/index.js",
                 "deploy/settings.py.tera",
                 "builds/development/current/old.py",
@@ -119,9 +123,11 @@ mod tests {
         let stats = spec.copy_into(&dest).unwrap();
         assert!(dest.join("API/manage.py").is_file());
         assert!(dest.join("deploy/settings.py.tera").is_file());
-        for gone in ["API/x/__pycache__", "API/y.pyc", ".git", "node_modules", "builds", "sub/node_modules"] {
+        assert!(dest.join("API/.relctl/kept").is_file(), "only the top-level .relctl is relctl's");
+        for gone in [".relctl", "API/x/__pycache__", "API/y.pyc", ".git", "node_modules", "builds", "sub/node_modules"]
+        {
             assert!(!dest.join(gone).exists(), "{gone} should not be copied");
         }
-        assert_eq!(stats.files, 2);
+        assert_eq!(stats.files, 3);
     }
 }

@@ -137,7 +137,8 @@ impl Release {
     }
 }
 
-const META_DIR: &str = ".relctl";
+/// relctl's own directory inside a release.
+pub const META_DIR: &str = ".relctl";
 const META_FILE: &str = "release.json";
 const BAD_FILE: &str = "bad";
 const DROPIN_FILE: &str = "dropin.conf";

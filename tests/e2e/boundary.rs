@@ -87,6 +87,11 @@ fn cases() -> Vec<Case> {
         case("root with a systemd specifier", &[(APP, "app = \"medctrl\"\nroot = \"/opt/%n\"")], BUILD, "root \"/opt/%n\" contains"),
         case("root too long for a socket", &[(APP, "app = \"medctrl\"\nroot = \"/opt/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"")], BUILD, "longer than a unix socket address can hold"),
         case("secrets path with a specifier", &[(ROUTE, "route = \"/testapi\"\nsecrets = \"/etc/relctl/%i.env\"")], BUILD, "secrets \"/etc/relctl/%i.env\" contains"),
+        case("root under /etc", &[(APP, "app = \"medctrl\"\nroot = \"/etc/medctrl\"")], BUILD, "root /etc/medctrl is inside /etc, which belongs to the system"),
+        case("root under /tmp", &[(APP, "app = \"medctrl\"\nroot = \"/tmp/medctrl\"")], BUILD, "root /tmp/medctrl is inside /tmp"),
+        case("source is /", &[("source = \".\"", "source = \"/\"")], BUILD, "source / is / or a system directory"),
+        case("workdir missing from the source", &[("workdir = \"API\"", "workdir = \"no-such-dir\"")], BUILD, "[service] workdir \"no-such-dir\" is not a directory in the source"),
+        case("app shadowing multi-user.target", &[(APP, "app = \"multi-user\"")], BUILD, "multi-user.target exists and relctl did not write it"),
         // -- types and ranges, named by key ---------------------------------------------------
         case("keep_releases as text", &[(KEEP, "keep_releases = \"five\"")], BUILD, "keep_releases: invalid type: string \"five\", expected usize"),
         case("keep_releases zero", &[(KEEP, "keep_releases = 0")], BUILD, "keep_releases = 0 must be between 1 and 1000"),
@@ -141,6 +146,7 @@ fn cases() -> Vec<Case> {
         state("current release removed by hand", "cd /opt/medctrl/backend/development && mv releases/$(basename $(readlink current)) /opt/medctrl/release.keep", "cd /opt/medctrl/backend/development && mv /opt/medctrl/release.keep releases/$(basename $(readlink current))", &["restart", "development"], 2, "current release"),
         state("nginx missing for --check", "mv /usr/sbin/nginx /usr/sbin/nginx.away", "mv /usr/sbin/nginx.away /usr/sbin/nginx", &["nginx-snippet", "--check"], 1, "nginx not found"),
         state("no system bus", "", "", &["@nodbus", "restart", "development"], 1, "cannot connect to the system D-Bus"),
+        state("secrets file is a directory", "mkdir -p /etc/relctl/dev.env && chmod 700 /etc/relctl/dev.env", "rmdir /etc/relctl/dev.env", &["-f", "@secrets", "build", "development"], 2, "secrets file /etc/relctl/dev.env of build development: Is a directory"),
         state("manifest missing", "", "", &["-f", "/no/such/relctl.toml", "status"], 2, "cannot read manifest /no/such/relctl.toml"),
     ]
 }
