@@ -1,6 +1,6 @@
 //! Without root, every command that changes the system is refused up front, with one line that
 //! names the command and says what to do. No sandbox and no systemd: relctl runs on the host as
-//! `nobody` (uid and gid 65534), from a world-readable copy under /tmp. Switching users needs
+//! `nobody` (uid and gid 65534), from a world-readable copy under /srv. Switching users needs
 //! root, so this test fails (never skips) when not run as root.
 //!
 //! The copy's manifest puts the builds' root in the same temp dir, where both builds look built
@@ -34,13 +34,14 @@ fn needs_root(command: &[&str]) -> String {
     )
 }
 
-/// A 0755 directory under /tmp with relctl and the example app, readable by anyone (the checkout
-/// and its target dir may be under a private home). Removed on drop.
+/// A 0755 directory under /srv with relctl and the example app, readable by anyone (the checkout
+/// and its target dir may be under a private home; /tmp would not do, relctl refuses a build root
+/// there). Removed on drop.
 struct Copy(PathBuf);
 
 impl Copy {
     fn new() -> Copy {
-        let out = Command::new("mktemp").args(["-d", "/tmp/relctl-nonroot.XXXXXX"]).output().unwrap();
+        let out = Command::new("mktemp").args(["-d", "/srv/relctl-nonroot.XXXXXX"]).output().unwrap();
         assert!(out.status.success(), "mktemp: {}", show(&out));
         let copy = Copy(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
         let dir = &copy.0;
