@@ -13,9 +13,10 @@ use fs_err as fs;
 use serde::{Deserialize, Serialize};
 
 use crate::atomic;
+use crate::deps::{self, DepPlan};
 use crate::error::UsageError;
 use crate::health;
-use crate::hooks::{self, HookFailed, HookStage};
+use crate::hooks::{self, Hook, HookFailed, HookStage};
 use crate::layout::BuildLayout;
 use crate::listener;
 use crate::plan::{AppPlan, BuildPlan};
@@ -124,8 +125,12 @@ impl<'a> Deploy<'a> {
 
         let t = Instant::now();
         let pruned = store::prune(b, self.app.keep_releases)?;
-        if !pruned.is_empty() {
-            let detail = format!("removed {} (keep_releases = {})", join(&pruned), self.app.keep_releases);
+        let collected = deps::collect(&self.app.layout.root)?;
+        if !pruned.is_empty() || !collected.is_empty() {
+            let mut detail = format!("removed {} (keep_releases = {})", join(&pruned), self.app.keep_releases);
+            if !collected.is_empty() {
+                detail.push_str(&format!("; dependencies no kept release uses: {}", join(&collected)));
+            }
             self.report.step("prune", t, detail);
         }
         Ok(BuildResult {
@@ -154,6 +159,18 @@ impl<'a> Deploy<'a> {
         failpoint("render");
         self.report.step("render", t, rendered);
 
+        for dep in &plan.deps {
+            let t = Instant::now();
+            let detail = self.ensure_dep(plan, dep)?;
+            let link = plan.release_dir.join(dep.path.trim_end_matches('/'));
+            if let Some(parent) = link.parent() {
+                atomic::ensure_dir(parent)?;
+            }
+            std::os::unix::fs::symlink(&dep.entry, &link)
+                .with_context(|| format!("linking {} to {}", link.display(), dep.entry.display()))?;
+            self.report.step("deps", t, detail);
+        }
+
         for hook in &plan.hooks {
             let t = Instant::now();
             let run_as = (hook.stage == HookStage::Release).then_some(user);
@@ -173,6 +190,43 @@ impl<'a> Deploy<'a> {
             git: plan.git.as_ref().map(|g| g.label()),
         };
         store::mark_complete(&plan.release_dir, &meta)
+    }
+
+    /// The dependency's entry, complete: reused when it is, else built at its final path (what a
+    /// killed build left there is removed first). A failed build removes what it made.
+    fn ensure_dep(&mut self, plan: &BuildPlan, dep: &DepPlan) -> Result<String> {
+        if dep.is_complete() {
+            return Ok(format!("{}: reused {}", dep.name, dep.entry.display()));
+        }
+        let cleaned = deps::remove_half_built(dep)?;
+        atomic::ensure_dir(&dep.entry)?;
+        let built = (|| -> Result<()> {
+            for command in &dep.build {
+                let hook = Hook { stage: HookStage::Build, command: command.clone() };
+                let mut env = plan.hook_env(&hook);
+                env.insert("RELCTL_DEP_DIR".into(), dep.entry.display().to_string());
+                let output = hooks::run(&hook, &plan.release_dir, &env, None).inspect_err(|e| {
+                    if let Some(f) = e.downcast_ref::<HookFailed>() {
+                        self.report.warn(format!("--- last lines of `{}` ---\n{}\n---", f.command, f.tail));
+                    }
+                })?;
+                self.report.verbose(&output);
+            }
+            failpoint("deps");
+            deps::mark_complete(dep)
+        })();
+        if let Err(e) = built {
+            return Err(match fs::remove_dir_all(&dep.entry) {
+                Ok(()) => e.context(format!("building [deps.{}] into {} (removed)", dep.name, dep.entry.display())),
+                Err(r) => e.context(format!(
+                    "building [deps.{}] into {} (could not remove it: {r}; the next build does)",
+                    dep.name,
+                    dep.entry.display()
+                )),
+            });
+        }
+        let half = if cleaned { ", after removing what an interrupted build left" } else { "" };
+        Ok(format!("{}: built {} (keyed by {}){half}", dep.name, dep.entry.display(), dep.keyed_by.join(", ")))
     }
 
     /// `relctl rollback`: switches back to `to` (default: the newest good release older than

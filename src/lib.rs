@@ -8,6 +8,7 @@ pub mod atomic;
 pub mod cli;
 mod commands;
 pub mod deploy;
+pub mod deps;
 pub mod error;
 pub mod git;
 pub mod health;

@@ -29,6 +29,9 @@ pub struct Manifest {
     pub service: Service,
     #[serde(default)]
     pub hooks: Hooks,
+    /// Dependencies built once per content and shared by releases (see `deps`).
+    #[serde(default)]
+    pub deps: BTreeMap<String, Dep>,
     pub health: Option<Health>,
     #[serde(default)]
     pub vars: toml::Table,
@@ -59,6 +62,23 @@ pub struct Service {
     pub socket: String,
     #[serde(default = "default_socket_group")]
     pub socket_group: String,
+}
+
+/// `[deps.<name>]`: a directory the release uses (a virtualenv, `node_modules`), built by `build`
+/// at a path keyed by the content of `key` files and the output of `key_commands`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dep {
+    /// Where the release sees it, relative to the release (e.g. `.venv`).
+    pub path: String,
+    /// Files in the source whose content keys it (e.g. `requirements.txt`).
+    #[serde(default)]
+    pub key: Vec<String>,
+    /// Commands whose output keys it too (e.g. `/usr/bin/python3 --version`).
+    #[serde(default)]
+    pub key_commands: Vec<String>,
+    /// Shell commands that build it into `$RELCTL_DEP_DIR`, run in the new release.
+    pub build: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -367,6 +387,38 @@ fn is_account_name(name: &str) -> bool {
     )
 }
 
+fn check_deps(m: &Manifest) -> Result<(), String> {
+    let mut paths: BTreeMap<&str, &str> = BTreeMap::new();
+    for (name, d) in &m.deps {
+        if !matches_rule(
+            name,
+            |c| c.is_ascii_lowercase(),
+            |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_',
+        ) {
+            return Err(format!("[deps.{}] name must match ^[a-z][a-z0-9_-]{{0,31}}$", name.escape_debug()));
+        }
+        let what = format!("[deps.{name}] path");
+        check_inner_path(&what, &d.path)?;
+        check_one_line(&what, &d.path)?;
+        if d.path.trim_end_matches('/') == crate::store::META_DIR {
+            return Err(format!("{what} \"{}\" is relctl's own directory in the release", d.path));
+        }
+        if let Some(other) = paths.insert(d.path.trim_end_matches('/'), name) {
+            return Err(format!("{what} \"{}\" is also the path of [deps.{other}]", d.path));
+        }
+        for k in &d.key {
+            check_inner_path(&format!("[deps.{name}] key"), k)?;
+        }
+        if d.build.is_empty() || d.build.iter().any(|c| c.trim().is_empty()) {
+            return Err(format!("[deps.{name}] build must list at least one command, none empty"));
+        }
+        for c in d.build.iter().chain(&d.key_commands) {
+            check_one_line(&format!("[deps.{name}] command"), c)?;
+        }
+    }
+    Ok(())
+}
+
 fn check(m: &Manifest) -> Result<(), String> {
     check_app_name(&m.app)?;
     if !matches_rule(
@@ -480,6 +532,7 @@ fn check(m: &Manifest) -> Result<(), String> {
         }
     }
     check_hardening(&m.hardening)?;
+    check_deps(m)?;
     Ok(())
 }
 

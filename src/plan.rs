@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use fs_err as fs;
 use serde::Serialize;
 
+use crate::deps::{self, DepPlan};
 use crate::error::UsageError;
 use crate::git::{self, GitRevision};
 use crate::hooks::{Hook, HookStage};
@@ -81,6 +82,8 @@ pub struct BuildPlan {
     pub environment: BTreeMap<String, String>,
     pub secrets: Secrets,
     pub hooks: Vec<Hook>,
+    /// Dependencies shared between releases, each a symlink in the release to its entry.
+    pub deps: Vec<DepPlan>,
     /// The per-build drop-in, or None when the build needs none (an old one is then removed).
     pub dropin: Option<UnitFile>,
     pub dropin_path: PathBuf,
@@ -273,6 +276,11 @@ pub fn build(app: &AppPlan, loaded: &Loaded, name: &str, now: jiff::Timestamp) -
     let release = store::new_id(&build, now, git.as_ref())?;
     let release_dir = build.release_dir(&release);
     let secrets = read_secrets(loaded, name, decl.secrets.as_deref())?;
+    let deps = m
+        .deps
+        .iter()
+        .map(|(dep_name, d)| deps::plan(&app.layout.root, &source, dep_name, d))
+        .collect::<Result<Vec<_>>>()?;
     let ctx = template_context(app, m, &build, name, &release, &release_dir, &secrets);
     let settings = settings_file(loaded, &ctx)?;
     let environment = service_environment(m, &ctx, &build, &release)?;
@@ -286,7 +294,7 @@ pub fn build(app: &AppPlan, loaded: &Loaded, name: &str, now: jiff::Timestamp) -
     );
     Ok(BuildPlan {
         start_script,
-        copy: copy_spec(app, m, source),
+        copy: copy_spec(app, m, source, &deps),
         enable: vec![build.socket_unit.clone(), build.service_unit.clone(), app.layout.target()],
         app: app.clone(),
         release,
@@ -296,6 +304,7 @@ pub fn build(app: &AppPlan, loaded: &Loaded, name: &str, now: jiff::Timestamp) -
         environment,
         secrets,
         hooks: hooks(m),
+        deps,
         dropin,
         dropin_path,
         build,
@@ -335,8 +344,10 @@ fn source_dir(loaded: &Loaded) -> Result<PathBuf> {
 }
 
 /// What is copied: the source, minus `.git`, the exclude patterns and the build root itself.
-fn copy_spec(app: &AppPlan, m: &Manifest, source: PathBuf) -> CopySpec {
-    let mut never = vec![app.layout.root.clone()];
+fn copy_spec(app: &AppPlan, m: &Manifest, source: PathBuf, deps: &[DepPlan]) -> CopySpec {
+    // A dependency's path in the source (a local .venv) is never copied: the release links it.
+    let mut never: Vec<PathBuf> = deps.iter().map(|d| source.join(d.path.trim_end_matches('/'))).collect();
+    never.push(app.layout.root.clone());
     if let Ok(r) = std::fs::canonicalize(&app.layout.root) {
         never.push(r);
     }
@@ -511,6 +522,12 @@ impl BuildPlan {
         line("environment", self.environment.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "));
         if let Some(p) = &self.secrets.file {
             line("secrets", format!("{} ({})", p.display(), self.secrets.names.join(", ")));
+        }
+        for d in &self.deps {
+            let state =
+                if d.is_complete() { "reused".to_string() } else { format!("built by: {}", d.build.join("; ")) };
+            let keyed = d.keyed_by.join(", ");
+            line("deps", format!("{}: {} -> {} (keyed by {keyed}; {state})", d.name, d.path, d.entry.display()));
         }
         for h in &self.hooks {
             line(&format!("hook:{}", h.stage), h.command.clone());

@@ -50,7 +50,7 @@ fn two_builds_side_by_side_then_a_second_release() {
     // -- build development from the example, testing from a git checkout with junk in it ------
     let out = env.ok(&["build", "development"]);
     assert!(out.contains("medctrl development is live at release"), "{out}");
-    for step in ["setup", "stage", "render", "hook:build", "hook:release", "units", "switch", "start", "verify"] {
+    for step in ["setup", "stage", "render", "deps", "hook:release", "units", "switch", "start", "verify"] {
         assert!(out.lines().any(|l| l.trim_start().starts_with(step)), "no step {step} in:\n{out}");
     }
     let checkout = variant("checkout", |app| {

@@ -11,6 +11,7 @@ mod app_wide;
 mod boundary;
 mod common;
 mod core;
+mod deps;
 mod faults;
 mod hostile;
 mod nginx;
