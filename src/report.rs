@@ -34,7 +34,7 @@ impl Report {
     pub fn step(&mut self, step: &str, started: Instant, detail: impl Into<String>) {
         let s = Step { step: step.to_string(), seconds: started.elapsed().as_secs_f64(), detail: detail.into() };
         if self.mode == Mode::Human {
-            println!("  {:<9} {:>6.2}s  {}", s.step, s.seconds, s.detail);
+            println!("  {:<12} {:>6.2}s  {}", s.step, s.seconds, s.detail);
         }
         self.steps.push(s);
     }
