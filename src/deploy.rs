@@ -17,7 +17,7 @@ use crate::deps::{self, DepPlan};
 use crate::error::UsageError;
 use crate::health;
 use crate::hooks::{self, Hook, HookFailed, HookStage};
-use crate::layout::BuildLayout;
+use crate::layout::{BuildLayout, Instance, Slot};
 use crate::listener;
 use crate::plan::{AppPlan, BuildPlan};
 use crate::render;
@@ -275,60 +275,75 @@ impl<'a> Deploy<'a> {
         Ok(RollbackResult { build: b.build.clone(), from: current, to: target, unit: live.unit, health: live.health })
     }
 
-    /// `relctl start`: the socket, then the service; waits for both jobs and verifies.
+    /// The build's live instance (`<app>@<build>`).
+    fn live(&self) -> Instance {
+        self.app.layout.instance(&self.build.build, Slot::Live)
+    }
+
+    /// The build's candidate instance (`<app>_next@<build>`).
+    fn next(&self) -> Instance {
+        self.app.layout.instance(&self.build.build, Slot::Next)
+    }
+
+    /// `relctl start`: the live instance's socket, then its service; the public socket points at
+    /// it; waits for the jobs and verifies.
     pub fn start(&mut self) -> Result<Verified> {
-        let b = self.build;
-        self.ensure_socket()?;
+        let live = self.live();
+        self.ensure_socket(&live)?;
+        self.point_public(&live)?;
         let t = Instant::now();
-        self.systemd.run_job(JobKind::Start, &b.service_unit)?;
-        self.report.step("start", t, format!("{} and {} done", b.socket_unit, b.service_unit));
-        self.verify()
+        self.systemd.run_job(JobKind::Start, &live.service_unit)?;
+        self.report.step("start", t, format!("{} and {} done", live.socket_unit, live.service_unit));
+        let (first, health) = self.gate(&live)?;
+        self.probation(&live, &first, health)
     }
 
-    /// `relctl stop`: the service, then the socket. Returns the service's state afterwards.
+    /// `relctl stop`: the candidate if one runs, then the live service and its socket. Returns
+    /// the live service's state afterwards.
     pub fn stop(&mut self) -> Result<UnitState> {
-        let b = self.build;
+        let live = self.live();
         let t = Instant::now();
-        self.systemd.run_job(JobKind::Stop, &b.service_unit)?;
-        self.systemd.run_job(JobKind::Stop, &b.socket_unit)?;
-        self.report.step("stop", t, format!("{} and {} stopped", b.service_unit, b.socket_unit));
-        self.systemd.unit_state(&b.service_unit)
+        self.stop_instance(&self.next())?;
+        self.systemd.run_job(JobKind::Stop, &live.service_unit)?;
+        self.systemd.run_job(JobKind::Stop, &live.socket_unit)?;
+        self.report.step("stop", t, format!("{} and {} stopped", live.service_unit, live.socket_unit));
+        self.systemd.unit_state(&live.service_unit)
     }
 
-    /// `relctl restart BUILD`: a new service process on the same socket, verified.
+    /// `relctl restart BUILD`: the current release starts in the candidate, passes the gate, takes
+    /// the public socket while the live instance restarts, then hands it back. A build that is not
+    /// running is just started.
     pub fn restart(&mut self) -> Result<Verified> {
-        let b = self.build;
-        self.ensure_socket()?;
-        let t = Instant::now();
-        self.systemd.run_job(JobKind::Restart, &b.service_unit)?;
-        self.report.step("restart", t, format!("{} done", b.service_unit));
-        self.verify()
+        let current = self.build.current_release()?.context("the build has no current release")?;
+        self.go_live(&current, Some(&current))
     }
 
-    /// `relctl reload`: systemd's reload (gunicorn: new workers, same main process), verified.
+    /// `relctl reload`: systemd's reload of the live instance (gunicorn: new workers, same main
+    /// process), verified.
     pub fn reload(&mut self) -> Result<Verified> {
-        let b = self.build;
+        let live = self.live();
         let t = Instant::now();
-        self.systemd.run_job(JobKind::Reload, &b.service_unit)?;
-        self.report.step("reload", t, format!("{} done", b.service_unit));
-        self.verify()
+        self.systemd.run_job(JobKind::Reload, &live.service_unit)?;
+        self.report.step("reload", t, format!("{} done", live.service_unit));
+        let (first, health) = self.gate(&live)?;
+        self.probation(&live, &first, health)
     }
 
-    /// Switches `current` to `to`, applies its drop-in, (re)starts the service and verifies it. If
-    /// that fails, marks `to` bad and switches back to `from`, restarting and verifying it.
+    /// Makes `to` live (`from` is what serves now, if anything; the same release for a restart).
+    /// With a live instance running, `to` is verified in the candidate first and the users never
+    /// see a release that fails the gate; the switch is journaled until it is verified.
     fn go_live(&mut self, to: &ReleaseId, from: Option<&ReleaseId>) -> Result<Verified> {
         let b = self.build;
         let journal = b.switch_journal();
-        let t = Instant::now();
         let pending = PendingSwitch { from: from.cloned(), to: to.clone(), pid: std::process::id() };
         let json = serde_json::to_vec(&pending).context("serializing the switch journal")?;
         atomic::write(&journal, &json, 0o644, None)?;
-        self.switch(to)?;
-        failpoint("switch");
-        let was = from.map(|p| format!(" (was {p})")).unwrap_or_default();
-        self.report.step("switch", t, format!("current -> releases/{to}{was}"));
-
-        let outcome = self.start_and_verify().map_err(|cause| self.fail_back(to, from, cause));
+        let live = self.live();
+        let serving = self.systemd.unit_state(&live.service_unit)?.active_state.is_up();
+        let outcome = match from {
+            Some(from) if serving => self.hand_over(to, from),
+            _ => self.cold_start(to, from),
+        };
         let cleared = atomic::remove_if_exists(&journal);
         match (outcome, cleared) {
             (Ok(v), Ok(_)) => Ok(v),
@@ -338,71 +353,182 @@ impl<'a> Deploy<'a> {
                 journal.display()
             ))),
             (Err(e), Ok(_)) => Err(e),
-            (Err(e), Err(j)) => Err(e.context(format!("the switch journal {} could not be removed either ({j:#})", journal.display()))),
+            (Err(e), Err(j)) => {
+                Err(e.context(format!("the switch journal {} could not be removed either ({j:#})", journal.display())))
+            }
         }
     }
 
-    /// The new release failed: mark it bad and go back to `from`. Returns the error to report,
-    /// which says what state the build is left in.
+    /// Nothing serves yet (a first build, or a stopped build): the live instance starts on `to`.
+    fn cold_start(&mut self, to: &ReleaseId, from: Option<&ReleaseId>) -> Result<Verified> {
+        let live = self.live();
+        let t = Instant::now();
+        self.switch(&live, to)?;
+        self.point_public(&live)?;
+        failpoint("switch");
+        let was = from.map(|p| format!(" (was {p})")).unwrap_or_default();
+        self.report.step("switch", t, format!("current -> releases/{to}{was}"));
+        let started = self.start_and_verify(&live).and_then(|(first, health)| self.probation(&live, &first, health));
+        started.map_err(|cause| self.fail_back(to, from, cause))
+    }
+
+    /// A live instance serves `from`: `to` starts in the candidate and must pass the gate through
+    /// the candidate's own socket before the public socket points at it; then the live instance
+    /// restarts on `to` without traffic, passes the gate, takes the public socket back, and the
+    /// candidate drains and stops.
+    fn hand_over(&mut self, to: &ReleaseId, from: &ReleaseId) -> Result<Verified> {
+        let (live, next) = (self.live(), self.next());
+        let b = self.build;
+        let t = Instant::now();
+        self.switch(&next, to)?;
+        let candidate = self.start_and_verify(&next);
+        failpoint("candidate");
+        if let Err(cause) = candidate {
+            self.report.warn(self.diagnose(&next.service_unit));
+            let stopped = self.stop_instance(&next);
+            let marked = if to == from {
+                String::new()
+            } else {
+                match store::mark_bad(&b.release_dir(to), &crate::error::one_line(&cause)) {
+                    Ok(()) => " and is marked bad".to_string(),
+                    Err(e) => format!(" and could not be marked bad ({e:#})"),
+                }
+            };
+            let err = cause.context(format!(
+                "release {to} of build {} failed in {} before it took any traffic{marked}; release {from} kept serving, untouched",
+                b.build, next.service_unit
+            ));
+            return Err(match stopped {
+                Ok(()) => err,
+                Err(e) => err.context(format!("stopping {} failed too ({e:#})", next.service_unit)),
+            });
+        }
+        self.point_public(&next)?;
+        failpoint("handover");
+        self.report.step(
+            "handover",
+            t,
+            format!("{} serves release {to} while {} restarts", next.service_unit, live.service_unit),
+        );
+
+        let t = Instant::now();
+        if to != from {
+            self.switch(&live, to)?;
+            failpoint("switch");
+            self.report.step("switch", t, format!("current -> releases/{to} (was {from})"));
+        }
+        let restarted = self.start_and_verify(&live);
+        let (first, health) = match restarted {
+            Ok(v) => v,
+            Err(cause) => return Err(self.fail_back(to, Some(from), cause)),
+        };
+        let t = Instant::now();
+        self.point_public(&live)?;
+        self.drain(&next)?;
+        self.stop_instance(&next)?;
+        self.report.step(
+            "handback",
+            t,
+            format!("{} serves release {to}; {} drained and stopped", live.service_unit, next.service_unit),
+        );
+        self.probation(&live, &first, health).map_err(|cause| self.fail_back(to, Some(from), cause))
+    }
+
+    /// `to` failed in the live instance: mark it bad and go back to `from` there, with the public
+    /// socket on the live instance and no candidate left. Returns the error to report, which says
+    /// what state the build is left in.
     fn fail_back(&mut self, to: &ReleaseId, from: Option<&ReleaseId>, cause: anyhow::Error) -> anyhow::Error {
         let b = self.build;
-        self.report.warn(self.diagnose(&b.service_unit));
-        let marked = match store::mark_bad(&b.release_dir(to), &crate::error::one_line(&cause)) {
-            Ok(()) => "is marked bad".to_string(),
-            Err(e) => format!("could not be marked bad ({e:#})"),
+        let live = self.live();
+        self.report.warn(self.diagnose(&live.service_unit));
+        let marked = if Some(to) == from {
+            "failed".to_string()
+        } else {
+            match store::mark_bad(&b.release_dir(to), &crate::error::one_line(&cause)) {
+                Ok(()) => "failed and is marked bad".to_string(),
+                Err(e) => format!("failed and could not be marked bad ({e:#})"),
+            }
         };
         let Some(prev) = from else {
             return cause.context(format!(
-                "release {to} of build {} failed and {marked}; there is no previous release to switch back to",
+                "release {to} of build {} {marked}; there is no previous release to switch back to",
                 b.build
             ));
         };
         let t = Instant::now();
-        let back = self.switch(prev).and_then(|()| {
-            self.systemd.run_job(JobKind::Restart, &b.service_unit)?;
-            self.report.step("back", t, format!("current -> releases/{prev}, {} restarted", b.service_unit));
-            self.verify()
+        let back = self.switch(&live, prev).and_then(|()| {
+            self.ensure_socket(&live)?;
+            self.systemd.run_job(JobKind::Restart, &live.service_unit)?;
+            let (first, health) = self.gate(&live)?;
+            self.point_public(&live)?;
+            self.stop_instance(&self.next())?;
+            self.report.step("back", t, format!("current -> releases/{prev}, {} restarted", live.service_unit));
+            self.probation(&live, &first, health)
         });
         match back {
             Ok(_) => cause.context(format!(
-                "release {to} of build {} failed and {marked}; switched back to {prev}, which is serving",
+                "release {to} of build {} {marked}; switched back to {prev}, which is serving",
                 b.build
             )),
             Err(e) => cause.context(format!(
-                "release {to} of build {} failed and {marked}, and switching back to {prev} failed too ({})",
+                "release {to} of build {} {marked}, and switching back to {prev} failed too ({})",
                 b.build,
                 crate::error::one_line(&e)
             )),
         }
     }
 
-    /// Points `current` at `release` and installs the drop-in recorded with that release.
-    fn switch(&self, release: &ReleaseId) -> Result<()> {
+    /// Points the build's public socket at `inst`'s socket: a new symlink renamed over it, so
+    /// every `connect(2)` reaches one instance or the other, never nothing.
+    fn point_public(&self, inst: &Instance) -> Result<()> {
+        let target = Path::new(inst.slot.socket_file());
+        if std::fs::read_link(&self.build.socket).is_ok_and(|t| t == target) {
+            return Ok(());
+        }
+        atomic::switch_symlink(&self.build.socket, target)
+    }
+
+    /// Waits until nothing is queued on `inst`'s socket any more (its backlog was accepted), at
+    /// most 10 s.
+    fn drain(&self, inst: &Instance) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            match listener::queued(&inst.socket)? {
+                Some(n) if n > 0 => std::thread::sleep(Duration::from_millis(20)),
+                _ => return Ok(()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops an instance's service and socket (gunicorn finishes its in-flight requests).
+    fn stop_instance(&self, inst: &Instance) -> Result<()> {
+        for unit in [&inst.service_unit, &inst.socket_unit] {
+            if self.systemd.unit_state(unit)?.active_state != ActiveState::Inactive {
+                self.systemd.run_job(JobKind::Stop, unit)?;
+            }
+        }
+        if inst.slot == Slot::Next {
+            atomic::remove_if_exists(&inst.link)?;
+        }
+        Ok(())
+    }
+
+    /// Points `inst`'s link (`current`, `next`) at `release` and installs the drop-in recorded with
+    /// that release for the instance.
+    fn switch(&self, inst: &Instance, release: &ReleaseId) -> Result<()> {
         let b = self.build;
-        atomic::switch_symlink(&b.current, &Path::new("releases").join(release.as_str()))?;
+        atomic::switch_symlink(&inst.link, &Path::new("releases").join(release.as_str()))?;
         let recorded = store::recorded_dropin(&b.release_dir(release))?;
-        if self.apply_dropin(recorded.as_deref())? {
+        if apply_dropin(inst, recorded.as_deref())? {
             self.systemd.reload()?;
         }
         Ok(())
     }
 
-    /// Writes (or removes) the build's drop-in; returns whether it changed.
-    fn apply_dropin(&self, contents: Option<&str>) -> Result<bool> {
-        let path = self.app.layout.dropin_file(&self.build.build);
-        match contents {
-            Some(c) => {
-                if let Some(dir) = path.parent() {
-                    atomic::ensure_dir(dir)?;
-                }
-                atomic::write(&path, c.as_bytes(), 0o644, None)
-            }
-            None => atomic::remove_if_exists(&path),
-        }
-    }
-
-    /// A previous relctl was killed between a switch and its verification: switch back to where it
-    /// came from and restart, so what serves is a verified release. Returns what was done.
+    /// A previous relctl was killed between a switch and its verification: the live instance goes
+    /// back to the release it came from, the public socket back to it, the candidate is stopped.
+    /// Returns what was done.
     fn recover(&mut self) -> Result<Option<String>> {
         let b = self.build;
         let journal = b.switch_journal();
@@ -414,27 +540,40 @@ impl<'a> Deploy<'a> {
             )
         })?;
         let interrupted = b.release_dir(&p.to);
-        if interrupted.is_dir() {
+        if Some(&p.to) != p.from.as_ref() && interrupted.is_dir() {
             store::mark_bad(&interrupted, "its build was interrupted after the switch, before verification")?;
         }
-        let Some(from) = p.from.filter(|f| b.release_dir(f).is_dir()) else {
-            atomic::remove_if_exists(&journal)?;
-            return Ok(Some(format!(
-                "release {} was left unverified by an interrupted relctl (pid {}); marked bad",
-                p.to, p.pid
-            )));
-        };
-        self.report.warn(format!(
-            "relctl: an interrupted relctl (pid {}) left build {} switched to unverified release {}; switching back to {from}",
-            p.pid, b.build, p.to
-        ));
-        self.switch(&from)?;
-        let state = self.systemd.unit_state(&b.service_unit)?;
-        if state.active_state != ActiveState::Inactive {
-            self.systemd.run_job(JobKind::Restart, &b.service_unit)?;
+        let live = self.live();
+        let mut done = Vec::new();
+        if let Some(from) = p.from.filter(|f| b.release_dir(f).is_dir()) {
+            if b.current_release()?.as_ref() != Some(&from) {
+                self.report.warn(format!(
+                    "relctl: an interrupted relctl (pid {}) left build {} switched to unverified release {}; switching back to {from}",
+                    p.pid, b.build, p.to
+                ));
+                self.switch(&live, &from)?;
+                if self.systemd.unit_state(&live.service_unit)?.active_state != ActiveState::Inactive {
+                    self.systemd.run_job(JobKind::Restart, &live.service_unit)?;
+                }
+                done.push(format!("switched back from {} to {from}", p.to));
+            }
         }
+        if std::fs::read_link(&b.socket).is_ok_and(|t| t != Path::new(live.slot.socket_file())) {
+            self.point_public(&live)?;
+            done.push(format!("public socket back on {}", live.service_unit));
+        }
+        let next = self.next();
+        if self.systemd.unit_state(&next.service_unit)?.active_state != ActiveState::Inactive {
+            done.push(format!("stopped {}", next.service_unit));
+        }
+        self.stop_instance(&next)?;
         atomic::remove_if_exists(&journal)?;
-        Ok(Some(format!("recovered from an interrupted relctl: switched back from {} to {from}", p.to)))
+        Ok(Some(format!(
+            "recovered from an interrupted relctl (pid {}): release {} marked bad{}",
+            p.pid,
+            p.to,
+            done.iter().map(|d| format!(", {d}")).collect::<String>()
+        )))
     }
 
     /// Writes the unit files, reloads systemd when any changed, enables the build.
@@ -457,38 +596,37 @@ impl<'a> Deploy<'a> {
         })
     }
 
-    /// The build's socket unit running and listening at its path with its group and mode. A failed
+    /// `inst`'s socket unit running and listening at its path with its group and mode. A failed
     /// socket is started again; one whose live socket does not match its unit (the path, group or
     /// mode changed since it was bound) is re-bound, which drops the connections queued on it.
-    fn ensure_socket(&mut self) -> Result<()> {
-        let b = self.build;
+    fn ensure_socket(&mut self, inst: &Instance) -> Result<()> {
         let t = Instant::now();
-        let state = self.systemd.unit_state(&b.socket_unit)?;
+        let state = self.systemd.unit_state(&inst.socket_unit)?;
         if !state.is_active() {
-            self.systemd.run_job(JobKind::Start, &b.socket_unit)?;
+            self.systemd.run_job(JobKind::Start, &inst.socket_unit)?;
             if state.active_state == ActiveState::Failed {
-                self.report.step("socket", t, format!("{} had failed; started it again", b.socket_unit));
+                self.report.step("socket", t, format!("{} had failed; started it again", inst.socket_unit));
             }
             return Ok(());
         }
-        if let Some(why) = self.socket_mismatch()? {
-            self.systemd.run_job(JobKind::Stop, &b.service_unit)?;
-            self.systemd.run_job(JobKind::Stop, &b.socket_unit)?;
-            self.systemd.run_job(JobKind::Start, &b.socket_unit)?;
+        if let Some(why) = self.socket_mismatch(inst)? {
+            self.systemd.run_job(JobKind::Stop, &inst.service_unit)?;
+            self.systemd.run_job(JobKind::Stop, &inst.socket_unit)?;
+            self.systemd.run_job(JobKind::Start, &inst.socket_unit)?;
             let detail =
-                format!("re-bound {}: {why}; connections queued on the old socket were dropped", b.socket.display());
+                format!("re-bound {}: {why}; connections queued on the old socket were dropped", inst.socket.display());
             self.report.step("socket", t, detail);
         }
         Ok(())
     }
 
-    /// Why the live socket at the build's path is not what its unit says, if it is not.
-    fn socket_mismatch(&self) -> Result<Option<String>> {
-        let b = self.build;
-        if !listener::is_listening(&b.socket)? {
-            return Ok(Some(format!("{} was active but nothing listened at its path", b.socket_unit)));
+    /// Why the live socket at `inst`'s path is not what its unit says, if it is not.
+    fn socket_mismatch(&self, inst: &Instance) -> Result<Option<String>> {
+        if !listener::is_listening(&inst.socket)? {
+            return Ok(Some(format!("{} was active but nothing listened at its path", inst.socket_unit)));
         }
-        let meta = std::fs::symlink_metadata(&b.socket).with_context(|| format!("reading {}", b.socket.display()))?;
+        let meta =
+            std::fs::symlink_metadata(&inst.socket).with_context(|| format!("reading {}", inst.socket.display()))?;
         let group = nix::unistd::Group::from_name(&self.app.socket_group)
             .with_context(|| format!("looking up group {}", self.app.socket_group))?;
         if group.is_some_and(|g| g.gid.as_raw() != meta.gid()) {
@@ -553,24 +691,24 @@ impl<'a> Deploy<'a> {
         .into())
     }
 
-    /// Starts the socket, starts or restarts the service, waits for the jobs, then verifies.
-    fn start_and_verify(&mut self) -> Result<Verified> {
-        let b = self.build;
-        self.ensure_socket()?;
+    /// Starts `inst`'s socket, starts or restarts its service, waits for the jobs, then runs the
+    /// gate through the instance's own socket.
+    fn start_and_verify(&mut self, inst: &Instance) -> Result<(UnitState, Option<health::Response>)> {
+        self.ensure_socket(inst)?;
         let t = Instant::now();
-        let before = self.systemd.unit_state(&b.service_unit)?;
+        let before = self.systemd.unit_state(&inst.service_unit)?;
         let kind = if before.active_state.is_up() { JobKind::Restart } else { JobKind::Start };
-        self.systemd.run_job(kind, &b.service_unit)?;
+        self.systemd.run_job(kind, &inst.service_unit)?;
         failpoint("restart");
-        self.report.step(kind.verb(), t, format!("{} done", b.service_unit));
-        self.verify()
+        self.report.step(kind.verb(), t, format!("{} done", inst.service_unit));
+        self.gate(inst)
     }
 
-    /// The unit must be active, answer 2xx/3xx on the health path (with `[health]`), and stay up
-    /// through the probation window: same main PID, no automatic restarts.
-    fn verify(&mut self) -> Result<Verified> {
+    /// The gate, through `inst`'s own socket: the unit is active, its main process holds the socket
+    /// systemd passes it (and listens on nothing of its own), and `[health]` answers 2xx/3xx.
+    fn gate(&mut self, inst: &Instance) -> Result<(UnitState, Option<health::Response>)> {
         let t = Instant::now();
-        let unit = &self.build.service_unit;
+        let unit = &inst.service_unit;
         let first = self.systemd.unit_state(unit)?;
         if !first.is_active() {
             bail!(
@@ -580,11 +718,11 @@ impl<'a> Deploy<'a> {
                 first.result
             );
         }
-        if !listener::holds(first.main_pid, &self.build.socket)? {
+        if !listener::holds(first.main_pid, &inst.socket)? {
             bail!(
                 "{unit} is active, but its main process (PID {}) does not hold the listening socket {}: the service must take its socket from systemd (LISTEN_FDS), not bind one of its own (for gunicorn: no --bind)",
                 first.main_pid,
-                self.build.socket.display()
+                inst.socket.display()
             );
         }
         let own = listener::own_tcp_listeners(first.main_pid)?;
@@ -593,15 +731,27 @@ impl<'a> Deploy<'a> {
                 "{unit}'s main process (PID {}) listens on {} of its own instead of serving the socket systemd passes it ({}): the service must take its socket from systemd (LISTEN_FDS; for gunicorn: no --bind)",
                 first.main_pid,
                 own.join(", "),
-                self.build.socket.display()
+                inst.socket.display()
             );
         }
         let health = match &self.app.health {
-            Some(h) => Some(health::wait_healthy(&self.build.socket, &h.path, Duration::from_secs(h.timeout_s))?),
+            Some(h) => Some(health::wait_healthy(&inst.socket, &h.path, Duration::from_secs(h.timeout_s))?),
             None => None,
         };
-        let probation = Duration::from_secs(self.app.probation_s);
-        std::thread::sleep(probation.saturating_sub(t.elapsed()));
+        let answered = match (&health, &self.app.health) {
+            (Some(r), Some(h)) => format!("; GET {} -> {}", h.path, r.status),
+            _ => String::new(),
+        };
+        self.report.step("verify", t, format!("{unit} active, main PID {}{answered}", first.main_pid));
+        Ok((first, health))
+    }
+
+    /// The probation window: the service keeps its main PID and is not restarted by systemd for
+    /// `probation_s` after it passed the gate.
+    fn probation(&mut self, inst: &Instance, first: &UnitState, health: Option<health::Response>) -> Result<Verified> {
+        let t = Instant::now();
+        let unit = &inst.service_unit;
+        std::thread::sleep(Duration::from_secs(self.app.probation_s));
         let state = self.systemd.unit_state(unit)?;
         if !state.is_active() || state.n_restarts != first.n_restarts || state.main_pid != first.main_pid {
             bail!(
@@ -616,13 +766,11 @@ impl<'a> Deploy<'a> {
                 state.main_pid
             );
         }
-        let answered = match (&health, &self.app.health) {
-            (Some(r), Some(h)) => format!("; GET {} -> {}", h.path, r.status),
-            _ => String::new(),
-        };
-        let detail =
-            format!("{unit} active, main PID {}{answered}; stable for {}s", state.main_pid, self.app.probation_s);
-        self.report.step("verify", t, detail);
+        self.report.step(
+            "probation",
+            t,
+            format!("{unit} stable for {}s, main PID {}", self.app.probation_s, state.main_pid),
+        );
         Ok(Verified { unit: state, health })
     }
 
@@ -646,6 +794,19 @@ impl<'a> Deploy<'a> {
 
 fn join<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
     items.into_iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// Writes (or removes) an instance's drop-in; returns whether it changed.
+fn apply_dropin(inst: &Instance, contents: Option<&str>) -> Result<bool> {
+    match contents {
+        Some(c) => {
+            if let Some(dir) = inst.dropin.parent() {
+                atomic::ensure_dir(dir)?;
+            }
+            atomic::write(&inst.dropin, c.as_bytes(), 0o644, None)
+        }
+        None => atomic::remove_if_exists(&inst.dropin),
+    }
 }
 
 /// The build's directories, and its state directory owned by the service user.

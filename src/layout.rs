@@ -32,7 +32,8 @@ pub struct BuildLayout {
     pub releases_dir: PathBuf,
     /// `<root>/<build>/current`
     pub current: PathBuf,
-    /// `<root>/<build>/<socket>`
+    /// `<root>/<build>/<socket>`: the public socket nginx connects to, a symlink to the socket of
+    /// the instance that serves.
     pub socket: PathBuf,
     /// `/var/lib/<app>/<component>/<build>`, the service's StateDirectory=
     pub state_dir: PathBuf,
@@ -41,6 +42,55 @@ pub struct BuildLayout {
 }
 
 pub const UNIT_DIR: &str = "/etc/systemd/system";
+
+/// The two instances of a build. The live one (`<app>@<build>`) serves; a new or restarted
+/// release first runs in the candidate (`<app>_next@<build>`), which takes the build's public
+/// socket only once it passed the health gate, while the live one restarts on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Slot {
+    Live,
+    Next,
+}
+
+impl Slot {
+    /// The unit name before `@`. `_` cannot appear in an app name, so no app's units collide.
+    pub fn unit_prefix(self, app: &str) -> String {
+        match self {
+            Slot::Live => app.to_string(),
+            Slot::Next => format!("{app}_next"),
+        }
+    }
+
+    /// The symlink in the build directory that says which release the instance runs.
+    pub fn link(self) -> &'static str {
+        match self {
+            Slot::Live => "current",
+            Slot::Next => "next",
+        }
+    }
+
+    /// The socket the instance's socket unit listens on, in the build directory.
+    pub fn socket_file(self) -> &'static str {
+        match self {
+            Slot::Live => ".relctl-live.sock",
+            Slot::Next => ".relctl-next.sock",
+        }
+    }
+}
+
+/// One instance of one build: its units, its socket, the symlink to its release, its drop-in.
+#[derive(Debug, Clone, Serialize)]
+pub struct Instance {
+    pub slot: Slot,
+    pub service_unit: String,
+    pub socket_unit: String,
+    /// The socket its socket unit listens on (the public socket is a symlink to it while it serves).
+    pub socket: PathBuf,
+    /// `current` or `next`.
+    pub link: PathBuf,
+    pub dropin: PathBuf,
+}
 
 impl AppLayout {
     pub fn service_template(&self) -> String {
@@ -69,7 +119,25 @@ impl AppLayout {
 
     /// The per-build drop-in relctl writes for the service.
     pub fn dropin_file(&self, build: &str) -> PathBuf {
-        self.unit_dir.join(format!("{}@{}.service.d", self.app, build)).join("50-relctl.conf")
+        self.dropin_of(Slot::Live, build)
+    }
+
+    fn dropin_of(&self, slot: Slot, build: &str) -> PathBuf {
+        self.unit_dir.join(format!("{}@{}.service.d", slot.unit_prefix(&self.app), build)).join("50-relctl.conf")
+    }
+
+    /// One instance of `build`.
+    pub fn instance(&self, build: &str, slot: Slot) -> Instance {
+        let prefix = slot.unit_prefix(&self.app);
+        let dir = self.root.join(build);
+        Instance {
+            slot,
+            service_unit: format!("{prefix}@{build}.service"),
+            socket_unit: format!("{prefix}@{build}.socket"),
+            socket: dir.join(slot.socket_file()),
+            link: dir.join(slot.link()),
+            dropin: self.dropin_of(slot, build),
+        }
     }
 }
 

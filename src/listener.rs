@@ -105,6 +105,24 @@ fn tcp_listeners(table: &str) -> Vec<(u64, String)> {
         .collect()
 }
 
+/// How many connections wait in the accept queue of the listening unix socket at `path`, as
+/// `ss` reports it (the kernel's sock_diag); None when `ss` (iproute2) is not installed or nothing
+/// listens there.
+pub fn queued(path: &Path) -> Result<Option<u32>> {
+    let Ok(ss) = which::which("ss") else { return Ok(None) };
+    let out = std::process::Command::new(ss).args(["-xlnH"]).output().context("running ss -xlnH")?;
+    Ok(accept_queue(&String::from_utf8_lossy(&out.stdout), path))
+}
+
+/// The Recv-Q of the listening socket bound to `path` in `ss -xlnH` output.
+fn accept_queue(ss: &str, path: &Path) -> Option<u32> {
+    let path = path.to_string_lossy();
+    ss.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.get(4) == Some(&path.as_ref())).then(|| f.get(2)?.parse().ok()).flatten()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +136,14 @@ mod tests {
             0000000000000000: 00000002 00000000 00010000 0001 01 333 /opt/a/dev/gunicorn.sockx\n\
             0000000000000000: 00000003 00000000 00000000 0001 03 444\n";
         assert_eq!(listening_inodes(table, Path::new("/opt/a/dev/gunicorn.sock")), BTreeSet::from([111]));
+    }
+
+    #[test]
+    fn the_accept_queue_comes_from_ss() {
+        let ss = "u_str LISTEN 0      4096   /run/systemd/private 2830726 * 0\n\
+                  u_str LISTEN 7      1024   /opt/a/dev/.relctl-next.sock 111 * 0\n";
+        assert_eq!(accept_queue(ss, Path::new("/opt/a/dev/.relctl-next.sock")), Some(7));
+        assert_eq!(accept_queue(ss, Path::new("/opt/a/dev/.relctl-live.sock")), None);
     }
 
     #[test]

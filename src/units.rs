@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::atomic;
 use crate::error::UsageError;
+use crate::layout::Slot;
 use crate::plan::AppPlan;
 use crate::render;
 
@@ -32,6 +33,17 @@ struct UnitContext<'a> {
     socket_name: &'a str,
     socket_group: &'a str,
     socket_mode: String,
+    /// The unit name before `@`: `<app>` (the live instance) or `<app>_next` (the candidate).
+    unit: String,
+    role: &'static str,
+    description_suffix: &'static str,
+    /// The symlink in the build directory the instance runs: `current` or `next`.
+    link: &'static str,
+    /// The socket file the instance listens on, in the build directory.
+    listen: &'static str,
+    runtime_suffix: &'static str,
+    /// Enabled into `<app>.target` (the live instance); the candidate only runs during a deploy.
+    enabled: bool,
     timeout_start_s: u64,
     hardening: &'a crate::manifest::Hardening,
     /// `IPAddressAllow=` (with `IPAddressDeny=any`); `None`: no IP address filter.
@@ -55,16 +67,15 @@ pub fn check_ours(app: &AppPlan) -> Result<()> {
 }
 
 fn check_ours_in(app: &AppPlan, dirs: &[&Path]) -> Result<()> {
-    let l = &app.layout;
-    for name in [l.service_template(), l.socket_template(), l.target()] {
+    for name in paths(app).iter().filter_map(|p| p.file_name()) {
         for dir in dirs {
-            let path = dir.join(&name);
+            let path = dir.join(name);
             let Some(bytes) = atomic::read_if_exists(&path)? else { continue };
             if !String::from_utf8_lossy(&bytes).contains(MARKER) {
                 return Err(UsageError(format!(
                     "{} exists and relctl did not write it (it has no \"{MARKER}\" line): app \"{}\" would replace or shadow it; choose another app name, or move that unit away if it is an old hand-made copy of this app's",
                     path.display(),
-                    l.app
+                    app.layout.app
                 ))
                 .into());
             }
@@ -73,16 +84,19 @@ fn check_ours_in(app: &AppPlan, dirs: &[&Path]) -> Result<()> {
     Ok(())
 }
 
-/// The paths of the app's unit files, in the order they are written.
-pub fn paths(app: &AppPlan) -> [PathBuf; 3] {
+/// The paths of the app's unit files, in the order they are written: the live instance's service
+/// and socket, the target, the candidate's service and socket.
+pub fn paths(app: &AppPlan) -> [PathBuf; 5] {
     let l = &app.layout;
-    [l.service_template(), l.socket_template(), l.target()].map(|name| l.unit_dir.join(name))
+    let next = Slot::Next.unit_prefix(&l.app);
+    [l.service_template(), l.socket_template(), l.target(), format!("{next}@.service"), format!("{next}@.socket")]
+        .map(|name| l.unit_dir.join(name))
 }
 
 /// Renders the app's three unit files.
 pub fn render(app: &AppPlan) -> Result<Vec<UnitFile>> {
     let l = &app.layout;
-    let ctx = UnitContext {
+    let ctx = |slot: Slot| UnitContext {
         app: &l.app,
         component: &l.component,
         root: &l.root,
@@ -90,21 +104,38 @@ pub fn render(app: &AppPlan) -> Result<Vec<UnitFile>> {
         socket_name: &l.socket_name,
         socket_group: &app.socket_group,
         socket_mode: format!("{SOCKET_MODE:04o}"),
+        unit: slot.unit_prefix(&l.app),
+        role: match slot {
+            Slot::Live => "the live instance",
+            Slot::Next => "the candidate instance (a new release verified before it takes traffic)",
+        },
+        description_suffix: match slot {
+            Slot::Live => "",
+            Slot::Next => " (candidate)",
+        },
+        link: slot.link(),
+        listen: slot.socket_file(),
+        runtime_suffix: match slot {
+            Slot::Live => "",
+            Slot::Next => "-next",
+        },
+        enabled: slot == Slot::Live,
         // systemd must not give up on a start before the health gate does.
         timeout_start_s: app.health.as_ref().map_or(90, |h| h.timeout_s.max(90)),
         hardening: &app.hardening,
         ip_address_allow: ip_address_allow(&app.hardening.ip_address_allow),
     };
-    let templates = [
-        ("units/app@.service.tera", SERVICE_TEMPLATE),
-        ("units/app@.socket.tera", SOCKET_TEMPLATE),
-        ("units/app.target.tera", TARGET_TEMPLATE),
-    ];
-    paths(app)
-        .into_iter()
-        .zip(templates)
-        .map(|(path, (name, source))| Ok(UnitFile { path, contents: render::render_value(name, source, &ctx)? }))
-        .collect()
+    let [service, socket, target, next_service, next_socket] = paths(app);
+    let unit = |path: PathBuf, name: &str, source: &str, slot: Slot| -> Result<UnitFile> {
+        Ok(UnitFile { path, contents: render::render_value(name, source, &ctx(slot))? })
+    };
+    Ok(vec![
+        unit(service, "units/app@.service.tera", SERVICE_TEMPLATE, Slot::Live)?,
+        unit(socket, "units/app@.socket.tera", SOCKET_TEMPLATE, Slot::Live)?,
+        unit(target, "units/app.target.tera", TARGET_TEMPLATE, Slot::Live)?,
+        unit(next_service, "units/app@.service.tera", SERVICE_TEMPLATE, Slot::Next)?,
+        unit(next_socket, "units/app@.socket.tera", SOCKET_TEMPLATE, Slot::Next)?,
+    ])
 }
 
 /// localhost and the manifest's entries, or `None` for `["any"]`.
@@ -268,7 +299,20 @@ mod tests {
         assert!(c.contains("Type=notify\n") && c.contains("ProtectSystem=strict\n"));
         assert!(!c.contains("%I"), "use %i, never %I");
         let socket = &units[1].contents;
-        assert!(socket.contains("ListenStream=/opt/medctrl/backend/%i/gunicorn.sock\n"));
+        assert!(socket.contains("ListenStream=/opt/medctrl/backend/%i/.relctl-live.sock\n"), "{socket}");
+        assert!(socket.contains("WantedBy=medctrl.target\n") && !socket.contains("RemoveOnStop"));
+        let next_service = &units[3].contents;
+        assert_eq!(units[3].path, Path::new("/etc/systemd/system/medctrl_next@.service"));
+        assert!(next_service.contains("ExecStart=/opt/medctrl/backend/%i/next/.relctl/start\n"), "{next_service}");
+        assert!(
+            next_service.contains("Requires=medctrl_next@%i.socket\n")
+                && next_service.contains("PartOf=medctrl.target\n")
+        );
+        assert!(next_service.contains("RuntimeDirectory=medctrl/backend/%i-next\n"));
+        assert!(!next_service.contains("[Install]"), "the candidate is never enabled");
+        let next_socket = &units[4].contents;
+        assert!(next_socket.contains("ListenStream=/opt/medctrl/backend/%i/.relctl-next.sock\n"));
+        assert!(next_socket.contains("RemoveOnStop=yes\n") && !next_socket.contains("[Install]"), "{next_socket}");
         assert!(socket.contains("SocketGroup=www-data\n") && socket.contains("SocketMode=0660\n"));
         assert!(units[2].contents.contains("WantedBy=multi-user.target"));
     }

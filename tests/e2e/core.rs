@@ -101,7 +101,7 @@ fn two_builds_side_by_side_then_a_second_release() {
     ] {
         assert!(env.sb.is_active(unit), "{unit} not active\n{}", env.journal_tail());
     }
-    assert_eq!(env.sh("stat -c '%a %G %F' /opt/medctrl/backend/development/gunicorn.sock"), "660 www-data socket");
+    assert_eq!(env.sh("stat -L -c '%a %G %F' /opt/medctrl/backend/development/gunicorn.sock"), "660 www-data socket");
     let settings = format!(
         "/opt/medctrl/backend/development/releases/{dev_release}/API/api_settings/settings/deploy_development.py"
     );
@@ -165,11 +165,17 @@ fn restart_reload_stop_and_start_touch_only_their_build() {
     // -- restart testing leaves development alone; the socket stays --------------------------
     let dev_pid = env.main_pid("development");
     let testing_pid = env.main_pid("testing");
-    let sock_inode = env.sh("stat -c %i /opt/medctrl/backend/testing/gunicorn.sock");
+    let sock_inode = env.sh("stat -L -c %i /opt/medctrl/backend/testing/gunicorn.sock");
     env.ok(&["restart", "testing"]);
     assert_eq!(env.main_pid("development"), dev_pid, "restarting testing must not touch development");
     assert_ne!(env.main_pid("testing"), testing_pid, "testing got a new main process");
-    assert_eq!(env.sh("stat -c %i /opt/medctrl/backend/testing/gunicorn.sock"), sock_inode, "the socket was kept open");
+    assert_eq!(
+        env.sh("stat -L -c %i /opt/medctrl/backend/testing/gunicorn.sock"),
+        sock_inode,
+        "the socket was kept open"
+    );
+    assert_eq!(env.sh("readlink /opt/medctrl/backend/testing/gunicorn.sock"), ".relctl-live.sock");
+    assert!(!env.sb.is_active("medctrl_next@testing.service"), "the candidate that covered the restart is stopped");
     assert_eq!(env.get("testing", "/")["build"], "testing");
 
     // -- reload: gunicorn's graceful reload keeps the main process, replaces the workers -------

@@ -37,8 +37,9 @@ fn health_gate_rolls_back_bad_releases_and_rollback_restores_settings() {
     let out = env.build_with(&good, "development");
     assert!(out.status.success(), "{}\n{}", show(&out), env.journal_tail());
     let r1 = env.get("development", "/")["release"].as_str().unwrap().to_string();
+    let pid1 = env.main_pid("development");
 
-    // -- a release whose code cannot import is rejected; r1 keeps answering -------------------
+    // -- a release whose code cannot import is rejected in the candidate; r1 never stops -------
     let broken = variant("broken-import", |app| {
         append(
             &app.join("API/api_settings/wsgi.py"),
@@ -49,12 +50,15 @@ fn health_gate_rolls_back_bad_releases_and_rollback_restores_settings() {
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let err = stderr(&out);
     let last = err.lines().last().unwrap();
-    assert!(last.contains("failed and is marked bad; switched back to") && last.contains(&r1), "{last}");
-    assert!(last.contains("medctrl@development.service"), "names the unit: {last}");
+    let kept = format!("before it took any traffic and is marked bad; release {r1} kept serving, untouched");
+    assert!(last.contains(&kept), "{last}");
+    assert!(last.contains("failed in medctrl_next@development.service"), "names the unit: {last}");
     assert!(err.contains("relctl_no_such_module"), "the journal lines show why: {err}");
     let bad_import = last.split("release ").nth(1).unwrap().split(' ').next().unwrap().to_string();
-    assert_eq!(env.get("development", "/")["release"], r1.as_str(), "the old release is serving again");
+    assert_eq!(env.get("development", "/")["release"], r1.as_str(), "the old release is serving");
+    assert_eq!(env.main_pid("development"), pid1, "the live instance was never touched");
     assert!(env.sb.is_active("medctrl@development.service"));
+    assert!(!env.sb.is_active("medctrl_next@development.service"), "the failed candidate is stopped");
     assert_eq!(env.sh("readlink /opt/medctrl/backend/development/current"), format!("releases/{r1}"));
     assert_eq!(env.release_state(&good, "development", &bad_import), "bad");
 
@@ -71,8 +75,9 @@ fn health_gate_rolls_back_bad_releases_and_rollback_restores_settings() {
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let last = stderr(&out).lines().last().unwrap().to_string();
     assert!(last.contains("health check GET /health") && last.contains("HTTP 500: database unreachable"), "{last}");
-    assert!(last.contains(&format!("switched back to {r1}")), "{last}");
+    assert!(last.contains(&format!("release {r1} kept serving, untouched")), "{last}");
     assert_eq!(env.get("development", "/")["release"], r1.as_str());
+    assert_eq!(env.main_pid("development"), pid1);
 
     // -- a good release with different settings, then rollback ------------------------------
     let marked = variant("marked", |app| append(&app.join("deploy/settings.py.tera"), "\nRELCTL_MARK = \"three\"\n"));
@@ -168,8 +173,8 @@ fn builds_serialize_and_a_killed_build_leaves_the_old_release_serving() {
     let out = env.build_with(&hooked, "testing");
     assert_eq!(std::os::unix::process::ExitStatusExt::signal(&out.status), Some(9), "{}", show(&out));
     assert_eq!(env.get("testing", "/")["release"], live.as_str());
-    // and at relctl's own failpoints, the last one right after the switch
-    for phase in ["stage", "render", "units", "switch"] {
+    // and at relctl's own failpoints up to the candidate's verification: the old release serves
+    for phase in ["stage", "render", "units", "candidate"] {
         let out = env
             .sb
             .command("env")
@@ -184,20 +189,30 @@ fn builds_serialize_and_a_killed_build_leaves_the_old_release_serving() {
         );
         assert_eq!(env.main_pid("testing"), live_pid, "killed at {phase}");
     }
-    assert_ne!(
-        env.sh("readlink /opt/medctrl/backend/testing/current"),
-        format!("releases/{live}"),
-        "killed right after the switch"
-    );
+    // after the hand-over, killed right after `current` switched: the verified candidate serves
+    let out =
+        env.sb.command("env").args(["RELCTL_FAILPOINT=switch", RELCTL, "-f", m, "build", "testing"]).output().unwrap();
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&out.status), Some(9), "switch: {}", show(&out));
+    assert_ne!(env.sh("readlink /opt/medctrl/backend/testing/current"), format!("releases/{live}"));
+    assert_eq!(env.sh("readlink /opt/medctrl/backend/testing/gunicorn.sock"), ".relctl-next.sock");
+    assert_ne!(env.get("testing", "/")["release"], live.as_str(), "the candidate serves the new, verified release");
+    assert_eq!(env.main_pid("testing"), live_pid, "the live instance was not restarted yet");
 
     // -- the next build recovers and succeeds ---------------------------------------------------
     let out = env.build_with(&manifest, "testing");
     assert!(out.status.success(), "{}", show(&out));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("recovered from an interrupted relctl: switched back from"), "{text}");
+    assert!(text.contains("recovered from an interrupted relctl (pid"), "{text}");
+    assert!(
+        text.contains("switched back from") && text.contains("public socket back on medctrl@testing.service"),
+        "{text}"
+    );
     let now = env.get("testing", "/")["release"].as_str().unwrap().to_string();
     assert_ne!(now, live);
     let doc = env.releases(&manifest, "testing");
     assert!(doc["releases"].as_array().unwrap().iter().all(|r| r["state"] != "incomplete"), "{doc}");
-    assert_eq!(env.sh("ls -A /opt/medctrl/backend/testing | sort | tr '\\n' ' '"), "current gunicorn.sock releases");
+    assert_eq!(
+        env.sh("ls -A /opt/medctrl/backend/testing | sort | tr '\\n' ' '"),
+        ".relctl-live.sock current gunicorn.sock releases"
+    );
 }
