@@ -99,6 +99,10 @@ impl AppLayout {
     pub fn socket_template(&self) -> String {
         format!("{}@.socket", self.app)
     }
+    /// A glob matching the service of every build (`ListUnitsByPatterns`).
+    pub fn service_glob(&self) -> String {
+        format!("{}@*.service", self.app)
+    }
     pub fn target(&self) -> String {
         format!("{}.target", self.app)
     }
@@ -184,6 +188,7 @@ mod tests {
         assert_eq!(b.current, Path::new("/opt/medctrl/backend/development/current"));
         assert_eq!(b.state_dir, Path::new("/var/lib/medctrl/backend/development"));
         assert_eq!(b.service_unit, "medctrl@development.service");
+        assert_eq!(app.service_glob(), "medctrl@*.service");
         assert_eq!(
             app.dropin_file("development"),
             Path::new("/etc/systemd/system/medctrl@development.service.d/50-relctl.conf")

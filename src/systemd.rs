@@ -12,7 +12,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 use zbus::blocking::Connection;
 use zbus::proxy::CacheProperties;
-use zbus::zvariant::OwnedObjectPath;
+use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue};
 
 /// One change `EnableUnitFiles` made: kind (symlink, unlink), file, destination.
 type UnitFileChange = (String, String, String);
@@ -219,6 +219,43 @@ impl UnitState {
     pub fn is_active(&self) -> bool {
         self.active_state == ActiveState::Active
     }
+
+    /// A unit systemd has not loaded: never started, or garbage-collected once stopped, so it is
+    /// missing from `ListUnitsByPatterns`. It is inactive (dead) with no main PID, as `LoadUnit`
+    /// would report it; its load state reads `stub` (not loaded) rather than guessing what loading
+    /// would say (`loaded` from the template, or `not-found`).
+    pub fn not_loaded(unit: &str) -> UnitState {
+        UnitState {
+            unit: unit.to_string(),
+            load_state: LoadState::Stub,
+            active_state: ActiveState::Inactive,
+            sub_state: "dead".into(),
+            active_since_us: 0,
+            main_pid: 0,
+            n_restarts: 0,
+            result: String::new(),
+        }
+    }
+
+    /// The states `ListUnitsByPatterns` lists for a unit, before its other properties are read.
+    fn listed(u: &ListedUnit) -> UnitState {
+        UnitState {
+            unit: u.0.clone(),
+            load_state: LoadState::parse(&u.2),
+            active_state: ActiveState::parse(&u.3),
+            sub_state: u.4.clone(),
+            active_since_us: 0,
+            main_pid: 0,
+            n_restarts: 0,
+            result: String::new(),
+        }
+    }
+
+    /// Whether it has the `org.freedesktop.systemd1.Service` properties worth reading (as
+    /// `unit_state` does: loaded services only).
+    fn has_service_properties(&self) -> bool {
+        self.unit.ends_with(".service") && self.load_state == LoadState::Loaded
+    }
 }
 
 /// A connection to systemd on the system bus.
@@ -307,6 +344,22 @@ impl Systemd {
         Ok(units.into_iter().map(|u| (u.0, ActiveState::parse(&u.3))).collect())
     }
 
+    /// The state of every unit systemd has loaded whose name matches `pattern` (a shell glob, e.g.
+    /// `medctrl@*.service`), by unit name, in two round trips however many units match: one
+    /// `ListUnitsByPatterns` (all states) for the names, load/active/sub states and object paths,
+    /// then the remaining properties of all of them, the `Get` calls sent at once and their replies
+    /// awaited together. Units missing from the map are not loaded: see [`UnitState::not_loaded`].
+    pub fn states(&self, pattern: &str) -> Result<HashMap<String, UnitState>> {
+        let listed = self
+            .manager
+            .list_units_by_patterns(&[], &[pattern])
+            .map_err(|e| dbus_error(e, &format!("listing units {pattern}")))?;
+        let conn = self.conn.inner();
+        let reads = listed.iter().map(|u| read_properties(conn, UnitState::listed(u), &u.6));
+        let states = futures_lite::future::block_on(futures_util::future::try_join_all(reads))?;
+        Ok(states.into_iter().map(|s| (s.unit.clone(), s)).collect())
+    }
+
     /// Reads a unit's state without any cache. Units systemd does not know read as inactive.
     pub fn unit_state(&self, unit: &str) -> Result<UnitState> {
         let path = self.manager.load_unit(unit).map_err(|e| dbus_error(e, &format!("loading {unit}")))?;
@@ -326,7 +379,7 @@ impl Systemd {
             n_restarts: 0,
             result: String::new(),
         };
-        if unit.ends_with(".service") && state.load_state == LoadState::Loaded {
+        if state.has_service_properties() {
             let s = ServiceProxy::builder(&self.conn)
                 .path(path)?
                 .cache_properties(CacheProperties::No)
@@ -338,6 +391,49 @@ impl Systemd {
         }
         Ok(state)
     }
+}
+
+/// Fills in the properties of `state` that `ListUnitsByPatterns` does not give, read uncached from
+/// the unit at `path`: all `Get` calls are sent before any reply is awaited.
+async fn read_properties(conn: &zbus::Connection, mut state: UnitState, path: &ObjectPath<'_>) -> Result<UnitState> {
+    const UNIT: &str = "org.freedesktop.systemd1.Unit";
+    const SERVICE: &str = "org.freedesktop.systemd1.Service";
+    let unit = state.unit.clone();
+    let read = |e: zbus::Error| dbus_error(e, &format!("reading the state of {unit}"));
+    let since = get::<u64>(conn, path, UNIT, "ActiveEnterTimestamp");
+    if state.has_service_properties() {
+        let (since, pid, restarts, result) = futures_util::future::try_join4(
+            since,
+            get::<u32>(conn, path, SERVICE, "MainPID"),
+            get::<u32>(conn, path, SERVICE, "NRestarts"),
+            get::<String>(conn, path, SERVICE, "Result"),
+        )
+        .await
+        .map_err(read)?;
+        (state.active_since_us, state.main_pid, state.n_restarts, state.result) = (since, pid, restarts, result);
+    } else {
+        state.active_since_us = since.await.map_err(read)?;
+    }
+    Ok(state)
+}
+
+/// One property, read with `org.freedesktop.DBus.Properties.Get` (never from a cache).
+async fn get<T>(conn: &zbus::Connection, path: &ObjectPath<'_>, interface: &str, name: &str) -> zbus::Result<T>
+where
+    T: TryFrom<OwnedValue>,
+    T::Error: Into<zbus::Error>,
+{
+    let reply = conn
+        .call_method(
+            Some("org.freedesktop.systemd1"),
+            path,
+            Some("org.freedesktop.DBus.Properties"),
+            "Get",
+            &(interface, name),
+        )
+        .await?;
+    let value: OwnedValue = reply.body().deserialize()?;
+    T::try_from(value).map_err(Into::into)
 }
 
 /// A subscription to `JobRemoved`, made before the job is queued.
@@ -413,5 +509,43 @@ mod tests {
         assert_eq!(LoadState::parse("not-found").to_string(), "not-found");
         assert_eq!(serde_json::to_string(&JobResult::parse("dependency")).unwrap(), "\"dependency\"");
         assert!(JobResult::parse("failed").hint("a@b.service").contains("journalctl -u a@b.service"));
+    }
+
+    fn listed(name: &str, load: &str, active: &str, sub: &str) -> ListedUnit {
+        let path = OwnedObjectPath::try_from("/org/freedesktop/systemd1/unit/x").unwrap();
+        let none = OwnedObjectPath::try_from("/").unwrap();
+        (
+            name.into(),
+            String::new(),
+            load.into(),
+            active.into(),
+            sub.into(),
+            String::new(),
+            path,
+            0,
+            String::new(),
+            none,
+        )
+    }
+
+    #[test]
+    fn listed_units_keep_their_states_and_only_loaded_services_read_service_properties() {
+        let s = UnitState::listed(&listed("a@b.service", "loaded", "active", "running"));
+        assert_eq!((s.unit.as_str(), s.sub_state.as_str()), ("a@b.service", "running"));
+        assert!(s.is_active() && s.load_state == LoadState::Loaded && s.has_service_properties());
+        let s = UnitState::listed(&listed("a@b.service", "not-found", "inactive", "dead"));
+        assert!(!s.is_active() && !s.has_service_properties());
+        assert!(!UnitState::listed(&listed("a@b.socket", "loaded", "active", "listening")).has_service_properties());
+    }
+
+    #[test]
+    fn a_unit_systemd_has_not_loaded_reads_as_inactive_dead_without_a_pid() {
+        let s = UnitState::not_loaded("a@b.service");
+        assert!(!s.is_active() && !s.has_service_properties());
+        assert_eq!(
+            (s.unit.as_str(), s.active_state, s.sub_state.as_str()),
+            ("a@b.service", ActiveState::Inactive, "dead")
+        );
+        assert_eq!((s.main_pid, s.active_since_us), (0, 0));
     }
 }

@@ -6,7 +6,7 @@ use crate::manifest::Loaded;
 use crate::plan;
 use crate::report::{Mode, Report};
 use crate::store::ReleaseId;
-use crate::systemd::{ActiveState, Systemd};
+use crate::systemd::{ActiveState, Systemd, UnitState};
 
 #[derive(Debug, Serialize)]
 struct BuildStatus {
@@ -28,10 +28,12 @@ pub fn run(loaded: &Loaded, only: Option<&str>, report: &Report) -> Result<Outco
         loaded.build(b)?;
     }
     let systemd = Systemd::connect()?;
+    // Every build's service in one go: the app's loaded instances; the others are not loaded.
+    let mut states = systemd.states(&app.layout.service_glob())?;
     let mut rows = Vec::new();
     for (name, route) in app.builds.iter().filter(|(n, _)| only.is_none_or(|o| o == n)) {
         let b = app.layout.build(name);
-        let unit = systemd.unit_state(&b.service_unit)?;
+        let unit = states.remove(&b.service_unit).unwrap_or_else(|| UnitState::not_loaded(&b.service_unit));
         rows.push(BuildStatus {
             build: name.clone(),
             state: unit.active_state.clone(),
