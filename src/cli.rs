@@ -61,16 +61,22 @@ pub enum Command {
     ///
     /// In order: create `<root>/<build>` and the service user if missing; copy the sources into a
     /// new `releases/<id>/` (skipping `.git`, the build root and the `exclude` patterns); render the
-    /// settings file; run the `build` hooks in the release directory, then the `release` hooks with
-    /// the build's environment as the service user. Nothing live has changed up to here: a failure
-    /// removes the half-built release and leaves the running build alone.
+    /// settings file; link each `[deps]` entry (built once per content under `<root>/.deps/`,
+    /// reused when it exists); run the `build` hooks in the release directory, then the `release`
+    /// hooks with the build's environment as the service user. Nothing live has changed up to
+    /// here: a failure removes the half-built release and leaves the running build alone.
     ///
-    /// Then: write the unit files to /etc/systemd/system and reload systemd if they changed, enable
-    /// `<app>@<build>.socket`, `<app>@<build>.service` and `<app>.target`, switch `current` to the
-    /// new release atomically, start or restart the build and wait for systemd's job, check the unit
-    /// is active and, with `[health]`, that the health path answers 2xx/3xx through the socket. If
-    /// that check fails, `current` is switched back to the previous release, which is restarted,
-    /// the new release is marked bad, and relctl exits 1.
+    /// Then: write the unit files to /etc/systemd/system and reload systemd if they changed, and
+    /// enable `<app>@<build>.socket`, `<app>@<build>.service` and `<app>.target`. When the build
+    /// already serves, the new release starts in the candidate instance `<app>_next@<build>` on a
+    /// socket of its own and must pass the gate there (systemd's job done, the unit active, its
+    /// main process holding the socket systemd passes it, `[health]` answering 2xx/3xx): a release
+    /// that fails is stopped and marked bad before it takes a single request, and relctl exits 1.
+    /// Once it passes, the public socket `<root>/<build>/<socket>` (a symlink) points at the
+    /// candidate, `current` switches to the new release, the live instance `<app>@<build>`
+    /// restarts on it and passes the gate, the public socket points back at it, and the candidate
+    /// drains and stops. If the live instance then fails (or does not stay up through the
+    /// probation), `current` goes back to the previous release, which is restarted.
     Build(BuildArgs),
 
     /// Start BUILD (its socket and service) and wait until systemd's job is done.
@@ -79,9 +85,12 @@ pub enum Command {
     /// Stop BUILD (its service and its socket) and wait until systemd's job is done.
     Stop(BuildArg),
 
-    /// Restart BUILD's service and wait for the job; without BUILD, restart `<app>.target`.
+    /// Restart BUILD without users noticing; without BUILD, restart `<app>.target`.
     ///
-    /// The socket stays open across a restart: connections wait in its backlog instead of failing.
+    /// The current release first starts in the candidate instance and passes the gate there; it
+    /// serves while the live instance restarts, which then passes the gate and takes the public
+    /// socket back. A build that is not running is started. `systemctl restart <app>@<build>` still
+    /// works too: a plain restart, during which connections wait in the socket's backlog.
     Restart(OptionalBuildArg),
 
     /// List BUILD's releases, oldest first: id, created, git revision, state.
@@ -106,7 +115,8 @@ pub enum Command {
     /// and `build` for new code.
     Reload(BuildArg),
 
-    /// Show every declared build (or only BUILD): state, release, since, main PID, route.
+    /// Show every declared build (or only BUILD): state, release, since, main PID, route, and the
+    /// candidate instance's release while a deploy runs one.
     ///
     /// Exits 3 when a listed build is not active.
     Status(OptionalBuildArg),

@@ -2,6 +2,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::error::Outcome;
+use crate::layout::Slot;
 use crate::manifest::Loaded;
 use crate::plan;
 use crate::report::{Mode, Report};
@@ -20,6 +21,16 @@ struct BuildStatus {
     route: Option<String>,
     socket: String,
     active: bool,
+    /// The candidate instance (`<app>_next@<build>`), while a deploy runs one: its state and the
+    /// release it runs.
+    candidate: Option<Candidate>,
+}
+
+#[derive(Debug, Serialize)]
+struct Candidate {
+    unit: String,
+    state: ActiveState,
+    release: Option<String>,
 }
 
 pub fn run(loaded: &Loaded, only: Option<&str>, report: &Report) -> Result<Outcome> {
@@ -30,10 +41,20 @@ pub fn run(loaded: &Loaded, only: Option<&str>, report: &Report) -> Result<Outco
     let systemd = Systemd::connect()?;
     // Every build's service in one go: the app's loaded instances; the others are not loaded.
     let mut states = systemd.states(&app.layout.service_glob())?;
+    let next_prefix = Slot::Next.unit_prefix(&app.layout.app);
+    let mut candidates = systemd.states(&format!("{next_prefix}@*.service"))?;
     let mut rows = Vec::new();
     for (name, route) in app.builds.iter().filter(|(n, _)| only.is_none_or(|o| o == n)) {
         let b = app.layout.build(name);
         let unit = states.remove(&b.service_unit).unwrap_or_else(|| UnitState::not_loaded(&b.service_unit));
+        let next = app.layout.instance(name, Slot::Next);
+        let candidate =
+            candidates.remove(&next.service_unit).filter(|c| c.active_state != ActiveState::Inactive).map(|c| {
+                let release = std::fs::read_link(&next.link)
+                    .ok()
+                    .and_then(|l| l.file_name().map(|n| n.to_string_lossy().into_owned()));
+                Candidate { unit: c.unit, state: c.active_state, release }
+            });
         rows.push(BuildStatus {
             build: name.clone(),
             state: unit.active_state.clone(),
@@ -45,6 +66,7 @@ pub fn run(loaded: &Loaded, only: Option<&str>, report: &Report) -> Result<Outco
             socket: b.socket.display().to_string(),
             active: unit.is_active(),
             unit: unit.unit,
+            candidate,
         });
     }
     match report.mode {
@@ -61,7 +83,7 @@ fn since(us: u64) -> String {
 
 fn print_table(rows: &[BuildStatus]) {
     let dash = || "-".to_string();
-    let table: Vec<[String; 6]> = rows
+    let table: Vec<[String; 7]> = rows
         .iter()
         .map(|r| {
             [
@@ -71,8 +93,11 @@ fn print_table(rows: &[BuildStatus]) {
                 r.since.clone().unwrap_or_else(dash),
                 r.main_pid.map(|p| p.to_string()).unwrap_or_else(dash),
                 r.route.clone().unwrap_or_else(dash),
+                r.candidate
+                    .as_ref()
+                    .map_or_else(dash, |c| format!("{} ({})", c.release.as_deref().unwrap_or("-"), c.state)),
             ]
         })
         .collect();
-    crate::report::print_table(&["BUILD", "STATE", "RELEASE", "SINCE", "PID", "ROUTE"], &table);
+    crate::report::print_table(&["BUILD", "STATE", "RELEASE", "SINCE", "PID", "ROUTE", "CANDIDATE"], &table);
 }
