@@ -17,3 +17,4 @@ mod hostile;
 mod nginx;
 mod releases;
 mod sandbox_smoke;
+mod zero_impact;

@@ -1,0 +1,73 @@
+//! Deploys users do not feel, through real nginx under load (wrk): a release that answers 500 on
+//! every path is refused without a single user request reaching it, and restarts and builds in
+//! between drop nothing.
+
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::env::Env;
+use crate::common::scratch::{replace, variant};
+use crate::common::{show, stderr};
+
+const SNIPPET: &str = "/etc/nginx/snippets/medctrl.conf";
+
+#[test]
+fn a_broken_release_never_receives_a_request_and_deploys_drop_nothing() {
+    let env = Env::boot();
+    let good = variant("zero-good", |_| {});
+    let out = env.relctl_with(&good, &["build", "development"]);
+    assert!(out.status.success(), "{}\n{}", show(&out), env.journal_tail());
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    env.sh(&format!(
+        "rm -f /etc/nginx/sites-enabled/*; : > {SNIPPET}
+printf 'server {{\\n  listen 127.0.0.1:{port} default_server;\\n  include {SNIPPET};\\n}}\\n' > /etc/nginx/sites-enabled/zero
+systemctl start nginx"
+    ));
+    let out = env.relctl_with(&good, &["nginx-snippet", "--output", SNIPPET, "--check", "--reload"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let live = env.get("development", "/")["release"].as_str().unwrap().to_string();
+
+    // Every view of this release answers 500, its health path included.
+    let broken = variant("zero-broken", |app| {
+        replace(
+            &app.join("API/api_settings/views.py"),
+            "def echo(request):\n",
+            "def echo(request):\n    return HttpResponse(\"broken\", status=500)\n",
+        );
+        replace(
+            &app.join("API/api_settings/views.py"),
+            "def health(request):\n",
+            "def health(request):\n    return HttpResponse(\"broken\", status=500)\n",
+        );
+        replace(&app.join("relctl.toml"), "timeout_s = 30", "timeout_s = 3");
+    });
+
+    let wrk = Command::new("wrk")
+        .stdout(Stdio::piped())
+        .args(["-t2", "-c8", "-d30s", "--timeout", "10s", &format!("http://127.0.0.1:{port}/api/x")])
+        .spawn()
+        .expect("wrk runs (apt-get install wrk; .ci/run installs it)");
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(1));
+    let out = env.relctl_with(&broken, &["build", "development"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let last = stderr(&out).lines().last().unwrap_or_default().to_string();
+    assert!(last.contains("before it took any traffic and is marked bad"), "{last}");
+    assert!(last.contains("HTTP 500: broken"), "{last}");
+    for _ in 0..2 {
+        env.ok(&["restart", "development"]);
+    }
+    let out = env.relctl_with(&good, &["build", "development"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(started.elapsed() < Duration::from_secs(29), "the deploys took longer than the load ran; nothing proven");
+    let wrk = wrk.wait_with_output().unwrap();
+    let report = String::from_utf8_lossy(&wrk.stdout).into_owned();
+    assert!(wrk.status.success(), "{report}");
+    let requests: u64 =
+        report.split(" requests in").next().unwrap().rsplit(' ').next().unwrap().trim().parse().unwrap();
+    assert!(requests > 1000, "{report}");
+    assert!(!report.contains("Non-2xx"), "a user request got an error response during the deploys:\n{report}");
+    assert!(!report.contains("Socket errors"), "a user request failed during the deploys:\n{report}");
+    assert_ne!(env.get("development", "/")["release"], live.as_str(), "the last good build is live");
+}
