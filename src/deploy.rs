@@ -404,6 +404,8 @@ impl<'a> Deploy<'a> {
             });
         }
         self.point_public(&next)?;
+        // Connections already queued on the live instance are served before it restarts.
+        self.drain(&live)?;
         failpoint("handover");
         self.report.step(
             "handover",
