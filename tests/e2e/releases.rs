@@ -189,14 +189,21 @@ fn builds_serialize_and_a_killed_build_leaves_the_old_release_serving() {
         );
         assert_eq!(env.main_pid("testing"), live_pid, "killed at {phase}");
     }
-    // after the hand-over, killed right after `current` switched: the verified candidate serves
-    let out =
-        env.sb.command("env").args(["RELCTL_FAILPOINT=switch", RELCTL, "-f", m, "build", "testing"]).output().unwrap();
-    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&out.status), Some(9), "switch: {}", show(&out));
+    // after the hand-over (killed right after it, then right after `current` switched): the
+    // verified candidate serves, the live instance was not restarted yet
+    for phase in ["handover", "switch"] {
+        let out = env
+            .sb
+            .command("env")
+            .args([&format!("RELCTL_FAILPOINT={phase}"), RELCTL, "-f", m, "build", "testing"])
+            .output()
+            .unwrap();
+        assert_eq!(std::os::unix::process::ExitStatusExt::signal(&out.status), Some(9), "{phase}: {}", show(&out));
+        assert_eq!(env.sh("readlink /opt/medctrl/backend/testing/gunicorn.sock"), ".relctl-next.sock", "{phase}");
+        assert_ne!(env.get("testing", "/")["release"], live.as_str(), "{phase}: the candidate serves the new release");
+        assert_eq!(env.main_pid("testing"), live_pid, "{phase}: the live instance was not restarted yet");
+    }
     assert_ne!(env.sh("readlink /opt/medctrl/backend/testing/current"), format!("releases/{live}"));
-    assert_eq!(env.sh("readlink /opt/medctrl/backend/testing/gunicorn.sock"), ".relctl-next.sock");
-    assert_ne!(env.get("testing", "/")["release"], live.as_str(), "the candidate serves the new, verified release");
-    assert_eq!(env.main_pid("testing"), live_pid, "the live instance was not restarted yet");
 
     // -- the next build recovers and succeeds ---------------------------------------------------
     let out = env.build_with(&manifest, "testing");
