@@ -76,10 +76,7 @@ impl Session {
         verb: &str,
         build: &str,
     ) -> Result<(Session, BuildLayout)> {
-        let app = plan::app(loaded)?;
-        loaded.build(build)?;
-        let layout = app.layout.build(build);
-        Ok((Session::open(app, g, report, &format!("relctl {verb} {build}"))?, layout))
+        Session::open_build(loaded, g, report, verb, build, false)
     }
 
     /// Like [`Session::for_build`], for a command that needs a release to run (start, restart,
@@ -91,25 +88,22 @@ impl Session {
         verb: &str,
         build: &str,
     ) -> Result<(Session, BuildLayout)> {
+        Session::open_build(loaded, g, report, verb, build, true)
+    }
+
+    fn open_build(
+        loaded: &Loaded,
+        g: &GlobalArgs,
+        report: &Report,
+        verb: &str,
+        build: &str,
+        must_be_built: bool,
+    ) -> Result<(Session, BuildLayout)> {
         let app = plan::app(loaded)?;
         loaded.build(build)?;
         let layout = app.layout.build(build);
-        match layout.current_release()? {
-            None => {
-                return Err(UsageError(format!(
-                    "build {build} has no release yet ({} does not exist); run: relctl build {build}",
-                    layout.current.display()
-                ))
-                .into())
-            }
-            Some(id) if !layout.release_dir(&id).is_dir() => {
-                return Err(UsageError(format!(
-                    "build {build}'s current release {id} is missing ({} was removed); run relctl build {build}, or relctl rollback {build} to go back to an earlier release",
-                    layout.release_dir(&id).display()
-                ))
-                .into())
-            }
-            Some(_) => {}
+        if must_be_built {
+            require_release(&layout)?;
         }
         Ok((Session::open(app, g, report, &format!("relctl {verb} {build}"))?, layout))
     }
@@ -132,6 +126,24 @@ impl Session {
     /// The deploy actions on `build` of this session's app.
     pub fn deploy<'a>(&'a self, build: &'a BuildLayout, report: &'a mut Report) -> Deploy<'a> {
         Deploy::new(&self.app, build, &self.systemd, report)
+    }
+}
+
+/// The build has a current release whose directory exists.
+fn require_release(layout: &BuildLayout) -> Result<()> {
+    let build = &layout.build;
+    match layout.current_release()? {
+        None => Err(UsageError(format!(
+            "build {build} has no release yet ({} does not exist); run: relctl build {build}",
+            layout.current.display()
+        ))
+        .into()),
+        Some(id) if !layout.release_dir(&id).is_dir() => Err(UsageError(format!(
+            "build {build}'s current release {id} is missing ({} was removed); run relctl build {build}, or relctl rollback {build} to go back to an earlier release",
+            layout.release_dir(&id).display()
+        ))
+        .into()),
+        Some(_) => Ok(()),
     }
 }
 

@@ -174,7 +174,7 @@ fn builds_serialize_and_a_killed_build_leaves_the_old_release_serving() {
     assert_eq!(std::os::unix::process::ExitStatusExt::signal(&out.status), Some(9), "{}", show(&out));
     assert_eq!(env.get("testing", "/")["release"], live.as_str());
     // and at relctl's own failpoints up to the candidate's verification: the old release serves
-    for phase in ["stage", "render", "units", "candidate"] {
+    let kill_at = |phase: &str| {
         let out = env
             .sb
             .command("env")
@@ -182,6 +182,9 @@ fn builds_serialize_and_a_killed_build_leaves_the_old_release_serving() {
             .output()
             .unwrap();
         assert_eq!(std::os::unix::process::ExitStatusExt::signal(&out.status), Some(9), "{phase}: {}", show(&out));
+    };
+    for phase in ["stage", "render", "units", "candidate"] {
+        kill_at(phase);
         assert_eq!(
             env.get("testing", "/")["release"],
             live.as_str(),
@@ -192,13 +195,7 @@ fn builds_serialize_and_a_killed_build_leaves_the_old_release_serving() {
     // after the hand-over (killed right after it, then right after `current` switched): the
     // verified candidate serves, the live instance was not restarted yet
     for phase in ["handover", "switch"] {
-        let out = env
-            .sb
-            .command("env")
-            .args([&format!("RELCTL_FAILPOINT={phase}"), RELCTL, "-f", m, "build", "testing"])
-            .output()
-            .unwrap();
-        assert_eq!(std::os::unix::process::ExitStatusExt::signal(&out.status), Some(9), "{phase}: {}", show(&out));
+        kill_at(phase);
         assert_eq!(env.sh("readlink /opt/medctrl/backend/testing/gunicorn.sock"), ".relctl-next.sock", "{phase}");
         assert_ne!(env.get("testing", "/")["release"], live.as_str(), "{phase}: the candidate serves the new release");
         assert_eq!(env.main_pid("testing"), live_pid, "{phase}: the live instance was not restarted yet");
