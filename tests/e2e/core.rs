@@ -178,6 +178,13 @@ fn restart_reload_stop_and_start_touch_only_their_build() {
     assert!(!env.sb.is_active("medctrl_next@testing.service"), "the candidate that covered the restart is stopped");
     assert_eq!(env.get("testing", "/")["build"], "testing");
 
+    // -- the MedCtrl guide's own `systemctl restart` still works: a plain restart in place ------
+    let testing_pid = env.main_pid("testing");
+    env.sh("systemctl restart medctrl@testing.service");
+    assert_ne!(env.main_pid("testing"), testing_pid);
+    assert_eq!(env.get("testing", "/")["build"], "testing");
+    assert_eq!(env.sh("readlink /opt/medctrl/backend/testing/gunicorn.sock"), ".relctl-live.sock");
+
     // -- reload: gunicorn's graceful reload keeps the main process, replaces the workers -------
     let testing_pid = env.main_pid("testing");
     let workers = env.sh(&format!("cat /proc/{testing_pid}/task/*/children"));
