@@ -35,20 +35,7 @@ pub fn is_listening(path: &Path) -> Result<bool> {
 pub fn holds(pid: u32, path: &Path) -> Result<bool> {
     let table = std::fs::read_to_string("/proc/net/unix").context("reading /proc/net/unix")?;
     let inodes = listening_inodes(&table, path);
-    if inodes.is_empty() {
-        return Ok(false);
-    }
-    let fd_dir = format!("/proc/{pid}/fd");
-    let fds = std::fs::read_dir(&fd_dir).with_context(|| format!("reading {fd_dir}"))?;
-    for fd in fds.flatten() {
-        let Ok(link) = std::fs::read_link(fd.path()) else { continue };
-        let link = link.to_string_lossy();
-        let inode = link.strip_prefix("socket:[").and_then(|l| l.strip_suffix(']')).and_then(|i| i.parse().ok());
-        if inode.is_some_and(|i| inodes.contains(&i)) {
-            return Ok(true);
-        }
-    }
-    Ok(false)
+    Ok(!inodes.is_empty() && socket_inodes(pid)?.iter().any(|i| inodes.contains(i)))
 }
 
 /// The TCP addresses process `pid` listens on itself (sockets it holds that are in LISTEN state
@@ -59,19 +46,21 @@ pub fn own_tcp_listeners(pid: u32) -> Result<Vec<String>> {
         let Ok(text) = std::fs::read_to_string(table) else { continue };
         listening.extend(tcp_listeners(&text));
     }
+    Ok(socket_inodes(pid)?.iter().filter_map(|i| listening.get(i).cloned()).collect())
+}
+
+/// The inodes of the sockets process `pid` holds (its `/proc/<pid>/fd` links `socket:[N]`).
+fn socket_inodes(pid: u32) -> Result<Vec<u64>> {
     let fd_dir = format!("/proc/{pid}/fd");
     let fds = std::fs::read_dir(&fd_dir).with_context(|| format!("reading {fd_dir}"))?;
-    let mut own = Vec::new();
-    for fd in fds.flatten() {
-        let Ok(link) = std::fs::read_link(fd.path()) else { continue };
-        let link = link.to_string_lossy();
-        let inode: Option<u64> =
-            link.strip_prefix("socket:[").and_then(|l| l.strip_suffix(']')).and_then(|i| i.parse().ok());
-        if let Some(addr) = inode.and_then(|i| listening.get(&i)) {
-            own.push(addr.clone());
-        }
-    }
-    Ok(own)
+    Ok(fds
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter_map(|link| {
+            let link = link.to_string_lossy();
+            link.strip_prefix("socket:[").and_then(|l| l.strip_suffix(']')).and_then(|i| i.parse().ok())
+        })
+        .collect())
 }
 
 /// Inode -> local address of the sockets in LISTEN state (`0A`) in a /proc/net/tcp{,6} table.
