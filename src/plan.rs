@@ -545,8 +545,19 @@ impl BuildPlan {
         );
         line("enable", self.enable.join(", "));
         line("switch", format!("{} -> releases/{}", b.current.display(), self.release));
-        line("job", format!("start {} then start or restart {}", b.socket_unit, b.service_unit));
-        line("socket", b.socket.display().to_string());
+        let next = self.app.layout.instance(&b.build, crate::layout::Slot::Next);
+        line(
+            "job",
+            format!(
+                "if it serves: {} on {} first, through the gate, takes the public socket while {} restarts; else start {} and {}",
+                next.service_unit,
+                next.socket.display(),
+                b.service_unit,
+                b.socket_unit,
+                b.service_unit
+            ),
+        );
+        line("socket", format!("{} (public; a symlink to the serving instance's socket)", b.socket.display()));
         line("state", b.state_dir.display().to_string());
         if let Some(h) = &self.app.health {
             line("health", format!("GET {} through the socket, {}s", h.path, h.timeout_s));
