@@ -1,8 +1,11 @@
-//! Acting on a plan: stage, render, hooks, units, switch, (re)start, verify — for one build.
+//! Acting on a plan: stage, render, dependencies, hooks, units, then the hand-over — for one build.
 //!
-//! Nothing live changes before the switch; a failure after it switches back. The switch is
-//! journaled in `<build_dir>/.relctl-switch` until it is verified, so a relctl killed after the
-//! switch is recovered from by the next build or rollback.
+//! Nothing live changes before the hand-over. A build that serves has two instances (see
+//! `layout::Slot`): a new release is gated in the candidate before the public socket points at
+//! it, the live instance restarts on it without traffic, and takes the public socket back; a
+//! failure before the hand-over leaves the live instance untouched, one after it switches back.
+//! The switch is journaled in `<build_dir>/.relctl-switch` until it is verified, so a relctl
+//! killed in between is recovered from by the next build or rollback.
 
 use std::os::unix::fs::{chown, MetadataExt, PermissionsExt};
 use std::path::Path;
