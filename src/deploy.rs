@@ -27,7 +27,7 @@ use crate::render;
 use crate::report::{self, Report};
 use crate::store::{self, ReleaseId, ReleaseMeta, ReleaseState};
 use crate::systemd::{ActiveState, JobKind, Systemd, UnitState};
-use crate::units;
+use crate::units::{self, UnitFile};
 use crate::users::{self, RunAs};
 
 /// A build that passed verification: its unit and the health answer.
@@ -91,7 +91,8 @@ impl<'a> Deploy<'a> {
     /// `relctl build`: stage the planned release, install the units, switch, (re)start, verify.
     pub fn build(&mut self, plan: &BuildPlan) -> Result<BuildResult> {
         let b = self.build;
-        self.check_app_wide_change()?;
+        let unit_files = units::render(self.app)?;
+        self.check_app_wide_change(&unit_files)?;
         let t = Instant::now();
         let (user, created) = users::ensure_system_user(&self.app.user)?;
         setup_dirs(plan, &user)?;
@@ -118,7 +119,7 @@ impl<'a> Deploy<'a> {
         }
 
         let t = Instant::now();
-        let changed = self.install_units(plan)?;
+        let changed = self.install_units(plan, &unit_files)?;
         failpoint("units");
         self.report.step("units", t, changed);
 
@@ -317,7 +318,10 @@ impl<'a> Deploy<'a> {
     /// the public socket while the live instance restarts, then hands it back. A build that is not
     /// running is just started.
     pub fn restart(&mut self) -> Result<Verified> {
-        let current = self.build.current_release()?.context("the build has no current release")?;
+        let current = self
+            .build
+            .current_release()?
+            .with_context(|| format!("build {} has no current release", self.build.build))?;
         self.go_live(&current, Some(&current))
     }
 
@@ -389,14 +393,7 @@ impl<'a> Deploy<'a> {
         if let Err(cause) = candidate {
             self.report.warn(self.diagnose(&next.service_unit));
             let stopped = self.stop_instance(&next);
-            let marked = if to == from {
-                String::new()
-            } else {
-                match store::mark_bad(&b.release_dir(to), &crate::error::one_line(&cause)) {
-                    Ok(()) => " and is marked bad".to_string(),
-                    Err(e) => format!(" and could not be marked bad ({e:#})"),
-                }
-            };
+            let marked = self.mark_failed(to, Some(from), &cause);
             let err = cause.context(format!(
                 "release {to} of build {} failed in {} before it took any traffic{marked}; release {from} kept serving, untouched",
                 b.build, next.service_unit
@@ -439,6 +436,18 @@ impl<'a> Deploy<'a> {
         self.probation(&live, &first, health).map_err(|cause| self.fail_back(to, Some(from), cause))
     }
 
+    /// Marks `to` bad for `cause`, unless it is the release that was serving (a restart), and says
+    /// how that went, for the error message: "", " and is marked bad" or why it could not be.
+    fn mark_failed(&self, to: &ReleaseId, from: Option<&ReleaseId>, cause: &anyhow::Error) -> String {
+        if Some(to) == from {
+            return String::new();
+        }
+        match store::mark_bad(&self.build.release_dir(to), &crate::error::one_line(cause)) {
+            Ok(()) => " and is marked bad".to_string(),
+            Err(e) => format!(" and could not be marked bad ({e:#})"),
+        }
+    }
+
     /// `to` failed in the live instance: mark it bad and go back to `from` there, with the public
     /// socket on the live instance and no candidate left. Returns the error to report, which says
     /// what state the build is left in.
@@ -446,14 +455,7 @@ impl<'a> Deploy<'a> {
         let b = self.build;
         let live = self.live();
         self.report.warn(self.diagnose(&live.service_unit));
-        let marked = if Some(to) == from {
-            "failed".to_string()
-        } else {
-            match store::mark_bad(&b.release_dir(to), &crate::error::one_line(&cause)) {
-                Ok(()) => "failed and is marked bad".to_string(),
-                Err(e) => format!("failed and could not be marked bad ({e:#})"),
-            }
-        };
+        let marked = format!("failed{}", self.mark_failed(to, from, &cause));
         let Some(prev) = from else {
             return cause.context(format!(
                 "release {to} of build {} {marked}; there is no previous release to switch back to",
@@ -582,9 +584,9 @@ impl<'a> Deploy<'a> {
     }
 
     /// Writes the unit files, reloads systemd when any changed, enables the build.
-    fn install_units(&self, plan: &BuildPlan) -> Result<String> {
+    fn install_units(&self, plan: &BuildPlan, unit_files: &[UnitFile]) -> Result<String> {
         let mut changed = Vec::new();
-        for unit in units::render(self.app)? {
+        for unit in unit_files {
             if atomic::write(&unit.path, unit.contents.as_bytes(), 0o644, None)? {
                 changed.push(unit.path.file_name().unwrap_or_default().to_string_lossy().into_owned());
             }
@@ -651,10 +653,9 @@ impl<'a> Deploy<'a> {
     /// the service user) reaches running builds only when their sockets are re-bound or their
     /// services restarted. relctl does that for the build it deploys, and refuses, before anything
     /// is touched, while other builds run on the old units.
-    fn check_app_wide_change(&self) -> Result<()> {
-        let rendered = units::render(self.app)?;
+    fn check_app_wide_change(&self, unit_files: &[UnitFile]) -> Result<()> {
         let mut changes = Vec::new();
-        for unit in &rendered {
+        for unit in unit_files {
             let Some(old) = atomic::read_string_if_exists(&unit.path)? else { continue };
             let watched = |l: &&str| {
                 ["ListenStream=", "SocketGroup=", "SocketMode=", "User=", "Group="].iter().any(|k| l.starts_with(k))

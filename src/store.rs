@@ -202,20 +202,19 @@ pub fn list(build: &BuildLayout) -> Result<Vec<Release>> {
         }
         let dir = entry.path();
         let meta_file = meta_dir(&dir).join(META_FILE);
-        let (meta, corrupt) = match atomic::read_if_exists(&meta_file)? {
-            Some(bytes) => match serde_json::from_slice::<ReleaseMeta>(&bytes) {
-                Ok(m) => (Some(m), None),
-                Err(e) => (None, Some(format!("{} is corrupt ({e})", meta_file.display()))),
-            },
+        // Complete once release.json exists; one that cannot be read is bad, naming the file.
+        let written = atomic::read_if_exists(&meta_file)?;
+        let complete = written.is_some();
+        let (meta, corrupt) = match written.map(|bytes| serde_json::from_slice::<ReleaseMeta>(&bytes)) {
+            Some(Ok(m)) => (Some(m), None),
+            Some(Err(e)) => (None, Some(format!("{} is corrupt ({e})", meta_file.display()))),
             None => (None, None),
         };
         let bad = atomic::read_string_if_exists(&meta_dir(&dir).join(BAD_FILE))?.map(|s| s.trim().to_string());
-        let reason = corrupt.clone().or(bad);
+        let reason = corrupt.or(bad);
         let state = if current.as_ref() == Some(&id) {
             ReleaseState::Current
-        } else if corrupt.is_some() {
-            ReleaseState::Bad
-        } else if meta.is_none() {
+        } else if !complete {
             ReleaseState::Incomplete
         } else if reason.is_some() {
             ReleaseState::Bad
