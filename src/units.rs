@@ -288,7 +288,7 @@ mod tests {
         let service = &units[0];
         assert_eq!(service.path, Path::new("/etc/systemd/system/medctrl@.service"));
         let c = &service.contents;
-        assert!(c.contains("ExecStart=/opt/medctrl/backend/%i/current/.relctl/start\n"), "{c}");
+        assert!(c.contains(" /opt/medctrl/backend/%i/current/.relctl/start\n"), "{c}");
         assert!(c.contains("WorkingDirectory=/opt/medctrl/backend/%i/current\n"));
         assert!(c.contains("EnvironmentFile=/opt/medctrl/backend/%i/current/.relctl/environment\n"));
         assert!(c.contains("Requires=medctrl@%i.socket\n") && c.contains("PartOf=medctrl.target\n"));
@@ -303,7 +303,7 @@ mod tests {
         assert!(socket.contains("WantedBy=medctrl.target\n") && !socket.contains("RemoveOnStop"));
         let next_service = &units[3].contents;
         assert_eq!(units[3].path, Path::new("/etc/systemd/system/medctrl_next@.service"));
-        assert!(next_service.contains("ExecStart=/opt/medctrl/backend/%i/next/.relctl/start\n"), "{next_service}");
+        assert!(next_service.contains(" /opt/medctrl/backend/%i/next/.relctl/start\n"), "{next_service}");
         assert!(
             next_service.contains("Requires=medctrl_next@%i.socket\n")
                 && next_service.contains("PartOf=medctrl.target\n")

@@ -15,7 +15,15 @@ const SNIPPET: &str = "/etc/nginx/snippets/medctrl.conf";
 #[test]
 fn a_broken_release_never_receives_a_request_and_deploys_drop_nothing() {
     let env = Env::boot();
-    let good = variant("zero-good", |_| {});
+    // The example, but its start records the CPU priority it starts at (its autogroup's nice).
+    let good = variant("zero-good", |app| {
+        replace(
+            &app.join("relctl.toml"),
+            "exec = \".venv/bin/python -m gunicorn",
+            "exec = \"/bin/sh -c 'cat /proc/self/autogroup >> $RELCTL_STATE_DIR/start-priority; exec ../.venv/bin/python -m gunicorn",
+        );
+        replace(&app.join("relctl.toml"), "api_settings.wsgi:application\"", "api_settings.wsgi:application'\"");
+    });
     let out = env.relctl_with(&good, &["build", "development"]);
     assert!(out.status.success(), "{}\n{}", show(&out), env.journal_tail());
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -70,4 +78,14 @@ systemctl start nginx"
     assert!(!report.contains("Non-2xx"), "a user request got an error response during the deploys:\n{report}");
     assert!(!report.contains("Socket errors"), "a user request failed during the deploys:\n{report}");
     assert_ne!(env.get("development", "/")["release"], live.as_str(), "the last good build is live");
+
+    // Every start (the first build, the candidates, the live restarts) ran at nice 19 until ready;
+    // what serves now, master and workers, runs at 0 again.
+    let started = env.sh("cat /var/lib/medctrl/backend/development/start-priority");
+    assert!(started.lines().count() >= 5, "{started}");
+    assert!(started.lines().all(|l| l.ends_with(" nice 19")), "{started}");
+    let serving =
+        env.sh(&format!("for p in $(pgrep -g {}); do cat /proc/$p/autogroup; done", env.main_pid("development")));
+    assert_eq!(serving.lines().count(), 3, "master and 2 workers: {serving}");
+    assert!(serving.lines().all(|l| l.ends_with(" nice 0")), "{serving}");
 }
