@@ -25,6 +25,7 @@ use crate::listener;
 use crate::plan::{AppPlan, BuildPlan};
 use crate::render;
 use crate::report::{self, Report};
+use crate::stage;
 use crate::store::{self, ReleaseId, ReleaseMeta, ReleaseState};
 use crate::systemd::{ActiveState, JobKind, Systemd, UnitState};
 use crate::units::{self, UnitFile};
@@ -175,17 +176,12 @@ impl<'a> Deploy<'a> {
             self.report.step("deps", t, detail);
         }
 
-        for hook in &plan.hooks {
-            let t = Instant::now();
-            let run_as = (hook.stage == HookStage::Release).then_some(user);
-            let output = hooks::run(hook, &plan.release_dir, &plan.hook_env(hook), run_as).inspect_err(|e| {
-                if let Some(f) = e.downcast_ref::<HookFailed>() {
-                    self.report.warn(format!("--- last lines of `{}` ---\n{}\n---", f.command, f.tail));
-                }
-            })?;
-            self.report.verbose(&output);
-            self.report.step(&format!("hook:{}", hook.stage), t, &hook.command);
-        }
+        let (build_hooks, release_hooks): (Vec<&Hook>, Vec<&Hook>) =
+            plan.hooks.iter().partition(|h| h.stage == HookStage::Build);
+        self.run_hooks(plan, &build_hooks, None)?;
+        let public: Vec<_> = plan.app.static_files.iter().map(|st| plan.release_dir.join(&st.dir)).collect();
+        stage::seal(&plan.release_dir, user.gid, &public)?;
+        self.run_hooks(plan, &release_hooks, Some(user))?;
         let meta = ReleaseMeta {
             id: plan.release.clone(),
             app: self.app.layout.app.clone(),
@@ -194,6 +190,21 @@ impl<'a> Deploy<'a> {
             git: plan.git.as_ref().map(|g| g.label()),
         };
         store::mark_complete(&plan.release_dir, &meta)
+    }
+
+    /// Runs hooks in the new release, as root (`build`) or as the service user (`release`).
+    fn run_hooks(&mut self, plan: &BuildPlan, hooks: &[&Hook], run_as: Option<&RunAs>) -> Result<()> {
+        for hook in hooks {
+            let t = Instant::now();
+            let output = hooks::run(hook, &plan.release_dir, &plan.hook_env(hook), run_as).inspect_err(|e| {
+                if let Some(f) = e.downcast_ref::<HookFailed>() {
+                    self.report.warn(format!("--- last lines of `{}` ---\n{}\n---", f.command, f.tail));
+                }
+            })?;
+            self.report.verbose(&output);
+            self.report.step(&format!("hook:{}", hook.stage), t, &hook.command);
+        }
+        Ok(())
     }
 
     /// The dependency's entry, complete: reused when it is, else built at its final path (what a

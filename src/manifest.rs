@@ -39,6 +39,24 @@ pub struct Manifest {
     pub builds: BTreeMap<String, Build>,
     #[serde(default)]
     pub hardening: Hardening,
+    /// `[static]`: files nginx serves itself, from each build's current release.
+    #[serde(rename = "static")]
+    pub static_files: Option<Static>,
+}
+
+/// `[static]`: a directory inside the release (what `collectstatic` fills in a build hook) that
+/// nginx serves at `<route>/<url>/` for every build, through `current`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Static {
+    /// Relative to the release, e.g. `API/static`.
+    pub dir: String,
+    /// The URL path under the build's route, e.g. `static` (Django's `STATIC_URL = "static/"`).
+    #[serde(default = "default_static_url")]
+    pub url: String,
+    /// `Cache-Control: public, max-age=` for the files, in seconds.
+    #[serde(default = "default_static_max_age")]
+    pub max_age_s: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -112,6 +130,13 @@ pub struct Build {
     pub allow: Vec<String>,
     /// An htpasswd file for nginx basic auth on this build's route.
     pub htpasswd: Option<PathBuf>,
+    /// Pass WebSocket upgrades through nginx on this route (HTTP/1.1, Upgrade/Connection headers,
+    /// no response buffering).
+    #[serde(default)]
+    pub websocket: bool,
+    /// How long nginx waits for the app between two reads (and writes) on this route, in seconds;
+    /// nginx's default is 60. For long polls and quiet WebSockets.
+    pub read_timeout_s: Option<u64>,
     #[serde(default)]
     pub vars: toml::Table,
 }
@@ -130,6 +155,12 @@ fn default_socket() -> String {
 }
 fn default_socket_group() -> String {
     "www-data".into()
+}
+fn default_static_url() -> String {
+    "static".into()
+}
+fn default_static_max_age() -> u64 {
+    3600
 }
 fn default_health_timeout() -> u64 {
     30
@@ -350,6 +381,25 @@ fn check_inner_path(what: &str, p: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `[static] url` without its slashes (`/static/` -> `static`): one or more path segments of
+/// letters, digits, `.`, `_` and `-`, none of them `.` or `..`.
+pub fn static_url(url: &str) -> Result<String, String> {
+    let trimmed = url.trim_matches('/');
+    let ok_segment = |seg: &str| {
+        !seg.is_empty()
+            && seg != "."
+            && seg != ".."
+            && seg.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    };
+    if trimmed.is_empty() || !trimmed.split('/').all(ok_segment) {
+        return Err(format!(
+            "[static] url \"{}\" must be a path under the route such as \"static\": segments of letters, digits, '.', '_' and '-'",
+            url.escape_debug()
+        ));
+    }
+    Ok(trimmed.to_string())
+}
+
 /// A value that goes into a file line by line (an environment file, a shell script, a unit):
 /// a newline or another control character would start a new entry there.
 pub fn check_one_line(what: &str, value: &str) -> Result<(), String> {
@@ -456,6 +506,19 @@ fn check(m: &Manifest) -> Result<(), String> {
         }
         if let Some(p) = &b.htpasswd {
             check_plain_path(&format!("[builds.{name}] htpasswd"), p)?;
+        }
+        if let Some(t) = b.read_timeout_s {
+            if !(1..=86_400).contains(&t) {
+                return Err(format!("[builds.{name}] read_timeout_s = {t} must be between 1 and 86400 (a day)"));
+            }
+        }
+    }
+    if let Some(st) = &m.static_files {
+        check_inner_path("[static] dir", &st.dir)?;
+        check_plain_path("[static] dir", Path::new(&st.dir))?;
+        static_url(&st.url)?;
+        if st.max_age_s > 31_536_000 {
+            return Err(format!("[static] max_age_s = {} must be at most 31536000 (a year)", st.max_age_s));
         }
     }
     if !(1..=1000).contains(&m.keep_releases) {
@@ -591,6 +654,11 @@ route = "/api"
             ("route = \"/api\"", "route = \"/api\"\nhtpasswd = \"/etc/nginx/x;\"", "htpasswd"),
             ("app = \"medctrl\"", "app = \"medctrl\"\nexclude = [\"{a,b\"]", "exclude pattern"),
             ("app = \"medctrl\"", "app = \"medctrl\"\nkeep_releases = 0", "keep_releases = 0"),
+            ("route = \"/api\"", "route = \"/api\"\nread_timeout_s = 0", "read_timeout_s = 0"),
+            ("app = \"medctrl\"", "app = \"medctrl\"\n[static]\ndir = \"../etc\"", "[static] dir"),
+            ("app = \"medctrl\"", "app = \"medctrl\"\n[static]\ndir = \"s t\"", "[static] dir"),
+            ("app = \"medctrl\"", "app = \"medctrl\"\n[static]\ndir = \"s\"\nurl = \"a/../b\"", "[static] url"),
+            ("app = \"medctrl\"", "app = \"medctrl\"\n[static]\ndir = \"s\"\nurl = \"x;y\"", "[static] url"),
         ];
         for (from, to, expected) in cases {
             let text = MINIMAL.replacen(from, to, 1);
@@ -643,6 +711,15 @@ route = "/api"
         assert!(parse(&nested).is_ok());
         let allow = MINIMAL.replace("route = \"/api\"", "route = \"/api\"\nallow = [\"10.0.0.0/8; deny all\"]");
         assert!(parse(&allow).unwrap_err().contains("allow entry"));
+    }
+
+    #[test]
+    fn static_url_loses_its_slashes() {
+        assert_eq!(static_url("/static/").unwrap(), "static");
+        assert_eq!(static_url("assets/v1").unwrap(), "assets/v1");
+        for bad in ["", "/", "a//b", "./x", "a b", "x{"] {
+            assert!(static_url(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

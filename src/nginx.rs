@@ -2,10 +2,18 @@
 //!
 //! For route `/api`:
 //! - `location = /api` redirects (308) to `/api/`, keeping the query string;
-//! - `location ^~ /api/` proxies to `http://unix:<socket>:/`: nginx replaces the matched `/api/`
-//!   with `/`, so `/api/x?q=1` reaches the app as `/x?q=1`. `/apix` and `/api-x` match neither.
-//!   `^~` keeps the server's regex locations from taking the build's requests. Note the colon
-//!   after the socket path: without it, the URI would become part of the socket path.
+//! - `location ^~ /api/` proxies to `http://unix:<socket>:` with the request's own URI and the
+//!   header `SCRIPT_NAME: /api`. gunicorn trusts that header from a unix-socket peer (its
+//!   `forwarder_headers`) and splits the path the WSGI way: `SCRIPT_NAME=/api`, `PATH_INFO=/x`
+//!   for `/api/x`. The app routes as if mounted at `/` and generates URLs under `/api`
+//!   (redirects, `reverse()`/`url_for`, forms, Django's relative `STATIC_URL`). Requests that
+//!   reach the socket without the header (the health gate, curl) are served at `/`.
+//!   `/apix` and `/api-x` match neither location. `^~` keeps the server's regex locations from
+//!   taking the build's requests.
+//! - with `[static]`, `location ^~ /api/static/` serves `<root>/<build>/current/<dir>/` itself
+//!   (`alias` through `current`: a rollback serves that release's files);
+//! - with `websocket = true`, upgrades pass (HTTP/1.1, the client's Upgrade and Connection
+//!   headers, no buffering); `read_timeout_s` sets nginx's read/send timeouts for the route;
 //! - nested routes (`/api` and `/api/v2`) each win for their own prefix (longest prefix match).
 
 use std::collections::BTreeSet;
@@ -35,6 +43,19 @@ pub struct Route {
     pub release: Option<ReleaseId>,
     pub allow: Vec<String>,
     pub htpasswd: Option<PathBuf>,
+    pub static_files: Option<StaticRoute>,
+    pub websocket: bool,
+    pub read_timeout_s: Option<u64>,
+}
+
+/// Where a build's static files are served from.
+#[derive(Debug, Clone, Serialize)]
+pub struct StaticRoute {
+    /// Under the route, without slashes (`static`).
+    pub url: String,
+    /// `<root>/<build>/current/<dir>`.
+    pub alias: PathBuf,
+    pub max_age_s: u64,
 }
 
 /// Renders the snippet. `proxy_params` says whether the host has /etc/nginx/proxy_params; when
@@ -59,6 +80,13 @@ pub fn snippet(routes: &[Route], proxy_params: bool) -> String {
             s.push_str(&format!("    return 308 {}/$is_args$args;\n}}\n", r.route));
         }
         let prefix = if r.route == "/" { "/".to_string() } else { format!("{}/", r.route) };
+        if let Some(st) = &r.static_files {
+            s.push_str(&format!("location ^~ {prefix}{}/ {{\n", st.url));
+            s.push_str(&access);
+            s.push_str(&format!("    alias {}/;\n", st.alias.display()));
+            s.push_str(&format!("    add_header Cache-Control \"public, max-age={}\";\n", st.max_age_s));
+            s.push_str("    access_log off;\n}\n");
+        }
         s.push_str(&format!("location ^~ {prefix} {{\n"));
         s.push_str(&access);
         if proxy_params {
@@ -71,7 +99,21 @@ pub fn snippet(routes: &[Route], proxy_params: bool) -> String {
                 "    proxy_set_header X-Forwarded-Proto $scheme;\n",
             ));
         }
-        s.push_str(&format!("    proxy_pass http://unix:{}:/;\n}}\n", r.socket.display()));
+        // The app's URL prefix; "" (not sent) on the root route, so a client cannot set one.
+        let script_name = if r.route == "/" { "\"\"" } else { r.route.as_str() };
+        s.push_str(&format!("    proxy_set_header SCRIPT_NAME {script_name};\n"));
+        if r.websocket {
+            s.push_str(concat!(
+                "    proxy_http_version 1.1;\n",
+                "    proxy_set_header Upgrade $http_upgrade;\n",
+                "    proxy_set_header Connection $http_connection;\n",
+                "    proxy_buffering off;\n",
+            ));
+        }
+        if let Some(t) = r.read_timeout_s {
+            s.push_str(&format!("    proxy_read_timeout {t}s;\n    proxy_send_timeout {t}s;\n"));
+        }
+        s.push_str(&format!("    proxy_pass http://unix:{}:;\n}}\n", r.socket.display()));
     }
     s
 }
@@ -274,6 +316,9 @@ mod tests {
             release: Some(ReleaseId::parse("20261123T130501Z-abc1234").unwrap()),
             allow: vec![],
             htpasswd: None,
+            static_files: None,
+            websocket: false,
+            read_timeout_s: None,
         }
     }
 
@@ -288,7 +333,8 @@ location = /api {
 }
 location ^~ /api/ {
     include /etc/nginx/proxy_params;
-    proxy_pass http://unix:/opt/medctrl/backend/development/gunicorn.sock:/;
+    proxy_set_header SCRIPT_NAME /api;
+    proxy_pass http://unix:/opt/medctrl/backend/development/gunicorn.sock:;
 }
 
 # medctrl testing (release 20261123T130501Z-abc1234): /testapi -> /opt/medctrl/backend/testing/gunicorn.sock
@@ -297,7 +343,8 @@ location = /testapi {
 }
 location ^~ /testapi/ {
     include /etc/nginx/proxy_params;
-    proxy_pass http://unix:/opt/medctrl/backend/testing/gunicorn.sock:/;
+    proxy_set_header SCRIPT_NAME /testapi;
+    proxy_pass http://unix:/opt/medctrl/backend/testing/gunicorn.sock:;
 }
 "#;
         assert_eq!(text, expected);
@@ -309,6 +356,33 @@ location ^~ /testapi/ {
         assert!(!text.contains("location = "), "no redirect for /: {text}");
         assert!(text.contains("location ^~ / {\n    proxy_set_header Host $host;\n    proxy_set_header X-Real-IP $remote_addr;\n    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n    proxy_set_header X-Forwarded-Proto $scheme;\n"), "{text}");
         assert!(!text.contains("proxy_params"));
+        assert!(text.contains("    proxy_set_header SCRIPT_NAME \"\";\n"), "a client cannot set a prefix: {text}");
+    }
+
+    #[test]
+    fn static_files_websockets_and_timeouts() {
+        let mut r = route("development", "/api");
+        r.static_files = Some(StaticRoute {
+            url: "static".into(),
+            alias: "/opt/medctrl/backend/development/current/API/static".into(),
+            max_age_s: 600,
+        });
+        r.websocket = true;
+        r.read_timeout_s = Some(120);
+        r.allow = vec!["127.0.0.1".into()];
+        let text = snippet(&[r], true);
+        assert!(text.contains("location ^~ /api/static/ {\n    allow 127.0.0.1;\n    deny all;\n    alias /opt/medctrl/backend/development/current/API/static/;\n    add_header Cache-Control \"public, max-age=600\";\n    access_log off;\n}\n"), "{text}");
+        assert!(text.contains("    proxy_http_version 1.1;\n    proxy_set_header Upgrade $http_upgrade;\n    proxy_set_header Connection $http_connection;\n    proxy_buffering off;\n    proxy_read_timeout 120s;\n    proxy_send_timeout 120s;\n"), "{text}");
+        let plain = snippet(&[route("development", "/api")], true);
+        assert!(!plain.contains("Upgrade") && !plain.contains("timeout") && !plain.contains("alias"), "{plain}");
+        let root = snippet(
+            &[Route {
+                static_files: Some(StaticRoute { url: "assets/v1".into(), alias: "/x".into(), max_age_s: 1 }),
+                ..route("p", "/")
+            }],
+            true,
+        );
+        assert!(root.contains("location ^~ /assets/v1/ {"), "{root}");
     }
 
     #[test]

@@ -37,6 +37,18 @@ pub struct AppPlan {
     pub builds: Vec<(String, Option<String>)>,
     /// `[hardening]`: how strict the service unit is.
     pub hardening: manifest::Hardening,
+    /// `[static]`: the release's directory nginx serves, and at which URL path under the route.
+    pub static_files: Option<StaticPlan>,
+}
+
+/// `[static]`, checked.
+#[derive(Debug, Clone, Serialize)]
+pub struct StaticPlan {
+    /// Relative to the release, without a trailing `/`.
+    pub dir: String,
+    /// Path segments under the route, without slashes (`static`).
+    pub url: String,
+    pub max_age_s: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -134,6 +146,14 @@ pub fn app(loaded: &Loaded) -> Result<AppPlan> {
         keep_releases: m.keep_releases,
         builds: m.builds.iter().map(|(name, b)| (name.clone(), b.route.clone())).collect(),
         hardening: m.hardening.clone(),
+        static_files: match &m.static_files {
+            Some(st) => Some(StaticPlan {
+                dir: st.dir.trim_end_matches('/').trim_start_matches("./").to_string(),
+                url: manifest::static_url(&st.url).map_err(UsageError)?,
+                max_age_s: st.max_age_s,
+            }),
+            None => None,
+        },
     })
 }
 
@@ -221,6 +241,13 @@ pub fn nginx_routes(app: &AppPlan, loaded: &Loaded, only: &[String]) -> Result<V
             build: name.clone(),
             route: crate::route::normalize(route).map_err(UsageError)?,
             release: b.current_release()?,
+            static_files: app.static_files.as_ref().map(|st| crate::nginx::StaticRoute {
+                url: st.url.clone(),
+                alias: b.current.join(&st.dir),
+                max_age_s: st.max_age_s,
+            }),
+            websocket: decl.websocket,
+            read_timeout_s: decl.read_timeout_s,
             socket: b.socket,
             allow: decl.allow.clone(),
             htpasswd: match &decl.htpasswd {
@@ -376,6 +403,14 @@ fn template_context(
         current: build.current.clone(),
         socket: build.socket.clone(),
         state_dir: build.state_dir.clone(),
+        script_name: m.builds[name]
+            .route
+            .as_deref()
+            .and_then(|r| crate::route::normalize(r).ok())
+            .filter(|r| r != "/")
+            .unwrap_or_default(),
+        static_root: app.static_files.as_ref().map(|st| release_dir.join(&st.dir)),
+        static_url: app.static_files.as_ref().map(|st| format!("{}/", st.url)),
         vars,
         secrets: secrets.values.clone(),
     }

@@ -21,6 +21,14 @@ pub struct TemplateContext {
     pub current: PathBuf,
     pub socket: PathBuf,
     pub state_dir: PathBuf,
+    /// The build's route as the app's URL prefix (WSGI's `SCRIPT_NAME`, Django's
+    /// `FORCE_SCRIPT_NAME`): `/ledger`; "" for the root route or a build without a route.
+    pub script_name: String,
+    /// `[static] dir` inside this release (Django's `STATIC_ROOT`), when the manifest has one.
+    pub static_root: Option<PathBuf>,
+    /// `[static] url` with a trailing `/`, relative (Django's `STATIC_URL`: the app's URL prefix
+    /// is put in front of it per request).
+    pub static_url: Option<String>,
     pub vars: toml::Table,
     #[serde(skip)]
     pub secrets: BTreeMap<String, String>,
@@ -147,6 +155,9 @@ mod tests {
             current: "/opt/medctrl/backend/development/current".into(),
             socket: "/opt/medctrl/backend/development/gunicorn.sock".into(),
             state_dir: "/var/lib/medctrl/backend/development".into(),
+            script_name: String::new(),
+            static_root: None,
+            static_url: None,
             vars,
             secrets: [("DB_PASSWORD".to_string(), "s3cret".to_string())].into(),
         }

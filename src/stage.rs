@@ -83,6 +83,44 @@ impl CopySpec {
     }
 }
 
+/// Who may read a staged release: root owns it, the service's group reads it, nobody else —
+/// except the `public` directories inside it (static files, for nginx), which everyone reads,
+/// and the directories that lead to them, which everyone may pass through without listing.
+/// `.relctl/` (relctl's metadata, which `status` and `releases` read without root) stays
+/// listable; the files in it written so far (environment, start script) are private too.
+pub fn seal(release_dir: &Path, gid: u32, public: &[PathBuf]) -> Result<()> {
+    use std::os::unix::fs::{lchown, MetadataExt, PermissionsExt};
+    for entry in WalkDir::new(release_dir) {
+        let entry = entry.with_context(|| format!("walking release {}", release_dir.display()))?;
+        let path = entry.path();
+        lchown(path, Some(0), Some(gid)).with_context(|| format!("chown root:{gid} {}", path.display()))?;
+        if entry.file_type().is_symlink() {
+            continue;
+        }
+        let mode = entry.metadata().with_context(|| format!("reading {}", path.display()))?.mode();
+        let new = sealed_mode(release_dir, public, path, entry.file_type().is_dir(), mode & 0o100 != 0);
+        fs::set_permissions(path, fs::Permissions::from_mode(new))
+            .with_context(|| format!("setting the mode of {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The mode `seal` gives `path` (see there).
+fn sealed_mode(release_dir: &Path, public: &[PathBuf], path: &Path, dir: bool, executable: bool) -> u32 {
+    let is_public = public.iter().any(|p| path.starts_with(p));
+    let leads_to_public = public.iter().any(|p| p.starts_with(path));
+    match (dir, is_public) {
+        (true, true) => 0o755,
+        (true, false) if path == release_dir.join(crate::store::META_DIR) => 0o755,
+        (true, false) if leads_to_public || path == release_dir => 0o751,
+        (true, false) => 0o750,
+        (false, true) if executable => 0o755,
+        (false, true) => 0o644,
+        (false, false) if executable => 0o750,
+        (false, false) => 0o640,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,5 +167,23 @@ mod tests {
             assert!(!dest.join(gone).exists(), "{gone} should not be copied");
         }
         assert_eq!(stats.files, 3);
+    }
+
+    #[test]
+    fn sealed_releases_are_private_but_their_static_files() {
+        let r = Path::new("/opt/a/b/dev/releases/r1");
+        let public = [r.join("API/static")];
+        let mode = |p: &str, dir: bool, x: bool| sealed_mode(r, &public, &r.join(p), dir, x);
+        assert_eq!(sealed_mode(r, &public, r, true, true), 0o751, "passable, not listable");
+        assert_eq!(mode("API", true, true), 0o751, "on the way to the static files");
+        assert_eq!(mode("API/static", true, true), 0o755);
+        assert_eq!(mode("API/static/admin/css/base.css", false, false), 0o644);
+        assert_eq!(mode("API/api_settings", true, true), 0o750);
+        assert_eq!(mode("API/api_settings/settings/deploy_dev.py", false, false), 0o640);
+        assert_eq!(mode("API/manage.py", false, true), 0o750);
+        assert_eq!(mode(".relctl", true, true), 0o755, "status reads release.json without root");
+        assert_eq!(mode(".relctl/environment", false, false), 0o640);
+        assert_eq!(sealed_mode(r, &[], r, true, true), 0o751);
+        assert_eq!(sealed_mode(r, &[], &r.join("API"), true, true), 0o750);
     }
 }

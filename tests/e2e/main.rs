@@ -12,6 +12,7 @@ mod boundary;
 mod common;
 mod core;
 mod deps;
+mod django;
 mod faults;
 mod hostile;
 mod nginx;

@@ -4,7 +4,7 @@
 
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::env::Env;
 use crate::common::scratch::{replace, variant};
@@ -53,10 +53,9 @@ systemctl start nginx"
 
     let wrk = Command::new("wrk")
         .stdout(Stdio::piped())
-        .args(["-t2", "-c8", "-d30s", "--timeout", "10s", &format!("http://127.0.0.1:{port}/api/x")])
+        .args(["-t2", "-c8", "-d600s", "--timeout", "10s", &format!("http://127.0.0.1:{port}/api/x")])
         .spawn()
         .expect("wrk runs (apt-get install wrk; .ci/run installs it)");
-    let started = Instant::now();
     std::thread::sleep(Duration::from_secs(1));
     let out = env.relctl_with(&broken, &["build", "development"]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
@@ -68,8 +67,8 @@ systemctl start nginx"
     }
     let out = env.relctl_with(&good, &["build", "development"]);
     assert!(out.status.success(), "{}", show(&out));
-    assert!(started.elapsed() < Duration::from_secs(29), "the deploys took longer than the load ran; nothing proven");
-    let wrk = wrk.wait_with_output().unwrap();
+    // wrk stops on SIGINT and reports what it saw until then: the load covered every deploy.
+    let wrk = crate::common::stop_wrk(wrk);
     let report = String::from_utf8_lossy(&wrk.stdout).into_owned();
     assert!(wrk.status.success(), "{report}");
     let requests: u64 =
@@ -79,11 +78,11 @@ systemctl start nginx"
     assert!(!report.contains("Socket errors"), "a user request failed during the deploys:\n{report}");
     assert_ne!(env.get("development", "/")["release"], live.as_str(), "the last good build is live");
 
-    // Every start (the first build, the candidates, the live restarts) ran at nice 19 until ready;
+    // Every start (the first build, the candidates, the live restarts) ran at nice 10 until ready;
     // what serves now, master and workers, runs at 0 again.
     let started = env.sh("cat /var/lib/medctrl/backend/development/start-priority");
     assert!(started.lines().count() >= 5, "{started}");
-    assert!(started.lines().all(|l| l.ends_with(" nice 19")), "{started}");
+    assert!(started.lines().all(|l| l.ends_with(" nice 10")), "{started}");
     let serving =
         env.sh(&format!("for p in $(pgrep -g {}); do cat /proc/$p/autogroup; done", env.main_pid("development")));
     assert_eq!(serving.lines().count(), 3, "master and 2 workers: {serving}");

@@ -26,3 +26,11 @@ pub fn stdout(out: &Output) -> String {
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// Stops a running `wrk` with SIGINT, which makes it print its report for the time it ran, and
+/// returns its output.
+pub fn stop_wrk(wrk: std::process::Child) -> Output {
+    let kill = std::process::Command::new("kill").args(["-INT", &wrk.id().to_string()]).status().unwrap();
+    assert!(kill.success(), "kill -INT wrk");
+    wrk.wait_with_output().unwrap()
+}

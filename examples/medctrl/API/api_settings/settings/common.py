@@ -13,6 +13,7 @@ ALLOWED_HOSTS = ["*"]
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",
+    "django.contrib.staticfiles",
 ]
 # No CommonMiddleware: no APPEND_SLASH redirects, the catch-all sees every path.
 MIDDLEWARE = []
@@ -23,6 +24,12 @@ WSGI_APPLICATION = "api_settings.wsgi.application"
 
 DATABASES = {}  # set per build (SQLite in the state dir)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Static files: collectstatic (a build hook in relctl.toml) copies these into the release's
+# STATIC_ROOT; nginx serves them there ([static] in relctl.toml). STATIC_ROOT and STATIC_URL
+# are set per build, in deploy_<build>.py.
+STATICFILES_DIRS = [os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "assets")]
+STATIC_URL = "static/"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

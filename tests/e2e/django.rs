@@ -1,0 +1,173 @@
+//! A Django app nobody here wrote (`django-admin startproject`), deployed as two builds at nested
+//! routes behind real nginx: the admin redirects and links under each build's route, its CSS
+//! comes from each build's own release through nginx, and a superuser made with `relctl exec`
+//! logs in through the login form and lands on the admin index under the route.
+
+use std::net::TcpListener;
+use std::process::Command;
+
+use crate::common::env::Env;
+use crate::common::scratch::scratch_dir;
+use crate::common::show;
+
+const MANIFEST: &str = r#"# A fresh `django-admin startproject ledger`, deployed by relctl.
+app = "ledger"
+component = "web"
+exclude = ["static/", "db.sqlite3"]
+
+[settings]
+template = "builtin:django"
+path = "ledger/deploy_{{ build }}.py"
+
+[service]
+exec = ".venv/bin/python -m gunicorn --preload --workers 2 ledger.wsgi:application"
+environment = { DJANGO_SETTINGS_MODULE = "ledger.deploy_{{ build }}" }
+
+[deps.venv]
+path = ".venv"
+key = ["requirements.txt"]
+build = [
+  "/usr/bin/python3 -m venv \"$RELCTL_DEP_DIR\"",
+  "\"$RELCTL_DEP_DIR/bin/python\" -m pip install --disable-pip-version-check -q -r requirements.txt",
+]
+
+[hooks]
+build = [".venv/bin/python manage.py collectstatic --noinput -v 0"]
+release = [".venv/bin/python manage.py migrate --noinput -v 0"]
+
+[static]
+dir = "static"
+
+[health]
+path = "/admin/login/"
+
+[vars]
+settings_module = "ledger.settings"
+
+[builds.production]
+route = "/ledger"
+
+[builds.staging]
+route = "/ledger/staging"
+"#;
+
+/// Logs in through nginx as a browser would (cookie jar, the form's CSRF token), then opens the
+/// admin index; prints the login response's status and Location, then the index's status and
+/// whether it is the admin's own page.
+const LOGIN: &str = r#"
+import http.cookiejar, re, sys, urllib.error, urllib.parse, urllib.request
+base, route = sys.argv[1], sys.argv[2]
+jar = http.cookiejar.CookieJar()
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *a, **k):
+        return None
+opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), NoRedirect)
+page = opener.open(f"{base}{route}/admin/login/?next={route}/admin/").read().decode()
+action = re.search(r'<form action="([^"]*)" method="post" id="login-form">', page).group(1)
+token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+form = urllib.parse.urlencode({"csrfmiddlewaretoken": token, "username": "admin",
+                               "password": "s3cret-Pw-for-e2e", "next": f"{route}/admin/"}).encode()
+try:
+    r = opener.open(base + action, data=form)
+    print(r.status, "")
+except urllib.error.HTTPError as e:
+    print(e.code, e.headers.get("Location", ""))
+try:
+    index = opener.open(f"{base}{route}/admin/")
+    print(index.status, "Site administration" in index.read().decode())
+except urllib.error.HTTPError as e:
+    print(e.code, e.headers.get("Location", ""))
+print(action)
+"#;
+
+#[test]
+fn startproject_admin_works_under_nested_routes_with_its_static_files() {
+    let env = Env::boot();
+    let src = scratch_dir("django").join("ledger");
+    // Django's own project template, from the real package, as a new user would start.
+    env.sb.sh_ok(&format!(
+        "python3 -m venv /root/dj && /root/dj/bin/pip install --disable-pip-version-check -q Django==5.2.19 \
+         && mkdir -p {src} && /root/dj/bin/django-admin startproject ledger {src}",
+        src = src.display()
+    ));
+    std::fs::write(src.join("requirements.txt"), "Django==5.2.19\ngunicorn==23.0.0\n").unwrap();
+    std::fs::write(src.join("relctl.toml"), MANIFEST).unwrap();
+    let manifest = src.join("relctl.toml");
+    for build in ["production", "staging"] {
+        let out = env.relctl_with(&manifest, &["build", build]);
+        assert!(out.status.success(), "build {build}: {}", show(&out));
+    }
+
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    env.sh(&format!(
+        "rm -f /etc/nginx/sites-enabled/*; : > /etc/nginx/snippets/ledger.conf
+printf 'server {{\\n  listen 127.0.0.1:{port} default_server;\\n  include /etc/nginx/snippets/ledger.conf;\\n}}\\n' > /etc/nginx/sites-enabled/ledger
+systemctl start nginx"
+    ));
+    let out = env.relctl_with(
+        &manifest,
+        &["nginx-snippet", "--output", "/etc/nginx/snippets/ledger.conf", "--check", "--reload"],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let base = format!("http://127.0.0.1:{port}");
+    let curl = |path: &str| env.sh(&format!("curl -sS -D - --max-time 10 '{base}{path}'"));
+
+    for route in ["/ledger", "/ledger/staging"] {
+        // The admin sends an anonymous user to its login page under the route, not to /admin/.
+        let r = curl(&format!("{route}/admin/"));
+        assert!(r.starts_with("HTTP/1.1 302"), "{r}");
+        assert!(r.contains(&format!("Location: {route}/admin/login/?next={route}/admin/\r\n")), "{r}");
+        // The login page's form and stylesheet are under the route too.
+        let page = curl(&format!("{route}/admin/login/?next={route}/admin/"));
+        assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+        assert!(page.contains(&format!("<form action=\"{route}/admin/login/?next={route}/admin/\"")), "{page}");
+        let css_url = format!("{route}/static/admin/css/base.css");
+        assert!(page.contains(&format!("href=\"{css_url}\"")), "{page}");
+        // nginx serves the CSS itself, from this build's current release.
+        let css = curl(&css_url);
+        assert!(css.starts_with("HTTP/1.1 200") && css.contains("Content-Type: text/css"), "{css}");
+        assert!(css.contains("Cache-Control: public, max-age=3600"), "{css}");
+        let build = if route == "/ledger" { "production" } else { "staging" };
+        let release_css = env.sh(&format!("cat /opt/ledger/web/{build}/current/static/admin/css/base.css"));
+        assert!(css.trim_end().ends_with(release_css.trim_end()), "served from {build}'s release");
+    }
+    let snippet = env.sh("cat /etc/nginx/snippets/ledger.conf");
+    for build in ["production", "staging"] {
+        assert!(snippet.contains(&format!("    alias /opt/ledger/web/{build}/current/static/;\n")), "{snippet}");
+    }
+
+    // A superuser made with relctl exec, with the build's settings and database, logs in
+    // through nginx and lands on the admin index under the route.
+    let out = env.relctl_with(
+        &manifest,
+        &[
+            "exec",
+            "production",
+            "-e",
+            "DJANGO_SUPERUSER_USERNAME=admin",
+            "-e",
+            "DJANGO_SUPERUSER_PASSWORD=s3cret-Pw-for-e2e",
+            "-e",
+            "DJANGO_SUPERUSER_EMAIL=admin@example.com",
+            "--",
+            ".venv/bin/python",
+            "manage.py",
+            "createsuperuser",
+            "--noinput",
+        ],
+    );
+    assert!(out.status.success(), "createsuperuser: {}", show(&out));
+    let login = Command::new("python3").args(["-c", LOGIN, &base, "/ledger"]).output().unwrap();
+    assert!(login.status.success(), "{}", show(&login));
+    let text = String::from_utf8_lossy(&login.stdout).into_owned();
+    assert_eq!(text, "302 /ledger/admin/\n200 True\n/ledger/admin/login/?next=/ledger/admin/\n", "{}", show(&login));
+    // staging has its own database: the same login is refused there (the form comes back).
+    let login = Command::new("python3").args(["-c", LOGIN, &base, "/ledger/staging"]).output().unwrap();
+    let text = String::from_utf8_lossy(&login.stdout).into_owned();
+    assert_eq!(
+        text,
+        "200 \n302 /ledger/staging/admin/login/?next=/ledger/staging/admin/\n/ledger/staging/admin/login/?next=/ledger/staging/admin/\n",
+        "{}",
+        show(&login)
+    );
+}
