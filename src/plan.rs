@@ -453,6 +453,10 @@ fn service_environment(
     environment.insert("RELCTL_BUILD".into(), build.build.clone());
     environment.insert("RELCTL_RELEASE".into(), release.to_string());
     environment.insert("RELCTL_STATE_DIR".into(), build.state_dir.display().to_string());
+    // The build's route as a URL prefix ("" at / or without a route), for servers that take it
+    // as an option rather than per request, e.g. gunicorn's ASGI worker:
+    // `exec = "... -k asgi --root-path \"$RELCTL_SCRIPT_NAME\" app:app"` (the start script is sh).
+    environment.insert("RELCTL_SCRIPT_NAME".into(), ctx.script_name.clone());
     Ok(environment)
 }
 

@@ -18,4 +18,5 @@ mod hostile;
 mod nginx;
 mod releases;
 mod sandbox_smoke;
+mod websocket;
 mod zero_impact;
