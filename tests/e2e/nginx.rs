@@ -84,6 +84,9 @@ cat > /etc/nginx/sites-enabled/relctl-test <<EOF
 server {{
     listen 127.0.0.1:{port} default_server;
     location ^~ /conflict/ {{ return 418; }}
+    # Hand-written: the MedCtrl guide's block, and the README's.
+    location /guideapi {{ include proxy_params; rewrite ^/guideapi(.*)\$ \$1 break; proxy_pass http://unix:/opt/medctrl/backend/development/gunicorn.sock; }}
+    location /handapi/ {{ include proxy_params; proxy_set_header SCRIPT_NAME /handapi; proxy_pass http://unix:/opt/medctrl/backend/development/gunicorn.sock:; }}
     include {SNIPPET};
     include /etc/nginx/snippets/echo-v2.conf;
 }}
@@ -148,6 +151,12 @@ systemctl start nginx"#
     // settings pin FORCE_SCRIPT_NAME).
     let direct = env.get("development", "/x");
     assert_eq!((direct["path"].as_str(), direct["script_name"].as_str()), (Some("/x"), Some("/api")));
+
+    // Hand-written blocks reach the same build: the guide's rewrite, the README's full path.
+    let guide = env.json(port, "/guideapi/x?q=1");
+    assert_eq!((guide["path"].as_str(), guide["query"].as_str()), (Some("/x"), Some("q=1")));
+    let hand = env.json(port, "/handapi/x");
+    assert_eq!((hand["path"].as_str(), hand["script_name"].as_str()), (Some("/x"), Some("/api")));
 
     // -- static files: nginx serves each build's own, from its current release ---------------
     let css =
