@@ -14,6 +14,7 @@ mod core;
 mod deps;
 mod faults;
 mod hostile;
+mod logs;
 mod nginx;
 mod releases;
 mod sandbox_smoke;
