@@ -37,7 +37,8 @@ pub struct GlobalArgs {
     #[arg(short = 'f', long = "manifest", value_name = "PATH", global = true)]
     pub manifest: Option<PathBuf>,
 
-    /// Print one JSON document on stdout instead of the human-readable account.
+    /// Print one JSON document on stdout instead of the human-readable account (`logs`: one JSON
+    /// object a line).
     #[arg(long, global = true)]
     pub json: bool,
 
@@ -121,6 +122,24 @@ pub enum Command {
     /// Exits 3 when a listed build is not active.
     Status(OptionalBuildArg),
 
+    /// Show BUILD's journal: both instances' services and sockets, oldest first.
+    ///
+    /// The entries of `<app>@<build>.service`, `<app>@<build>.socket` and of the candidate
+    /// instance `<app>_next@<build>.service`/`.socket` (which runs during deploys and restarts),
+    /// read with journalctl: gunicorn's output and systemd's messages about the units. One line an
+    /// entry: local time, the instance (`live` or `candidate`) and the message. On a terminal,
+    /// errors are red (journal priority err or worse, gunicorn's `[ERROR]` and `[CRITICAL]` lines,
+    /// Python tracebacks) and warnings yellow (priority warning, gunicorn's `[WARNING]`); not when
+    /// NO_COLOR is set or stdout is not a terminal.
+    ///
+    /// With --json: one JSON object a line (not one document), with `time` (RFC 3339, UTC),
+    /// `unit`, `instance` (`live` or `candidate`), `pid`, `priority` (0 emerg .. 7 debug) and
+    /// `message`.
+    ///
+    /// Reading the journal needs no root, but journalctl shows the system's entries only to root
+    /// and to members of the `systemd-journal` or `adm` group. Exits 1 when journalctl fails.
+    Logs(LogsArgs),
+
     /// Print nginx location blocks that route each build's URL prefix to its socket.
     ///
     /// For every declared build with a `route` (or only those given with --build): `<route>`
@@ -148,6 +167,26 @@ pub struct BuildArgs {
     /// Resolve the manifest and print the plan (paths, units, files, hooks, jobs); change nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// A build declared as [builds.<BUILD>] in the manifest.
+    pub build: String,
+
+    /// Keep printing entries as they are written, until interrupted (after the last 10, unless
+    /// --lines or --since says otherwise). `-F`, as `-f` is --manifest.
+    #[arg(short = 'F', long)]
+    pub follow: bool,
+
+    /// Only the last N entries (default: all of them, or 10 with --follow).
+    #[arg(short = 'n', long, value_name = "N")]
+    pub lines: Option<u64>,
+
+    /// Only entries at or after TIME, in journalctl's syntax: `2026-11-23 13:05:00`, `today`,
+    /// `-1h`, `10 min ago` (passed to journalctl as it is).
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub since: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -197,4 +236,23 @@ pub struct OptionalBuildArg {
 /// The clap command, for man pages and completions.
 pub fn command() -> clap::Command {
     <Cli as clap::CommandFactory>::command()
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap's own checks (e.g. a subcommand's short option clashing with a global one), which a
+    /// release build would not run.
+    #[test]
+    fn clap_definitions_are_consistent() {
+        super::command().debug_assert();
+    }
+
+    #[test]
+    fn logs_takes_journalctls_relative_times() {
+        use clap::Parser;
+        let cli = super::Cli::try_parse_from(["relctl", "logs", "development", "--since", "-1h", "-F"]).unwrap();
+        let super::Command::Logs(args) = cli.command else { panic!("not logs: {:?}", cli.command) };
+        assert_eq!(args.since.as_deref(), Some("-1h"));
+        assert!(args.follow);
+    }
 }

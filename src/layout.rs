@@ -54,6 +54,16 @@ pub enum Slot {
 }
 
 impl Slot {
+    pub const BOTH: [Slot; 2] = [Slot::Live, Slot::Next];
+
+    /// What the instance is called in relctl's output: `live` or `candidate`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Slot::Live => "live",
+            Slot::Next => "candidate",
+        }
+    }
+
     /// The unit name before `@`. `_` cannot appear in an app name, so no app's units collide.
     pub fn unit_prefix(self, app: &str) -> String {
         match self {
@@ -142,6 +152,11 @@ impl AppLayout {
             link: dir.join(slot.link()),
             dropin: self.dropin_of(slot, build),
         }
+    }
+
+    /// Both instances of `build`, the live one first.
+    pub fn instances(&self, build: &str) -> [Instance; 2] {
+        Slot::BOTH.map(|slot| self.instance(build, slot))
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod build;
 mod control;
+mod logs;
 mod nginx;
 mod releases;
 mod status;
@@ -33,6 +34,7 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
         Command::Releases(a) => releases::list(&load(g)?, &a.build, r),
         Command::Rollback(a) => releases::rollback(&load(g)?, &a, g, r),
         Command::Status(a) => status::run(&load(g)?, a.build.as_deref(), r),
+        Command::Logs(a) => logs::run(&load(g)?, &a, r),
         Command::NginxSnippet(args) => nginx::run(&load(g)?, &args, r),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut crate::cli::command(), "relctl", &mut std::io::stdout());

@@ -15,6 +15,7 @@ mod deps;
 mod django;
 mod faults;
 mod hostile;
+mod logs;
 mod nginx;
 mod releases;
 mod sandbox_smoke;

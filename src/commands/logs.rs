@@ -1,0 +1,56 @@
+use std::io::{ErrorKind, IsTerminal, Write};
+
+use anyhow::{Context, Result};
+
+use crate::cli::LogsArgs;
+use crate::error::Outcome;
+use crate::journal::{self, Flow, Query};
+use crate::logfmt::{self, Formatter, Output};
+use crate::manifest::Loaded;
+use crate::plan;
+use crate::report::{Mode, Report};
+
+pub fn run(loaded: &Loaded, args: &LogsArgs, report: &Report) -> Result<Outcome> {
+    let app = plan::app(loaded)?;
+    loaded.build(&args.build)?;
+    let instances = app.layout.instances(&args.build);
+    let query = Query {
+        units: instances.iter().flat_map(|i| [i.service_unit.clone(), i.socket_unit.clone()]).collect(),
+        lines: args.lines,
+        since: args.since.clone(),
+        follow: args.follow,
+    };
+    let stdout = std::io::stdout();
+    let output = match report.mode {
+        Mode::Json => Output::Json,
+        Mode::Human | Mode::Quiet => {
+            Output::Human { color: logfmt::color_wanted(stdout.is_terminal(), std::env::var_os("NO_COLOR").as_deref()) }
+        }
+    };
+    let tz = jiff::tz::TimeZone::system();
+    let mut formatter = Formatter::new(&instances, output, tz);
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let count = journal::read(&query, |entry| {
+        let written = writeln!(out, "{}", formatter.format(&entry)).and_then(|()| match args.follow {
+            true => out.flush(),
+            false => Ok(()),
+        });
+        match written {
+            Ok(()) => Ok(Flow::More),
+            // Whoever read the output is gone (`relctl logs ... | head`): nothing left to do.
+            Err(e) if e.kind() == ErrorKind::BrokenPipe => Ok(Flow::Stop),
+            Err(e) => Err(e).context("writing to stdout"),
+        }
+    })
+    .with_context(|| format!("reading the journal of {} {}", app.layout.app, args.build))?;
+    match out.flush() {
+        Err(e) if e.kind() != ErrorKind::BrokenPipe => return Err(e).context("writing to stdout"),
+        _ => {}
+    }
+    if count == 0 && !journal::sees_system_journal() {
+        report.warn(
+            "relctl: no entries; journalctl may show a user outside the systemd-journal and adm groups only their own journal: run relctl logs as root (sudo), or as a member of one of them",
+        );
+    }
+    Ok(Outcome::Ok)
+}
