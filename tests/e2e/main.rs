@@ -14,6 +14,7 @@ mod core;
 mod deps;
 mod faults;
 mod hostile;
+mod init;
 mod nginx;
 mod releases;
 mod sandbox_smoke;
