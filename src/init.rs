@@ -48,7 +48,8 @@ pub fn plan(dir: &Path) -> Result<InitPlan> {
     let view = View::new(&project);
     let text = render(&view)?;
     // What init writes must load as it is: a failure here is relctl's bug, not the user's.
-    manifest::parse(&text).map_err(|e| anyhow!("relctl init made a manifest that does not load ({e}):\n{text}"))?;
+    manifest::parse(&text)
+        .map_err(|e| anyhow!("relctl init could not make a manifest that loads for {}: {e}", dir.display()))?;
     Ok(InitPlan { path, project, found: view.found, notes: view.notes, text })
 }
 
@@ -83,12 +84,15 @@ struct View {
     found_lines: Vec<String>,
     note_lines: Vec<String>,
     django: bool,
+    /// `manage.py`, for a comment.
+    manage_py: String,
     workdir: Option<String>,
     exec: String,
     asgi: bool,
     entry_found: bool,
     settings: Option<SettingsView>,
     deps: Option<DepsView>,
+    /// The interpreter, as a shell word.
     python: String,
     health: Option<detect::HealthUrl>,
     urls_file: Option<String>,
@@ -110,6 +114,8 @@ struct SettingsView {
 #[derive(Debug, Serialize)]
 struct DepsView {
     key: Vec<String>,
+    /// The key files, for a comment.
+    key_list: String,
     python_version: String,
     build: Vec<String>,
     explain: Vec<String>,
@@ -175,7 +181,8 @@ impl View {
         let mut exclude: Vec<String> = ["__pycache__/", "*.pyc", ".venv/", "db.sqlite3"].map(String::from).to_vec();
         exclude.extend(p.local_venvs.iter().filter(|v| *v != ".venv").map(|v| format!("/{v}/")));
 
-        let manage = shell_word(django.map_or("manage.py", |d| d.manage_py.as_str()));
+        let manage_py = django.map_or("manage.py", |d| d.manage_py.as_str());
+        let manage = shell_word(manage_py);
         View {
             dir: comment_text(&p.dir.display().to_string()),
             app: p.app.clone(),
@@ -184,13 +191,14 @@ impl View {
             found: log.found,
             notes: log.notes,
             django: django.is_some(),
+            manage_py: comment_text(manage_py),
             workdir,
             exec,
             asgi,
             entry_found: entry.is_some(),
             settings,
             deps,
-            python,
+            python: shell_word(&python),
             health,
             urls_file: urls_file.map(|u| comment_text(&u)),
             exclude,
@@ -267,7 +275,7 @@ fn deps_view(d: &detect::PythonDeps, python: &str, missing: &[&str], log: &mut L
     let pip = format!("{venv_python} -m pip install --disable-pip-version-check -q");
     let extra: String = missing.iter().map(|m| format!(" {m}")).collect();
     let mut build = vec![format!("{} -m venv \"$RELCTL_DEP_DIR\"", shell_word(python))];
-    let mut explain = Vec::new();
+    let mut explain = String::new();
     match &d.source {
         DepsSource::Requirements { .. } => {
             log.found.push(format!("dependencies in {}", d.key.join(", ")));
@@ -275,11 +283,9 @@ fn deps_view(d: &detect::PythonDeps, python: &str, missing: &[&str], log: &mut L
         }
         DepsSource::PyProjectDependencies { .. } => {
             log.found.push(format!("dependencies in {file} ([project] dependencies)"));
-            explain.extend([
-                format!("It installs the [project] dependencies of {file}, not the project itself: the"),
-                "code runs from the release, and `pip install .` builds a Django project with more than one".into(),
-                "app only once its packaging is configured. (tomllib: Python 3.11 or later.)".into(),
-            ]);
+            explain = format!(
+                "It installs the [project] dependencies of {file}, not the project itself: the code runs from the release (the venv would hold a stale copy of it), and `pip install .` fails for a Django project with more than one app until its packaging is configured. tomllib needs Python 3.11 or later."
+            );
             let listed = "\"$RELCTL_DEP_DIR/pyproject-dependencies.txt\"";
             let py_file = file.replace('\\', "\\\\").replace('"', "\\\"");
             build.push(format!(
@@ -288,12 +294,10 @@ fn deps_view(d: &detect::PythonDeps, python: &str, missing: &[&str], log: &mut L
             build.push(format!("{pip} -r {listed}{extra}"));
         }
         DepsSource::PyProjectBuild { .. } => {
-            log.found.push(format!("{file} with a [build-system] and no [project] table"));
-            explain.extend([
-                format!("It builds and installs the project of {file} with its dependencies, so the"),
-                "venv also holds a copy of your code as it was when the venv was built (the release's".into(),
-                "own code, in the workdir, comes first on sys.path).".into(),
-            ]);
+            log.found.push(format!("dependencies by building the project of {file} (no [project] table)"));
+            explain = format!(
+                "It builds and installs the project of {file} with its dependencies, so the venv also holds a copy of your code as it was when the venv was built; the release's own code, in the workdir, comes first on sys.path."
+            );
             let dir = match Path::new(file).parent().map(|p| p.display().to_string()) {
                 Some(d) if !d.is_empty() => format!("./{d}"),
                 _ => ".".to_string(),
@@ -306,7 +310,13 @@ fn deps_view(d: &detect::PythonDeps, python: &str, missing: &[&str], log: &mut L
             "{m} is not listed in {file}: the virtualenv gets its newest release. Pin it in {file} and remove it from the pip command in [deps.venv]."
         ));
     }
-    DepsView { key: d.key.clone(), python_version: format!("{} --version", shell_word(python)), build, explain }
+    DepsView {
+        key_list: comment_text(&d.key.join(", ")),
+        key: d.key.clone(),
+        python_version: format!("{} --version", shell_word(python)),
+        build,
+        explain: if explain.is_empty() { Vec::new() } else { comment_lines(&explain, "# ", "# ") },
+    }
 }
 
 /// A word for `sh -c`, quoted when it needs to be.
@@ -474,6 +484,30 @@ mod tests {
         assert!(p.notes.iter().any(|n| n.starts_with("gunicorn is not listed in requirements.txt")), "{:?}", p.notes);
         assert!(p.text.contains("# NOTE: gunicorn is not listed"), "{}", p.text);
         assert_eq!(m.exclude.last().map(String::as_str), Some("/env/"), "the local venv is not copied");
+    }
+
+    #[test]
+    fn a_bare_manage_py_gets_a_manifest_that_loads_and_says_what_is_missing() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(tmp.path(), "backend/manage.py", "");
+        write(tmp.path(), "backend/core/__init__.py", "");
+        let p = plan(tmp.path()).unwrap();
+        let m = manifest::parse(&p.text).unwrap();
+        assert_eq!(m.service.workdir.as_deref(), Some("backend"));
+        assert!(m.settings.is_none() && m.deps.is_empty() && m.health.is_none());
+        assert_eq!(m.hooks.release, [".venv/bin/python backend/manage.py migrate --noinput"]);
+        let notes = p.notes.join("\n");
+        for missing in
+            ["no settings module found", "no wsgi.py or asgi.py found", "no requirements.txt or pyproject.toml"]
+        {
+            assert!(notes.contains(missing), "{notes}");
+        }
+        assert!(
+            p.text.contains("# [settings]: relctl init found no settings module beside backend/manage.py."),
+            "{}",
+            p.text
+        );
+        assert!(p.text.contains("# path = \"backend/<your package>/deploy_{{ build }}.py\""), "{}", p.text);
     }
 
     #[test]
