@@ -37,6 +37,19 @@ pub fn write(path: &Path, contents: &[u8], mode: u32, gid: Option<u32>) -> Resul
     Ok(true)
 }
 
+/// Creates `path` with `contents` and `mode`, atomically and only if nothing is there: written to
+/// a temp file beside it, then linked into place without replacing anything. Fails with
+/// `ErrorKind::AlreadyExists` when `path` exists (a file, a directory or a dangling symlink),
+/// also when it appeared while this was writing.
+pub fn create_new(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
+    let mut tmp = tempfile::Builder::new().prefix(".relctl-").tempfile_in(parent(path))?;
+    tmp.as_file().set_permissions(std::fs::Permissions::from_mode(mode))?;
+    tmp.write_all(contents)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist_noclobber(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
 /// Points the symlink `link` at `target` atomically: a new symlink beside it, then rename(2).
 /// Never `ln -sf`, which removes the old link first.
 pub fn switch_symlink(link: &Path, target: &Path) -> Result<()> {
@@ -108,6 +121,20 @@ mod tests {
         let f = dir.path().join("missing/unit");
         let err = format!("{:#}", write(&f, b"a", 0o644, None).unwrap_err());
         assert!(err.contains(&f.display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn create_new_never_replaces_what_is_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("relctl.toml");
+        create_new(&f, b"one", 0o644).unwrap();
+        assert_eq!(fs::metadata(&f).unwrap().permissions().mode() & 0o777, 0o644);
+        assert_eq!(create_new(&f, b"two", 0o644).unwrap_err().kind(), ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&f).unwrap(), b"one");
+        let dangling = dir.path().join("dangling.toml");
+        symlink("nowhere", &dangling).unwrap();
+        assert_eq!(create_new(&dangling, b"x", 0o644).unwrap_err().kind(), ErrorKind::AlreadyExists);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2, "no temp files left behind");
     }
 
     #[test]

@@ -58,6 +58,25 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Write a commented starter relctl.toml for the project in DIR (default: the current directory).
+    ///
+    /// It looks for a Django project: `manage.py` (in DIR or up to two directories below it,
+    /// skipping hidden directories, virtualenvs and node_modules), its settings module
+    /// (`DJANGO_SETTINGS_MODULE` in manage.py or wsgi.py, else `<package>/settings.py` or a
+    /// settings package), the WSGI or ASGI module beside them, a health URL (`health`, `healthz`,
+    /// `ping`, ... in the root URL configuration), and the dependencies (`requirements.txt`, else
+    /// the `[project] dependencies` of `pyproject.toml`). From them it writes: `[settings]` from
+    /// `builtin:django`, `[service]` running gunicorn on the socket systemd passes it in
+    /// manage.py's directory, `[deps.venv]` keyed on the dependency file and the Python version,
+    /// a `release` hook running `migrate`, `[health]` when it found a health URL, and one build,
+    /// `development`. Every section is commented. Without a Django project it writes a generic,
+    /// commented manifest to fill in.
+    ///
+    /// The file passes relctl's manifest checks as written; read it, then run
+    /// `sudo relctl build development`. An existing relctl.toml is never overwritten: that is a
+    /// usage error (exit 2). init writes nothing else and needs no root.
+    Init(InitArgs),
+
     /// Build a new release of BUILD and make it live.
     ///
     /// In order: create `<root>/<build>` and the service user if missing; copy the sources into a
@@ -157,6 +176,12 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The project's directory, where relctl.toml is written; default: the current directory.
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

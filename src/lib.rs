@@ -2,6 +2,7 @@
 //!
 //! Parse (`cli`) → plan (`plan`, from `manifest` and `layout`) → act (`deploy`, driving `stage`,
 //! `render`, `hooks`, `units`, `store`, `systemd` and `health`; `nginx` for the snippet).
+//! `init` writes a starter manifest from what `detect` finds in a project.
 //! `commands` is the glue between them, and opens the one `Session` every changing command needs.
 
 pub mod atomic;
@@ -9,10 +10,12 @@ pub mod cli;
 mod commands;
 pub mod deploy;
 pub mod deps;
+pub mod detect;
 pub mod error;
 pub mod git;
 pub mod health;
 pub mod hooks;
+pub mod init;
 pub mod journal;
 pub mod layout;
 pub mod listener;

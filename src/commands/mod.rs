@@ -2,6 +2,7 @@
 
 mod build;
 mod control;
+mod init;
 mod logs;
 mod nginx;
 mod releases;
@@ -26,6 +27,7 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
     let mut report = report(g);
     let r = &mut report;
     match cli.command {
+        Command::Init(args) => init::run(&args, g, r),
         Command::Build(args) => build::run(&load(g)?, &args, g, r),
         Command::Start(a) => control::start(&load(g)?, &a.build, g, r),
         Command::Stop(a) => control::stop(&load(g)?, &a.build, g, r),

@@ -15,6 +15,7 @@ mod deps;
 mod django;
 mod faults;
 mod hostile;
+mod init;
 mod logs;
 mod nginx;
 mod releases;

@@ -1,0 +1,45 @@
+use anyhow::{Context, Result};
+
+use crate::cli::{GlobalArgs, InitArgs};
+use crate::error::{Outcome, UsageError};
+use crate::init::{self, FIRST_BUILD};
+use crate::report::Report;
+
+pub fn run(args: &InitArgs, g: &GlobalArgs, report: &Report) -> Result<Outcome> {
+    if let Some(m) = &g.manifest {
+        return Err(UsageError(format!(
+            "-f/--manifest {} does not apply to init: it writes relctl.toml in the project's directory; run relctl init DIR",
+            m.display()
+        ))
+        .into());
+    }
+    let cwd = std::env::current_dir().context("finding the current directory")?;
+    let given = args.dir.as_deref().unwrap_or(&cwd);
+    let dir = std::fs::canonicalize(cwd.join(given))
+        .ok()
+        .filter(|d| d.is_dir())
+        .ok_or_else(|| UsageError(format!("{} is not a directory", given.display())))?;
+    let plan = init::plan(&dir)?;
+    init::write(&plan)?;
+    let next = if dir == cwd {
+        format!("sudo relctl build {FIRST_BUILD}")
+    } else {
+        format!("cd {} && sudo relctl build {FIRST_BUILD}", shlex::try_quote(&dir.to_string_lossy())?)
+    };
+    report.say(format!("relctl: wrote {}", plan.path.display()));
+    for line in &plan.found {
+        report.say(format!("  found: {line}"));
+    }
+    for note in &plan.notes {
+        report.warn(format!("  note: {note}"));
+    }
+    if plan.project.django.is_some() {
+        report.say(format!("next: check it, then run: {next}"));
+    } else {
+        report.say(format!(
+            "no Django project found: the file is a generic starter; fill in [service] exec and what else you need, then run: {next}"
+        ));
+    }
+    report.json(&serde_json::json!({ "written": plan.path, "found": plan.found, "notes": plan.notes, "project": plan.project, "next": next }));
+    Ok(Outcome::Ok)
+}

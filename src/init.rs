@@ -1,0 +1,543 @@
+//! `relctl init`: a commented starter `relctl.toml` made from what [`detect`] finds in a project
+//! directory. The file is rendered from `init.toml.tera` (values through a `toml` filter, so they
+//! are always valid TOML), parsed and checked like any manifest before it is written, and never
+//! written over an existing one.
+
+use std::collections::HashMap;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Context, Result};
+use serde::Serialize;
+
+use crate::atomic;
+use crate::detect::{self, DepsSource, EntryPoint, Interface, Project};
+use crate::error::UsageError;
+use crate::manifest;
+
+const TEMPLATE: &str = include_str!("init.toml.tera");
+
+/// The build `init` declares, and the command it tells the user to run next.
+pub const FIRST_BUILD: &str = "development";
+
+/// The interpreter the virtualenv is made with, when the host has it.
+const SYSTEM_PYTHON: &str = "/usr/bin/python3";
+
+/// What `relctl init` will write, and where.
+#[derive(Debug, Clone, Serialize)]
+pub struct InitPlan {
+    /// `<dir>/relctl.toml`
+    pub path: PathBuf,
+    pub project: Project,
+    /// What was found, one line each (also at the top of the file).
+    pub found: Vec<String>,
+    /// What the user should check or change (also in the file).
+    pub notes: Vec<String>,
+    #[serde(skip)]
+    pub text: String,
+}
+
+/// Looks at the project in `dir` (absolute) and renders its manifest. Refuses, before looking,
+/// when `dir` already has a relctl.toml.
+pub fn plan(dir: &Path) -> Result<InitPlan> {
+    let path = dir.join(manifest::FILE_NAME);
+    if std::fs::symlink_metadata(&path).is_ok() {
+        return Err(already_there(&path).into());
+    }
+    let project = detect::detect(dir);
+    let view = View::new(&project);
+    let text = render(&view)?;
+    // What init writes must load as it is: a failure here is relctl's bug, not the user's.
+    manifest::parse(&text)
+        .map_err(|e| anyhow!("relctl init could not make a manifest that loads for {}: {e}", dir.display()))?;
+    Ok(InitPlan { path, project, found: view.found, notes: view.notes, text })
+}
+
+/// Writes the planned manifest (mode 0644) if there is still nothing at its path.
+pub fn write(plan: &InitPlan) -> Result<()> {
+    atomic::create_new(&plan.path, plan.text.as_bytes(), 0o644).map_err(|e| {
+        if e.kind() == ErrorKind::AlreadyExists {
+            already_there(&plan.path).into()
+        } else {
+            anyhow::Error::new(e).context(format!("writing {}", plan.path.display()))
+        }
+    })
+}
+
+fn already_there(path: &Path) -> UsageError {
+    UsageError(format!(
+        "{} already exists; relctl init does not overwrite it (edit it, or move it away and run relctl init again)",
+        path.display()
+    ))
+}
+
+/// Everything the template shows, worked out from the project.
+#[derive(Debug, Serialize)]
+struct View {
+    dir: String,
+    app: String,
+    #[serde(skip)]
+    found: Vec<String>,
+    #[serde(skip)]
+    notes: Vec<String>,
+    /// `found` and `notes` as comment lines.
+    found_lines: Vec<String>,
+    note_lines: Vec<String>,
+    django: bool,
+    /// `manage.py`, for a comment.
+    manage_py: String,
+    workdir: Option<String>,
+    exec: String,
+    asgi: bool,
+    entry_found: bool,
+    settings: Option<SettingsView>,
+    deps: Option<DepsView>,
+    /// The interpreter, as a shell word.
+    python: String,
+    health: Option<detect::HealthUrl>,
+    urls_file: Option<String>,
+    exclude: Vec<String>,
+    migrate: String,
+    collectstatic: String,
+}
+
+#[derive(Debug, Serialize)]
+struct SettingsView {
+    /// The module the rendered settings star-import.
+    module: String,
+    /// Where the rendered settings go in the release (a template).
+    path: String,
+    /// Their module name (a template).
+    environment: String,
+}
+
+#[derive(Debug, Serialize)]
+struct DepsView {
+    key: Vec<String>,
+    /// The key files, for a comment.
+    key_list: String,
+    python_version: String,
+    build: Vec<String>,
+    explain: Vec<String>,
+}
+
+/// What was found and what the user should look at, collected while the view is worked out.
+#[derive(Debug, Default)]
+struct Log {
+    found: Vec<String>,
+    notes: Vec<String>,
+}
+
+impl View {
+    fn new(p: &Project) -> View {
+        let mut log = Log::default();
+        let python = interpreter(&mut log);
+        let django = p.django.as_ref();
+        match django {
+            Some(d) => {
+                log.found.push(format!("a Django project: {}", d.manage_py));
+                if !d.other_manage_py.is_empty() {
+                    log.notes.push(format!(
+                        "{} is used; relctl init also found {}. Change [service] workdir, [settings] and the hooks if another is the one to deploy.",
+                        d.manage_py,
+                        d.other_manage_py.join(", ")
+                    ));
+                }
+            }
+            None => log.found.push(format!(
+                "no Django project (no manage.py in it or up to {} directories below)",
+                detect::MANAGE_PY_DEPTH - 1
+            )),
+        }
+        let workdir = django.map(|d| d.workdir.clone());
+        let settings = django.and_then(|d| settings_view(d, &mut log));
+        let entry = django.and_then(|d| d.entry.as_ref());
+        let asgi = entry.is_some_and(|e| e.interface == Interface::Asgi);
+        let exec = exec(django.is_some(), entry, settings.as_ref(), &mut log);
+
+        let mut needed = vec!["gunicorn"];
+        if asgi {
+            needed.push("uvicorn-worker");
+        }
+        let deps = p.deps.as_ref().map(|d| {
+            let missing: Vec<&str> = needed.iter().copied().filter(|n| !d.lists(n)).collect();
+            deps_view(d, &python, &missing, &mut log)
+        });
+        if deps.is_none() {
+            let what = if django.is_some() { "Django and gunicorn" } else { "your packages and gunicorn" };
+            log.notes.push(format!(
+                "no requirements.txt or pyproject.toml found: [deps.venv] is left commented out, so there is no .venv for [service] exec yet. Add a requirements.txt with {what}, then uncomment it."
+            ));
+        }
+
+        let health = django.and_then(|d| d.health.clone());
+        let urls_file = django.and_then(|d| d.urls_file.clone());
+        match (&health, &urls_file) {
+            (Some(h), _) => log.found.push(format!("health URL {} ({})", h.path, h.found_in)),
+            (None, Some(u)) => log.found.push(format!("no health URL in {u}")),
+            (None, None) => {}
+        }
+
+        let mut exclude: Vec<String> = ["__pycache__/", "*.pyc", ".venv/", "db.sqlite3"].map(String::from).to_vec();
+        exclude.extend(p.local_venvs.iter().filter(|v| *v != ".venv").map(|v| format!("/{v}/")));
+
+        let manage_py = django.map_or("manage.py", |d| d.manage_py.as_str());
+        let manage = shell_word(manage_py);
+        View {
+            dir: comment_text(&p.dir.display().to_string()),
+            app: p.app.clone(),
+            found_lines: log.found.iter().flat_map(|l| comment_lines(l, "#   ", "#     ")).collect(),
+            note_lines: log.notes.iter().flat_map(|l| comment_lines(l, "# NOTE: ", "#   ")).collect(),
+            found: log.found,
+            notes: log.notes,
+            django: django.is_some(),
+            manage_py: comment_text(manage_py),
+            workdir,
+            exec,
+            asgi,
+            entry_found: entry.is_some(),
+            settings,
+            deps,
+            python: shell_word(&python),
+            health,
+            urls_file: urls_file.map(|u| comment_text(&u)),
+            exclude,
+            migrate: format!(".venv/bin/python {manage} migrate --noinput"),
+            collectstatic: format!(".venv/bin/python {manage} collectstatic --noinput"),
+        }
+    }
+}
+
+/// The interpreter the virtualenv is made with: the system's python3.
+fn interpreter(log: &mut Log) -> String {
+    if Path::new(SYSTEM_PYTHON).is_file() {
+        return SYSTEM_PYTHON.to_string();
+    }
+    match which::which("python3") {
+        Ok(found) => found.display().to_string(),
+        Err(_) => {
+            log.notes.push(format!("no python3 found on this host; the virtualenv is made with {SYSTEM_PYTHON}."));
+            SYSTEM_PYTHON.to_string()
+        }
+    }
+}
+
+/// The per-build settings: rendered beside the settings module, which they star-import.
+fn settings_view(d: &detect::Django, log: &mut Log) -> Option<SettingsView> {
+    let Some(s) = &d.settings else {
+        log.notes.push(
+            "no settings module found: uncomment and fill in [settings], or set DJANGO_SETTINGS_MODULE in [service] environment.".into(),
+        );
+        return None;
+    };
+    log.found.push(format!("settings {} ({})", s.module, s.found_in));
+    let package = s.module.rsplit_once('.').map_or("", |(package, _)| package);
+    let name = "deploy_{{ build }}".to_string();
+    let dir = detect::join(&d.workdir, &package.replace('.', "/"));
+    Some(SettingsView {
+        module: s.module.clone(),
+        path: format!("{}.py", detect::join(&dir, &name)),
+        environment: if package.is_empty() { name } else { format!("{package}.{name}") },
+    })
+}
+
+/// `[service] exec`: gunicorn serving the WSGI application, or the ASGI one in uvicorn's worker.
+fn exec(django: bool, entry: Option<&EntryPoint>, settings: Option<&SettingsView>, log: &mut Log) -> String {
+    let (worker, target) = match entry {
+        Some(e) => {
+            let asgi = e.interface == Interface::Asgi;
+            let kind = if asgi { "ASGI" } else { "WSGI" };
+            log.found.push(format!("{kind} application {}:{} ({})", e.module, e.callable, e.found_in));
+            (
+                if asgi { "--worker-class uvicorn_worker.UvicornWorker " } else { "" },
+                format!("{}:{}", e.module, e.callable),
+            )
+        }
+        None => {
+            // The package of the settings, where startproject puts wsgi.py.
+            let guess = settings.and_then(|s| s.module.split_once('.')).map_or("myproject", |(top, _)| top);
+            if django {
+                log.notes.push(format!(
+                    "no wsgi.py or asgi.py found: [service] exec names {guess}.wsgi:application; change it to your WSGI module."
+                ));
+            }
+            ("", format!("{guess}.wsgi:application"))
+        }
+    };
+    format!(".venv/bin/python -m gunicorn --preload --workers 2 {worker}{target}")
+}
+
+/// The `[deps.venv]` that builds the virtualenv from the project's dependency list, installing
+/// `missing` (gunicorn, the ASGI worker) too.
+fn deps_view(d: &detect::PythonDeps, python: &str, missing: &[&str], log: &mut Log) -> DepsView {
+    let file = d.source.file();
+    let venv_python = "\"$RELCTL_DEP_DIR/bin/python\"";
+    let pip = format!("{venv_python} -m pip install --disable-pip-version-check -q");
+    let extra: String = missing.iter().map(|m| format!(" {m}")).collect();
+    let mut build = vec![format!("{} -m venv \"$RELCTL_DEP_DIR\"", shell_word(python))];
+    let mut explain = String::new();
+    match &d.source {
+        DepsSource::Requirements { .. } => {
+            log.found.push(format!("dependencies in {}", d.key.join(", ")));
+            build.push(format!("{pip} -r {}{extra}", shell_word(file)));
+        }
+        DepsSource::PyProjectDependencies { .. } => {
+            log.found.push(format!("dependencies in {file} ([project] dependencies)"));
+            explain = format!(
+                "It installs the [project] dependencies of {file}, not the project itself: the code runs from the release (the venv would hold a stale copy of it), and `pip install .` fails for a Django project with more than one app until its packaging is configured. tomllib needs Python 3.11 or later."
+            );
+            let listed = "\"$RELCTL_DEP_DIR/pyproject-dependencies.txt\"";
+            let py_file = file.replace('\\', "\\\\").replace('"', "\\\"");
+            build.push(format!(
+                "{venv_python} -c 'import tomllib; print(\"\\n\".join(tomllib.load(open(\"{py_file}\", \"rb\"))[\"project\"].get(\"dependencies\", [])))' > {listed}"
+            ));
+            build.push(format!("{pip} -r {listed}{extra}"));
+        }
+        DepsSource::PyProjectBuild { .. } => {
+            log.found.push(format!("dependencies by building the project of {file} (no [project] table)"));
+            explain = format!(
+                "It builds and installs the project of {file} with its dependencies, so the venv also holds a copy of your code as it was when the venv was built; the release's own code, in the workdir, comes first on sys.path."
+            );
+            let dir = match Path::new(file).parent().map(|p| p.display().to_string()) {
+                Some(d) if !d.is_empty() => format!("./{d}"),
+                _ => ".".to_string(),
+            };
+            build.push(format!("{pip} {}{extra}", shell_word(&dir)));
+        }
+    }
+    for m in missing {
+        log.notes.push(format!(
+            "{m} is not listed in {file}: the virtualenv gets its newest release. Pin it in {file} and remove it from the pip command in [deps.venv]."
+        ));
+    }
+    DepsView {
+        key_list: comment_text(&d.key.join(", ")),
+        key: d.key.clone(),
+        python_version: format!("{} --version", shell_word(python)),
+        build,
+        explain: if explain.is_empty() { Vec::new() } else { comment_lines(&explain, "# ", "# ") },
+    }
+}
+
+/// A word for `sh -c`, quoted when it needs to be.
+fn shell_word(s: &str) -> String {
+    shlex::try_quote(s).map(|q| q.into_owned()).unwrap_or_else(|_| s.replace('\0', ""))
+}
+
+/// Text for a `#` comment: on one line, without control characters.
+fn comment_text(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+}
+
+/// `text` as comment lines of at most 100 columns, the first starting with `first`, the others
+/// with `rest`.
+fn comment_lines(text: &str, first: &str, rest: &str) -> Vec<String> {
+    let options = textwrap::Options::new(100).initial_indent(first).subsequent_indent(rest);
+    textwrap::wrap(&comment_text(text), options).into_iter().map(|l| l.into_owned()).collect()
+}
+
+/// Renders the manifest; values go through the `toml` filter, which writes them as TOML values.
+fn render(view: &View) -> Result<String> {
+    let mut tera = tera::Tera::default();
+    tera.autoescape_on(vec![]);
+    tera.register_filter("toml", toml_filter);
+    tera.add_raw_template("relctl.toml", TEMPLATE).context("the relctl init template")?;
+    let ctx = tera::Context::from_serialize(view).context("the relctl init template's context")?;
+    tera.render("relctl.toml", &ctx).map_err(|e| anyhow!("rendering the relctl init template: {e:?}"))
+}
+
+fn toml_filter(value: &tera::Value, _: &HashMap<String, tera::Value>) -> tera::Result<tera::Value> {
+    let v = toml::Value::try_from(value).map_err(|e| tera::Error::msg(format!("not a TOML value: {e}")))?;
+    Ok(tera::Value::String(v.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, file: &str, text: &str) {
+        let path = dir.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    #[test]
+    fn the_example_gets_a_manifest_like_its_own() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/medctrl");
+        let p = detect::detect(&example);
+        let text = render(&View::new(&p)).unwrap();
+        let m = manifest::parse(&text).unwrap();
+        assert_eq!(m.app, "medctrl");
+        assert_eq!(m.service.workdir.as_deref(), Some("API"));
+        assert_eq!(m.service.exec, ".venv/bin/python -m gunicorn --preload --workers 2 api_settings.wsgi:application");
+        let s = m.settings.unwrap();
+        assert_eq!(s.template, "builtin:django");
+        assert_eq!(s.path, "API/api_settings/settings/deploy_{{ build }}.py");
+        assert_eq!(m.service.environment["DJANGO_SETTINGS_MODULE"], "api_settings.settings.deploy_{{ build }}");
+        assert_eq!(m.vars["settings_module"].as_str(), Some("api_settings.settings.common"));
+        assert_eq!(m.health.unwrap().path, "/health");
+        assert_eq!(m.hooks.release, [".venv/bin/python API/manage.py migrate --noinput"]);
+        let venv = &m.deps["venv"];
+        assert_eq!(venv.key, ["requirements.txt"]);
+        assert_eq!(
+            venv.build[1],
+            "\"$RELCTL_DEP_DIR/bin/python\" -m pip install --disable-pip-version-check -q -r requirements.txt"
+        );
+        assert_eq!(m.builds.keys().collect::<Vec<_>>(), ["development"]);
+        assert_eq!(m.builds["development"].route.as_deref(), Some("/dev"));
+        // Every section is explained, above its header or right below it.
+        let lines: Vec<&str> = text.lines().collect();
+        for section in
+            ["[settings]", "[service]", "[deps.venv]", "[hooks]", "[health]", "[vars]", "[builds.development]"]
+        {
+            let at = lines.iter().position(|l| *l == section).unwrap_or_else(|| panic!("no {section}:\n{text}"));
+            assert!(
+                lines[at - 1].starts_with("# ") || lines[at + 1].starts_with("# "),
+                "{section} unexplained:\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_rendered_settings_path_and_module_are_the_builds() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/medctrl");
+        let tmp = tempfile::tempdir().unwrap();
+        let out = Command::new("cp").arg("-a").arg(&example).arg(tmp.path().join("medctrl")).status().unwrap();
+        assert!(out.success());
+        let dir = tmp.path().join("medctrl");
+        std::fs::remove_file(dir.join("relctl.toml")).unwrap();
+        let plan = plan(&dir).unwrap();
+        write_plan(&plan);
+        let text = plan.text.replace("[builds.development]", "[builds.dev-2]");
+        std::fs::write(&plan.path, text).unwrap();
+        let loaded = manifest::load(&plan.path).unwrap();
+        let app = crate::plan::app(&loaded).unwrap();
+        let now = "2026-11-23T13:05:01Z".parse().unwrap();
+        let b = crate::plan::build(&app, &loaded, "dev-2", now).unwrap();
+        assert_eq!(b.settings.as_ref().unwrap().path, "API/api_settings/settings/deploy_dev-2.py");
+        assert_eq!(b.environment["DJANGO_SETTINGS_MODULE"], "api_settings.settings.deploy_dev-2");
+        assert!(b.settings.unwrap().contents.contains("from api_settings.settings.common import *"));
+    }
+
+    fn write_plan(plan: &InitPlan) {
+        super::write(plan).unwrap();
+    }
+
+    use std::process::Command;
+
+    #[test]
+    fn an_existing_manifest_is_refused_before_anything_else() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(tmp.path(), "relctl.toml", "app = \"mine\"\n");
+        let err = plan(tmp.path()).unwrap_err();
+        assert!(err.is::<UsageError>());
+        let path = tmp.path().join("relctl.toml");
+        assert_eq!(
+            err.to_string(),
+            format!("{} already exists; relctl init does not overwrite it (edit it, or move it away and run relctl init again)", path.display())
+        );
+        // Written meanwhile: still refused, and left alone.
+        let tmp = tempfile::tempdir().unwrap();
+        let p = plan(tmp.path()).unwrap();
+        write(tmp.path(), "relctl.toml", "app = \"theirs\"\n");
+        assert!(super::write(&p).unwrap_err().is::<UsageError>());
+        assert_eq!(std::fs::read_to_string(&p.path).unwrap(), "app = \"theirs\"\n");
+    }
+
+    #[test]
+    fn no_project_gets_a_generic_manifest_that_loads() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("Empty Dir");
+        std::fs::create_dir(&dir).unwrap();
+        let p = plan(&dir).unwrap();
+        let m = manifest::parse(&p.text).unwrap();
+        assert_eq!(m.app, "empty-dir");
+        assert!(m.settings.is_none() && m.deps.is_empty() && m.health.is_none() && m.hooks.release.is_empty());
+        assert!(p.found[0].starts_with("no Django project"), "{:?}", p.found);
+        assert!(p.text.contains("This is a generic starter"), "{}", p.text);
+        assert!(p.text.contains("# [deps.venv]") && p.text.contains("# [health]"), "{}", p.text);
+    }
+
+    #[test]
+    fn a_startproject_tree_without_health_gets_gunicorn_installed_and_health_explained() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("mysite");
+        write(&dir, "manage.py", "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'mysite.settings')\n");
+        write(&dir, "mysite/__init__.py", "");
+        write(
+            &dir,
+            "mysite/settings.py",
+            "ROOT_URLCONF = 'mysite.urls'\nWSGI_APPLICATION = 'mysite.wsgi.application'\n",
+        );
+        write(&dir, "mysite/urls.py", "urlpatterns = [\n    path('admin/', admin.site.urls),\n]\n");
+        write(&dir, "mysite/wsgi.py", "application = get_wsgi_application()\n");
+        write(&dir, "requirements.txt", "Django==5.2\n");
+        write(&dir, "env/pyvenv.cfg", "home = /usr/bin\n");
+        let p = plan(&dir).unwrap();
+        let m = manifest::parse(&p.text).unwrap();
+        assert_eq!(m.service.workdir.as_deref(), Some("."));
+        assert_eq!(m.settings.unwrap().path, "mysite/deploy_{{ build }}.py");
+        assert!(m.health.is_none());
+        assert!(p.text.contains("# relctl init found no health URL in mysite/urls.py"), "{}", p.text);
+        assert_eq!(m.hooks.release, [".venv/bin/python manage.py migrate --noinput"]);
+        assert!(m.deps["venv"].build[1].ends_with("-r requirements.txt gunicorn"), "{:?}", m.deps["venv"].build);
+        assert!(p.notes.iter().any(|n| n.starts_with("gunicorn is not listed in requirements.txt")), "{:?}", p.notes);
+        assert!(p.text.contains("# NOTE: gunicorn is not listed"), "{}", p.text);
+        assert_eq!(m.exclude.last().map(String::as_str), Some("/env/"), "the local venv is not copied");
+    }
+
+    #[test]
+    fn a_bare_manage_py_gets_a_manifest_that_loads_and_says_what_is_missing() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(tmp.path(), "backend/manage.py", "");
+        write(tmp.path(), "backend/core/__init__.py", "");
+        let p = plan(tmp.path()).unwrap();
+        let m = manifest::parse(&p.text).unwrap();
+        assert_eq!(m.service.workdir.as_deref(), Some("backend"));
+        assert!(m.settings.is_none() && m.deps.is_empty() && m.health.is_none());
+        assert_eq!(m.hooks.release, [".venv/bin/python backend/manage.py migrate --noinput"]);
+        let notes = p.notes.join("\n");
+        for missing in
+            ["no settings module found", "no wsgi.py or asgi.py found", "no requirements.txt or pyproject.toml"]
+        {
+            assert!(notes.contains(missing), "{notes}");
+        }
+        assert!(
+            p.text.contains("# [settings]: relctl init found no settings module beside backend/manage.py."),
+            "{}",
+            p.text
+        );
+        assert!(p.text.contains("# path = \"backend/<your package>/deploy_{{ build }}.py\""), "{}", p.text);
+    }
+
+    #[test]
+    fn pyproject_dependencies_are_installed_without_building_the_project() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("shop");
+        write(&dir, "backend/manage.py", "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'shop.settings')\n");
+        write(&dir, "backend/shop/__init__.py", "");
+        write(&dir, "backend/shop/settings.py", "");
+        write(&dir, "backend/shop/asgi.py", "application = get_asgi_application()\n");
+        write(
+            &dir,
+            "pyproject.toml",
+            "[project]\nname = \"shop\"\nversion = \"1\"\ndependencies = [\"Django\", \"gunicorn\"]\n",
+        );
+        let p = plan(&dir).unwrap();
+        let m = manifest::parse(&p.text).unwrap();
+        assert_eq!(
+            m.service.exec,
+            ".venv/bin/python -m gunicorn --preload --workers 2 --worker-class uvicorn_worker.UvicornWorker shop.asgi:application"
+        );
+        let venv = &m.deps["venv"];
+        assert_eq!(venv.key, ["pyproject.toml"]);
+        assert_eq!(
+            venv.build[1..],
+            [
+                "\"$RELCTL_DEP_DIR/bin/python\" -c 'import tomllib; print(\"\\n\".join(tomllib.load(open(\"pyproject.toml\", \"rb\"))[\"project\"].get(\"dependencies\", [])))' > \"$RELCTL_DEP_DIR/pyproject-dependencies.txt\"",
+                "\"$RELCTL_DEP_DIR/bin/python\" -m pip install --disable-pip-version-check -q -r \"$RELCTL_DEP_DIR/pyproject-dependencies.txt\" uvicorn-worker",
+            ]
+        );
+        assert_eq!(m.hooks.release, [".venv/bin/python backend/manage.py migrate --noinput"]);
+    }
+}
