@@ -99,6 +99,8 @@ struct View {
     exclude: Vec<String>,
     migrate: String,
     collectstatic: String,
+    /// Where collectstatic puts the static files in the release (`[static] dir`).
+    static_dir: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -181,6 +183,10 @@ impl View {
         let mut exclude: Vec<String> = ["__pycache__/", "*.pyc", ".venv/", "db.sqlite3"].map(String::from).to_vec();
         exclude.extend(p.local_venvs.iter().filter(|v| *v != ".venv").map(|v| format!("/{v}/")));
 
+        let static_dir = detect::join(workdir.as_deref().unwrap_or("."), "static");
+        if django.is_some() {
+            exclude.push(format!("/{static_dir}/"));
+        }
         let manage_py = django.map_or("manage.py", |d| d.manage_py.as_str());
         let manage = shell_word(manage_py);
         View {
@@ -204,6 +210,7 @@ impl View {
             exclude,
             migrate: format!(".venv/bin/python {manage} migrate --noinput"),
             collectstatic: format!(".venv/bin/python {manage} collectstatic --noinput"),
+            static_dir,
         }
     }
 }
@@ -483,7 +490,10 @@ mod tests {
         assert!(m.deps["venv"].build[1].ends_with("-r requirements.txt gunicorn"), "{:?}", m.deps["venv"].build);
         assert!(p.notes.iter().any(|n| n.starts_with("gunicorn is not listed in requirements.txt")), "{:?}", p.notes);
         assert!(p.text.contains("# NOTE: gunicorn is not listed"), "{}", p.text);
-        assert_eq!(m.exclude.last().map(String::as_str), Some("/env/"), "the local venv is not copied");
+        assert!(m.exclude.iter().any(|e| e == "/env/"), "the local venv is not copied: {:?}", m.exclude);
+        assert!(m.exclude.iter().any(|e| e == "/static/"), "{:?}", m.exclude);
+        assert_eq!(m.hooks.build, [".venv/bin/python manage.py collectstatic --noinput"]);
+        assert_eq!(m.static_files.map(|s| s.dir).as_deref(), Some("static"));
     }
 
     #[test]
