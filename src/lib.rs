@@ -1,7 +1,8 @@
 //! relctl: a systemd-native build-and-release tool for instanced services.
 //!
 //! Parse (`cli`) → plan (`plan`, from `manifest` and `layout`) → act (`deploy`, driving `stage`,
-//! `render`, `hooks`, `units`, `store`, `systemd` and `health`; `nginx` for the snippet).
+//! `render`, `hooks`, `units`, `store`, `systemd` and `health`; `nginx` for the snippet; `exec`
+//! for a command run as the service runs).
 //! `commands` is the glue between them, and opens the one `Session` every changing command needs.
 
 pub mod atomic;
@@ -10,6 +11,7 @@ mod commands;
 pub mod deploy;
 pub mod deps;
 pub mod error;
+pub mod exec;
 pub mod git;
 pub mod health;
 pub mod hooks;
