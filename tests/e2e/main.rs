@@ -12,6 +12,7 @@ mod boundary;
 mod common;
 mod core;
 mod deps;
+mod exec;
 mod faults;
 mod hostile;
 mod nginx;
