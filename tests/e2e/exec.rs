@@ -161,11 +161,13 @@ fn exec_runs_a_command_as_the_service_runs_and_leaves_nothing_behind() {
     assert_eq!(out.status.code(), Some(3), "{}", show(&out));
     assert!(stdout(&out).contains("on a tty: True True 42"), "{}", show(&out));
 
-    // -- while one runs: its settings are the service's; interrupted, relctl stops it -----------
+    // -- while one runs: its settings are the service's, it holds no lock; interrupted, relctl
+    // stops it -------------------------------------------------------------------------------
     let out = env.sb.sh(&format!(
         "{RELCTL} -f {m} exec development -- sleep 60 & relctl=$!
          for i in $(seq 100); do u=$(systemctl list-units --no-legend --plain 'medctrl-exec-development-*' | cut -d' ' -f1); [ -n \"$u\" ] && break; sleep 0.1; done
          echo \"$u\"; echo ----; systemctl show -p {COMPARED} \"$u\"; echo ----; systemctl show -p {COMPARED} medctrl@development.service; echo ----
+         {RELCTL} -f {m} --no-wait reload development > /dev/null && echo 'a deploy command is not held up'
          kill -TERM $relctl; wait $relctl; echo \"exit $?\""
     ));
     let text = stdout(&out);
@@ -186,6 +188,7 @@ fn exec_runs_a_command_as_the_service_runs_and_leaves_nothing_behind() {
     assert_eq!(exec_unit["IPAddressDeny"], ["0.0.0.0/0", "::/0"], "IP only to and from localhost, as the service");
     assert!(exec_unit["ReadWritePaths"].contains(&"/srv/shared".to_string()), "{exec_unit:?}");
     let text = end;
+    assert!(text.starts_with("a deploy command is not held up"), "exec holds no lock: {}", show(&out));
     assert!(text.ends_with("exit 143"), "SIGTERM stops the command; relctl exits 128+15: {}", show(&out));
     assert!(stderr(&out).contains(&format!("relctl: SIGTERM: stopping {unit}")), "{}", show(&out));
 
