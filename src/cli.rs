@@ -20,7 +20,7 @@ use clap::{Args, Parser, Subcommand};
 /// `current -> releases/<id>` and the gunicorn socket `<root>/<build>/gunicorn.sock`.
 ///
 /// Exit codes: 0 ok; 1 the operation failed; 2 usage or manifest error; 3 `status` found a build
-/// that is not active.
+/// that is not active. `exec` exits with its command's status.
 #[derive(Debug, Parser)]
 #[command(name = "relctl", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
@@ -46,7 +46,7 @@ pub struct GlobalArgs {
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
 
-    /// Print more: the full output of every hook.
+    /// Print more: the full output of every hook; for exec, the systemd-run command line.
     #[arg(short, long, global = true)]
     pub verbose: bool,
 
@@ -170,6 +170,39 @@ pub enum Command {
     #[command(name = "nginx-snippet")]
     NginxSnippet(NginxArgs),
 
+    /// Run CMD in BUILD's current release as the service runs: as its user, with its environment,
+    /// secrets and sandbox.
+    ///
+    /// CMD runs in a transient unit `<app>-exec-<build>-<random>.service` that carries the
+    /// `[Service]` settings systemd runs `<app>@<build>.service` with (the unit file relctl wrote
+    /// and its drop-ins: `50-relctl.conf` with the secrets file, and your own), so what works here
+    /// works in the service: the service user, `EnvironmentFile=` (the release's environment, then
+    /// the secrets), `HOME` and `XDG_RUNTIME_DIR`, the state, cache and runtime directories,
+    /// `ProtectSystem=strict` and the rest of the hardening, the IP address filter. Left out: what
+    /// only a long-running service needs (`Type=`, `ExecStart=` and the other commands, `Restart=`,
+    /// timeouts, `KillMode=`, `SuccessExitStatus=`, standard input and output). It leaves the
+    /// service's runtime directory in place when it ends (`RuntimeDirectoryPreserve=yes`), and
+    /// systemd unloads the unit once it ends, whatever its result.
+    ///
+    /// CMD runs in the release directory (the directory of the service's `WorkingDirectory=`, where
+    /// the `release` hooks run too), so `.venv/bin/python API/manage.py ...` works as in a hook. A
+    /// program path with a `/` that is not absolute resolves against the release, like
+    /// `[service] exec`; a bare name is looked up in the service's PATH. The release is the one
+    /// `current` points at when exec starts; exec does not take the app's lock, so a deploy may go
+    /// on meanwhile.
+    ///
+    /// On a terminal (stdin and stdout both), CMD gets a terminal of its own (an interactive
+    /// `manage.py shell` works); otherwise stdin, stdout and stderr are passed to it as they are.
+    /// relctl exits with CMD's exit status: 255 when a signal killed CMD; 200 to 243 are also
+    /// systemd's when it could not start CMD (relctl then points at the unit's journal). Interrupted
+    /// by SIGINT, SIGTERM or SIGHUP, relctl stops the unit and exits 128 + the signal's number.
+    /// Needs root.
+    ///
+    /// Example: relctl exec production -e DJANGO_SUPERUSER_USERNAME=admin -e
+    /// DJANGO_SUPERUSER_EMAIL=admin@example.com -e DJANGO_SUPERUSER_PASSWORD -- .venv/bin/python
+    /// API/manage.py createsuperuser --noinput
+    Exec(ExecArgs),
+
     /// Print a shell completion script for relctl on stdout.
     Completions {
         /// The shell to complete for.
@@ -222,6 +255,23 @@ pub struct RollbackArgs {
     /// The release to return to (see `relctl releases BUILD`), e.g. 20261123T130501Z-abc1234.
     #[arg(long, value_name = "ID")]
     pub to: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// A build declared as [builds.<BUILD>] in the manifest, with a current release.
+    pub build: String,
+
+    /// Set KEY to VALUE for CMD, or to the value KEY has in relctl's environment when `=VALUE` is
+    /// left out (repeatable; `-e KEY` keeps a password off relctl's command line). These win over
+    /// the service's environment and secrets; relctl hands them to systemd in a file only root can
+    /// read, so they do not show in the unit's properties (`systemctl show`) or CMD's command line.
+    #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
+    pub env: Vec<String>,
+
+    /// The command and its arguments, after `--`, e.g. `-- .venv/bin/python API/manage.py shell`.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]

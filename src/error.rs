@@ -22,6 +22,8 @@ pub enum Outcome {
     Ok,
     /// `status` listed a build that is not active (exit 3).
     NotActive,
+    /// `exec` ran its command, which exited with this status (relctl exits with it too).
+    Exited(u8),
 }
 
 impl From<Outcome> for ExitCode {
@@ -29,6 +31,7 @@ impl From<Outcome> for ExitCode {
         match o {
             Outcome::Ok => ExitCode::SUCCESS,
             Outcome::NotActive => ExitCode::from(3),
+            Outcome::Exited(code) => ExitCode::from(code),
         }
     }
 }

@@ -1,8 +1,9 @@
 //! relctl: a systemd-native build-and-release tool for instanced services.
 //!
 //! Parse (`cli`) → plan (`plan`, from `manifest` and `layout`) → act (`deploy`, driving `stage`,
-//! `render`, `hooks`, `units`, `store`, `systemd` and `health`; `nginx` for the snippet).
-//! `init` writes a starter manifest from what `detect` finds in a project.
+//! `render`, `hooks`, `units`, `store`, `systemd` and `health`; `nginx` for the snippet; `exec`
+//! for a command run as the service runs). `init` writes a starter manifest from what `detect`
+//! finds in a project.
 //! `commands` is the glue between them, and opens the one `Session` every changing command needs.
 
 pub mod atomic;
@@ -12,6 +13,7 @@ pub mod deploy;
 pub mod deps;
 pub mod detect;
 pub mod error;
+pub mod exec;
 pub mod git;
 pub mod health;
 pub mod hooks;

@@ -275,11 +275,7 @@ fn existing_file(loaded: &Loaded, what: &str, p: &Path) -> Result<PathBuf> {
 pub fn start_script(release_dir: &Path, workdir: Option<&str>, exec: &str, what: &str) -> String {
     let exec = exec.trim();
     let (program, args) = exec.split_once(char::is_whitespace).unwrap_or((exec, ""));
-    let program = if program.contains('/') && !program.starts_with('/') {
-        release_dir.join(program.trim_start_matches("./")).display().to_string()
-    } else {
-        program.to_string()
-    };
+    let program = resolve_program(release_dir, program);
     let dir = match workdir {
         Some(w) => release_dir.join(w.trim_end_matches('/')),
         None => release_dir.to_path_buf(),
@@ -290,6 +286,16 @@ pub fn start_script(release_dir: &Path, workdir: Option<&str>, exec: &str, what:
         dir.display(),
         if args.is_empty() { "" } else { " " }
     )
+}
+
+/// A program as the service runs it from `release_dir`: a path with a `/` that is not absolute
+/// resolves against the release (`.venv/bin/python`, `./run.sh`); a bare name is left to `PATH`.
+pub fn resolve_program(release_dir: &Path, program: &str) -> String {
+    if program.contains('/') && !program.starts_with('/') {
+        release_dir.join(program.trim_start_matches("./")).display().to_string()
+    } else {
+        program.to_string()
+    }
 }
 
 /// Resolves one build: checks the name, reads the secrets and the settings template, picks the

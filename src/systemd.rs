@@ -5,6 +5,7 @@
 //! announces changes to subscribers, and a cached proxy would report stale state.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -63,6 +64,10 @@ trait Unit {
     fn load_state(&self) -> zbus::Result<String>;
     #[zbus(property)]
     fn active_enter_timestamp(&self) -> zbus::Result<u64>;
+    #[zbus(property)]
+    fn fragment_path(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn drop_in_paths(&self) -> zbus::Result<Vec<String>>;
 }
 
 #[zbus::proxy(
@@ -390,6 +395,49 @@ impl Systemd {
             state.result = s.result().map_err(read)?;
         }
         Ok(state)
+    }
+}
+
+/// The files systemd builds a unit from.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnitFiles {
+    /// The unit file (for an instance, its template's), e.g. /etc/systemd/system/medctrl@.service.
+    pub fragment: PathBuf,
+    /// The drop-ins, in the order systemd applies them.
+    pub drop_ins: Vec<PathBuf>,
+}
+
+impl Systemd {
+    /// The unit file and drop-ins systemd runs `unit` with (loading it if needed). A unit systemd
+    /// cannot load is an error naming its load state.
+    pub fn unit_files(&self, unit: &str) -> Result<UnitFiles> {
+        let path = self.manager.load_unit(unit).map_err(|e| dbus_error(e, &format!("loading {unit}")))?;
+        let u = UnitProxy::builder(&self.conn)
+            .path(path)?
+            .cache_properties(CacheProperties::No)
+            .build()
+            .with_context(|| format!("reading {unit}"))?;
+        let read = |e: zbus::Error| dbus_error(e, &format!("reading the unit files of {unit}"));
+        let load_state = LoadState::parse(&u.load_state().map_err(read)?);
+        let fragment = u.fragment_path().map_err(read)?;
+        if load_state != LoadState::Loaded || fragment.is_empty() {
+            bail!("systemd cannot load {unit} (load state {load_state}); run relctl build to install its units");
+        }
+        let drop_ins = u.drop_in_paths().map_err(read)?.into_iter().map(PathBuf::from).collect();
+        Ok(UnitFiles { fragment: fragment.into(), drop_ins })
+    }
+
+    /// Stops `unit` (a name, no glob characters) if systemd has it running, starting or stopping,
+    /// and waits for the job; returns whether it had to. A unit that ends and is unloaded while
+    /// this asks is stopped too.
+    pub fn stop_if_running(&self, unit: &str) -> Result<bool> {
+        if self.running_units(unit)?.is_empty() {
+            return Ok(false);
+        }
+        match self.run_job(JobKind::Stop, unit) {
+            Err(e) if !self.running_units(unit)?.is_empty() => Err(e),
+            _ => Ok(true),
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod build;
 mod control;
+mod exec;
 mod init;
 mod logs;
 mod nginx;
@@ -38,6 +39,7 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
         Command::Status(a) => status::run(&load(g)?, a.build.as_deref(), r),
         Command::Logs(a) => logs::run(&load(g)?, &a, r),
         Command::NginxSnippet(args) => nginx::run(&load(g)?, &args, r),
+        Command::Exec(args) => exec::run(&load(g)?, &args, g, r),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut crate::cli::command(), "relctl", &mut std::io::stdout());
             Ok(Outcome::Ok)
@@ -64,11 +66,11 @@ fn report(g: &GlobalArgs) -> Report {
 
 /// What every command that changes an app needs, in this order: the manifest's app resolved and
 /// the build name checked (usage errors first, before anything is touched), root, a connection
-/// to systemd, and the app's lock (held until the session is dropped).
+/// to systemd, and the app's lock (held until the session is dropped; `exec` takes none).
 pub struct Session {
     pub app: AppPlan,
     pub systemd: Systemd,
-    _lock: AppLock,
+    _lock: Option<AppLock>,
 }
 
 impl Session {
@@ -80,7 +82,7 @@ impl Session {
         verb: &str,
         build: &str,
     ) -> Result<(Session, BuildLayout)> {
-        Session::open_build(loaded, g, report, verb, build, false)
+        Session::open_build(loaded, Some((g, report)), verb, build, false)
     }
 
     /// Like [`Session::for_build`], for a command that needs a release to run (start, restart,
@@ -92,13 +94,20 @@ impl Session {
         verb: &str,
         build: &str,
     ) -> Result<(Session, BuildLayout)> {
-        Session::open_build(loaded, g, report, verb, build, true)
+        Session::open_build(loaded, Some((g, report)), verb, build, true)
     }
 
+    /// Like [`Session::for_built`], without the app's lock, for a command that changes nothing
+    /// of the app's and may run for as long as its user likes (`exec`): it must not hold up
+    /// deploys.
+    pub fn for_built_unlocked(loaded: &Loaded, verb: &str, build: &str) -> Result<(Session, BuildLayout)> {
+        Session::open_build(loaded, None, verb, build, true)
+    }
+
+    /// `lock`: take the app's lock, with these flags and this report for the waiting message.
     fn open_build(
         loaded: &Loaded,
-        g: &GlobalArgs,
-        report: &Report,
+        lock: Option<(&GlobalArgs, &Report)>,
         verb: &str,
         build: &str,
         must_be_built: bool,
@@ -109,21 +118,26 @@ impl Session {
         if must_be_built {
             require_release(&layout)?;
         }
-        Ok((Session::open(app, g, report, &format!("relctl {verb} {build}"))?, layout))
+        Ok((Session::open(app, lock, &format!("relctl {verb} {build}"))?, layout))
     }
 
     /// For a command on the whole app (`relctl <verb>`).
     pub fn for_app(loaded: &Loaded, g: &GlobalArgs, report: &Report, verb: &str) -> Result<Session> {
-        Session::open(plan::app(loaded)?, g, report, &format!("relctl {verb}"))
+        Session::open(plan::app(loaded)?, Some((g, report)), &format!("relctl {verb}"))
     }
 
-    fn open(app: AppPlan, g: &GlobalArgs, report: &Report, what: &str) -> Result<Session> {
+    fn open(app: AppPlan, lock: Option<(&GlobalArgs, &Report)>, what: &str) -> Result<Session> {
         plan::check_host(&app)?;
         require_root(what)?;
         let systemd = Systemd::connect()?;
-        let holder = std::env::args().collect::<Vec<_>>().join(" ");
-        let lock =
-            lock::acquire(Path::new(lock::LOCK_DIR), &app.layout.app, &holder, !g.no_wait, |msg| report.warn(msg))?;
+        let lock = match lock {
+            Some((g, report)) => {
+                let holder = std::env::args().collect::<Vec<_>>().join(" ");
+                let dir = Path::new(lock::LOCK_DIR);
+                Some(lock::acquire(dir, &app.layout.app, &holder, !g.no_wait, |msg| report.warn(msg))?)
+            }
+            None => None,
+        };
         Ok(Session { app, systemd, _lock: lock })
     }
 

@@ -13,6 +13,7 @@ mod common;
 mod core;
 mod deps;
 mod django;
+mod exec;
 mod faults;
 mod hostile;
 mod init;
