@@ -4,6 +4,7 @@
 //! `render`, `hooks`, `units`, `store`, `systemd` and `health`; `nginx` for the snippet).
 //! `commands` is the glue between them, and opens the one `Session` every changing command needs.
 
+pub mod adopt;
 pub mod atomic;
 pub mod cli;
 mod commands;

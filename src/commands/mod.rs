@@ -6,7 +6,7 @@ mod nginx;
 mod releases;
 mod status;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
@@ -76,7 +76,19 @@ impl Session {
         verb: &str,
         build: &str,
     ) -> Result<(Session, BuildLayout)> {
-        Session::open_build(loaded, g, report, verb, build, false)
+        Session::open_build(loaded, g, report, verb, build, false, &[])
+    }
+
+    /// For `relctl build <BUILD> --adopt`: like [`Session::for_build`], with the hand-made unit
+    /// files in `adopting` allowed (the build replaces them).
+    pub fn for_adoption(
+        loaded: &Loaded,
+        g: &GlobalArgs,
+        report: &Report,
+        build: &str,
+        adopting: &[PathBuf],
+    ) -> Result<(Session, BuildLayout)> {
+        Session::open_build(loaded, g, report, "build", build, false, adopting)
     }
 
     /// Like [`Session::for_build`], for a command that needs a release to run (start, restart,
@@ -88,7 +100,7 @@ impl Session {
         verb: &str,
         build: &str,
     ) -> Result<(Session, BuildLayout)> {
-        Session::open_build(loaded, g, report, verb, build, true)
+        Session::open_build(loaded, g, report, verb, build, true, &[])
     }
 
     fn open_build(
@@ -98,6 +110,7 @@ impl Session {
         verb: &str,
         build: &str,
         must_be_built: bool,
+        adopting: &[PathBuf],
     ) -> Result<(Session, BuildLayout)> {
         let app = plan::app(loaded)?;
         loaded.build(build)?;
@@ -105,16 +118,16 @@ impl Session {
         if must_be_built {
             require_release(&layout)?;
         }
-        Ok((Session::open(app, g, report, &format!("relctl {verb} {build}"))?, layout))
+        Ok((Session::open(app, g, report, &format!("relctl {verb} {build}"), adopting)?, layout))
     }
 
     /// For a command on the whole app (`relctl <verb>`).
     pub fn for_app(loaded: &Loaded, g: &GlobalArgs, report: &Report, verb: &str) -> Result<Session> {
-        Session::open(plan::app(loaded)?, g, report, &format!("relctl {verb}"))
+        Session::open(plan::app(loaded)?, g, report, &format!("relctl {verb}"), &[])
     }
 
-    fn open(app: AppPlan, g: &GlobalArgs, report: &Report, what: &str) -> Result<Session> {
-        plan::check_host(&app)?;
+    fn open(app: AppPlan, g: &GlobalArgs, report: &Report, what: &str, adopting: &[PathBuf]) -> Result<Session> {
+        plan::check_host(&app, adopting)?;
         require_root(what)?;
         let systemd = Systemd::connect()?;
         let holder = std::env::args().collect::<Vec<_>>().join(" ");
