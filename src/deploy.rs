@@ -615,8 +615,10 @@ impl<'a> Deploy<'a> {
         let public = self.build.socket.as_path();
         let target = Path::new(Slot::Next.socket_file());
         let stopping = AtomicBool::new(true);
+        let mut spare = atomic::SpareSymlink::new(public, target)?;
+        let stopping = &stopping;
         std::thread::scope(|s| {
-            let watcher = s.spawn(|| -> Result<Option<Duration>> {
+            let watcher = s.spawn(move || -> Result<Option<Duration>> {
                 // Sleeps of POLL, not POLL plus the default 50 µs of timer slack.
                 nix::sys::prctl::set_timerslack(1000).context("setting the watcher's timer slack")?;
                 let mut longest: Option<Duration> = None;
@@ -626,7 +628,7 @@ impl<'a> Deploy<'a> {
                     if std::fs::symlink_metadata(public).is_ok() {
                         seen = Instant::now();
                     } else {
-                        atomic::switch_symlink(public, target)?;
+                        spare.put()?;
                         let gap = seen.elapsed();
                         longest = Some(longest.map_or(gap, |l| l.max(gap)));
                         seen = Instant::now();

@@ -214,14 +214,16 @@ for i in $(seq 100); do test -S {DEV}/gunicorn.sock && break; sleep 0.1; done"
     );
     assert!(requests > 100, "the loop ran through the adoption: {requests}");
     // gunicorn unlinks the path it bound as it stops, which by then names relctl's public
-    // symlink; relctl re-makes it within about a hundred microseconds (it says how long). A
-    // request that reaches nginx in that window fails (nginx answers 502), so a few may, and
-    // their gap is a request's time; without the re-making, every request would fail from the
-    // stop until the live instance takes the socket back (the handover step: seconds).
+    // symlink; relctl re-makes it at once and says for how long it was missing at most (from its
+    // last check that saw it: 0.2-6.5 ms seen on a busy 2-core machine, where the 20 µs polls
+    // wait for a CPU). A request that reaches nginx in that window fails (nginx answers 502), so
+    // a few may, and their gap is about a request's time. Without the re-making, every request
+    // would fail from the stop until the live instance takes the socket back (the handover step:
+    // seconds), far above these bounds.
     let remade = report.split("re-made within ").nth(1).and_then(|r| r.split(' ').next()?.parse::<u64>().ok());
     eprintln!("public socket missing for at most {remade:?} µs (relctl's measure)");
     if let Some(us) = remade {
-        assert!(us < 10_000, "the public socket was missing for {us} µs:\n{report}");
+        assert!(us < 50_000, "the public socket was missing for {us} µs:\n{report}");
     }
     assert!(failures <= 4, "{failures} requests through the hand-written nginx config failed during the adoption");
     if let Some(gap) = longest {
