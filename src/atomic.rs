@@ -64,6 +64,40 @@ pub fn switch_symlink(link: &Path, target: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A symlink to `target` made ahead of time beside `link`, so that putting it in place when `link`
+/// disappears is one rename(2). An unused spare is removed when dropped.
+pub struct SpareSymlink {
+    link: std::path::PathBuf,
+    target: std::path::PathBuf,
+    spare: tempfile::TempPath,
+}
+
+impl SpareSymlink {
+    pub fn new(link: &Path, target: &Path) -> Result<SpareSymlink> {
+        let spare = Self::make(link, target)?;
+        Ok(SpareSymlink { link: link.to_path_buf(), target: target.to_path_buf(), spare })
+    }
+
+    fn make(link: &Path, target: &Path) -> Result<tempfile::TempPath> {
+        let dir = parent(link);
+        let tmp = tempfile::Builder::new()
+            .prefix(".relctl-link-")
+            .make_in(dir, |p| symlink(target, p))
+            .with_context(|| format!("creating a symlink to {} in {}", target.display(), dir.display()))?;
+        Ok(tmp.into_temp_path())
+    }
+
+    /// Renames the spare over `link` (whatever is there), then makes the next spare.
+    pub fn put(&mut self) -> Result<()> {
+        let next = Self::make(&self.link, &self.target)?;
+        let spare = std::mem::replace(&mut self.spare, next);
+        spare
+            .persist(&self.link)
+            .map_err(|e| e.error)
+            .with_context(|| format!("putting {} back, pointing at {}", self.link.display(), self.target.display()))
+    }
+}
+
 /// The file's contents, or None when it does not exist; any other read error is an error.
 pub fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>> {
     match fs::read(path) {
@@ -135,6 +169,21 @@ mod tests {
         symlink("nowhere", &dangling).unwrap();
         assert_eq!(create_new(&dangling, b"x", 0o644).unwrap_err().kind(), ErrorKind::AlreadyExists);
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2, "no temp files left behind");
+    }
+
+    #[test]
+    fn a_spare_symlink_replaces_what_is_there_and_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("gunicorn.sock");
+        let socket = std::os::unix::net::UnixListener::bind(&link).unwrap();
+        let mut spare = SpareSymlink::new(&link, Path::new(".relctl-next.sock")).unwrap();
+        spare.put().unwrap();
+        assert_eq!(std::fs::read_link(&link).unwrap(), Path::new(".relctl-next.sock"), "over a socket file");
+        std::fs::remove_file(&link).unwrap();
+        spare.put().unwrap();
+        assert_eq!(std::fs::read_link(&link).unwrap(), Path::new(".relctl-next.sock"), "where nothing was");
+        drop((spare, socket));
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "the unused spare is removed");
     }
 
     #[test]

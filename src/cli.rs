@@ -225,6 +225,23 @@ pub struct BuildArgs {
     /// Resolve the manifest and print the plan (paths, units, files, hooks, jobs); change nothing.
     #[arg(long)]
     pub dry_run: bool,
+
+    /// Take over a build set up by hand (e.g. by the app's own deployment guide).
+    ///
+    /// Without it, `build` refuses (exit 2) a build whose unit files relctl did not write, whose
+    /// directory holds files relctl did not make, or whose public socket is a socket file its
+    /// server binds itself, naming what it found. With it: the hand-made unit files are copied to
+    /// /var/backups/relctl/<app>-<build>-<time>/ and replaced by relctl's; the new release is
+    /// staged and verified in the candidate, which then takes the public socket (renamed over the
+    /// hand-made server's socket, so nginx's config keeps working); the hand-made service is
+    /// drained and stopped (the public socket re-made at once if it removes it as it exits; the
+    /// report says for how long it was missing), and the files relctl did not make in the build
+    /// directory are moved into the release `<time>-adopted`, with the start script and
+    /// environment of the manifest, which `relctl rollback <BUILD> --to <time>-adopted` returns to.
+    /// Files outside the build directory (a STATIC_ROOT, a database) are left alone. On a build
+    /// with nothing hand-made, --adopt changes nothing: the build runs as usual.
+    #[arg(long)]
+    pub adopt: bool,
 }
 
 #[derive(Debug, Args)]

@@ -9,12 +9,14 @@
 
 use std::os::unix::fs::{chown, MetadataExt, PermissionsExt};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use fs_err as fs;
 use serde::{Deserialize, Serialize};
 
+use crate::adopt;
 use crate::atomic;
 use crate::deps::{self, DepPlan};
 use crate::error::UsageError;
@@ -22,7 +24,7 @@ use crate::health;
 use crate::hooks::{self, Hook, HookFailed, HookStage};
 use crate::layout::{BuildLayout, Instance, Slot};
 use crate::listener;
-use crate::plan::{AppPlan, BuildPlan};
+use crate::plan::{AdoptPlan, AppPlan, BuildPlan};
 use crate::render;
 use crate::report::{self, Report};
 use crate::stage;
@@ -82,20 +84,28 @@ pub struct Deploy<'a> {
     build: &'a BuildLayout,
     systemd: &'a Systemd,
     report: &'a mut Report,
+    /// A hand-made setup this build takes over (`build --adopt`).
+    adoption: Option<&'a AdoptPlan>,
+    /// The service user, once the build made sure it exists.
+    user: Option<RunAs>,
 }
 
 impl<'a> Deploy<'a> {
     pub fn new(app: &'a AppPlan, build: &'a BuildLayout, systemd: &'a Systemd, report: &'a mut Report) -> Self {
-        Deploy { app, build, systemd, report }
+        Deploy { app, build, systemd, report, adoption: None, user: None }
     }
 
     /// `relctl build`: stage the planned release, install the units, switch, (re)start, verify.
-    pub fn build(&mut self, plan: &BuildPlan) -> Result<BuildResult> {
+    /// With `adoption`, the hand-made setup it plans for is taken over on the way (see
+    /// [`Deploy::retire_hand_made`]).
+    pub fn build(&mut self, plan: &BuildPlan, adoption: Option<&'a AdoptPlan>) -> Result<BuildResult> {
         let b = self.build;
+        self.adoption = adoption;
         let unit_files = units::render(self.app)?;
         self.check_app_wide_change(&unit_files)?;
         let t = Instant::now();
         let (user, created) = users::ensure_system_user(&self.app.user)?;
+        self.user = Some(user.clone());
         setup_dirs(plan, &user)?;
         let recovered = self.recover()?;
         let cleaned = store::remove_incomplete(b)?;
@@ -108,6 +118,13 @@ impl<'a> Deploy<'a> {
             detail.push_str(&format!(", removed half-made release(s) {}", join(&cleaned)));
         }
         self.report.step("setup", t, detail);
+
+        if let Some(a) = adoption.filter(|a| !a.found.unit_files.is_empty()) {
+            let t = Instant::now();
+            adopt::back_up(&a.found, &a.backup_dir)?;
+            let names: Vec<String> = a.found.unit_files.iter().map(|p| p.display().to_string()).collect();
+            self.report.step("backup", t, format!("{} -> {}", names.join(", "), a.backup_dir.display()));
+        }
 
         if let Err(e) = self.stage(plan, &user) {
             let removed = match store::remove(&plan.release_dir) {
@@ -125,8 +142,20 @@ impl<'a> Deploy<'a> {
         self.report.step("units", t, changed);
 
         // A current release whose directory was removed by hand is nothing to go back to.
-        let previous = b.current_release()?.filter(|p| b.release_dir(p).is_dir());
-        let live = self.go_live(&plan.release, previous.as_ref())?;
+        let previous = match adoption {
+            Some(a) => Some(a.release.clone()),
+            None => b.current_release()?.filter(|p| b.release_dir(p).is_dir()),
+        };
+        if let Some(a) = adoption {
+            // Nothing hand-made serves: its files can become a release right away.
+            if !self.systemd.unit_state(&b.service_unit)?.active_state.is_up() {
+                self.retire_hand_made(a)?;
+            }
+        }
+        let live = match self.go_live(&plan.release, previous.as_ref()) {
+            Ok(live) => live,
+            Err(e) => return Err(self.restore_hand_made(e)),
+        };
 
         let t = Instant::now();
         let pruned = store::prune(b, self.app.keep_releases)?;
@@ -415,8 +444,11 @@ impl<'a> Deploy<'a> {
             });
         }
         self.point_public(&next)?;
-        // Connections already queued on the live instance are served before it restarts.
-        self.drain(&live)?;
+        match self.adoption {
+            Some(a) if !a.release_dir.exists() => self.retire_hand_made(a)?,
+            // Connections already queued on the live instance are served before it restarts.
+            _ => self.drain(&live.socket)?,
+        }
         failpoint("handover");
         self.report.step(
             "handover",
@@ -437,7 +469,7 @@ impl<'a> Deploy<'a> {
         };
         let t = Instant::now();
         self.point_public(&live)?;
-        self.drain(&next)?;
+        self.drain(&next.socket)?;
         self.stop_instance(&next)?;
         self.report.step(
             "handback",
@@ -506,12 +538,12 @@ impl<'a> Deploy<'a> {
         atomic::switch_symlink(&self.build.socket, target)
     }
 
-    /// Waits until nothing is queued on `inst`'s socket any more (its backlog was accepted), at
-    /// most 10 s.
-    fn drain(&self, inst: &Instance) -> Result<()> {
+    /// Waits until nothing is queued on the listening socket bound at `socket` any more (its
+    /// backlog was accepted), at most 10 s.
+    fn drain(&self, socket: &Path) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            match listener::queued(&inst.socket)? {
+            match listener::queued(socket)? {
                 Some(n) if n > 0 => std::thread::sleep(Duration::from_millis(20)),
                 _ => return Ok(()),
             }
@@ -530,6 +562,119 @@ impl<'a> Deploy<'a> {
             atomic::remove_if_exists(&inst.link)?;
         }
         Ok(())
+    }
+
+    /// Takes the hand-made setup of `build --adopt` out of service, once nothing hand-made is
+    /// reachable through the public socket any more: its listener (bound at the public path,
+    /// which now names relctl's symlink) is drained, its service stopped — the public socket
+    /// re-made at once if the hand-made server removes it as it exits (gunicorn unlinks the path
+    /// it bound) — and only then (the stopped server may have read files lazily until it exited)
+    /// are its files moved into the adopted release, which gets what a rollback needs to run it.
+    fn retire_hand_made(&mut self, a: &AdoptPlan) -> Result<()> {
+        let b = self.build;
+        let t = Instant::now();
+        let mut detail = String::new();
+        if self.systemd.unit_state(&b.service_unit)?.active_state.is_up() {
+            self.drain(&b.socket)?;
+            detail = match self.stop_keeping_public(&b.service_unit)? {
+                None => format!("{} drained and stopped, the public socket untouched; ", b.service_unit),
+                Some(gap) => format!(
+                    "{} drained and stopped; it removed the public socket as it exited, re-made within {} µs; ",
+                    b.service_unit,
+                    gap.as_micros()
+                ),
+            };
+        }
+        adopt::move_into(&a.found, &a.release_dir)?;
+        write_start(&a.release_dir, &a.environment, &a.start_script)?;
+        if let Some(d) = &a.dropin {
+            atomic::write(&store::dropin_copy(&a.release_dir), d.as_bytes(), 0o644, None)?;
+        }
+        let user = self.user.as_ref().context("the service user is not known before the build's setup")?;
+        let public: Vec<_> = self.app.static_files.iter().map(|st| a.release_dir.join(&st.dir)).collect();
+        stage::seal(&a.release_dir, user.gid, &public)?;
+        let meta = ReleaseMeta {
+            id: a.release.clone(),
+            app: self.app.layout.app.clone(),
+            build: b.build.clone(),
+            created: report::utc(jiff::Timestamp::now()),
+            git: None,
+        };
+        store::mark_complete(&a.release_dir, &meta)?;
+        let moved = if a.found.entries.is_empty() { "nothing".to_string() } else { a.found.entries.join(", ") };
+        detail.push_str(&format!("moved {moved} into {}", a.release_dir.display()));
+        self.report.step("adopt", t, detail);
+        Ok(())
+    }
+
+    /// Stops the hand-made `unit` while the public socket points at the candidate, re-making the
+    /// public socket whenever it disappears. Returns the longest time it was missing, if it was:
+    /// from the last check that saw it to the moment it was back.
+    fn stop_keeping_public(&self, unit: &str) -> Result<Option<Duration>> {
+        const POLL: Duration = Duration::from_micros(20);
+        let public = self.build.socket.as_path();
+        let target = Path::new(Slot::Next.socket_file());
+        let stopping = AtomicBool::new(true);
+        let mut spare = atomic::SpareSymlink::new(public, target)?;
+        let stopping = &stopping;
+        std::thread::scope(|s| {
+            let watcher = s.spawn(move || -> Result<Option<Duration>> {
+                // Sleeps of POLL, not POLL plus the default 50 µs of timer slack.
+                nix::sys::prctl::set_timerslack(1000).context("setting the watcher's timer slack")?;
+                let mut longest: Option<Duration> = None;
+                let mut seen = Instant::now();
+                loop {
+                    let last = !stopping.load(Ordering::Acquire);
+                    if std::fs::symlink_metadata(public).is_ok() {
+                        seen = Instant::now();
+                    } else {
+                        spare.put()?;
+                        let gap = seen.elapsed();
+                        longest = Some(longest.map_or(gap, |l| l.max(gap)));
+                        seen = Instant::now();
+                    }
+                    if last {
+                        return Ok(longest);
+                    }
+                    std::thread::sleep(POLL);
+                }
+            });
+            let stopped = self.systemd.run_job(JobKind::Stop, unit);
+            stopping.store(false, Ordering::Release);
+            let gap = watcher
+                .join()
+                .map_err(|_| anyhow::anyhow!("the thread keeping {} in place panicked", public.display()))?;
+            stopped?;
+            gap
+        })
+    }
+
+    /// `build --adopt` failed: while the hand-made setup had not been taken over yet (its server
+    /// still serves), its unit files go back in place; the error says where things stand.
+    fn restore_hand_made(&mut self, e: anyhow::Error) -> anyhow::Error {
+        let Some(a) = self.adoption else { return e };
+        if a.release_dir.exists() {
+            return e.context(format!(
+                "the hand-made setup of build {} had been taken over as release {} (its unit files are in {})",
+                self.build.build,
+                a.release,
+                a.backup_dir.display()
+            ));
+        }
+        if a.found.unit_files.is_empty() {
+            return e;
+        }
+        match adopt::restore(&a.found, &a.backup_dir).and_then(|()| self.systemd.reload()) {
+            Ok(()) => e.context(format!(
+                "the hand-made setup of build {} keeps serving; its unit files are back in place (copies in {})",
+                self.build.build,
+                a.backup_dir.display()
+            )),
+            Err(r) => e.context(format!(
+                "restoring the hand-made unit files from {} failed too ({r:#})",
+                a.backup_dir.display()
+            )),
+        }
     }
 
     /// Points `inst`'s link (`current`, `next`) at `release` and installs the drop-in recorded with
@@ -826,6 +971,20 @@ fn apply_dropin(inst: &Instance, contents: Option<&str>) -> Result<bool> {
     }
 }
 
+/// The release's `.relctl/environment` and `.relctl/start`, which the units run it by.
+fn write_start(
+    release_dir: &Path,
+    environment: &std::collections::BTreeMap<String, String>,
+    start: &str,
+) -> Result<()> {
+    let meta = store::meta_dir(release_dir);
+    atomic::ensure_dir(&meta)?;
+    fs::set_permissions(&meta, std::fs::Permissions::from_mode(0o755))?;
+    atomic::write(&meta.join("environment"), render::env_file(environment).as_bytes(), 0o644, None)?;
+    atomic::write(&meta.join("start"), start.as_bytes(), 0o755, None)?;
+    Ok(())
+}
+
 /// The build's directories, and its state directory owned by the service user.
 fn setup_dirs(plan: &BuildPlan, user: &RunAs) -> Result<()> {
     let b = &plan.build;
@@ -842,11 +1001,7 @@ fn setup_dirs(plan: &BuildPlan, user: &RunAs) -> Result<()> {
 /// Writes what the release carries of its configuration: environment file, start script, the
 /// build's drop-in as of this release, and the settings file (0640 root:<user>).
 fn write_release_files(plan: &BuildPlan, user: &RunAs) -> Result<String> {
-    let meta = store::meta_dir(&plan.release_dir);
-    atomic::ensure_dir(&meta)?;
-    fs::set_permissions(&meta, std::fs::Permissions::from_mode(0o755))?;
-    atomic::write(&meta.join("environment"), render::env_file(&plan.environment).as_bytes(), 0o644, None)?;
-    atomic::write(&meta.join("start"), plan.start_script.as_bytes(), 0o755, None)?;
+    write_start(&plan.release_dir, &plan.environment, &plan.start_script)?;
     if let Some(d) = &plan.dropin {
         atomic::write(&store::dropin_copy(&plan.release_dir), d.contents.as_bytes(), 0o644, None)?;
     }

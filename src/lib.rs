@@ -6,6 +6,7 @@
 //! finds in a project.
 //! `commands` is the glue between them, and opens the one `Session` every changing command needs.
 
+pub mod adopt;
 pub mod atomic;
 pub mod cli;
 mod commands;

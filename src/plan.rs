@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use fs_err as fs;
 use serde::Serialize;
 
+use crate::adopt;
 use crate::deps::{self, DepPlan};
 use crate::error::UsageError;
 use crate::git::{self, GitRevision};
@@ -191,8 +192,9 @@ const MAX_SOCKET_PATH: usize = 107;
 /// What the manifest asks of this host, checked before anything is touched: its unit names are
 /// not taken by units relctl did not write, the socket group exists, and every build's socket
 /// path fits in a unix socket address.
-pub fn check_host(app: &AppPlan) -> Result<()> {
-    units::check_ours(app)?;
+/// `adopting`: unit files of a hand-made setup that `build --adopt` takes over, allowed.
+pub fn check_host(app: &AppPlan, adopting: &[PathBuf]) -> Result<()> {
+    units::check_ours(app, adopting)?;
     let group = nix::unistd::Group::from_name(&app.socket_group)
         .with_context(|| format!("looking up group {}", app.socket_group))?;
     if group.is_none() {
@@ -267,6 +269,89 @@ fn existing_file(loaded: &Loaded, what: &str, p: &Path) -> Result<PathBuf> {
         return Err(UsageError(format!("{}: {what} {} is not a file", loaded.path.display(), path.display())).into());
     }
     Ok(path)
+}
+
+/// What `relctl build <BUILD> --adopt` does with a hand-made setup of the build, besides the
+/// build itself.
+#[derive(Debug, Clone, Serialize)]
+pub struct AdoptPlan {
+    pub found: adopt::Found,
+    /// Where the hand-made unit files are copied before relctl's replace them.
+    pub backup_dir: PathBuf,
+    /// The release the hand-made files become (`<time>-adopted`, older than the new release).
+    pub release: ReleaseId,
+    pub release_dir: PathBuf,
+    /// Its `.relctl/environment`, as a release built from the manifest has.
+    pub environment: BTreeMap<String, String>,
+    /// Its `.relctl/start`: the manifest's `[service] exec`, run in the adopted files.
+    pub start_script: String,
+    /// The build's drop-in, recorded with it as with any release.
+    #[serde(skip)]
+    pub dropin: Option<String>,
+}
+
+/// Where `build --adopt` backs up hand-made unit files.
+pub const BACKUP_DIR: &str = "/var/backups/relctl";
+
+/// Looks for a hand-made setup of the build `plan` makes (see [`adopt::detect`]).
+pub fn find_hand_made(app: &AppPlan, build: &BuildLayout) -> Result<adopt::Found> {
+    adopt::detect(&units::paths(app), build, &app.layout.socket_name)
+}
+
+/// Plans taking over `found` in the build `plan` makes: the adopted release's id (a second
+/// before `plan`'s), its environment and start script as if relctl had built it, and the backup.
+pub fn adopt(loaded: &Loaded, plan: &BuildPlan, found: adopt::Found, now: jiff::Timestamp) -> Result<AdoptPlan> {
+    let m = &loaded.manifest;
+    let at = now - jiff::SignedDuration::from_secs(1);
+    let release = ReleaseId::adopted(at);
+    let build = &plan.build;
+    let release_dir = build.release_dir(&release);
+    let ctx = template_context(&plan.app, m, build, &build.build, &release, &release_dir, &plan.secrets);
+    let environment = service_environment(m, &ctx, build, &release)?;
+    let start_script = start_script(
+        &release_dir,
+        m.service.workdir.as_deref(),
+        &m.service.exec,
+        &format!("release {release} (adopted, hand-made) of {} {}", m.app, build.build),
+    );
+    let stamp = now.strftime("%Y%m%dT%H%M%SZ");
+    let backup_dir = Path::new(BACKUP_DIR).join(format!("{}-{}-{stamp}", m.app, build.build));
+    let dropin = plan.dropin.as_ref().map(|d| d.contents.clone());
+    Ok(AdoptPlan { found, backup_dir, release, release_dir, environment, start_script, dropin })
+}
+
+impl AdoptPlan {
+    /// The adoption as text for `--dry-run --adopt`.
+    pub fn describe(&self, build: &BuildLayout) -> String {
+        let mut s = format!("{:<12} {}\n", "adopt", self.found.describe());
+        let mut line = |k: &str, v: String| s.push_str(&format!("{k:<12} {v}\n"));
+        if !self.found.unit_files.is_empty() {
+            line(
+                "backup",
+                format!("hand-made unit files copied to {}, then replaced by relctl's", self.backup_dir.display()),
+            );
+        }
+        line(
+            "adopted",
+            format!(
+                "once {} stopped (the new release serves meanwhile): {} moved into {} (a release `relctl rollback {} --to {}` returns to; start: {})",
+                build.service_unit,
+                if self.found.entries.is_empty() { "nothing".to_string() } else { self.found.entries.join(", ") },
+                self.release_dir.display(),
+                build.build,
+                self.release,
+                self.start_script.lines().last().unwrap_or("")
+            ),
+        );
+        line(
+            "public",
+            format!(
+                "{} replaced by relctl's symlink to the candidate's socket, re-made at once if the hand-made server removes it as it stops",
+                build.socket.display()
+            ),
+        );
+        s
+    }
 }
 
 /// The release's start script, `.relctl/start`, which the unit runs through `current`: it enters

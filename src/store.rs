@@ -14,13 +14,14 @@ use crate::git::GitRevision;
 use crate::layout::BuildLayout;
 
 /// A release id: UTC time to the second (`20261123T130501Z`), then `-<git short hash>` and
-/// `-dirty` when known. The time comes first and has a fixed width, so ids order by time.
+/// `-dirty` when known, or `-adopted` for the files of a hand-made setup `build --adopt` took over. The time comes first and has a fixed width, so ids order by time.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct ReleaseId(String);
 
 const TIME_FORMAT: &str = "%Y%m%dT%H%M%SZ";
-const ID_SHAPE: &str = "20261123T130501Z[-<git hash>[-dirty]]";
+const ID_SHAPE: &str = "20261123T130501Z[-<git hash>[-dirty]|-adopted]";
+const ADOPTED: &str = "adopted";
 
 impl ReleaseId {
     pub fn new(at: jiff::Timestamp, git: Option<&GitRevision>) -> ReleaseId {
@@ -29,6 +30,11 @@ impl ReleaseId {
             Some(g) => format!("{time}-{}", g.label()),
             None => time,
         })
+    }
+
+    /// The id of a hand-made setup's files taken over at `at` (`20261123T130501Z-adopted`).
+    pub fn adopted(at: jiff::Timestamp) -> ReleaseId {
+        ReleaseId(format!("{}-{ADOPTED}", at.strftime(TIME_FORMAT)))
     }
 
     /// Checks a release id typed by a user or found on disk.
@@ -42,6 +48,7 @@ impl ReleaseId {
             });
         let rest_ok = match rest.strip_prefix('-') {
             None => rest.is_empty(),
+            Some(ADOPTED) => true,
             Some(git) => {
                 let hash = git.strip_suffix("-dirty").unwrap_or(git);
                 (4..=40).contains(&hash.len()) && hash.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
@@ -307,16 +314,29 @@ mod tests {
         assert_eq!(ReleaseId::new(t, Some(&g)).as_str(), "20261123T130501Z-abc1234-dirty");
         let later: jiff::Timestamp = "2026-11-23T13:05:02Z".parse().unwrap();
         assert!(ReleaseId::new(t, Some(&g)) < ReleaseId::new(later, None));
+        assert_eq!(ReleaseId::adopted(t).as_str(), "20261123T130501Z-adopted");
+        assert!(ReleaseId::adopted(t) < ReleaseId::new(later, Some(&g)));
     }
 
     #[test]
     fn release_ids_from_users_are_checked() {
-        for ok in ["20261123T130501Z", "20261123T130501Z-abc1234", "20261123T130501Z-abc1234-dirty"] {
+        for ok in [
+            "20261123T130501Z",
+            "20261123T130501Z-abc1234",
+            "20261123T130501Z-abc1234-dirty",
+            "20261123T130501Z-adopted",
+        ] {
             assert_eq!(id(ok).as_str(), ok);
         }
-        for bad in
-            ["", "../../etc", "20261123T130501Z/..", "20261123-130501", "20261123T130501Z-", "20261123T130501Z-XYZ1"]
-        {
+        for bad in [
+            "",
+            "../../etc",
+            "20261123T130501Z/..",
+            "20261123-130501",
+            "20261123T130501Z-",
+            "20261123T130501Z-XYZ1",
+            "20261123T130501Z-adopted-dirty",
+        ] {
             let err = ReleaseId::parse(bad).unwrap_err();
             assert!(err.contains("is not a release id") && err.contains(ID_SHAPE), "{bad}: {err}");
         }

@@ -61,19 +61,23 @@ const UNIT_PATHS: [&str; 4] =
     ["/etc/systemd/system", "/run/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/system"];
 
 /// Refuses an app whose unit names are taken by units relctl did not write (e.g. app `getty`
-/// would shadow the system's `getty@.service`), naming the file.
-pub fn check_ours(app: &AppPlan) -> Result<()> {
-    check_ours_in(app, &UNIT_PATHS.map(Path::new))
+/// would shadow the system's `getty@.service`), naming the file; but those in `adopting` (a
+/// hand-made setup `build --adopt` takes over).
+pub fn check_ours(app: &AppPlan, adopting: &[PathBuf]) -> Result<()> {
+    check_ours_in(app, &UNIT_PATHS.map(Path::new), adopting)
 }
 
-fn check_ours_in(app: &AppPlan, dirs: &[&Path]) -> Result<()> {
+fn check_ours_in(app: &AppPlan, dirs: &[&Path], adopting: &[PathBuf]) -> Result<()> {
     for name in paths(app).iter().filter_map(|p| p.file_name()) {
         for dir in dirs {
             let path = dir.join(name);
+            if adopting.contains(&path) {
+                continue;
+            }
             let Some(bytes) = atomic::read_if_exists(&path)? else { continue };
             if !String::from_utf8_lossy(&bytes).contains(MARKER) {
                 return Err(UsageError(format!(
-                    "{} exists and relctl did not write it (it has no \"{MARKER}\" line): app \"{}\" would replace or shadow it; choose another app name, or move that unit away if it is an old hand-made copy of this app's",
+                    "{} exists and relctl did not write it (it has no \"{MARKER}\" line): app \"{}\" would replace or shadow it; choose another app name; if it is a hand-made setup of this app, take it over with `relctl build <BUILD> --adopt` (relctl build <BUILD> names what it finds)",
                     path.display(),
                     app.layout.app
                 ))
@@ -321,16 +325,19 @@ mod tests {
     fn units_relctl_did_not_write_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let dirs = [dir.path()];
-        assert!(check_ours_in(&app("getty"), &dirs).is_ok(), "nothing there yet");
+        assert!(check_ours_in(&app("getty"), &dirs, &[]).is_ok(), "nothing there yet");
         for unit in render(&app("getty")).unwrap() {
             std::fs::write(dir.path().join(unit.path.file_name().unwrap()), &unit.contents).unwrap();
         }
-        assert!(check_ours_in(&app("getty"), &dirs).is_ok(), "relctl's own units are fine");
+        assert!(check_ours_in(&app("getty"), &dirs, &[]).is_ok(), "relctl's own units are fine");
         std::fs::write(dir.path().join("getty@.service"), "[Unit]\nDescription=Getty on %I\n").unwrap();
-        let err = check_ours_in(&app("getty"), &dirs).unwrap_err();
+        let err = check_ours_in(&app("getty"), &dirs, &[]).unwrap_err();
         assert!(err.is::<UsageError>());
         let expected = format!("{}/getty@.service exists and relctl did not write it", dir.path().display());
         assert!(err.to_string().starts_with(&expected), "{err}");
+        assert!(err.to_string().contains("relctl build <BUILD> --adopt"), "{err}");
+        let adopting = [dir.path().join("getty@.service")];
+        assert!(check_ours_in(&app("getty"), &dirs, &adopting).is_ok(), "a hand-made unit being adopted");
     }
 
     #[test]
@@ -339,7 +346,7 @@ mod tests {
         for name in ["getty", "user"] {
             let unit = format!("/lib/systemd/system/{name}@.service");
             assert!(Path::new(&unit).exists(), "{unit} missing: install systemd (apt-get install systemd)");
-            assert!(check_ours(&app(name)).is_err(), "{name}");
+            assert!(check_ours(&app(name), &[]).is_err(), "{name}");
         }
     }
 }

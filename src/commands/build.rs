@@ -2,26 +2,61 @@ use anyhow::Result;
 
 use super::Session;
 use crate::cli::{BuildArgs, GlobalArgs};
-use crate::error::Outcome;
+use crate::error::{Outcome, UsageError};
 use crate::manifest::Loaded;
 use crate::plan;
 use crate::report::{Mode, Report};
 
 pub fn run(loaded: &Loaded, args: &BuildArgs, g: &GlobalArgs, report: &mut Report) -> Result<Outcome> {
+    let app = plan::app(loaded)?;
+    loaded.build(&args.build)?;
+    let found = plan::find_hand_made(&app, &app.layout.build(&args.build))?;
+    if !found.is_empty() && !args.adopt {
+        return Err(UsageError(format!(
+            "build {b} was set up by hand, not by relctl: found {}; relctl does not replace it behind your back. To take it over (unit files backed up under {}, the hand-made files kept as a release to roll back to, the public socket serving throughout), run: relctl build {b} --adopt (add --dry-run to see the plan)",
+            found.describe(),
+            plan::BACKUP_DIR,
+            b = args.build
+        ))
+        .into());
+    }
+    if args.adopt && found.is_empty() {
+        report.say(format!("relctl: build {} has nothing hand-made to adopt; building as usual", args.build));
+    }
     if args.dry_run {
-        let plan = plan::build(&plan::app(loaded)?, loaded, &args.build, jiff::Timestamp::now())?;
+        let now = jiff::Timestamp::now();
+        let plan = plan::build(&app, loaded, &args.build, now)?;
+        let adoption = (!found.is_empty()).then(|| plan::adopt(loaded, &plan, found, now)).transpose()?;
         match report.mode {
-            Mode::Json => report.json(&plan),
-            _ => print!("{}", plan.describe()),
+            Mode::Json => report.json(&serde_json::json!({ "plan": plan, "adopt": adoption })),
+            _ => {
+                print!("{}", plan.describe());
+                if let Some(a) = &adoption {
+                    print!("{}", a.describe(&plan.build));
+                }
+            }
         }
         return Ok(Outcome::Ok);
     }
     // The lock first, then the plan: a build that ran while this one waited may have taken the
     // release id this one would have picked.
-    let (session, _) = Session::for_build(loaded, g, report, "build", &args.build)?;
-    let plan = plan::build(&session.app, loaded, &args.build, jiff::Timestamp::now())?;
+    let (session, _) = Session::for_adoption(loaded, g, report, &args.build, &found.unit_files)?;
+    let now = jiff::Timestamp::now();
+    let plan = plan::build(&session.app, loaded, &args.build, now)?;
+    // Looked at again under the lock.
+    let found = plan::find_hand_made(&session.app, &plan.build)?;
+    let adoption = (args.adopt && !found.is_empty()).then(|| plan::adopt(loaded, &plan, found, now)).transpose()?;
     report.say(format!("relctl: building {} {} release {}", plan.app.layout.app, plan.build.build, plan.release));
-    let result = session.deploy(&plan.build, report).build(&plan)?;
+    let result = session.deploy(&plan.build, report).build(&plan, adoption.as_ref())?;
+    if let Some(a) = &adoption {
+        report.say(format!(
+            "relctl: adopted the hand-made setup as release {} (relctl rollback {} --to {} returns to it); its unit files are backed up in {}",
+            a.release,
+            result.build,
+            a.release,
+            a.backup_dir.display()
+        ));
+    }
     report.say(format!("relctl: {} {} is live at release {}", result.app, result.build, result.release));
     report.json(&serde_json::json!({ "result": result, "steps": report.steps() }));
     Ok(Outcome::Ok)

@@ -9,7 +9,7 @@ mod nginx;
 mod releases;
 mod status;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
@@ -82,7 +82,19 @@ impl Session {
         verb: &str,
         build: &str,
     ) -> Result<(Session, BuildLayout)> {
-        Session::open_build(loaded, Some((g, report)), verb, build, false)
+        Session::open_build(loaded, Some((g, report)), verb, build, false, &[])
+    }
+
+    /// For `relctl build <BUILD> --adopt`: like [`Session::for_build`], with the hand-made unit
+    /// files in `adopting` allowed (the build replaces them).
+    pub fn for_adoption(
+        loaded: &Loaded,
+        g: &GlobalArgs,
+        report: &Report,
+        build: &str,
+        adopting: &[PathBuf],
+    ) -> Result<(Session, BuildLayout)> {
+        Session::open_build(loaded, Some((g, report)), "build", build, false, adopting)
     }
 
     /// Like [`Session::for_build`], for a command that needs a release to run (start, restart,
@@ -94,14 +106,14 @@ impl Session {
         verb: &str,
         build: &str,
     ) -> Result<(Session, BuildLayout)> {
-        Session::open_build(loaded, Some((g, report)), verb, build, true)
+        Session::open_build(loaded, Some((g, report)), verb, build, true, &[])
     }
 
     /// Like [`Session::for_built`], without the app's lock, for a command that changes nothing
     /// of the app's and may run for as long as its user likes (`exec`): it must not hold up
     /// deploys.
     pub fn for_built_unlocked(loaded: &Loaded, verb: &str, build: &str) -> Result<(Session, BuildLayout)> {
-        Session::open_build(loaded, None, verb, build, true)
+        Session::open_build(loaded, None, verb, build, true, &[])
     }
 
     /// `lock`: take the app's lock, with these flags and this report for the waiting message.
@@ -111,6 +123,7 @@ impl Session {
         verb: &str,
         build: &str,
         must_be_built: bool,
+        adopting: &[PathBuf],
     ) -> Result<(Session, BuildLayout)> {
         let app = plan::app(loaded)?;
         loaded.build(build)?;
@@ -118,16 +131,16 @@ impl Session {
         if must_be_built {
             require_release(&layout)?;
         }
-        Ok((Session::open(app, lock, &format!("relctl {verb} {build}"))?, layout))
+        Ok((Session::open(app, lock, &format!("relctl {verb} {build}"), adopting)?, layout))
     }
 
     /// For a command on the whole app (`relctl <verb>`).
     pub fn for_app(loaded: &Loaded, g: &GlobalArgs, report: &Report, verb: &str) -> Result<Session> {
-        Session::open(plan::app(loaded)?, Some((g, report)), &format!("relctl {verb}"))
+        Session::open(plan::app(loaded)?, Some((g, report)), &format!("relctl {verb}"), &[])
     }
 
-    fn open(app: AppPlan, lock: Option<(&GlobalArgs, &Report)>, what: &str) -> Result<Session> {
-        plan::check_host(&app)?;
+    fn open(app: AppPlan, lock: Option<(&GlobalArgs, &Report)>, what: &str, adopting: &[PathBuf]) -> Result<Session> {
+        plan::check_host(&app, adopting)?;
         require_root(what)?;
         let systemd = Systemd::connect()?;
         let lock = match lock {

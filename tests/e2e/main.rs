@@ -7,6 +7,7 @@
 //! (only `nginx` listens on TCP, on ports the kernel hands out) and their scratch directories
 //! (named per test, see `common::scratch_dir`).
 
+mod adopt;
 mod app_wide;
 mod boundary;
 mod common;
