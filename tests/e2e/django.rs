@@ -1,7 +1,8 @@
 //! A Django app nobody here wrote (`django-admin startproject`), deployed as two builds at nested
 //! routes behind real nginx: the admin redirects and links under each build's route, its CSS
 //! comes from each build's own release through nginx, and a superuser made with `relctl exec`
-//! logs in through the login form and lands on the admin index under the route.
+//! logs in through the login form and lands on the admin index under the route. Then a Flask app
+//! at a nested route of its own: `url_for` and `redirect` stay under it.
 
 use std::net::TcpListener;
 use std::process::Command;
@@ -78,6 +79,42 @@ try:
 except urllib.error.HTTPError as e:
     print(e.code, e.headers.get("Location", ""))
 print(action)
+"#;
+
+const FLASK_APP: &str = r#"from flask import Flask, redirect, url_for
+
+app = Flask(__name__)
+
+
+@app.get("/health")
+def health():
+    return "ok"
+
+
+@app.get("/")
+def index():
+    return redirect(url_for("item", name="tea"))
+
+
+@app.get("/items/<name>")
+def item(name):
+    return {"name": name, "self": url_for("item", name=name), "static": url_for("static", filename="x.css")}
+"#;
+
+const FLASK_MANIFEST: &str = r#"app = "shop"
+[service]
+exec = ".venv/bin/python -m gunicorn --workers 2 app:app"
+[deps.venv]
+path = ".venv"
+key = ["requirements.txt"]
+build = [
+  "/usr/bin/python3 -m venv \"$RELCTL_DEP_DIR\"",
+  "\"$RELCTL_DEP_DIR/bin/python\" -m pip install --disable-pip-version-check -q -r requirements.txt",
+]
+[health]
+path = "/health"
+[builds.main]
+route = "/shop/v1"
 "#;
 
 #[test]
@@ -169,5 +206,29 @@ systemctl start nginx"
         "200 \n302 /ledger/staging/admin/login/?next=/ledger/staging/admin/\n/ledger/staging/admin/login/?next=/ledger/staging/admin/\n",
         "{}",
         show(&login)
+    );
+
+    // A Flask app under /shop/v1, in the same nginx: its URLs and redirects keep the route.
+    let shop = scratch_dir("flask").join("shop");
+    std::fs::create_dir_all(shop.join("static")).unwrap();
+    std::fs::write(shop.join("static/x.css"), "p {}\n").unwrap();
+    std::fs::write(shop.join("app.py"), FLASK_APP).unwrap();
+    std::fs::write(shop.join("requirements.txt"), "Flask==3.1.3\ngunicorn==23.0.0\n").unwrap();
+    std::fs::write(shop.join("relctl.toml"), FLASK_MANIFEST).unwrap();
+    let shop_manifest = shop.join("relctl.toml");
+    let out = env.relctl_with(&shop_manifest, &["build", "main"]);
+    assert!(out.status.success(), "build shop: {}", show(&out));
+    env.sh(": > /etc/nginx/snippets/shop.conf; sed -i 's|include /etc/nginx/snippets/ledger.conf;|& include /etc/nginx/snippets/shop.conf;|' /etc/nginx/sites-enabled/ledger");
+    let out = env.relctl_with(
+        &shop_manifest,
+        &["nginx-snippet", "--output", "/etc/nginx/snippets/shop.conf", "--check", "--reload"],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let r = curl("/shop/v1/");
+    assert!(r.starts_with("HTTP/1.1 302") && r.contains("Location: /shop/v1/items/tea\r\n"), "{r}");
+    let item = curl("/shop/v1/items/tea");
+    assert!(
+        item.contains(r#""self":"/shop/v1/items/tea""#) && item.contains(r#""static":"/shop/v1/static/x.css""#),
+        "{item}"
     );
 }
