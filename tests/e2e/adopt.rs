@@ -216,8 +216,9 @@ for i in $(seq 100); do test -S {DEV}/gunicorn.sock && break; sleep 0.1; done"
     // gunicorn unlinks the path it bound as it stops, which by then names relctl's public
     // symlink; relctl re-makes it at once and says for how long it was missing at most (from its
     // last check that saw it: 0.2-6.5 ms seen on a busy 2-core machine, where the 20 µs polls
-    // wait for a CPU). A request that reaches nginx in that window fails (nginx answers 502), so
-    // a few may, and their gap is about a request's time. Without the re-making, every request
+    // wait for a CPU). A request that reaches nginx in that window fails (nginx answers 502): 0
+    // in most runs, 17 in one CI run whose window was 6.3 ms (the loop sends ~2000 requests/s).
+    // So what is bounded is the window, not the count. Without the re-making, every request
     // would fail from the stop until the live instance takes the socket back (the handover step:
     // seconds), far above these bounds.
     let remade = report.split("re-made within ").nth(1).and_then(|r| r.split(' ').next()?.parse::<u64>().ok());
@@ -225,7 +226,6 @@ for i in $(seq 100); do test -S {DEV}/gunicorn.sock && break; sleep 0.1; done"
     if let Some(us) = remade {
         assert!(us < 50_000, "the public socket was missing for {us} µs:\n{report}");
     }
-    assert!(failures <= 4, "{failures} requests through the hand-written nginx config failed during the adoption");
     if let Some(gap) = longest {
         assert!(gap < Duration::from_millis(100), "requests failed for {gap:?} in a row during the adoption");
     }
