@@ -208,17 +208,27 @@ impl<'a> Deploy<'a> {
         let (build_hooks, release_hooks): (Vec<&Hook>, Vec<&Hook>) =
             plan.hooks.iter().partition(|h| h.stage == HookStage::Build);
         self.run_hooks(plan, &build_hooks, None)?;
-        let public: Vec<_> = plan.app.static_files.iter().map(|st| plan.release_dir.join(&st.dir)).collect();
-        stage::seal(&plan.release_dir, user.gid, &public)?;
+        self.seal(&plan.release_dir, user)?;
         self.run_hooks(plan, &release_hooks, Some(user))?;
+        self.mark_complete(&plan.release, plan.git.as_ref().map(|g| g.label()))
+    }
+
+    /// Makes a release private to the service's group, but for its `[static]` directory.
+    fn seal(&self, release_dir: &Path, user: &RunAs) -> Result<()> {
+        let public: Vec<_> = self.app.static_files.iter().map(|st| release_dir.join(&st.dir)).collect();
+        stage::seal(release_dir, user.gid, &public)
+    }
+
+    /// Writes the release's `release.json`: from now on it is complete.
+    fn mark_complete(&self, release: &ReleaseId, git: Option<String>) -> Result<()> {
         let meta = ReleaseMeta {
-            id: plan.release.clone(),
+            id: release.clone(),
             app: self.app.layout.app.clone(),
             build: self.build.build.clone(),
             created: report::utc(jiff::Timestamp::now()),
-            git: plan.git.as_ref().map(|g| g.label()),
+            git,
         };
-        store::mark_complete(&plan.release_dir, &meta)
+        store::mark_complete(&self.build.release_dir(release), &meta)
     }
 
     /// Runs hooks in the new release, as root (`build`) or as the service user (`release`).
@@ -591,16 +601,8 @@ impl<'a> Deploy<'a> {
             atomic::write(&store::dropin_copy(&a.release_dir), d.as_bytes(), 0o644, None)?;
         }
         let user = self.user.as_ref().context("the service user is not known before the build's setup")?;
-        let public: Vec<_> = self.app.static_files.iter().map(|st| a.release_dir.join(&st.dir)).collect();
-        stage::seal(&a.release_dir, user.gid, &public)?;
-        let meta = ReleaseMeta {
-            id: a.release.clone(),
-            app: self.app.layout.app.clone(),
-            build: b.build.clone(),
-            created: report::utc(jiff::Timestamp::now()),
-            git: None,
-        };
-        store::mark_complete(&a.release_dir, &meta)?;
+        self.seal(&a.release_dir, user)?;
+        self.mark_complete(&a.release, None)?;
         let moved = if a.found.entries.is_empty() { "nothing".to_string() } else { a.found.entries.join(", ") };
         detail.push_str(&format!("moved {moved} into {}", a.release_dir.display()));
         self.report.step("adopt", t, detail);

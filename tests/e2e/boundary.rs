@@ -4,7 +4,6 @@
 //! they were (paths, modes, owners, sizes, mtimes, link targets), with the live build answering
 //! from the same main PID.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -159,10 +158,6 @@ fn tree(env: &Env) -> String {
     )
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 #[test]
 fn bad_input_is_refused_and_changes_nothing() {
     let env = Env::boot();
@@ -172,14 +167,7 @@ fn bad_input_is_refused_and_changes_nothing() {
     assert!(out.status.success(), "{}", show(&out));
 
     // The live build behind real nginx, through the snippet relctl installed.
-    let port = free_port();
-    env.sh(&format!(
-        "rm -f /etc/nginx/sites-enabled/*; : > {SNIPPET}
-printf 'server {{\\n  listen 127.0.0.1:{port} default_server;\\n  include {SNIPPET};\\n}}\\n' > /etc/nginx/sites-enabled/relctl-boundary
-systemctl start nginx"
-    ));
-    let out = env.relctl_with(&manifest, &["nginx-snippet", "--output", SNIPPET, "--check", "--reload"]);
-    assert!(out.status.success(), "{}", show(&out));
+    let port = env.nginx_in_front(&manifest, SNIPPET);
     let through_nginx = || env.sh(&format!("curl -sS --fail --max-time 10 http://127.0.0.1:{port}/api/x"));
     let live = serde_json::from_str::<serde_json::Value>(&through_nginx()).unwrap()["release"].clone();
     let pid = env.main_pid("development");

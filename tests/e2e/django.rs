@@ -4,7 +4,6 @@
 //! logs in through the login form and lands on the admin index under the route. Then a Flask app
 //! at a nested route of its own: `url_for` and `redirect` stay under it.
 
-use std::net::TcpListener;
 use std::process::Command;
 
 use crate::common::env::Env;
@@ -135,17 +134,7 @@ fn startproject_admin_works_under_nested_routes_with_its_static_files() {
         assert!(out.status.success(), "build {build}: {}", show(&out));
     }
 
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    env.sh(&format!(
-        "rm -f /etc/nginx/sites-enabled/*; : > /etc/nginx/snippets/ledger.conf
-printf 'server {{\\n  listen 127.0.0.1:{port} default_server;\\n  include /etc/nginx/snippets/ledger.conf;\\n}}\\n' > /etc/nginx/sites-enabled/ledger
-systemctl start nginx"
-    ));
-    let out = env.relctl_with(
-        &manifest,
-        &["nginx-snippet", "--output", "/etc/nginx/snippets/ledger.conf", "--check", "--reload"],
-    );
-    assert!(out.status.success(), "{}", show(&out));
+    let port = env.nginx_in_front(&manifest, "/etc/nginx/snippets/ledger.conf");
     let base = format!("http://127.0.0.1:{port}");
     let curl = |path: &str| env.sh(&format!("curl -sS -D - --max-time 10 '{base}{path}'"));
 
@@ -218,7 +207,7 @@ systemctl start nginx"
     let shop_manifest = shop.join("relctl.toml");
     let out = env.relctl_with(&shop_manifest, &["build", "main"]);
     assert!(out.status.success(), "build shop: {}", show(&out));
-    env.sh(": > /etc/nginx/snippets/shop.conf; sed -i 's|include /etc/nginx/snippets/ledger.conf;|& include /etc/nginx/snippets/shop.conf;|' /etc/nginx/sites-enabled/ledger");
+    env.sh(": > /etc/nginx/snippets/shop.conf; sed -i 's|include /etc/nginx/snippets/ledger.conf;|& include /etc/nginx/snippets/shop.conf;|' /etc/nginx/sites-enabled/relctl-test");
     let out = env.relctl_with(
         &shop_manifest,
         &["nginx-snippet", "--output", "/etc/nginx/snippets/shop.conf", "--check", "--reload"],

@@ -2,7 +2,6 @@
 //! for WebSockets echoes through them, one that does not refuses the upgrade; a long poll
 //! outlives nginx's default 60 s read timeout only on the route whose manifest asks for longer.
 
-use std::net::TcpListener;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -99,15 +98,7 @@ fn websockets_and_long_polls_pass_where_the_route_asks() {
         let out = env.relctl_with(&manifest, &["build", build]);
         assert!(out.status.success(), "build {build}: {}", show(&out));
     }
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    env.sh(&format!(
-        "rm -f /etc/nginx/sites-enabled/*; : > /etc/nginx/snippets/chat.conf
-printf 'server {{\\n  listen 127.0.0.1:{port} default_server;\\n  include /etc/nginx/snippets/chat.conf;\\n}}\\n' > /etc/nginx/sites-enabled/chat
-systemctl start nginx"
-    ));
-    let out = env
-        .relctl_with(&manifest, &["nginx-snippet", "--output", "/etc/nginx/snippets/chat.conf", "--check", "--reload"]);
-    assert!(out.status.success(), "{}", show(&out));
+    let port = env.nginx_in_front(&manifest, "/etc/nginx/snippets/chat.conf");
     let base = format!("127.0.0.1:{port}");
 
     // The ASGI app knows its mount point and builds its URLs under it.

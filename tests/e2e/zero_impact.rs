@@ -2,7 +2,6 @@
 //! every path is refused without a single user request reaching it, and restarts and builds in
 //! between drop nothing.
 
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -26,14 +25,7 @@ fn a_broken_release_never_receives_a_request_and_deploys_drop_nothing() {
     });
     let out = env.relctl_with(&good, &["build", "development"]);
     assert!(out.status.success(), "{}\n{}", show(&out), env.journal_tail());
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    env.sh(&format!(
-        "rm -f /etc/nginx/sites-enabled/*; : > {SNIPPET}
-printf 'server {{\\n  listen 127.0.0.1:{port} default_server;\\n  include {SNIPPET};\\n}}\\n' > /etc/nginx/sites-enabled/zero
-systemctl start nginx"
-    ));
-    let out = env.relctl_with(&good, &["nginx-snippet", "--output", SNIPPET, "--check", "--reload"]);
-    assert!(out.status.success(), "{}", show(&out));
+    let port = env.nginx_in_front(&good, SNIPPET);
     let live = env.get("development", "/")["release"].as_str().unwrap().to_string();
 
     // Every view of this release answers 500, its health path included.

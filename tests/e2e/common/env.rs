@@ -78,6 +78,21 @@ impl Env {
         self.sb.sh_ok(script)
     }
 
+    /// Puts nginx in front of `manifest`'s builds: a server on a free loopback port that includes
+    /// `snippet` (nothing else served), nginx started, then `relctl nginx-snippet --output
+    /// <snippet> --check --reload`. Returns the port.
+    pub fn nginx_in_front(&self, manifest: &Path, snippet: &str) -> u16 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        self.sh(&format!(
+            "rm -f /etc/nginx/sites-enabled/*; : > {snippet}
+printf 'server {{\\n  listen 127.0.0.1:{port} default_server;\\n  include {snippet};\\n}}\\n' > /etc/nginx/sites-enabled/relctl-test
+systemctl start nginx"
+        ));
+        let out = self.relctl_with(manifest, &["nginx-snippet", "--output", snippet, "--check", "--reload"]);
+        assert!(out.status.success(), "{}", show(&out));
+        port
+    }
+
     /// Every path under /opt/medctrl, /etc/systemd/system and /var/lib/medctrl with its type,
     /// mode and owner, files' mtimes, and where symlinks point (venvs left out for brevity).
     pub fn snapshot(&self) -> Snapshot {
