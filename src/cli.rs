@@ -162,11 +162,16 @@ pub enum Command {
     /// Print nginx location blocks that route each build's URL prefix to its socket.
     ///
     /// For every declared build with a `route` (or only those given with --build): `<route>`
-    /// redirects (308) to `<route>/`; `<route>/x?q=1` reaches the app as `/x?q=1` through
-    /// `<root>/<build>/<socket>`; `<route>x` is not routed to the build. The headers of
-    /// /etc/nginx/proxy_params (Host, X-Real-IP, X-Forwarded-For, X-Forwarded-Proto) are passed on,
-    /// set inline when the host has no proxy_params. A build's `allow` and `htpasswd` keys become
-    /// allow/deny and auth_basic directives. Include the output inside a `server {}` block.
+    /// redirects (308) to `<route>/`; `<route>/x?q=1` reaches the app through
+    /// `<root>/<build>/<socket>` with its full path and the header `SCRIPT_NAME: <route>`, which
+    /// gunicorn turns into `SCRIPT_NAME=<route>`, `PATH_INFO=/x`: the app routes as if mounted at
+    /// `/` and generates its URLs under the route. `<route>x` is not routed to the build. The
+    /// headers of /etc/nginx/proxy_params (Host, X-Real-IP, X-Forwarded-For, X-Forwarded-Proto)
+    /// are passed on, set inline when the host has no proxy_params. With `[static]`, nginx serves
+    /// `<route>/<url>/` itself from the build's current release; `websocket = true` passes
+    /// upgrades and `read_timeout_s` sets the route's read timeout. A build's `allow` and
+    /// `htpasswd` keys become allow/deny and auth_basic directives. Include the output inside a
+    /// `server {}` block.
     #[command(name = "nginx-snippet")]
     NginxSnippet(NginxArgs),
 
