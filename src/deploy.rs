@@ -234,14 +234,45 @@ impl<'a> Deploy<'a> {
     /// Runs hooks in the new release, as root (`build`) or as the service user (`release`).
     fn run_hooks(&mut self, plan: &BuildPlan, hooks: &[&Hook], run_as: Option<&RunAs>) -> Result<()> {
         for hook in hooks {
-            let t = Instant::now();
-            let output = hooks::run(hook, &plan.release_dir, &plan.hook_env(hook), run_as).inspect_err(|e| {
-                if let Some(f) = e.downcast_ref::<HookFailed>() {
-                    self.report.warn(format!("--- last lines of `{}` ---\n{}\n---", f.command, f.tail));
-                }
-            })?;
-            self.report.verbose(&output);
-            self.report.step(&format!("hook:{}", hook.stage), t, &hook.command);
+            self.run_hook(hook, &plan.release_dir, &plan.hook_env(hook), run_as)?;
+        }
+        Ok(())
+    }
+
+    /// Runs one hook in `cwd`; a failure prints the tail of its output.
+    fn run_hook(
+        &mut self,
+        hook: &Hook,
+        cwd: &Path,
+        env: &std::collections::BTreeMap<String, String>,
+        run_as: Option<&RunAs>,
+    ) -> Result<()> {
+        let t = Instant::now();
+        let output = hooks::run(hook, cwd, env, run_as).inspect_err(|e| {
+            if let Some(f) = e.downcast_ref::<HookFailed>() {
+                self.report.warn(format!("--- last lines of `{}` ---\n{}\n---", f.command, f.tail));
+            }
+        })?;
+        self.report.verbose(&output);
+        self.report.step(&format!("hook:{}", hook.stage), t, &hook.command);
+        Ok(())
+    }
+
+    /// `[hooks] verify` against `inst`, which runs `release` and passed the gate, before it takes
+    /// traffic: as root in the release, with the release's environment, `RELCTL_SOCKET` (the
+    /// instance's own socket) and `RELCTL_URL` (`http://localhost`, for `curl --unix-socket`).
+    fn verify(&mut self, inst: &Instance, release: &ReleaseId) -> Result<()> {
+        if self.app.verify.is_empty() {
+            return Ok(());
+        }
+        let dir = self.build.release_dir(release);
+        let mut env = store::environment(&dir)?;
+        env.insert("RELCTL_RELEASE_DIR".into(), dir.display().to_string());
+        env.insert("RELCTL_SOCKET".into(), inst.socket.display().to_string());
+        env.insert("RELCTL_URL".into(), "http://localhost".into());
+        env.insert("RELCTL_INSTANCE".into(), inst.slot.label().into());
+        for hook in &self.app.verify {
+            self.run_hook(hook, &dir, &env, None)?;
         }
         Ok(())
     }
@@ -425,7 +456,10 @@ impl<'a> Deploy<'a> {
         failpoint("switch");
         let was = from.map(|p| format!(" (was {p})")).unwrap_or_default();
         self.report.step("switch", t, format!("current -> releases/{to}{was}"));
-        let started = self.start_and_verify(&live).and_then(|(first, health)| self.probation(&live, &first, health));
+        let started = self
+            .start_and_verify(&live)
+            .and_then(|v| self.verify(&live, to).map(|()| v))
+            .and_then(|(first, health)| self.probation(&live, &first, health));
         started.map_err(|cause| self.fail_back(to, from, cause))
     }
 
@@ -438,7 +472,7 @@ impl<'a> Deploy<'a> {
         let b = self.build;
         let t = Instant::now();
         self.switch(&next, to)?;
-        let candidate = self.start_and_verify(&next);
+        let candidate = self.start_and_verify(&next).and_then(|v| self.verify(&next, to).map(|()| v));
         failpoint("candidate");
         if let Err(cause) = candidate {
             self.report.warn(self.diagnose(&next.service_unit));

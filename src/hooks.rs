@@ -19,6 +19,9 @@ pub enum HookStage {
     Build,
     /// As the service user with the build's environment and secrets, before the switch (migrations).
     Release,
+    /// As root, against the new instance once it passed the health gate and before it takes
+    /// traffic, with `RELCTL_SOCKET` (its own socket) and `RELCTL_URL` (smoke tests).
+    Verify,
 }
 
 impl HookStage {
@@ -26,6 +29,7 @@ impl HookStage {
         match self {
             HookStage::Build => "build",
             HookStage::Release => "release",
+            HookStage::Verify => "verify",
         }
     }
 }

@@ -106,6 +106,9 @@ pub struct Hooks {
     pub build: Vec<String>,
     #[serde(default)]
     pub release: Vec<String>,
+    /// Run against the new instance once it passed the health gate, before it takes traffic.
+    #[serde(default)]
+    pub verify: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -259,19 +262,122 @@ impl Loaded {
         }
     }
 
-    /// Checks that `name` is a valid build name and is declared.
-    pub fn build(&self, name: &str) -> Result<&Build> {
+    /// Checks that `name` is a valid build name and is declared, as a build of its own or as a
+    /// member of a family (`[builds."pr-*"]`, whose `route` and `vars` are then rendered for it).
+    pub fn build(&self, name: &str) -> Result<Build> {
         check_build_name(name)?;
-        self.manifest.builds.get(name).ok_or_else(|| {
-            let declared: Vec<&str> = self.manifest.builds.keys().map(String::as_str).collect();
-            UsageError(format!(
-                "build \"{name}\" is not declared in {}; declared builds: {}",
-                self.path.display(),
-                if declared.is_empty() { "none".to_string() } else { declared.join(", ") }
-            ))
-            .into()
+        let m = &self.manifest;
+        if let Some(b) = m.builds.get(name).filter(|_| !is_family(name)) {
+            return Ok(b.clone());
+        }
+        if let Some((pattern, family)) = m.family_of(name) {
+            let member = member(&m.app, pattern, family, name)
+                .map_err(|e| UsageError(format!("{}: {e}", self.path.display())))?;
+            if let Some(route) = &member.route {
+                let normalized = crate::route::normalize(route).map_err(UsageError)?;
+                let taken = m.builds.iter().filter(|(n, _)| !is_family(n)).find(|(_, b)| {
+                    b.route.as_deref().and_then(|r| crate::route::normalize(r).ok()).as_deref()
+                        == Some(normalized.as_str())
+                });
+                if let Some((other, _)) = taken {
+                    return Err(UsageError(format!(
+                        "{}: build {name} of [builds.\"{pattern}\"] would take route {normalized}, the route of build {other}",
+                        self.path.display()
+                    ))
+                    .into());
+                }
+            }
+            return Ok(member);
+        }
+        let declared: Vec<String> =
+            m.builds.keys().map(|k| if is_family(k) { format!("{k} (a family)") } else { k.clone() }).collect();
+        Err(UsageError(format!(
+            "build \"{name}\" is not declared in {}; declared builds: {}",
+            self.path.display(),
+            if declared.is_empty() { "none".to_string() } else { declared.join(", ") }
+        ))
+        .into())
+    }
+}
+
+/// Whether a `[builds.<key>]` declares a family of builds (`pr-*`) rather than one build.
+pub fn is_family(key: &str) -> bool {
+    key.contains('*')
+}
+
+impl Manifest {
+    /// The declared family `name` belongs to (never for a build declared by its own name).
+    pub fn family_of(&self, name: &str) -> Option<(&str, &Build)> {
+        if self.builds.get(name).is_some_and(|_| !is_family(name)) {
+            return None;
+        }
+        self.builds.iter().find_map(|(k, b)| {
+            let prefix = k.strip_suffix('*').filter(|p| !is_family(p))?;
+            (name.len() > prefix.len() && name.starts_with(prefix)).then_some((k.as_str(), b))
         })
     }
+
+    /// The builds declared by their own names, in manifest order.
+    pub fn named_builds(&self) -> impl Iterator<Item = (&String, &Build)> {
+        self.builds.iter().filter(|(k, _)| !is_family(k))
+    }
+}
+
+/// A family's declaration for one member: `{{ build }}` (and `{{ app }}`) rendered in its route
+/// and in the strings of its vars.
+fn member(app: &str, pattern: &str, family: &Build, name: &str) -> Result<Build, String> {
+    let ctx = serde_json::json!({ "app": app, "build": name });
+    let what = format!("[builds.\"{pattern}\"]");
+    let render = |field: &str, text: &str| {
+        crate::render::render_value(&format!("{what} {field}"), text, &ctx).map_err(|e| format!("{e:#}"))
+    };
+    let mut b = family.clone();
+    if let Some(route) = &family.route {
+        b.route = Some(render("route", route)?);
+    }
+    fn render_toml(v: &mut toml::Value, f: &dyn Fn(&str) -> Result<String, String>) -> Result<(), String> {
+        match v {
+            toml::Value::String(s) => *s = f(s)?,
+            toml::Value::Array(a) => a.iter_mut().try_for_each(|v| render_toml(v, f))?,
+            toml::Value::Table(t) => t.iter_mut().try_for_each(|(_, v)| render_toml(v, f))?,
+            _ => {}
+        }
+        Ok(())
+    }
+    for (k, v) in b.vars.iter_mut() {
+        render_toml(v, &|s| render(&format!("vars.{k}"), s))?;
+    }
+    Ok(b)
+}
+
+/// `[builds."<prefix>*"]`: a prefix that starts a build name, then one `*` at the end; its
+/// `route`, if any, must depend on `{{ build }}` (each member needs its own).
+fn check_family(app: &str, key: &str, b: &Build) -> Result<(), String> {
+    let prefix = key.strip_suffix('*').unwrap_or(key);
+    let ok = !prefix.is_empty()
+        && !is_family(prefix)
+        && check_build_name(&format!("{prefix}x")).is_ok()
+        && prefix.len() < 32;
+    if !ok {
+        return Err(format!(
+            "[builds.\"{}\"]: a family of builds is a build-name prefix followed by one '*' at the end, e.g. \"pr-*\" (members then match {BUILD_RULE})",
+            key.escape_debug()
+        ));
+    }
+    let samples = [format!("{prefix}1"), format!("{prefix}2")];
+    let members: Vec<Build> = samples.iter().map(|n| member(app, key, b, n)).collect::<Result<_, _>>()?;
+    if let (Some(r1), Some(r2)) = (&members[0].route, &members[1].route) {
+        let n1 = crate::route::normalize(r1)
+            .map_err(|e| format!("[builds.\"{key}\"] {e} (as rendered for {})", samples[0]))?;
+        let n2 = crate::route::normalize(r2).map_err(|e| format!("[builds.\"{key}\"] {e}"))?;
+        if n1 == n2 {
+            return Err(format!(
+                "[builds.\"{key}\"] route \"{}\" is the same for every member; put {{{{ build }}}} in it, e.g. \"/review/{{{{ build }}}}\"",
+                b.route.as_deref().unwrap_or_default()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Finds the manifest: the given path, or `relctl.toml` in `start` or the nearest parent.
@@ -488,9 +594,20 @@ fn check(m: &Manifest) -> Result<(), String> {
             .map_err(|e| format!("exclude pattern \"{}\" is invalid: {e}", pattern.escape_debug()))?;
     }
     let mut routes: BTreeMap<String, &str> = BTreeMap::new();
+    let families: Vec<&str> = m.builds.keys().filter(|k| is_family(k)).map(|k| k.trim_end_matches('*')).collect();
     for (name, b) in &m.builds {
-        check_build_name(name).map_err(|e| format!("[builds.{name}]: {}", e.0))?;
-        if let Some(route) = &b.route {
+        if is_family(name) {
+            check_family(&m.app, name, b)?;
+            let prefix = name.trim_end_matches('*');
+            if let Some(other) = families.iter().find(|o| **o != prefix && o.starts_with(prefix)) {
+                return Err(format!(
+                    "[builds.\"{name}\"] and [builds.\"{other}*\"] overlap: a build named {other}1 would belong to both"
+                ));
+            }
+        } else {
+            check_build_name(name).map_err(|e| format!("[builds.{name}]: {}", e.0))?;
+        }
+        if let Some(route) = b.route.as_ref().filter(|_| !is_family(name)) {
             let normalized = crate::route::normalize(route).map_err(|e| format!("[builds.{name}] {e}"))?;
             if let Some(other) = routes.insert(normalized.clone(), name) {
                 return Err(format!(
@@ -594,6 +711,11 @@ fn check(m: &Manifest) -> Result<(), String> {
             return Err(format!("[health] probation_s = {} must be at most 3600", h.probation_s));
         }
     }
+    for (stage, commands) in [("build", &m.hooks.build), ("release", &m.hooks.release), ("verify", &m.hooks.verify)] {
+        if commands.iter().any(|c| c.trim().is_empty()) {
+            return Err(format!("[hooks] {stage}: a command is empty"));
+        }
+    }
     check_hardening(&m.hardening)?;
     check_deps(m)?;
     Ok(())
@@ -689,6 +811,61 @@ route = "/api"
         let loaded = Loaded { path: "/x/relctl.toml".into(), dir: "/x".into(), manifest: parse(MINIMAL).unwrap() };
         let err = loaded.build("staging").unwrap_err().to_string();
         assert_eq!(err, "build \"staging\" is not declared in /x/relctl.toml; declared builds: development");
+    }
+
+    const FAMILY: &str =
+        "[builds.\"pr-*\"]\nroute = \"/review/{{ build }}\"\nvars = { title = \"Review {{ build }}\", n = 1 }\n";
+
+    #[test]
+    fn a_family_declares_members_with_their_own_route_and_vars() {
+        let loaded = Loaded {
+            path: "/x/relctl.toml".into(),
+            dir: "/x".into(),
+            manifest: parse(&format!("{MINIMAL}{FAMILY}")).unwrap(),
+        };
+        let b = loaded.build("pr-42").unwrap();
+        assert_eq!(b.route.as_deref(), Some("/review/pr-42"));
+        assert_eq!(b.vars["title"].as_str(), Some("Review pr-42"));
+        assert_eq!(b.vars["n"].as_integer(), Some(1));
+        assert_eq!(loaded.build("development").unwrap().route.as_deref(), Some("/api"));
+        for bad in ["pr-", "pr", "staging", "pr-X"] {
+            let err = loaded.build(bad).unwrap_err().to_string();
+            assert!(err.contains("is not declared") || err.contains(BUILD_RULE), "{bad}: {err}");
+        }
+        assert_eq!(
+            loaded.build("staging").unwrap_err().to_string(),
+            "build \"staging\" is not declared in /x/relctl.toml; declared builds: development, pr-* (a family)"
+        );
+        assert_eq!(loaded.manifest.named_builds().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["development"]);
+    }
+
+    #[test]
+    fn a_named_build_wins_over_its_family_and_routes_may_not_collide() {
+        let text = format!("{MINIMAL}{FAMILY}[builds.pr-main]\nroute = \"/main\"\n");
+        let loaded = Loaded { path: "/x/relctl.toml".into(), dir: "/x".into(), manifest: parse(&text).unwrap() };
+        assert_eq!(loaded.build("pr-main").unwrap().route.as_deref(), Some("/main"));
+        let text = format!("{MINIMAL}{FAMILY}[builds.other]\nroute = \"/review/pr-7\"\n");
+        let loaded = Loaded { path: "/x/relctl.toml".into(), dir: "/x".into(), manifest: parse(&text).unwrap() };
+        let err = loaded.build("pr-7").unwrap_err().to_string();
+        assert!(err.ends_with("would take route /review/pr-7, the route of build other"), "{err}");
+    }
+
+    #[test]
+    fn families_are_checked() {
+        let cases = [
+            ("[builds.\"*\"]\n", "a build-name prefix followed by one '*'"),
+            ("[builds.\"p*r*\"]\n", "a build-name prefix followed by one '*'"),
+            ("[builds.\"*-pr\"]\n", "a build-name prefix followed by one '*'"),
+            ("[builds.\"PR-*\"]\n", "a build-name prefix followed by one '*'"),
+            ("[builds.\"pr-*\"]\nroute = \"/review\"\n", "is the same for every member"),
+            ("[builds.\"pr-*\"]\nroute = \"/r/{{ nope }}\"\n", "undefined variable `nope`"),
+            ("[builds.\"pr-*\"]\n[builds.\"pr-1*\"]\n", "overlap"),
+        ];
+        for (extra, expected) in cases {
+            let err = parse(&format!("{MINIMAL}{extra}")).expect_err(extra);
+            assert!(err.contains(expected) && !err.contains('\n'), "{extra}: {err}");
+        }
+        assert!(parse(&format!("{MINIMAL}[builds.\"pr-*\"]\n")).is_ok(), "a family without a route");
     }
 
     #[test]

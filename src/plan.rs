@@ -40,6 +40,9 @@ pub struct AppPlan {
     pub hardening: manifest::Hardening,
     /// `[static]`: the release's directory nginx serves, and at which URL path under the route.
     pub static_files: Option<StaticPlan>,
+    /// `[hooks] verify`: run against every release brought live (build, restart, rollback,
+    /// promote) once it passed the gate, before it takes traffic.
+    pub verify: Vec<Hook>,
 }
 
 /// `[static]`, checked.
@@ -133,7 +136,7 @@ pub fn app(loaded: &Loaded) -> Result<AppPlan> {
     let layout = AppLayout {
         app: m.app.clone(),
         component: m.component.clone(),
-        root,
+        root: root.clone(),
         unit_dir: layout::UNIT_DIR.into(),
         socket_name: m.service.socket.clone(),
     };
@@ -145,8 +148,9 @@ pub fn app(loaded: &Loaded) -> Result<AppPlan> {
         health: m.health.as_ref().map(|h| HealthPlan { path: h.path.clone(), timeout_s: h.timeout_s }),
         probation_s: m.health.as_ref().map_or(manifest::default_probation(), |h| h.probation_s),
         keep_releases: m.keep_releases,
-        builds: m.builds.iter().map(|(name, b)| (name.clone(), b.route.clone())).collect(),
+        builds: builds(loaded, &root)?,
         hardening: m.hardening.clone(),
+        verify: m.hooks.verify.iter().map(|c| Hook { stage: HookStage::Verify, command: c.clone() }).collect(),
         static_files: match &m.static_files {
             Some(st) => Some(StaticPlan {
                 dir: st.dir.trim_end_matches('/').trim_start_matches("./").to_string(),
@@ -156,6 +160,33 @@ pub fn app(loaded: &Loaded) -> Result<AppPlan> {
             None => None,
         },
     })
+}
+
+/// The builds declared by name, in manifest order, then the members of families (`pr-*`) that
+/// exist on disk (`<root>/<member>/`), by name; each with its route.
+fn builds(loaded: &Loaded, root: &Path) -> Result<Vec<(String, Option<String>)>> {
+    let m = &loaded.manifest;
+    let mut out: Vec<(String, Option<String>)> =
+        m.named_builds().map(|(name, b)| (name.clone(), b.route.clone())).collect();
+    if !m.builds.keys().any(|k| manifest::is_family(k)) {
+        return Ok(out);
+    }
+    let entries = match fs::read_dir(root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e.into()),
+    };
+    let mut members = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.file_type()?.is_dir() && manifest::check_build_name(&name).is_ok() && m.family_of(&name).is_some() {
+            members.push((name.clone(), loaded.build(&name)?.route));
+        }
+    }
+    members.sort();
+    out.extend(members);
+    Ok(out)
 }
 
 /// Directories that belong to the operating system: never a build root, never a source to copy.
@@ -206,16 +237,22 @@ pub fn check_host(app: &AppPlan, adopting: &[PathBuf]) -> Result<()> {
         .into());
     }
     for (name, _) in &app.builds {
-        let socket = app.layout.build(name).socket;
-        let len = socket.as_os_str().len();
-        if len > MAX_SOCKET_PATH {
-            return Err(UsageError(format!(
-                "{}: the socket path of build {name}, {} ({len} bytes), is longer than a unix socket address can hold ({MAX_SOCKET_PATH}); use a shorter root or socket name",
-                app.manifest.display(),
-                socket.display()
-            ))
-            .into());
-        }
+        check_socket_path(app, name)?;
+    }
+    Ok(())
+}
+
+/// The build's socket path fits in a unix socket address.
+pub fn check_socket_path(app: &AppPlan, name: &str) -> Result<()> {
+    let socket = app.layout.build(name).socket;
+    let len = socket.as_os_str().len();
+    if len > MAX_SOCKET_PATH {
+        return Err(UsageError(format!(
+            "{}: the socket path of build {name}, {} ({len} bytes), is longer than a unix socket address can hold ({MAX_SOCKET_PATH}); use a shorter root or socket name",
+            app.manifest.display(),
+            socket.display()
+        ))
+        .into());
     }
     Ok(())
 }
@@ -231,17 +268,27 @@ pub fn nginx_routes(app: &AppPlan, loaded: &Loaded, only: &[String]) -> Result<V
             .into());
         }
     }
-    let mut routes = Vec::new();
-    for (name, decl) in &loaded.manifest.builds {
-        let Some(route) = &decl.route else { continue };
+    let mut routes: Vec<crate::nginx::Route> = Vec::new();
+    for (name, _) in &app.builds {
         if !only.is_empty() && !only.contains(name) {
             continue;
         }
+        let decl = loaded.build(name)?;
+        let Some(route) = &decl.route else { continue };
         let b = app.layout.build(name);
+        let route = crate::route::normalize(route).map_err(UsageError)?;
+        if let Some(other) = routes.iter().find(|r| r.route == route) {
+            return Err(UsageError(format!(
+                "builds {} and {name} both have the route {route} in {}; each build needs its own",
+                other.build,
+                loaded.path.display()
+            ))
+            .into());
+        }
         routes.push(crate::nginx::Route {
             app: app.layout.app.clone(),
             build: name.clone(),
-            route: crate::route::normalize(route).map_err(UsageError)?,
+            route,
             release: b.current_release()?,
             static_files: app.static_files.as_ref().map(|st| crate::nginx::StaticRoute {
                 url: st.url.clone(),
@@ -306,7 +353,8 @@ pub fn adopt(loaded: &Loaded, plan: &BuildPlan, found: adopt::Found, now: jiff::
     let release = ReleaseId::adopted(at);
     let build = &plan.build;
     let release_dir = build.release_dir(&release);
-    let ctx = template_context(&plan.app, m, build, &build.build, &release, &release_dir, &plan.secrets);
+    let decl = loaded.build(&build.build)?;
+    let ctx = template_context(&plan.app, m, &decl, build, &release, &release_dir, &plan.secrets);
     let environment = service_environment(m, &ctx, build, &release)?;
     let start_script = start_script(
         &release_dir,
@@ -399,7 +447,8 @@ pub fn build(app: &AppPlan, loaded: &Loaded, name: &str, now: jiff::Timestamp) -
         .iter()
         .map(|(dep_name, d)| deps::plan(&app.layout.root, &source, dep_name, d))
         .collect::<Result<Vec<_>>>()?;
-    let ctx = template_context(app, m, &build, name, &release, &release_dir, &secrets);
+    check_socket_path(app, name)?;
+    let ctx = template_context(app, m, &decl, &build, &release, &release_dir, &secrets);
     let settings = settings_file(loaded, &ctx)?;
     let environment = service_environment(m, &ctx, &build, &release)?;
     let dropin_path = app.layout.dropin_file(name);
@@ -475,18 +524,18 @@ fn copy_spec(app: &AppPlan, m: &Manifest, source: PathBuf, deps: &[DepPlan]) -> 
 fn template_context(
     app: &AppPlan,
     m: &Manifest,
+    decl: &manifest::Build,
     build: &BuildLayout,
-    name: &str,
     release: &ReleaseId,
     release_dir: &Path,
     secrets: &Secrets,
 ) -> TemplateContext {
     let mut vars = m.vars.clone();
-    vars.extend(m.builds[name].vars.clone());
+    vars.extend(decl.vars.clone());
     TemplateContext {
         app: m.app.clone(),
         component: m.component.clone(),
-        build: name.to_string(),
+        build: build.build.clone(),
         release: release.to_string(),
         root: app.layout.root.clone(),
         build_dir: build.build_dir.clone(),
@@ -494,7 +543,7 @@ fn template_context(
         current: build.current.clone(),
         socket: build.socket.clone(),
         state_dir: build.state_dir.clone(),
-        script_name: m.builds[name]
+        script_name: decl
             .route
             .as_deref()
             .and_then(|r| crate::route::normalize(r).ok())
@@ -659,7 +708,7 @@ impl BuildPlan {
             let keyed = d.keyed_by.join(", ");
             line("deps", format!("{}: {} -> {} (keyed by {keyed}; {state})", d.name, d.path, d.entry.display()));
         }
-        for h in &self.hooks {
+        for h in self.hooks.iter().chain(&self.app.verify) {
             line(&format!("hook:{}", h.stage), h.command.clone());
         }
         line("user", format!("{} (system user, created if missing)", self.app.user));

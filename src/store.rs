@@ -160,6 +160,13 @@ pub fn dropin_copy(release_dir: &Path) -> PathBuf {
     meta_dir(release_dir).join(DROPIN_FILE)
 }
 
+/// The service's environment as recorded with a release (`.relctl/environment`).
+pub fn environment(release_dir: &Path) -> Result<std::collections::BTreeMap<String, String>> {
+    let file = meta_dir(release_dir).join("environment");
+    let text = fs::read_to_string(&file)?;
+    crate::render::parse_env_file(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))
+}
+
 /// The build's drop-in as recorded with a release (None: the release needs none).
 pub fn recorded_dropin(release_dir: &Path) -> Result<Option<String>> {
     atomic::read_string_if_exists(&dropin_copy(release_dir))
