@@ -127,6 +127,31 @@ pub enum Command {
     /// release, so they go back together.
     Rollback(RollbackArgs),
 
+    /// Ship exactly what FROM runs to TO: a new release of TO with the same files, verified and
+    /// handed over like `build`.
+    ///
+    /// TO gets a new release whose files are a byte-for-byte copy of FROM's current release
+    /// (sources and what its build hooks made: collected static files, compiled assets), linked to
+    /// the same `[deps]` entries (nothing is rebuilt, no pip runs), except for FROM's own rendered
+    /// settings file and relctl's `.relctl/`. Then, as `build` does for a new release: TO's
+    /// settings are rendered (from the template in FROM's release when the template is one of the
+    /// source's files, so a checkout that moved on does not matter), with TO's vars, secrets and
+    /// environment; TO's `release` hooks run (migrations on TO's database; `build` hooks do not:
+    /// their output is already in the files); the release starts in TO's candidate instance, must
+    /// pass the gate and the `verify` hooks there before it takes any traffic, and is handed over.
+    /// The release records where it came from: `relctl releases TO` shows `promoted from
+    /// FROM@<id>`.
+    ///
+    /// Refused (exit 2, nothing changed) when FROM and TO are the same build, when FROM has no
+    /// current release or it is incomplete, bad, or not verified (it never passed the gate and
+    /// probation as FROM's live release; `relctl restart FROM` verifies it), when it belongs to
+    /// another app, or when it lacks a `[deps]` entry the manifest declares.
+    ///
+    /// Files in the release that name FROM's release directory (a virtualenv made by a build hook
+    /// inside the release has FROM's path in its scripts) still point at FROM's release: declare
+    /// such things in `[deps]`, which live outside releases.
+    Promote(PromoteArgs),
+
     /// Reload BUILD gracefully: systemd's reload (SIGHUP to gunicorn) and wait for the job, verify.
     ///
     /// gunicorn starts new workers and retires the old ones once they finish their requests; the
@@ -247,6 +272,20 @@ pub struct BuildArgs {
     /// with nothing hand-made, --adopt changes nothing: the build runs as usual.
     #[arg(long)]
     pub adopt: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    /// The build whose current release is shipped, e.g. testing.
+    pub from: String,
+
+    /// The build that gets it, e.g. production.
+    pub to: String,
+
+    /// Resolve both builds and print the plan (what is copied from where, settings, hooks, jobs);
+    /// change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

@@ -185,7 +185,12 @@ impl<'a> Deploy<'a> {
         let t = Instant::now();
         let stats = plan.copy.copy_into(&plan.release_dir)?;
         failpoint("stage");
-        let detail = format!("{} files, {} KiB -> {}", stats.files, stats.bytes / 1024, plan.release_dir.display());
+        let from = match plan.origin.promoted_from() {
+            Some(p) => format!(" of {p}"),
+            None => String::new(),
+        };
+        let detail =
+            format!("{} files{from}, {} KiB -> {}", stats.files, stats.bytes / 1024, plan.release_dir.display());
         self.report.step("stage", t, detail);
 
         let t = Instant::now();
@@ -210,7 +215,8 @@ impl<'a> Deploy<'a> {
         self.run_hooks(plan, &build_hooks, None)?;
         self.seal(&plan.release_dir, user)?;
         self.run_hooks(plan, &release_hooks, Some(user))?;
-        self.mark_complete(&plan.release, plan.git.as_ref().map(|g| g.label()))
+        let settings = plan.settings.as_ref().map(|f| f.path.clone());
+        self.mark_complete(&plan.release, plan.origin.git_label(), plan.origin.promoted_from().cloned(), settings)
     }
 
     /// Makes a release private to the service's group, but for its `[static]` directory.
@@ -220,13 +226,21 @@ impl<'a> Deploy<'a> {
     }
 
     /// Writes the release's `release.json`: from now on it is complete.
-    fn mark_complete(&self, release: &ReleaseId, git: Option<String>) -> Result<()> {
+    fn mark_complete(
+        &self,
+        release: &ReleaseId,
+        git: Option<String>,
+        promoted_from: Option<store::PromotedFrom>,
+        settings: Option<String>,
+    ) -> Result<()> {
         let meta = ReleaseMeta {
             id: release.clone(),
             app: self.app.layout.app.clone(),
             build: self.build.build.clone(),
             created: report::utc(jiff::Timestamp::now()),
             git,
+            promoted_from,
+            settings,
         };
         store::mark_complete(&self.build.release_dir(release), &meta)
     }
@@ -432,6 +446,13 @@ impl<'a> Deploy<'a> {
             Some(from) if serving => self.hand_over(to, from),
             _ => self.cold_start(to, from),
         };
+        let outcome = outcome.and_then(|v| {
+            let dir = b.release_dir(to);
+            store::mark_verified(&dir, &report::utc(jiff::Timestamp::now())).with_context(|| {
+                format!("release {to} of build {} is live and verified, but recording that failed", b.build)
+            })?;
+            Ok(v)
+        });
         let cleared = atomic::remove_if_exists(&journal);
         match (outcome, cleared) {
             (Ok(v), Ok(_)) => Ok(v),
@@ -636,7 +657,7 @@ impl<'a> Deploy<'a> {
         }
         let user = self.user.as_ref().context("the service user is not known before the build's setup")?;
         self.seal(&a.release_dir, user)?;
-        self.mark_complete(&a.release, None)?;
+        self.mark_complete(&a.release, None, None, None)?;
         let moved = if a.found.entries.is_empty() { "nothing".to_string() } else { a.found.entries.join(", ") };
         detail.push_str(&format!("moved {moved} into {}", a.release_dir.display()));
         self.report.step("adopt", t, detail);

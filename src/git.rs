@@ -23,6 +23,16 @@ impl GitRevision {
     }
 }
 
+impl GitRevision {
+    /// The revision a label (`abc1234[-dirty]`) names.
+    pub fn from_label(label: &str) -> GitRevision {
+        match label.strip_suffix("-dirty") {
+            Some(short) => GitRevision { short: short.to_string(), dirty: true },
+            None => GitRevision { short: label.to_string(), dirty: false },
+        }
+    }
+}
+
 /// The revision of `source`, when it is inside a git checkout and git is installed.
 pub fn revision(source: &Path) -> Option<GitRevision> {
     let git = which::which("git").ok()?;

@@ -90,7 +90,8 @@ pub struct BuildPlan {
     pub build: BuildLayout,
     pub release: ReleaseId,
     pub release_dir: PathBuf,
-    pub git: Option<GitRevision>,
+    /// Where the release's files come from.
+    pub origin: Origin,
     pub copy: CopySpec,
     pub settings: Option<ReleaseFile>,
     /// The service's environment for this release (no secrets), written into the release as
@@ -107,6 +108,40 @@ pub struct BuildPlan {
     pub enable: Vec<String>,
     /// `.relctl/start` of the release.
     pub start_script: String,
+}
+
+/// Where a release's files come from.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum Origin {
+    /// The manifest's source (`relctl build`), at this git revision when it is a checkout.
+    Source { git: Option<GitRevision> },
+    /// Byte for byte the files of another build's release (`relctl promote`), but for its
+    /// rendered settings file; its dependency entries are linked, not built.
+    Promoted {
+        from: store::PromotedFrom,
+        /// The git label recorded with that release.
+        git: Option<String>,
+        /// The settings file of that release, left out of the copy.
+        settings: Option<String>,
+    },
+}
+
+impl Origin {
+    /// The git label the release records (`abc1234[-dirty]`).
+    pub fn git_label(&self) -> Option<String> {
+        match self {
+            Origin::Source { git } => git.as_ref().map(GitRevision::label),
+            Origin::Promoted { git, .. } => git.clone(),
+        }
+    }
+
+    pub fn promoted_from(&self) -> Option<&store::PromotedFrom> {
+        match self {
+            Origin::Source { .. } => None,
+            Origin::Promoted { from, .. } => Some(from),
+        }
+    }
 }
 
 const BUILTIN_TEMPLATES: &[(&str, &str)] = &[("django", include_str!("../settings-templates/django.py.tera"))];
@@ -440,19 +475,45 @@ pub fn build(app: &AppPlan, loaded: &Loaded, name: &str, now: jiff::Timestamp) -
     let source = source_dir(loaded)?;
     let git = git::revision(&source);
     let release = store::new_id(&build, now, git.as_ref())?;
-    let release_dir = build.release_dir(&release);
-    let secrets = read_secrets(loaded, name, decl.secrets.as_deref())?;
     let deps = m
         .deps
         .iter()
         .map(|(dep_name, d)| deps::plan(&app.layout.root, &source, dep_name, d))
         .collect::<Result<Vec<_>>>()?;
-    check_socket_path(app, name)?;
-    let ctx = template_context(app, m, &decl, &build, &release, &release_dir, &secrets);
-    let settings = settings_file(loaded, &ctx)?;
+    let copy = copy_spec(app, m, source, &deps);
+    let made = Made { origin: Origin::Source { git }, copy, deps, hooks: hooks(m), templates_from: None };
+    assemble(app, loaded, &decl, build, release, made)
+}
+
+/// What differs between a release built from the source and one promoted from another build.
+struct Made {
+    origin: Origin,
+    copy: CopySpec,
+    deps: Vec<DepPlan>,
+    hooks: Vec<Hook>,
+    /// The release whose copy of the source's settings template is used (promote).
+    templates_from: Option<PathBuf>,
+}
+
+/// The rest of a release's plan: settings, environment, secrets, drop-in, start script.
+fn assemble(
+    app: &AppPlan,
+    loaded: &Loaded,
+    decl: &manifest::Build,
+    build: BuildLayout,
+    release: ReleaseId,
+    made: Made,
+) -> Result<BuildPlan> {
+    let m = &loaded.manifest;
+    let name = build.build.clone();
+    let release_dir = build.release_dir(&release);
+    let secrets = read_secrets(loaded, &name, decl.secrets.as_deref())?;
+    check_socket_path(app, &name)?;
+    let ctx = template_context(app, m, decl, &build, &release, &release_dir, &secrets);
+    let settings = settings_file(loaded, &ctx, made.templates_from.as_deref())?;
     let environment = service_environment(m, &ctx, &build, &release)?;
-    let dropin_path = app.layout.dropin_file(name);
-    let dropin = secrets.file.as_ref().map(|p| dropin(name, p, &dropin_path));
+    let dropin_path = app.layout.dropin_file(&name);
+    let dropin = secrets.file.as_ref().map(|p| dropin(&name, p, &dropin_path));
     let start_script = start_script(
         &release_dir,
         m.service.workdir.as_deref(),
@@ -461,21 +522,118 @@ pub fn build(app: &AppPlan, loaded: &Loaded, name: &str, now: jiff::Timestamp) -
     );
     Ok(BuildPlan {
         start_script,
-        copy: copy_spec(app, m, source, &deps),
+        copy: made.copy,
         enable: vec![build.socket_unit.clone(), build.service_unit.clone(), app.layout.target()],
         app: app.clone(),
         release,
         release_dir,
-        git,
+        origin: made.origin,
         settings,
         environment,
         secrets,
-        hooks: hooks(m),
-        deps,
+        hooks: made.hooks,
+        deps: made.deps,
         dropin,
         dropin_path,
         build,
     })
+}
+
+/// Resolves `relctl promote FROM TO`: TO gets a new release whose files are those of FROM's
+/// current release (but for FROM's rendered settings file and relctl's own `.relctl/`), linked to
+/// the same dependency entries, with TO's settings, environment and secrets, and TO's `release`
+/// hooks (no `build` hooks: the artefacts come with the files). FROM's current release must be
+/// complete, not bad, and verified (it passed the gate and probation as FROM's live release).
+pub fn promote(app: &AppPlan, loaded: &Loaded, from: &str, to: &str, now: jiff::Timestamp) -> Result<BuildPlan> {
+    let from_decl = loaded.build(from)?;
+    let decl = loaded.build(to)?;
+    if from == to {
+        return Err(UsageError(format!(
+            "cannot promote build {from} to itself; name two builds, e.g. relctl promote testing production"
+        ))
+        .into());
+    }
+    let m = &loaded.manifest;
+    let source = app.layout.build(from);
+    let refuse = |why: String| -> anyhow::Error {
+        UsageError(format!("cannot promote {from} to {to}: {why}; nothing was changed")).into()
+    };
+    let Some(id) = source.current_release()? else {
+        return Err(refuse(format!("build {from} has no release yet (run: relctl build {from})")));
+    };
+    let from_dir = source.release_dir(&id);
+    if !from_dir.is_dir() {
+        return Err(refuse(format!("{from}'s current release {id} is missing ({} was removed)", from_dir.display())));
+    }
+    let meta = store::read_meta(&from_dir)
+        .map_err(|e| refuse(format!("{from}'s current release {id} cannot be read ({e:#})")))?;
+    let Some(meta) = meta else {
+        return Err(refuse(format!("{from}'s current release {id} is incomplete (its build never finished)")));
+    };
+    if meta.app != app.layout.app {
+        return Err(refuse(format!(
+            "{from}'s current release {id} belongs to app {}, not {}",
+            meta.app, app.layout.app
+        )));
+    }
+    if let Some(reason) = store::bad_reason(&from_dir)? {
+        return Err(refuse(format!("{from}'s current release {id} is bad ({reason})")));
+    }
+    if store::verified(&from_dir)?.is_none() {
+        return Err(refuse(format!(
+            "{from}'s current release {id} has not been verified (it never passed the gate and probation as {from}'s live release: a deploy of it failed or was interrupted); run relctl restart {from} to verify it"
+        )));
+    }
+    // FROM's own settings file is not part of what is promoted.
+    let from_settings = match (&meta.settings, &m.settings) {
+        (Some(p), _) => Some(p.clone()),
+        (None, Some(s)) => {
+            let ctx = template_context(app, m, &from_decl, &source, &id, &from_dir, &Secrets::default());
+            Some(render::render("[settings] path", &s.path, &ctx).map_err(template_error)?)
+        }
+        (None, None) => None,
+    };
+    let mut never: Vec<PathBuf> = from_settings.iter().map(|p| from_dir.join(p)).collect();
+    let mut deps = Vec::new();
+    for (dep_name, d) in &m.deps {
+        let link = from_dir.join(d.path.trim_end_matches('/'));
+        let entry = std::fs::read_link(&link)
+            .ok()
+            .filter(|e| e.parent() == Some(app.layout.root.join(deps::DEPS_DIR).as_path()));
+        let Some(entry) = entry else {
+            return Err(refuse(format!(
+                "{from}'s current release {id} has no [deps.{dep_name}] entry linked at {} (it was built before [deps.{dep_name}] was declared); run relctl build {from} first",
+                d.path
+            )));
+        };
+        let dep = DepPlan {
+            name: dep_name.clone(),
+            path: d.path.clone(),
+            entry,
+            build: d.build.clone(),
+            keyed_by: vec![format!("the entry of {from}@{id}")],
+        };
+        if !dep.is_complete() {
+            return Err(refuse(format!(
+                "the [deps.{dep_name}] entry {} of {from}@{id} is not complete",
+                dep.entry.display()
+            )));
+        }
+        never.push(link);
+        deps.push(dep);
+    }
+    let to_build = app.layout.build(to);
+    let git = meta.git.as_deref().map(GitRevision::from_label);
+    let release = store::new_id(&to_build, now, git.as_ref())?;
+    let copy = CopySpec { source: from_dir.clone(), exclude: Vec::new(), never };
+    let hooks = hooks(m).into_iter().filter(|h| h.stage == HookStage::Release).collect();
+    let origin = Origin::Promoted {
+        from: store::PromotedFrom { build: from.to_string(), release: id },
+        git: meta.git,
+        settings: from_settings,
+    };
+    let made = Made { origin, copy, deps, hooks, templates_from: Some(from_dir) };
+    assemble(app, loaded, &decl, to_build, release, made)
 }
 
 /// The manifest's `source`, which must be a directory, resolved.
@@ -562,9 +720,11 @@ fn template_error(e: anyhow::Error) -> UsageError {
 }
 
 /// The `[settings]` file, rendered.
-fn settings_file(loaded: &Loaded, ctx: &TemplateContext) -> Result<Option<ReleaseFile>> {
+/// `templates_from`: a release (of a promotion) whose copy of the template is used when the
+/// template is a file of the source.
+fn settings_file(loaded: &Loaded, ctx: &TemplateContext, templates_from: Option<&Path>) -> Result<Option<ReleaseFile>> {
     let Some(s) = &loaded.manifest.settings else { return Ok(None) };
-    let (template_name, source_text) = settings_template(loaded, &s.template)?;
+    let (template_name, source_text) = settings_template(loaded, &s.template, templates_from)?;
     let path = render::render("[settings] path", &s.path, ctx).map_err(template_error)?;
     if Path::new(&path).components().any(|c| !matches!(c, Component::Normal(_))) {
         return Err(
@@ -618,7 +778,7 @@ fn dropin(build: &str, secrets_file: &Path, path: &Path) -> UnitFile {
     }
 }
 
-fn settings_template(loaded: &Loaded, template: &str) -> Result<(String, String)> {
+fn settings_template(loaded: &Loaded, template: &str, templates_from: Option<&Path>) -> Result<(String, String)> {
     if let Some(name) = template.strip_prefix("builtin:") {
         let found = BUILTIN_TEMPLATES.iter().find(|(n, _)| *n == name);
         return match found {
@@ -633,7 +793,17 @@ fn settings_template(loaded: &Loaded, template: &str) -> Result<(String, String)
             }
         };
     }
-    let path = loaded.resolve(Path::new(template));
+    let mut path = loaded.resolve(Path::new(template));
+    if let Some(release) = templates_from {
+        // The copy in the release, when the template is one of the source's files: the checkout
+        // may have moved on since that release was built.
+        let source = source_dir(loaded)?;
+        let copy =
+            std::fs::canonicalize(&path).ok().and_then(|p| p.strip_prefix(&source).ok().map(|rel| release.join(rel)));
+        if let Some(copy) = copy.filter(|c| c.is_file()) {
+            path = copy;
+        }
+    }
     let text = std::fs::read_to_string(&path)
         .map_err(|e| UsageError(format!("[settings] template {}: {e}", path.display())))?;
     Ok((template.to_string(), text))
@@ -681,16 +851,34 @@ impl BuildPlan {
         line("manifest", self.app.manifest.display().to_string());
         line("build", format!("{} of {} ({})", b.build, self.app.layout.app, self.app.layout.component));
         line("release", self.release.to_string());
-        let excluded: String = self.copy.exclude.iter().map(|e| format!(", {e}")).collect();
-        line(
-            "copy",
-            format!(
-                "{} -> {} (excluding .git, {}{excluded})",
-                self.copy.source.display(),
-                self.release_dir.display(),
-                self.app.layout.root.display()
-            ),
-        );
+        match &self.origin {
+            Origin::Source { .. } => {
+                let excluded: String = self.copy.exclude.iter().map(|e| format!(", {e}")).collect();
+                line(
+                    "copy",
+                    format!(
+                        "{} -> {} (excluding .git, {}{excluded})",
+                        self.copy.source.display(),
+                        self.release_dir.display(),
+                        self.app.layout.root.display()
+                    ),
+                );
+            }
+            Origin::Promoted { from, settings, .. } => {
+                let mut left_out = vec![store::META_DIR.to_string()];
+                left_out.extend(settings.iter().map(|s| format!("{s} (its settings)")));
+                left_out.extend(self.deps.iter().map(|d| format!("{} (linked below)", d.path)));
+                line(
+                    "copy",
+                    format!(
+                        "{} ({from}, byte for byte) -> {} (all but {})",
+                        self.copy.source.display(),
+                        self.release_dir.display(),
+                        left_out.join(", ")
+                    ),
+                );
+            }
+        }
         if let Some(f) = &self.settings {
             line(
                 "settings",

@@ -95,6 +95,26 @@ pub struct ReleaseMeta {
     pub created: String,
     /// The git label of the source (`abc1234[-dirty]`).
     pub git: Option<String>,
+    /// The release of another build whose files this one is a copy of (`relctl promote`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted_from: Option<PromotedFrom>,
+    /// The rendered `[settings]` file, relative to the release: the one file of the release that
+    /// is the build's own (promote leaves it out of the copy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<String>,
+}
+
+/// `<build>@<release>`: where a promoted release's files come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromotedFrom {
+    pub build: String,
+    pub release: ReleaseId,
+}
+
+impl fmt::Display for PromotedFrom {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.build, self.release)
+    }
 }
 
 /// Where a release stands, as `relctl releases` shows it.
@@ -136,6 +156,9 @@ pub struct Release {
     pub reason: Option<String>,
     pub created: Option<String>,
     pub git: Option<String>,
+    pub promoted_from: Option<PromotedFrom>,
+    /// When it last passed the gate and probation as the build's live release.
+    pub verified: Option<String>,
 }
 
 impl Release {
@@ -149,6 +172,7 @@ pub const META_DIR: &str = ".relctl";
 const META_FILE: &str = "release.json";
 const BAD_FILE: &str = "bad";
 const DROPIN_FILE: &str = "dropin.conf";
+const VERIFIED_FILE: &str = "verified";
 
 /// relctl's own files inside a release: metadata, environment, start script, drop-in copy.
 pub fn meta_dir(release_dir: &Path) -> PathBuf {
@@ -192,6 +216,33 @@ pub fn mark_complete(release_dir: &Path, meta: &ReleaseMeta) -> Result<()> {
     atomic::write(&meta_dir(release_dir).join(META_FILE), &json, 0o644, None).map(|_| ())
 }
 
+/// Records that a release passed the gate and probation as its build's live release, and when.
+pub fn mark_verified(release_dir: &Path, at: &str) -> Result<()> {
+    atomic::write(&meta_dir(release_dir).join(VERIFIED_FILE), format!("{at}\n").as_bytes(), 0o644, None).map(|_| ())
+}
+
+/// When the release last passed verification, if it ever did.
+pub fn verified(release_dir: &Path) -> Result<Option<String>> {
+    Ok(atomic::read_string_if_exists(&meta_dir(release_dir).join(VERIFIED_FILE))?.map(|s| s.trim().to_string()))
+}
+
+/// The release's `release.json`: None while it is incomplete; an error naming the file when it
+/// cannot be read.
+pub fn read_meta(release_dir: &Path) -> Result<Option<ReleaseMeta>> {
+    let file = meta_dir(release_dir).join(META_FILE);
+    match atomic::read_if_exists(&file)? {
+        None => Ok(None),
+        Some(bytes) => {
+            serde_json::from_slice(&bytes).map(Some).with_context(|| format!("{} is corrupt", file.display()))
+        }
+    }
+}
+
+/// Why the release is bad, if it was marked so.
+pub fn bad_reason(release_dir: &Path) -> Result<Option<String>> {
+    Ok(atomic::read_string_if_exists(&meta_dir(release_dir).join(BAD_FILE))?.map(|s| s.trim().to_string()))
+}
+
 /// Marks a release bad, with the reason.
 pub fn mark_bad(release_dir: &Path, reason: &str) -> Result<()> {
     atomic::ensure_dir(&meta_dir(release_dir))?;
@@ -224,7 +275,7 @@ pub fn list(build: &BuildLayout) -> Result<Vec<Release>> {
             Some(Err(e)) => (None, Some(format!("{} is corrupt ({e})", meta_file.display()))),
             None => (None, None),
         };
-        let bad = atomic::read_string_if_exists(&meta_dir(&dir).join(BAD_FILE))?.map(|s| s.trim().to_string());
+        let bad = bad_reason(&dir)?;
         let reason = corrupt.or(bad);
         let state = if current.as_ref() == Some(&id) {
             ReleaseState::Current
@@ -235,8 +286,9 @@ pub fn list(build: &BuildLayout) -> Result<Vec<Release>> {
         } else {
             ReleaseState::Good
         };
-        let (created, git) = meta.map(|m| (Some(m.created), m.git)).unwrap_or_default();
-        out.push(Release { id, dir, state, reason, created, git });
+        let (created, git, promoted_from) = meta.map(|m| (Some(m.created), m.git, m.promoted_from)).unwrap_or_default();
+        let verified = verified(&dir)?;
+        out.push(Release { id, dir, state, reason, created, git, promoted_from, verified });
     }
     out.sort_by(|a, b| a.id.cmp(&b.id));
     if let Some(c) = &current {
@@ -296,8 +348,15 @@ mod tests {
             let dir = b.release_dir(&r(*n));
             fs::create_dir_all(&dir).unwrap();
             if *complete {
-                let meta =
-                    ReleaseMeta { id: r(*n), app: "a".into(), build: "dev".into(), created: "now".into(), git: None };
+                let meta = ReleaseMeta {
+                    id: r(*n),
+                    app: "a".into(),
+                    build: "dev".into(),
+                    created: "now".into(),
+                    git: None,
+                    promoted_from: None,
+                    settings: None,
+                };
                 mark_complete(&dir, &meta).unwrap();
             }
         }

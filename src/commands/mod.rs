@@ -6,6 +6,7 @@ mod exec;
 mod init;
 mod logs;
 mod nginx;
+mod promote;
 mod releases;
 mod status;
 
@@ -36,6 +37,7 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
         Command::Reload(a) => control::reload(&load(g)?, &a.build, g, r),
         Command::Releases(a) => releases::list(&load(g)?, &a.build, r),
         Command::Rollback(a) => releases::rollback(&load(g)?, &a, g, r),
+        Command::Promote(a) => promote::run(&load(g)?, &a, g, r),
         Command::Status(a) => status::run(&load(g)?, a.build.as_deref(), r),
         Command::Logs(a) => logs::run(&load(g)?, &a, r),
         Command::NginxSnippet(args) => nginx::run(&load(g)?, &args, r),

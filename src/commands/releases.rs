@@ -20,7 +20,7 @@ pub fn list(loaded: &Loaded, build: &str, report: &Report) -> Result<Outcome> {
         Mode::Json => report.json(&serde_json::json!({ "build": build, "current": current, "releases": releases })),
         Mode::Human => {
             let dash = || "-".to_string();
-            let table: Vec<[String; 5]> = releases
+            let table: Vec<[String; 6]> = releases
                 .iter()
                 .map(|r| {
                     [
@@ -28,11 +28,12 @@ pub fn list(loaded: &Loaded, build: &str, report: &Report) -> Result<Outcome> {
                         r.created.clone().unwrap_or_else(dash),
                         r.git.clone().unwrap_or_else(dash),
                         r.state.as_str().to_string(),
+                        r.promoted_from.as_ref().map_or_else(dash, |p| format!("promoted from {p}")),
                         r.reason.clone().unwrap_or_default(),
                     ]
                 })
                 .collect();
-            crate::report::print_table(&["RELEASE", "CREATED", "GIT", "STATE", "WHY BAD"], &table);
+            crate::report::print_table(&["RELEASE", "CREATED", "GIT", "STATE", "ORIGIN", "WHY BAD"], &table);
         }
         Mode::Quiet => {}
     }

@@ -20,6 +20,7 @@ mod hostile;
 mod init;
 mod logs;
 mod nginx;
+mod promote;
 mod releases;
 mod sandbox_smoke;
 mod websocket;

@@ -1,0 +1,47 @@
+use anyhow::Result;
+
+use super::Session;
+use crate::cli::{GlobalArgs, PromoteArgs};
+use crate::error::{Outcome, UsageError};
+use crate::manifest::Loaded;
+use crate::plan;
+use crate::report::{Mode, Report};
+
+pub fn run(loaded: &Loaded, args: &PromoteArgs, g: &GlobalArgs, report: &mut Report) -> Result<Outcome> {
+    if args.dry_run {
+        let app = plan::app(loaded)?;
+        let plan = plan::promote(&app, loaded, &args.from, &args.to, jiff::Timestamp::now())?;
+        match report.mode {
+            Mode::Json => report.json(&serde_json::json!({ "plan": plan })),
+            _ => print!("{}", plan.describe()),
+        }
+        return Ok(Outcome::Ok);
+    }
+    // Under the lock, FROM cannot change between the plan and the copy.
+    let (session, to) = Session::for_build(loaded, g, report, "promote", &args.to)?;
+    let found = plan::find_hand_made(&session.app, &to)?;
+    if !found.is_empty() {
+        return Err(UsageError(format!(
+            "build {} was set up by hand, not by relctl: found {}; take it over first with relctl build {} --adopt",
+            args.to,
+            found.describe(),
+            args.to
+        ))
+        .into());
+    }
+    let plan = plan::promote(&session.app, loaded, &args.from, &args.to, jiff::Timestamp::now())?;
+    let from = plan.origin.promoted_from().map(|p| p.to_string()).unwrap_or_default();
+    report.say(format!(
+        "relctl: promoting {from} to {} {} as release {}",
+        plan.app.layout.app, plan.build.build, plan.release
+    ));
+    let result = session.deploy(&plan.build, report).build(&plan, None)?;
+    report.say(format!(
+        "relctl: {} {} is live at release {} (promoted from {from})",
+        result.app, result.build, result.release
+    ));
+    report.json(
+        &serde_json::json!({ "result": result, "promoted_from": plan.origin.promoted_from(), "steps": report.steps() }),
+    );
+    Ok(Outcome::Ok)
+}
