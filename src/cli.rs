@@ -90,8 +90,11 @@ pub enum Command {
     /// enable `<app>@<build>.socket`, `<app>@<build>.service` and `<app>.target`. When the build
     /// already serves, the new release starts in the candidate instance `<app>_next@<build>` on a
     /// socket of its own and must pass the gate there (systemd's job done, the unit active, its
-    /// main process holding the socket systemd passes it, `[health]` answering 2xx/3xx): a release
-    /// that fails is stopped and marked bad before it takes a single request, and relctl exits 1.
+    /// main process holding the socket systemd passes it, `[health]` answering 2xx/3xx), then the
+    /// `[hooks] verify` commands (as root in the release, with `RELCTL_SOCKET` the candidate's own
+    /// socket and `RELCTL_URL=http://localhost`, e.g. `curl --fail --unix-socket "$RELCTL_SOCKET"
+    /// "$RELCTL_URL/smoke"`): a release that fails is stopped and marked bad before it takes a
+    /// single request, with the hook's last output lines, and relctl exits 1.
     /// Once it passes, the public socket `<root>/<build>/<socket>` (a symlink) points at the
     /// candidate, `current` switches to the new release, the live instance `<app>@<build>`
     /// restarts on it and passes the gate, the public socket points back at it, and the candidate
@@ -113,7 +116,11 @@ pub enum Command {
     /// works too: a plain restart, during which connections wait in the socket's backlog.
     Restart(OptionalBuildArg),
 
-    /// List BUILD's releases, oldest first: id, created, git revision, state.
+    /// List BUILD's releases, oldest first: id, created, git revision, state, origin.
+    ///
+    /// Origin says `promoted from <build>@<id>` for a release `relctl promote` made. With --json,
+    /// each release also has `verified`: when it last passed the gate and probation as the
+    /// build's live release (what `promote` requires of the release it ships).
     ///
     /// State is `current` (what `current` points at), `previous` (what `rollback` would return
     /// to), `bad` (failed verification or rolled back from; with the reason), `incomplete` (its
@@ -160,8 +167,9 @@ pub enum Command {
     /// and `build` for new code.
     Reload(BuildArg),
 
-    /// Show every declared build (or only BUILD): state, release, since, main PID, route, and the
-    /// candidate instance's release while a deploy runs one.
+    /// Show every declared build and every member of a family (`[builds."pr-*"]`) that exists on
+    /// disk (or only BUILD): state, release, since, main PID, route, and the candidate instance's
+    /// release while a deploy runs one.
     ///
     /// Exits 3 when a listed build is not active.
     Status(OptionalBuildArg),
@@ -186,7 +194,9 @@ pub enum Command {
 
     /// Print nginx location blocks that route each build's URL prefix to its socket.
     ///
-    /// For every declared build with a `route` (or only those given with --build): `<route>`
+    /// For every declared build with a `route`, and every member of a family (`[builds."pr-*"]`,
+    /// route e.g. `/review/{{ build }}`) that exists on disk (or only those given with --build):
+    /// `<route>`
     /// redirects (308) to `<route>/`; `<route>/x?q=1` reaches the app through
     /// `<root>/<build>/<socket>` with its full path and the header `SCRIPT_NAME: <route>`, which
     /// gunicorn turns into `SCRIPT_NAME=<route>`, `PATH_INFO=/x`: the app routes as if mounted at
@@ -249,7 +259,10 @@ pub struct InitArgs {
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// The build to make, e.g. development; it must be declared as [builds.<BUILD>] in the manifest.
+    /// The build to make, e.g. development; it must be declared as [builds.<BUILD>] in the
+    /// manifest, or belong to a family declared as [builds."<prefix>*"] (e.g. `pr-42` of
+    /// [builds."pr-*"], a review build: `{{ build }}` in the family's `route` and `vars` becomes
+    /// its name).
     pub build: String,
 
     /// Resolve the manifest and print the plan (paths, units, files, hooks, jobs); change nothing.
