@@ -46,7 +46,7 @@ pub fn run() -> ExitCode {
         Ok(cli) => cli,
         // --help and --version are not errors: clap prints them as they are.
         Err(e) if !e.use_stderr() => {
-            print!("{}", e.render());
+            report::out(e.render().to_string());
             return ExitCode::SUCCESS;
         }
         // Everything else clap rejects is a usage error: one line, like every other error.

@@ -34,7 +34,7 @@ impl Report {
     pub fn step(&mut self, step: &str, started: Instant, detail: impl Into<String>) {
         let s = Step { step: step.to_string(), seconds: started.elapsed().as_secs_f64(), detail: detail.into() };
         if self.mode == Mode::Human {
-            println!("  {:<12} {:>6.2}s  {}", s.step, s.seconds, s.detail);
+            out(format!("  {:<12} {:>6.2}s  {}\n", s.step, s.seconds, s.detail));
         }
         self.steps.push(s);
     }
@@ -42,7 +42,7 @@ impl Report {
     /// A line for people (not in JSON, not with -q).
     pub fn say(&self, line: impl AsRef<str>) {
         if self.mode == Mode::Human {
-            println!("{}", line.as_ref());
+            out(format!("{}\n", line.as_ref()));
         }
     }
 
@@ -67,9 +67,18 @@ impl Report {
     /// Prints the JSON document (in JSON mode only).
     pub fn json<T: Serialize>(&self, value: &T) {
         if self.mode == Mode::Json {
-            println!("{}", serde_json::to_string_pretty(value).expect("report serializes"));
+            out(format!("{}\n", serde_json::to_string_pretty(value).expect("report serializes")));
         }
     }
+}
+
+/// Writes `text` to stdout. A reader that went away (`relctl status | head -1`) is not relctl's
+/// failure and must never stop a deploy half-way, so a failed write is dropped: stdout is where
+/// relctl would have said so.
+pub fn out(text: impl AsRef<str>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_ref().as_bytes()).and_then(|()| stdout.flush()).ok();
 }
 
 /// A time for people: `2026-11-23 13:05:01 UTC` (release metadata, lock holders, status).
@@ -89,6 +98,6 @@ pub fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
         column.set_padding((0, 2));
     }
     for line in table.to_string().lines() {
-        println!("{}", line.trim_end());
+        out(format!("{}\n", line.trim_end()));
     }
 }

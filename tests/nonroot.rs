@@ -24,6 +24,7 @@ const NEED_ROOT: &[&[&str]] = &[
     &["restart"],
     &["reload", "testing"],
     &["rollback", "development"],
+    &["promote", "testing", "development"],
 ];
 
 fn needs_root(command: &[&str]) -> String {
@@ -138,4 +139,20 @@ fn commands_that_change_the_system_need_root_and_say_so() {
         NEED_ROOT.len() + 1,
         wrong.join("\n")
     );
+}
+
+/// A reader that goes away (`relctl build --help | head -1`) ends relctl quietly: exit 0, no panic
+/// on the closed pipe.
+#[test]
+fn a_closed_stdout_is_not_a_crash() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_relctl"))
+        .args(["build", "--help"])
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
 }

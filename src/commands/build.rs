@@ -30,9 +30,9 @@ pub fn run(loaded: &Loaded, args: &BuildArgs, g: &GlobalArgs, report: &mut Repor
         match report.mode {
             Mode::Json => report.json(&serde_json::json!({ "plan": plan, "adopt": adoption })),
             _ => {
-                print!("{}", plan.describe());
+                crate::report::out(plan.describe());
                 if let Some(a) = &adoption {
-                    print!("{}", a.describe(&plan.build));
+                    crate::report::out(a.describe(&plan.build));
                 }
             }
         }

@@ -17,7 +17,7 @@ pub fn run(loaded: &Loaded, args: &NginxArgs, report: &Report) -> Result<Outcome
     match &args.output {
         None => match report.mode {
             Mode::Json => report.json(&serde_json::json!({ "routes": routes, "snippet": text })),
-            _ => print!("{text}"),
+            _ => crate::report::out(&text),
         },
         Some(output) => {
             let t = std::time::Instant::now();

@@ -13,12 +13,12 @@ pub fn run(loaded: &Loaded, args: &PromoteArgs, g: &GlobalArgs, report: &mut Rep
         let plan = plan::promote(&app, loaded, &args.from, &args.to, jiff::Timestamp::now())?;
         match report.mode {
             Mode::Json => report.json(&serde_json::json!({ "plan": plan })),
-            _ => print!("{}", plan.describe()),
+            _ => crate::report::out(plan.describe()),
         }
         return Ok(Outcome::Ok);
     }
     // Under the lock, FROM cannot change between the plan and the copy.
-    let (session, to) = Session::for_build(loaded, g, report, "promote", &args.to)?;
+    let (session, to) = Session::for_build(loaded, g, report, &format!("promote {}", args.from), &args.to)?;
     let found = plan::find_hand_made(&session.app, &to)?;
     if !found.is_empty() {
         return Err(UsageError(format!(
