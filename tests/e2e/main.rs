@@ -22,6 +22,7 @@ mod logs;
 mod nginx;
 mod promote;
 mod releases;
+mod review;
 mod sandbox_smoke;
 mod websocket;
 mod zero_impact;
