@@ -37,6 +37,13 @@ pub fn run(loaded: &Loaded, only: Option<&str>, report: &Report) -> Result<Outco
     let app = plan::app(loaded)?;
     if let Some(b) = only {
         loaded.build(b)?;
+        if !app.builds.iter().any(|(name, _)| name == b) {
+            return Err(crate::error::UsageError(format!(
+                "build {b} of the family [builds.\"{}\"] does not exist on disk; relctl build {b} makes it",
+                loaded.manifest.family_of(b).map_or("", |(pattern, _)| pattern)
+            ))
+            .into());
+        }
     }
     let systemd = Systemd::connect()?;
     // Every build's service in one go: the app's loaded instances; the others are not loaded.

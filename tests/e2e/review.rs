@@ -45,6 +45,13 @@ fn a_review_build_gets_its_own_route_through_nginx() {
     let css = env.sh(&format!("curl -sS --fail http://127.0.0.1:{port}/review/pr-42/static/medctrl/hello.css"));
     assert!(css.contains("{"), "{css}");
 
+    let out = env.relctl_with(&m, &["status", "pr-7"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        stderr(&out).contains("build pr-7 of the family [builds.\"pr-*\"] does not exist on disk"),
+        "{}",
+        show(&out)
+    );
     let status = env.relctl_with(&m, &["status"]);
     let table = stdout(&status);
     let row = table.lines().find(|l| l.starts_with("pr-42 ")).unwrap_or_else(|| panic!("no pr-42 in {table}"));
