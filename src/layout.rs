@@ -1,5 +1,5 @@
-//! Where things live on disk: `<root>/<build>/{current,releases/<id>,<socket>}`, the state
-//! directory under /var/lib, and the unit files under /etc/systemd/system.
+//! Where things live on disk: `<root>/<build>/{current,releases/<id>,<socket>}`, the state and
+//! cache directories under /var/lib and /var/cache, and the unit files under /etc/systemd/system.
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -37,6 +37,8 @@ pub struct BuildLayout {
     pub socket: PathBuf,
     /// `/var/lib/<app>/<component>/<build>`, the service's StateDirectory=
     pub state_dir: PathBuf,
+    /// `/var/cache/<app>/<component>/<build>`, the service's CacheDirectory= (its HOME)
+    pub cache_dir: PathBuf,
     pub service_unit: String,
     pub socket_unit: String,
 }
@@ -125,6 +127,7 @@ impl AppLayout {
             current: build_dir.join("current"),
             socket: build_dir.join(&self.socket_name),
             state_dir: Path::new("/var/lib").join(&self.app).join(&self.component).join(build),
+            cache_dir: Path::new("/var/cache").join(&self.app).join(&self.component).join(build),
             service_unit: format!("{}@{}.service", self.app, build),
             socket_unit: format!("{}@{}.socket", self.app, build),
             build_dir,
@@ -202,6 +205,7 @@ mod tests {
         assert_eq!(b.socket, Path::new("/opt/medctrl/backend/development/gunicorn.sock"));
         assert_eq!(b.current, Path::new("/opt/medctrl/backend/development/current"));
         assert_eq!(b.state_dir, Path::new("/var/lib/medctrl/backend/development"));
+        assert_eq!(b.cache_dir, Path::new("/var/cache/medctrl/backend/development"));
         assert_eq!(b.service_unit, "medctrl@development.service");
         assert_eq!(app.service_glob(), "medctrl@*.service");
         assert_eq!(

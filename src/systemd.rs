@@ -15,7 +15,8 @@ use zbus::blocking::Connection;
 use zbus::proxy::CacheProperties;
 use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue};
 
-/// One change `EnableUnitFiles` made: kind (symlink, unlink), file, destination.
+/// One change `EnableUnitFiles` or `DisableUnitFiles` made: kind (symlink, unlink), file,
+/// destination (empty for an unlink).
 type UnitFileChange = (String, String, String);
 /// One entry of `ListUnitsByPatterns`: name, description, load state, active state, sub state,
 /// followed unit, unit path, job id, job type, job path.
@@ -38,6 +39,8 @@ trait Manager {
         runtime: bool,
         force: bool,
     ) -> zbus::Result<(bool, Vec<UnitFileChange>)>;
+    fn disable_unit_files(&self, files: &[&str], runtime: bool) -> zbus::Result<Vec<UnitFileChange>>;
+    fn reset_failed_unit(&self, name: &str) -> zbus::Result<()>;
     fn start_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn stop_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn restart_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
@@ -293,6 +296,31 @@ impl Systemd {
             .enable_unit_files(units, false, true)
             .map_err(|e| dbus_error(e, &format!("enabling {}", units.join(", "))))?;
         Ok(changes.into_iter().map(|(kind, file, dest)| format!("{kind} {file} -> {dest}")).collect())
+    }
+
+    /// Disables the given unit files (instances included): the symlinks their `[Install]` sections
+    /// made are removed. Returns the files removed. Like `EnableUnitFiles`, it does not reload.
+    pub fn disable(&self, units: &[&str]) -> Result<Vec<String>> {
+        let changes = self
+            .manager
+            .disable_unit_files(units, false)
+            .map_err(|e| dbus_error(e, &format!("disabling {}", units.join(", "))))?;
+        Ok(changes.into_iter().map(|(_, file, _)| file).collect())
+    }
+
+    /// Resets those of `units` (names, no glob characters) that are failed (`ResetFailedUnit`), so
+    /// that systemd unloads them once nothing refers to them. Returns the units it reset.
+    pub fn reset_failed(&self, units: &[&str]) -> Result<Vec<String>> {
+        let failed = self
+            .manager
+            .list_units_by_patterns(&["failed"], units)
+            .map_err(|e| dbus_error(e, &format!("listing the failed units among {}", units.join(", "))))?;
+        let mut reset = Vec::new();
+        for (unit, ..) in failed {
+            self.manager.reset_failed_unit(&unit).map_err(|e| dbus_error(e, &format!("resetting failed {unit}")))?;
+            reset.push(unit);
+        }
+        Ok(reset)
     }
 
     /// Queues a job for `unit` and waits for systemd to finish it. A result other than `done` is
