@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::adopt;
 use crate::atomic;
 use crate::deps::{self, DepPlan};
+use crate::destroy;
 use crate::error::UsageError;
 use crate::health;
 use crate::hooks::{self, Hook, HookFailed, HookStage};
@@ -109,6 +110,7 @@ impl<'a> Deploy<'a> {
         setup_dirs(plan, &user)?;
         let recovered = self.recover()?;
         let cleaned = store::remove_incomplete(b)?;
+        let leftovers = destroy::remove_leftovers(&self.app.layout.root)?;
         let mut detail =
             format!("user {}{}, {}", user.user, if created { " (created)" } else { "" }, b.build_dir.display());
         if let Some(r) = recovered {
@@ -116,6 +118,10 @@ impl<'a> Deploy<'a> {
         }
         if !cleaned.is_empty() {
             detail.push_str(&format!(", removed half-made release(s) {}", join(&cleaned)));
+        }
+        if !leftovers.is_empty() {
+            let dirs = join(leftovers.iter().map(|d| d.display()));
+            detail.push_str(&format!(", removed what an interrupted destroy left: {dirs}"));
         }
         self.report.step("setup", t, detail);
 

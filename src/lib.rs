@@ -12,6 +12,7 @@ pub mod cli;
 mod commands;
 pub mod deploy;
 pub mod deps;
+pub mod destroy;
 pub mod detect;
 pub mod error;
 pub mod exec;
