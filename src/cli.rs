@@ -50,8 +50,8 @@ pub struct GlobalArgs {
     #[arg(short, long, global = true)]
     pub verbose: bool,
 
-    /// When another relctl is changing the same app (build, rollback, start, stop, restart, reload),
-    /// fail at once instead of waiting for it.
+    /// When another relctl is changing the same app (build, promote, rollback, start, stop, restart,
+    /// reload, destroy), fail at once instead of waiting for it.
     #[arg(long, global = true)]
     pub no_wait: bool,
 }
@@ -166,6 +166,36 @@ pub enum Command {
     /// too). Nothing stops serving, so use it to refresh workers; use `restart` for a new process
     /// and `build` for new code.
     Reload(BuildArg),
+
+    /// Tear BUILD down: stop it, disable its units and remove it from disk; the other builds keep
+    /// serving.
+    ///
+    /// BUILD must be declared in the manifest (by name, or as a member of a family such as
+    /// `pr-*`) and `<root>/<BUILD>` must be a directory; otherwise relctl exits 2 and changes
+    /// nothing. In order: with --output, the nginx snippet is rewritten without BUILD's routes
+    /// (every other build's, as `nginx-snippet --output` writes them), checked and nginx reloaded
+    /// as asked, so nginx stops sending requests to BUILD before
+    /// it stops; if that fails, the previous file is put back and nothing else changes. Then the
+    /// candidate `<app>_next@<BUILD>` and the live `<app>@<BUILD>` services and sockets stop
+    /// (gunicorn finishes the requests it has), `<app>@<BUILD>.socket` and `.service` are
+    /// disabled, the build's drop-in directories (`/etc/systemd/system/<app>@<BUILD>.service.d`
+    /// and the candidate's, your own drop-ins in them included) are removed, systemd reloads and
+    /// forgets the build's units (failed ones are reset). `<root>/<BUILD>` (every release, the
+    /// sockets) is renamed to `<root>/.relctl-destroyed-<BUILD>` and removed; if relctl is
+    /// interrupted there, the next destroy or build removes that leftover. Dependency entries
+    /// under `<root>/.deps` that no kept release uses any more are removed.
+    ///
+    /// The state directory `/var/lib/<app>/<component>/<BUILD>` (the database, uploads) and the
+    /// cache directory `/var/cache/<app>/<component>/<BUILD>` (the service's HOME) are kept,
+    /// unless --purge is given. When BUILD was the app's last build on disk, `<app>.target` is
+    /// disabled too: the app's unit files stay in /etc/systemd/system, but nothing of the app is
+    /// enabled. The other builds' processes, sockets and drop-ins are not touched: they keep
+    /// serving with the same main PIDs.
+    ///
+    /// Exits 0 when the build is gone; 1 when a step failed, with what is left to do (until its
+    /// directory is removed, running destroy again finishes the job); 2 for a usage error, with
+    /// nothing changed.
+    Destroy(DestroyArgs),
 
     /// Show every declared build and every member of a family (`[builds."pr-*"]`) that exists on
     /// disk (or only BUILD): state, release, since, main PID, route, and the candidate instance's
@@ -299,6 +329,38 @@ pub struct PromoteArgs {
     /// change nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    /// The build to tear down: declared as [builds.<BUILD>] in the manifest (or a member of a
+    /// family such as [builds."pr-*"]), with a directory `<root>/<BUILD>`.
+    pub build: String,
+
+    /// Also remove the build's state directory /var/lib/<app>/<component>/<BUILD> (its database
+    /// and uploads: gone for good) and its cache directory /var/cache/<app>/<component>/<BUILD>.
+    #[arg(long)]
+    pub purge: bool,
+
+    /// Print what would be stopped, disabled and removed (with --json, as JSON); change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// First rewrite the nginx snippet FILE without BUILD's routes, atomically (mode 0644), as
+    /// `nginx-snippet --output FILE` writes it for the other builds.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Validate the new snippet with the host's `nginx -t` before writing it, and the host's full
+    /// config once it is in place; if that fails, the previous file is put back and nothing of
+    /// BUILD changes.
+    #[arg(long, requires = "output")]
+    pub check: bool,
+
+    /// After writing --output, reload nginx and wait until it serves the new configuration; if
+    /// the reload fails, the previous file is put back and nothing of BUILD changes.
+    #[arg(long, requires = "output")]
+    pub reload: bool,
 }
 
 #[derive(Debug, Args)]

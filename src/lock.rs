@@ -1,6 +1,6 @@
 //! One lock per app: `flock(2)` on /run/relctl/<app>.lock, held while relctl changes the app
-//! (build, rollback, start, stop, restart). The kernel releases it if relctl dies. The file says
-//! who holds it, for the message a waiting relctl prints.
+//! (build, promote, rollback, start, stop, restart, reload, destroy). The kernel releases it if
+//! relctl dies. The file says who holds it, for the message a waiting relctl prints.
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};

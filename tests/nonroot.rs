@@ -25,6 +25,7 @@ const NEED_ROOT: &[&[&str]] = &[
     &["reload", "testing"],
     &["rollback", "development"],
     &["promote", "testing", "development"],
+    &["destroy", "testing"],
 ];
 
 fn needs_root(command: &[&str]) -> String {

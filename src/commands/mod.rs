@@ -2,6 +2,7 @@
 
 mod build;
 mod control;
+mod destroy;
 mod exec;
 mod init;
 mod logs;
@@ -38,6 +39,7 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
         Command::Releases(a) => releases::list(&load(g)?, &a.build, r),
         Command::Rollback(a) => releases::rollback(&load(g)?, &a, g, r),
         Command::Promote(a) => promote::run(&load(g)?, &a, g, r),
+        Command::Destroy(args) => destroy::run(&load(g)?, &args, g, r),
         Command::Status(a) => status::run(&load(g)?, a.build.as_deref(), r),
         Command::Logs(a) => logs::run(&load(g)?, &a, r),
         Command::NginxSnippet(args) => nginx::run(&load(g)?, &args, r),
