@@ -13,6 +13,7 @@ mod boundary;
 mod common;
 mod core;
 mod deps;
+mod destroy;
 mod django;
 mod exec;
 mod faults;
