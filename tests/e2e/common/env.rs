@@ -1,6 +1,7 @@
 //! What every end-to-end test needs: a booted sandbox, relctl run inside it, and the checks a
 //! user would make (responses through sockets, PIDs, file listings).
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -113,8 +114,10 @@ impl std::fmt::Debug for Snapshot {
 }
 
 pub fn assert_unchanged(before: &Snapshot, after: &Snapshot, what: &str) {
-    let gone: Vec<&str> = before.0.lines().filter(|l| !after.0.lines().any(|a| a == *l)).collect();
-    let new: Vec<&str> = after.0.lines().filter(|l| !before.0.lines().any(|b| b == *l)).collect();
+    // Sets, not nested scans: a listing with a dependency entry (a venv) has thousands of lines.
+    let (was, now): (HashSet<&str>, HashSet<&str>) = (before.0.lines().collect(), after.0.lines().collect());
+    let gone: Vec<&str> = before.0.lines().filter(|l| !now.contains(l)).collect();
+    let new: Vec<&str> = after.0.lines().filter(|l| !was.contains(l)).collect();
     assert!(
         gone.is_empty() && new.is_empty(),
         "{what} changed files:\n- {}\n+ {}",
