@@ -3,14 +3,24 @@
 
 use serde_json::Value;
 
-use crate::common::env::{assert_unchanged, example_manifest, Env};
-use crate::common::{show, stderr};
+use crate::common::env::{assert_unchanged, Env};
+use crate::common::scratch::{append, variant};
+use crate::common::{show, stderr, stdout};
 
 const SNIPPET: &str = "/etc/nginx/snippets/medctrl.conf";
 /// Where the sandbox's requests through nginx log their status codes, one a line.
 const CODES: &str = "/tmp/testapi-codes";
+/// A family of review builds, appended to the example's manifest.
+const FAMILY: &str = "\n[builds.\"pr-*\"]\nroute = \"/review/{{ build }}\"\n";
 
 impl Env {
+    /// `relctl -f manifest args...`, which must succeed; its stdout.
+    fn ok_with(&self, manifest: &std::path::Path, args: &[&str]) -> String {
+        let out = self.relctl_with(manifest, args);
+        assert!(out.status.success(), "relctl {args:?} failed: {}\n{}", show(&out), self.journal_tail());
+        stdout(&out)
+    }
+
     /// The status of GET `path` through nginx on `port`.
     fn status_through_nginx(&self, port: u16, path: &str) -> String {
         self.sh(&format!("curl -sS -o /dev/null -w '%{{http_code}}' --max-time 10 http://127.0.0.1:{port}{path}"))
@@ -29,15 +39,19 @@ impl Env {
 /// a --dry-run and a snippet it could not write, which change nothing): requests to
 /// testing's route get 200 until nginx stops routing it and 404 after, never an error; development
 /// serves throughout with the same main PID; nothing of testing is left on disk, in systemd or in
-/// nginx. A second destroy of testing is refused with nothing changed; destroying development, the
-/// last build, without --purge keeps its state and leaves nothing of the app enabled.
+/// nginx. So for a review build, a member of the family `pr-*`. A second destroy of testing is
+/// refused with nothing changed; destroying development, the last build, without --purge keeps
+/// its state and leaves nothing of the app enabled.
 #[test]
 fn destroy_tears_one_build_down_while_the_other_serves() {
     let env = Env::boot();
-    env.ok(&["build", "development"]);
-    env.ok(&["build", "testing"]);
-    let port = env.nginx_in_front(&example_manifest(), SNIPPET);
+    let m = variant("destroy", |app| append(&app.join("relctl.toml"), FAMILY));
+    for build in ["development", "testing", "pr-7"] {
+        env.ok_with(&m, &["build", build]);
+    }
+    let port = env.nginx_in_front(&m, SNIPPET);
     assert_eq!(env.status_through_nginx(port, "/testapi/"), "200");
+    assert_eq!(env.status_through_nginx(port, "/review/pr-7/"), "200");
     let dev_pid = env.main_pid("development");
     // Drop-ins of the user's own go with the build too; so does a candidate that failed (one
     // started by hand without a release fails at once, here without restarts), whose socket
@@ -54,7 +68,7 @@ systemctl daemon-reload
     // -- --dry-run says what it would do and changes nothing ---------------------------------
     let before = env.snapshot();
     let snippet_before = env.sh(&format!("cat {SNIPPET}"));
-    let out = env.relctl(&["destroy", "testing", "--purge", "--dry-run", "--output", SNIPPET, "--reload"]);
+    let out = env.relctl_with(&m, &["destroy", "testing", "--purge", "--dry-run", "--output", SNIPPET, "--reload"]);
     assert!(out.status.success(), "{}", show(&out));
     let plan = String::from_utf8_lossy(&out.stdout);
     for want in [
@@ -68,7 +82,7 @@ systemctl daemon-reload
     ] {
         assert!(plan.contains(&want), "no {want:?} in:\n{plan}");
     }
-    let json = env.relctl(&["--json", "destroy", "testing", "--dry-run"]);
+    let json = env.relctl_with(&m, &["--json", "destroy", "testing", "--dry-run"]);
     let doc: Value = serde_json::from_slice(&json.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&json)));
     assert_eq!(doc["plan"]["build"]["build_dir"], "/opt/medctrl/backend/testing");
     assert_eq!(doc["plan"]["purge"], false);
@@ -77,7 +91,7 @@ systemctl daemon-reload
     assert!(env.sb.is_active("medctrl@testing.service"));
 
     // -- a snippet that cannot be installed stops the destroy before anything else changes ------
-    let out = env.relctl(&["destroy", "testing", "--output", "/etc/nginx/missing/medctrl.conf", "--reload"]);
+    let out = env.relctl_with(&m, &["destroy", "testing", "--output", "/etc/nginx/missing/medctrl.conf", "--reload"]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let err = stderr(&out);
     assert!(
@@ -101,7 +115,7 @@ for i in $(seq 100); do grep -q 200 {CODES} && break; sleep 0.05; done"
         .arg(format!("http://127.0.0.1:{port}/api/x"))
         .spawn()
         .expect("wrk runs (apt-get install wrk)");
-    let out = env.ok(&["destroy", "testing", "--purge", "--output", SNIPPET, "--check", "--reload"]);
+    let out = env.ok_with(&m, &["destroy", "testing", "--purge", "--output", SNIPPET, "--check", "--reload"]);
     let report = String::from_utf8_lossy(&crate::common::stop_wrk(wrk).stdout).into_owned();
     assert!(out.contains("medctrl_next@testing.socket, medctrl@testing.service, medctrl@testing.socket\n"), "{out}");
     assert!(out.contains("; reset failed medctrl_next@testing.service\n"), "{out}");
@@ -123,7 +137,7 @@ for i in $(seq 100); do grep -q 200 {CODES} && break; sleep 0.05; done"
     // Nothing of testing on disk, in systemd or in nginx.
     let gone = "/opt/medctrl/backend/testing /var/lib/medctrl/backend/testing /var/cache/medctrl/backend/testing";
     assert_eq!(env.sh(&format!("for p in {gone}; do [ -e $p ] && echo $p; done; true")), "");
-    assert_eq!(env.sh("ls -A /opt/medctrl/backend"), ".deps\ndevelopment");
+    assert_eq!(env.sh("ls -A /opt/medctrl/backend"), ".deps\ndevelopment\npr-7");
     assert_eq!(env.sh("ls -d /etc/systemd/system/*@testing* /etc/systemd/system/*/*@testing* 2>/dev/null; true"), "");
     assert_eq!(env.systemctl_list("list-units --all", "medctrl*@testing*"), "");
     let enabled = env.sb.run("systemctl", &["is-enabled", "medctrl@testing.socket"]);
@@ -132,9 +146,27 @@ for i in $(seq 100); do grep -q 200 {CODES} && break; sleep 0.05; done"
     assert!(enabled.contains("medctrl.target") && !enabled.contains("testing"), "{enabled}");
     assert_eq!(env.sh("systemctl is-enabled medctrl@development.socket"), "enabled");
 
+    // -- a review build (a member of the family pr-*): its route goes, nothing of it stays ------
+    let out = env.ok_with(&m, &["destroy", "pr-7", "--purge", "--output", SNIPPET, "--reload"]);
+    assert!(out.contains(&format!("{SNIPPET} without /review/pr-7; nginx reloaded")), "{out}");
+    assert_eq!(env.status_through_nginx(port, "/review/pr-7/"), "404");
+    assert_eq!(env.status_through_nginx(port, "/api/"), "200");
+    assert_eq!(env.main_pid("development"), dev_pid);
+    let traces = env.sh(
+        "find /opt/medctrl /var/lib/medctrl /var/cache/medctrl /run/medctrl /etc/systemd/system /etc/nginx -name '*pr-7*'
+grep -rl pr-7 /etc/systemd/system /etc/nginx; true",
+    );
+    assert_eq!(traces, "", "what is left of pr-7");
+    assert_eq!(env.systemctl_list("list-units --all", "*pr-7*"), "");
+    // Exit 3: testing is declared by name, and not built.
+    let status = env.relctl_with(&m, &["status"]);
+    let table = stdout(&status);
+    assert_eq!(status.status.code(), Some(3), "{}", show(&status));
+    assert!(table.contains("development ") && !table.contains("pr-7"), "{table}");
+
     // -- a build not on disk is refused, nothing changed ------------------------------------
     let before = env.snapshot();
-    let out = env.relctl(&["destroy", "testing", "--purge"]);
+    let out = env.relctl_with(&m, &["destroy", "testing", "--purge"]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert_eq!(
         stderr(&out),
@@ -150,7 +182,7 @@ for i in $(seq 100); do grep -q 200 {CODES} && break; sleep 0.05; done"
         "mkdir -p /opt/medctrl/backend/.relctl-destroyed-testing/releases/r
 ln -s $(find /opt/medctrl/backend/.deps -mindepth 1 -maxdepth 1 -type d) /opt/medctrl/backend/.relctl-destroyed-testing/releases/r/.venv",
     );
-    let out = env.relctl(&["--json", "destroy", "development"]);
+    let out = env.relctl_with(&m, &["--json", "destroy", "development"]);
     assert!(out.status.success(), "{}", show(&out));
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)));
     let r = &doc["result"];
