@@ -262,7 +262,9 @@ impl DestroyPlan {
         line(
             "target",
             match (&self.disable_target, self.other_builds.is_empty()) {
-                (Some(t), _) => format!("{t} disabled: {} is the last build of {} on disk", b.build, self.app),
+                (Some(t), _) => {
+                    format!("{t} disabled and stopped: {} is the last build of {} on disk", b.build, self.app)
+                }
                 (None, true) => {
                     format!(
                         "{} is the last build of {} on disk; {}.target is not installed",
@@ -335,10 +337,21 @@ impl<'a> Destroy<'a> {
 
         let t = Instant::now();
         if let Some(target) = &p.disable_target {
-            self.systemd.disable(&[target]).and_then(|_| self.systemd.reload()).with_context(|| {
-                format!("build {} is gone; disable {target} with systemctl disable {target}", b.build)
-            })?;
-            self.report.step("target", t, format!("disabled {target}: {} was the last build of {}", b.build, p.app));
+            self.systemd
+                .disable(&[target])
+                .and_then(|_| self.systemd.reload())
+                .and_then(|()| self.systemd.stop_if_running(target))
+                .with_context(|| {
+                    format!(
+                        "build {} is gone; disable and stop {target} with systemctl disable --now {target}",
+                        b.build
+                    )
+                })?;
+            self.report.step(
+                "target",
+                t,
+                format!("disabled and stopped {target}: {} was the last build of {}", b.build, p.app),
+            );
         }
         Ok(Destroyed {
             app: p.app.clone(),

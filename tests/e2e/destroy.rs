@@ -199,4 +199,6 @@ ln -s $(find /opt/medctrl/backend/.deps -mindepth 1 -maxdepth 1 -type d) /opt/me
     assert_eq!(env.systemctl_list("list-unit-files --state=enabled", "medctrl*"), "");
     assert_eq!(env.sh("find /etc/systemd/system -path '*.wants/medctrl*'"), "", "nothing of medctrl is wanted");
     assert_eq!(env.systemctl_list("list-units --all", "medctrl*@*"), "");
+    let target = env.sb.run("systemctl", &["is-active", "medctrl.target"]);
+    assert_eq!(stdout(&target), "inactive", "the last build's destroy stops the target too");
 }
