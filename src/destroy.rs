@@ -566,7 +566,9 @@ route = "/testapi"
         let p = plan(&app, &loaded, "testing", true, None).unwrap();
         assert!(p.other_builds.is_empty());
         assert_eq!(p.disable_target.as_deref(), Some("medctrl.target"));
-        assert!(p.describe().contains("medctrl.target disabled: testing is the last build of medctrl on disk"));
+        assert!(p
+            .describe()
+            .contains("medctrl.target disabled and stopped: testing is the last build of medctrl on disk"));
         // An undeclared build left on disk still counts: its units may still be enabled.
         std::fs::create_dir_all(root.join("old")).unwrap();
         let p = plan(&app, &loaded, "testing", true, None).unwrap();
