@@ -188,9 +188,9 @@ pub enum Command {
     /// The state directory `/var/lib/<app>/<component>/<BUILD>` (the database, uploads) and the
     /// cache directory `/var/cache/<app>/<component>/<BUILD>` (the service's HOME) are kept,
     /// unless --purge is given. When BUILD was the app's last build on disk, `<app>.target` is
-    /// disabled and stopped too: the app's unit files stay in /etc/systemd/system, but nothing of the app is
-    /// enabled. The other builds' processes, sockets and drop-ins are not touched: they keep
-    /// serving with the same main PIDs.
+    /// disabled and stopped too: the app's unit files stay in /etc/systemd/system, but nothing of
+    /// the app is enabled. The other builds' processes, sockets and drop-ins are not touched: they
+    /// keep serving with the same main PIDs.
     ///
     /// Exits 0 when the build is gone; 1 when a step failed, with what is left to do (until its
     /// directory is removed, running destroy again finishes the job); 2 for a usage error, with
