@@ -50,6 +50,19 @@ pub struct GlobalArgs {
     #[arg(short, long, global = true)]
     pub verbose: bool,
 
+    /// Run the command on HOST over SSH, like `systemctl -H`: `[user@]host[:port]`.
+    ///
+    /// Your OpenSSH client does the connecting, with your ~/.ssh/config, agent, known hosts and
+    /// ProxyJump (set RELCTL_SSH to another ssh command line, e.g. `ssh -F deploy/ssh_config`);
+    /// the host needs sshd and relctl of this same version, nothing else. The manifest is read and
+    /// checked here; it, the settings template and (for `build`) the sources, packed with the
+    /// manifest's exclude rules, are shipped into a temporary directory on the host, relctl runs
+    /// there as root (through `sudo -n` when the SSH user is not root), its output streams back
+    /// and its exit code is relctl's. `root`, `secrets` and `htpasswd` name the host's files and
+    /// must be absolute: secrets never leave their host. `init` and `completions` run here.
+    #[arg(short = 'H', long = "host", value_name = "HOST", global = true)]
+    pub host: Option<crate::remote::Target>,
+
     /// When another relctl is changing the same app (build, promote, rollback, start, stop, restart,
     /// reload, destroy), fail at once instead of waiting for it.
     #[arg(long, global = true)]

@@ -33,8 +33,16 @@ impl GitRevision {
     }
 }
 
-/// The revision of `source`, when it is inside a git checkout and git is installed.
+/// Set by `relctl -H` on the host: the revision of the sources it shipped (they come without
+/// `.git`), as a label (`abc1234[-dirty]`).
+pub const SOURCE_REVISION_ENV: &str = "RELCTL_SOURCE_REVISION";
+
+/// The revision of `source`, when it is inside a git checkout and git is installed (or the one
+/// `relctl -H` shipped it from).
 pub fn revision(source: &Path) -> Option<GitRevision> {
+    if let Ok(label) = std::env::var(SOURCE_REVISION_ENV) {
+        return Some(GitRevision::from_label(&label)).filter(|r| !r.short.is_empty());
+    }
     let git = which::which("git").ok()?;
     let run = |args: &[&str]| -> Option<String> {
         let out = Command::new(&git).arg("-C").arg(source).args(args).stderr(Stdio::null()).output().ok()?;

@@ -28,6 +28,7 @@ pub mod logfmt;
 pub mod manifest;
 pub mod nginx;
 pub mod plan;
+pub mod remote;
 pub mod render;
 pub mod report;
 pub mod route;

@@ -668,6 +668,14 @@ fn source_dir(loaded: &Loaded) -> Result<PathBuf> {
     Ok(source)
 }
 
+/// What `build` copies of the source, for shipping it to another host (`-H`): the source minus
+/// `.git`, the exclude patterns and the dependencies' paths.
+pub fn source_copy(loaded: &Loaded) -> Result<CopySpec> {
+    let source = source_dir(loaded)?;
+    let never = loaded.manifest.deps.values().map(|d| source.join(d.path.trim_end_matches('/'))).collect();
+    Ok(CopySpec { exclude: loaded.manifest.exclude.clone(), never, source })
+}
+
 /// What is copied: the source, minus `.git`, the exclude patterns and the build root itself.
 fn copy_spec(app: &AppPlan, m: &Manifest, source: PathBuf, deps: &[DepPlan]) -> CopySpec {
     // A dependency's path in the source (a local .venv) is never copied: the release links it.

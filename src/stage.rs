@@ -33,11 +33,10 @@ impl CopySpec {
         b.build().context("building the exclude patterns")
     }
 
-    /// Copies the tree into `dest`, which must not exist yet.
-    pub fn copy_into(&self, dest: &Path) -> Result<CopyStats> {
+    /// Visits what is copied, parents before children, sorted by name: each entry with its path
+    /// relative to `source`.
+    pub fn walk(&self, mut visit: impl FnMut(&walkdir::DirEntry, &Path) -> Result<()>) -> Result<()> {
         let matcher = self.matcher()?;
-        fs::create_dir(dest).with_context(|| format!("creating release directory {}", dest.display()))?;
-        let mut stats = CopyStats::default();
         let mut walk = WalkDir::new(&self.source).follow_links(false).sort_by_file_name().into_iter();
         while let Some(entry) = walk.next() {
             let entry = entry.with_context(|| format!("reading {}", self.source.display()))?;
@@ -58,6 +57,17 @@ impl CopySpec {
                 continue;
             }
             let rel = path.strip_prefix(&self.source).expect("walkdir stays under its root");
+            visit(&entry, rel)?;
+        }
+        Ok(())
+    }
+
+    /// Copies the tree into `dest`, which must not exist yet.
+    pub fn copy_into(&self, dest: &Path) -> Result<CopyStats> {
+        fs::create_dir(dest).with_context(|| format!("creating release directory {}", dest.display()))?;
+        let mut stats = CopyStats::default();
+        self.walk(|entry, rel| {
+            let path = entry.path();
             let target = dest.join(rel);
             let ft = entry.file_type();
             if ft.is_dir() {
@@ -75,7 +85,8 @@ impl CopySpec {
                 stats.files += 1;
             }
             // sockets, fifos and devices are not sources: skipped
-        }
+            Ok(())
+        })?;
         if stats.files == 0 {
             bail!("nothing to copy from {}: every file is excluded", self.source.display());
         }

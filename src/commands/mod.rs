@@ -9,6 +9,7 @@ mod logs;
 mod nginx;
 mod promote;
 mod releases;
+mod remote;
 mod status;
 
 use std::path::{Path, PathBuf};
@@ -27,6 +28,9 @@ use crate::systemd::Systemd;
 
 pub fn dispatch(cli: Cli) -> Result<Outcome> {
     let g = &cli.global;
+    if let Some(target) = &g.host {
+        return remote::run(&cli, target);
+    }
     let mut report = report(g);
     let r = &mut report;
     match cli.command {

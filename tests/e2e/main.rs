@@ -23,6 +23,7 @@ mod logs;
 mod nginx;
 mod promote;
 mod releases;
+mod remote;
 mod review;
 mod sandbox_smoke;
 mod websocket;

@@ -2,11 +2,14 @@
 # Boot a throw-away systemd (PID 1 of its own pid/mount/uts/ipc/cgroup
 # namespaces) for relctl's end-to-end tests.
 #
-# usage: boot.sh [--bind DIR]... [--log FILE] [--timeout SECS] [--watch PID]
+# usage: boot.sh [--bind DIR]... [--net] [--log FILE] [--timeout SECS] [--watch PID]
 #
 #   --bind DIR     make host directory DIR visible (read-write) at the same
 #                  path inside the sandbox.  Everything else the sandbox writes
 #                  goes to a tmpfs-backed overlay and never reaches the host.
+#   --net          give the sandbox a network namespace of its own (only "lo",
+#                  up); a test joins it to others with a veth pair (see
+#                  tests/e2e/common/lab.rs).  Without it the network is the host's.
 #   --log FILE     where systemd's console output (and this script's setup
 #                  messages) go; default: <state dir>/console.log
 #   --timeout SECS how long to wait for systemd to come up (default 30)
@@ -37,6 +40,7 @@ TARGET=relctl-sandbox.target
 TIMEOUT=30
 LOG=
 WATCH=
+NET=
 BINDS=()
 
 STATE=
@@ -89,6 +93,7 @@ while [ $# -gt 0 ]; do
     case $1 in
         --bind) [ $# -ge 2 ] || usage; BINDS+=("$2"); shift 2 ;;
         --bind=*) BINDS+=("${1#--bind=}"); shift ;;
+        --net) NET=--net; shift ;;
         --log) [ $# -ge 2 ] || usage; LOG=$2; shift 2 ;;
         --log=*) LOG=${1#--log=}; shift ;;
         --timeout) [ $# -ge 2 ] || usage; TIMEOUT=$2; shift 2 ;;
@@ -148,8 +153,8 @@ printf -v BINDLIST '%s\n' "${RBINDS[@]}"
 [ ${#RBINDS[@]} -gt 0 ] || BINDLIST=
 (
     echo "$BASHPID" >"$CG/cgroup.procs" || { echo "sandbox-init: cannot join cgroup $CG"; exit 97; }
-    exec env SBX_STATE="$STATE" SBX_LOG="$LOG" SBX_TARGET="$TARGET" SBX_BINDS="$BINDLIST" \
-        unshare --pid --fork --mount --uts --ipc --cgroup --propagation private --kill-child \
+    exec env SBX_STATE="$STATE" SBX_LOG="$LOG" SBX_TARGET="$TARGET" SBX_BINDS="$BINDLIST" SBX_NET="${NET:+1}" \
+        unshare --pid --fork --mount --uts --ipc --cgroup $NET --propagation private --kill-child \
         -- "$HERE/init.sh"
 ) </dev/null >>"$LOG" 2>&1 &
 UPID=$!

@@ -28,6 +28,7 @@
 #   SBX_LOG     log file (opened for appending; systemd's console goes there)
 #   SBX_BINDS   newline separated list of absolute host directories to bind
 #   SBX_TARGET  name of the unit systemd boots into
+#   SBX_NET     "1" when the sandbox has a network namespace of its own
 #   SBX_DRY_RUN if "1": do everything except exec systemd, print the mount
 #               table instead (used to test the mount steps)
 set -euo pipefail
@@ -200,6 +201,11 @@ cd "$R"
 pivot_root . . || fail "pivot_root failed"
 umount -l . || fail "detaching the old root failed"
 cd /
+
+# A network namespace of its own (boot.sh --net) starts with "lo" down.
+if [ "${SBX_NET:-}" = 1 ]; then
+    ip link set lo up || fail "bringing up lo in the sandbox's network namespace failed"
+fi
 
 # 7. Last line of defence, right before systemd gets to run its tmpfiles.
 fstype() { stat -f -c %T "$1"; }

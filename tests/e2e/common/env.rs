@@ -17,6 +17,18 @@ pub fn example_manifest() -> PathBuf {
     Path::new(REPO).join("examples/medctrl/relctl.toml")
 }
 
+/// What every sandbox shares with the host: the checkout and the target dir (relctl and the
+/// scratch copies; on its own when CARGO_TARGET_DIR puts it elsewhere).
+pub fn binds() -> Vec<&'static Path> {
+    let repo = Path::new(REPO);
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap();
+    let mut binds = vec![repo];
+    if !target.starts_with(repo) {
+        binds.push(target);
+    }
+    binds
+}
+
 pub struct Env {
     pub sb: Sandbox,
 }
@@ -25,13 +37,7 @@ impl Env {
     /// Boots a sandbox sharing the checkout and the target dir (relctl and the scratch copies;
     /// shared on its own when CARGO_TARGET_DIR puts it elsewhere).
     pub fn boot() -> Env {
-        let repo = Path::new(REPO);
-        let target = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap();
-        let mut binds = vec![repo];
-        if !target.starts_with(repo) {
-            binds.push(target);
-        }
-        Env { sb: Sandbox::boot(&binds) }
+        Env { sb: Sandbox::boot(&binds()) }
     }
 
     /// Runs relctl inside the sandbox with the example manifest (or `manifest`).

@@ -2,6 +2,7 @@
 //! scratch copies of the example app ([`scratch`]) and the output of commands.
 
 pub mod env;
+pub mod lab;
 pub mod sandbox;
 pub mod scratch;
 

@@ -39,9 +39,18 @@ impl Sandbox {
     /// Panics with the reason on failure (not root, unshare failed, systemd did not come up,
     /// ...). Also kills the sandbox when this test process exits without dropping it.
     pub fn boot(binds: &[&Path]) -> Sandbox {
+        Sandbox::boot_with(binds, false)
+    }
+
+    /// Like [`boot`](Self::boot); with `net`, the sandbox has a network namespace of its own with
+    /// only `lo` (see `common::lab`, which joins such sandboxes with a bridge).
+    pub fn boot_with(binds: &[&Path], net: bool) -> Sandbox {
         let boot = script("boot.sh");
         assert!(boot.is_file(), "sandbox: {} not found", boot.display());
         let mut cmd = Command::new(&boot);
+        if net {
+            cmd.arg("--net");
+        }
         for b in binds {
             cmd.arg("--bind").arg(b);
         }

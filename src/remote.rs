@@ -1,0 +1,374 @@
+//! `relctl -H [user@]host[:port] <command>`: the command runs on another host, like
+//! `systemctl -H`, over the user's own OpenSSH client (its `~/.ssh/config`, agent, known hosts and
+//! `ProxyJump`); nothing of relctl's listens on the host, which only needs sshd and relctl of the
+//! same version.
+//!
+//! The manifest is read and checked here; it and the files it names — the sources (for `build`,
+//! packed with the manifest's exclude rules) and the settings template — are shipped as a tar
+//! stream into a temporary directory on the host, where relctl runs with that manifest (as root:
+//! through `sudo -n` when the SSH user is not root). Its output streams back as it comes, its exit
+//! code is relctl's, and the directory is removed afterwards. Paths that name the host's own
+//! files — `root`, `secrets`, `htpasswd` — must be absolute: secrets never leave their host.
+
+use std::ffi::OsString;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use crate::error::{Outcome, UsageError};
+use crate::manifest::Loaded;
+use crate::stage::CopySpec;
+
+/// The relctl a host must run: the same as this one.
+pub const VERSION: &str = concat!("relctl ", env!("CARGO_PKG_VERSION"));
+
+/// Overrides the SSH client: a command line, e.g. `ssh -F /etc/relctl/ssh_config`.
+pub const SSH_ENV: &str = "RELCTL_SSH";
+
+/// Where a command runs: `[user@]host[:port]`, as typed after `-H`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Target {
+    pub user: Option<String>,
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+impl std::str::FromStr for Target {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Target, String> {
+        let bad = |why: &str| format!("-H \"{}\": {why}; expected [user@]host[:port]", s.escape_debug());
+        let (user, rest) = match s.rsplit_once('@') {
+            Some((u, r)) => (Some(u), r),
+            None => (None, s),
+        };
+        let (host, port) = match rest.strip_prefix('[') {
+            Some(v6) => {
+                let (h, after) = v6.split_once(']').ok_or_else(|| bad("an IPv6 address needs its closing ']'"))?;
+                match after {
+                    "" => (h, None),
+                    p => (h, Some(p.strip_prefix(':').ok_or_else(|| bad("a port follows ':'"))?)),
+                }
+            }
+            None => match rest.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (rest, None),
+            },
+        };
+        if let Some(u) = user {
+            let ok = u.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+                && u.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+            if !ok {
+                return Err(bad("the user name is not one"));
+            }
+        }
+        // Never an option to ssh: a host starts with a letter, a digit, or is an IPv6 address.
+        let host_ok = host.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && host.chars().all(|c| c.is_ascii_alphanumeric() || ".-_:".contains(c))
+            && (!host.contains(':') || rest.starts_with('['));
+        if !host_ok {
+            return Err(bad("the host name is not one"));
+        }
+        let port = match port {
+            Some(p) => Some(p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| bad("the port is not 1 to 65535"))?),
+            None => None,
+        };
+        Ok(Target { user: user.map(str::to_string), host: host.to_string(), port })
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(u) = &self.user {
+            write!(f, "{u}@")?;
+        }
+        if self.host.contains(':') {
+            write!(f, "[{}]", self.host)?;
+        } else {
+            f.write_str(&self.host)?;
+        }
+        if let Some(p) = self.port {
+            write!(f, ":{p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The arguments relctl was given, for the host: without `-H`/`--host` and `-f`/`--manifest` (the
+/// host gets the shipped manifest), everything after `--` as it is.
+pub fn forwarded_args(raw: &[OsString]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut it = raw.iter().map(|a| a.to_str().map(str::to_string)).peekable();
+    while let Some(arg) = it.next() {
+        let arg = arg.context("arguments for -H must be UTF-8")?;
+        if arg == "--" {
+            out.push(arg);
+            for rest in it.by_ref() {
+                out.push(rest.context("arguments for -H must be UTF-8")?);
+            }
+            break;
+        }
+        let takes_value = ["-H", "--host", "-f", "--manifest"].contains(&arg.as_str());
+        let joined = ["--host=", "--manifest="].iter().any(|p| arg.starts_with(p))
+            || (arg.len() > 2 && (arg.starts_with("-H") || arg.starts_with("-f")) && !arg.starts_with("--"));
+        if takes_value {
+            it.next();
+        } else if !joined {
+            out.push(arg);
+        }
+    }
+    Ok(out)
+}
+
+/// One host, reached over SSH.
+pub struct Remote {
+    target: Target,
+    ssh: Vec<String>,
+}
+
+impl Remote {
+    pub fn new(target: Target) -> Result<Remote> {
+        let ssh = match std::env::var(SSH_ENV) {
+            Ok(line) => shlex::split(&line)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| UsageError(format!("{SSH_ENV}=\"{line}\" is not a command line")))?,
+            Err(_) => vec!["ssh".to_string()],
+        };
+        Ok(Remote { target, ssh })
+    }
+
+    /// `ssh [-t] [-p port] -o ConnectTimeout=10 [user@]host -- <script>`.
+    fn ssh(&self, tty: bool, script: &str) -> Command {
+        let mut c = Command::new(&self.ssh[0]);
+        c.args(&self.ssh[1..]);
+        if tty {
+            c.arg("-t");
+        }
+        if let Some(p) = self.target.port {
+            c.arg("-p").arg(p.to_string());
+        }
+        c.args(["-o", "ConnectTimeout=10"]);
+        let dest = match &self.target.user {
+            Some(u) => format!("{u}@{}", self.target.host),
+            None => self.target.host.clone(),
+        };
+        c.arg(dest).arg("--").arg(script);
+        c
+    }
+
+    /// The host runs relctl of this version; the error says how to get there.
+    pub fn check_version(&self) -> Result<()> {
+        let out = self
+            .ssh(false, "relctl --version")
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("running {} to reach {}", self.ssh[0], self.target))?;
+        let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let err = String::from_utf8_lossy(&out.stderr);
+        let install = format!(
+            "install {VERSION} there: cargo deb && scp target/debian/relctl_{v}-1_*.deb {h}: && ssh {h} sudo dpkg -i relctl_{v}-1_*.deb (or cargo install --path . on it)",
+            v = env!("CARGO_PKG_VERSION"),
+            h = self.target
+        );
+        match out.status.code() {
+            Some(0) if said == VERSION => Ok(()),
+            Some(0) => bail!("{} runs {said}, this is {VERSION}; {install}", self.target),
+            Some(127) => bail!("relctl is not installed on {} (or not on its PATH); {install}", self.target),
+            Some(255) => bail!(
+                "cannot reach {} over SSH: {}",
+                self.target,
+                err.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("ssh failed").trim()
+            ),
+            _ => bail!("relctl --version failed on {} ({}): {}", self.target, out.status, err.trim()),
+        }
+    }
+
+    /// Ships `shipment` into a new temporary directory on the host; returns its path there.
+    pub fn ship(&self, shipment: &Shipment) -> Result<String> {
+        let script = "set -e; d=$(mktemp -d /var/tmp/relctl-remote.XXXXXX); tar -x -C \"$d\"; echo \"$d\"";
+        let mut child = self
+            .ssh(false, script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("running {} to reach {}", self.ssh[0], self.target))?;
+        let stdin = child.stdin.take().context("ssh's stdin")?;
+        let packed = shipment.pack(stdin);
+        let out = child.wait_with_output().context("waiting for ssh")?;
+        packed.with_context(|| format!("shipping the manifest and sources to {}", self.target))?;
+        if !out.status.success() {
+            bail!(
+                "shipping the manifest and sources to {} failed ({}): {}",
+                self.target,
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if !dir.starts_with("/var/tmp/relctl-remote.") {
+            bail!("{} answered {dir:?} instead of the directory it unpacked into", self.target);
+        }
+        Ok(dir)
+    }
+
+    /// Runs relctl on the host with the shipped manifest and `args`, output streaming back; the
+    /// shipped directory is removed afterwards. Returns relctl's exit status there.
+    pub fn run(&self, dir: &str, args: &[String], revision: Option<&str>) -> Result<Outcome> {
+        let quoted = |s: &str| shlex::try_quote(s).map(|q| q.into_owned()).context("an argument with a NUL byte");
+        let mut line = vec!["relctl".to_string(), "-f".into(), quoted(&format!("{dir}/relctl.toml"))?];
+        for a in args {
+            line.push(quoted(a)?);
+        }
+        let env = match revision {
+            Some(r) => format!("RELCTL_SOURCE_REVISION={} ", quoted(r)?),
+            None => String::new(),
+        };
+        let script = format!(
+            "cd / && if [ \"$(id -u)\" = 0 ]; then s=; else s='sudo -n'; fi; {env}$s {}; rc=$?; rm -rf {}; exit $rc",
+            line.join(" "),
+            quoted(dir)?
+        );
+        let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+        let status = self
+            .ssh(tty, &script)
+            .status()
+            .with_context(|| format!("running {} to reach {}", self.ssh[0], self.target))?;
+        match status.code() {
+            Some(255) => bail!("lost the connection to {} (ssh exited 255)", self.target),
+            Some(code) => Ok(if code == 0 { Outcome::Ok } else { Outcome::Exited(code as u8) }),
+            None => bail!("ssh to {} was killed ({status})", self.target),
+        }
+    }
+}
+
+/// What goes to the host: the manifest, rewritten to name the shipped files, and those files.
+pub struct Shipment {
+    manifest: String,
+    /// The sources, when the command builds a release.
+    source: Option<CopySpec>,
+    /// Files shipped one by one: (path in the shipment, local path).
+    files: Vec<(PathBuf, PathBuf)>,
+}
+
+/// In the shipment: the sources, and a settings template that is not one of them.
+const SHIPPED_SOURCE: &str = "src";
+const SHIPPED_TEMPLATE: &str = "settings-template";
+
+impl Shipment {
+    /// The manifest as the host reads it: `source` is the shipped `src/`, the settings template
+    /// the shipped one; `root`, `secrets` and `htpasswd` must be absolute (they are the host's).
+    /// `source`: the sources to ship (for `build`), as `build` would copy them.
+    pub fn new(loaded: &Loaded, source: Option<CopySpec>) -> Result<Shipment> {
+        let refuse = |what: String| -> anyhow::Error {
+            UsageError(format!(
+                "{}: with -H, {what} must be an absolute path on the host (relctl does not ship it: it is the host's)",
+                loaded.path.display()
+            ))
+            .into()
+        };
+        let text =
+            std::fs::read_to_string(&loaded.path).with_context(|| format!("reading {}", loaded.path.display()))?;
+        let mut table: toml::Table = text.parse().map_err(|e| UsageError(format!("{}: {e}", loaded.path.display())))?;
+        let m = &loaded.manifest;
+        if m.root.as_ref().is_some_and(|r| r.is_relative()) {
+            return Err(refuse("root".into()));
+        }
+        for (name, b) in &m.builds {
+            if b.secrets.as_ref().is_some_and(|p| p.is_relative()) {
+                return Err(refuse(format!("[builds.{name}] secrets")));
+            }
+            if b.htpasswd.as_ref().is_some_and(|p| p.is_relative()) {
+                return Err(refuse(format!("[builds.{name}] htpasswd")));
+            }
+        }
+        let local_source = std::fs::canonicalize(loaded.resolve(&m.source)).ok();
+        table.insert("source".into(), SHIPPED_SOURCE.into());
+        let mut files = Vec::new();
+        if let Some(settings) = m.settings.as_ref().filter(|s| !s.template.starts_with("builtin:")) {
+            let local = loaded.resolve(Path::new(&settings.template));
+            let inside = std::fs::canonicalize(&local)
+                .ok()
+                .and_then(|c| local_source.as_ref().and_then(|s| c.strip_prefix(s).ok().map(Path::to_path_buf)));
+            let shipped = match inside {
+                Some(rel) => Path::new(SHIPPED_SOURCE).join(rel),
+                None => PathBuf::from(SHIPPED_TEMPLATE),
+            };
+            files.push((shipped.clone(), local));
+            if let Some(toml::Value::Table(s)) = table.get_mut("settings") {
+                s.insert("template".into(), shipped.display().to_string().into());
+            }
+        }
+        Ok(Shipment { manifest: toml::to_string(&table).context("writing the manifest for the host")?, source, files })
+    }
+
+    /// Writes the shipment as a tar stream.
+    fn pack(&self, out: impl std::io::Write) -> Result<()> {
+        let mut tar = tar::Builder::new(out);
+        tar.follow_symlinks(false);
+        let mut header = tar::Header::new_gnu();
+        header.set_size(self.manifest.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, "relctl.toml", self.manifest.as_bytes())?;
+        let mut dir = tar::Header::new_gnu();
+        dir.set_entry_type(tar::EntryType::Directory);
+        dir.set_mode(0o755);
+        dir.set_size(0);
+        dir.set_cksum();
+        tar.append_data(&mut dir, SHIPPED_SOURCE, std::io::empty())?;
+        if let Some(spec) = &self.source {
+            spec.walk(|entry, rel| {
+                let ft = entry.file_type();
+                if ft.is_dir() || ft.is_file() || ft.is_symlink() {
+                    tar.append_path_with_name(entry.path(), Path::new(SHIPPED_SOURCE).join(rel))
+                        .with_context(|| format!("packing {}", entry.path().display()))?;
+                }
+                Ok(())
+            })?;
+        }
+        for (name, local) in &self.files {
+            let already = self.source.is_some() && name.starts_with(SHIPPED_SOURCE);
+            if !already {
+                tar.append_path_with_name(local, name).with_context(|| format!("packing {}", local.display()))?;
+            }
+        }
+        tar.finish().context("finishing the tar stream")?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_and_print_back() {
+        for (text, user, host, port) in [
+            ("web1", None, "web1", None),
+            ("deploy@web1.example.com:2222", Some("deploy"), "web1.example.com", Some(2222)),
+            ("root@10.0.0.5", Some("root"), "10.0.0.5", None),
+            ("[fd00::5]:22", None, "fd00::5", Some(22)),
+        ] {
+            let t: Target = text.parse().unwrap();
+            assert_eq!((t.user.as_deref(), t.host.as_str(), t.port), (user, host, port), "{text}");
+            assert_eq!(t.to_string(), text);
+        }
+        for bad in ["", "-oProxyCommand=x", "web1:0", "web1:x", "a b", "@web1", "web1:22:33", "[fd00::5", "u;x@h"] {
+            let err = bad.parse::<Target>().unwrap_err();
+            assert!(err.contains("expected [user@]host[:port]"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn forwarded_args_leave_out_host_and_manifest() {
+        let raw = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();
+        let f = |a: &[&str]| forwarded_args(&raw(a)).unwrap();
+        assert_eq!(f(&["-H", "web1", "-f", "x.toml", "--json", "status"]), ["--json", "status"]);
+        assert_eq!(f(&["--host=web1", "build", "--manifest", "m", "production"]), ["build", "production"]);
+        assert_eq!(f(&["-Hweb1", "exec", "p", "--", "sh", "-H", "-f"]), ["exec", "p", "--", "sh", "-H", "-f"]);
+    }
+}

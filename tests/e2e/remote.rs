@@ -1,0 +1,105 @@
+//! `relctl -H host`: a host in its own network namespace, reached over real sshd from a lab
+//! namespace (common::lab), builds the example from sources shipped from here and reports as if
+//! relctl ran there; an unreachable host, a host with another relctl and a bad -H fail with one
+//! clear line. The hosts cannot reach PyPI: the example installs from a wheel directory
+//! downloaded here first. Needs root; fails (never skips) without it.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::lab::Lab;
+use crate::common::scratch::{replace, scratch_dir, variant};
+use crate::common::{show, stderr, stdout};
+
+/// Django, gunicorn and their dependencies as wheels, for hosts without a way to PyPI.
+fn wheelhouse() -> &'static PathBuf {
+    static WHEELS: OnceLock<PathBuf> = OnceLock::new();
+    WHEELS.get_or_init(|| {
+        let dir = scratch_dir("wheels");
+        let venv = dir.join("venv");
+        let wheels = dir.join("wheels");
+        let out = Command::new("/usr/bin/python3").arg("-m").arg("venv").arg(&venv).output().unwrap();
+        assert!(out.status.success(), "python3 -m venv: {}", show(&out));
+        let requirements = format!("{}/examples/medctrl/requirements.txt", env!("CARGO_MANIFEST_DIR"));
+        let out = Command::new(venv.join("bin/pip"))
+            .args(["download", "-q", "--disable-pip-version-check", "-d"])
+            .arg(&wheels)
+            .args(["-r", &requirements])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "pip download: {}", show(&out));
+        wheels
+    })
+}
+
+/// The example, installing its dependencies from the wheel directory.
+fn offline_example(name: &str) -> PathBuf {
+    let wheels = wheelhouse();
+    variant(name, |app| {
+        replace(
+            &app.join("relctl.toml"),
+            "-q -r requirements.txt",
+            &format!("-q --no-index --find-links {} -r requirements.txt", wheels.display()),
+        )
+    })
+}
+
+#[test]
+fn a_host_over_ssh_builds_and_reports_as_if_relctl_ran_there() {
+    let lab = Lab::boot("remote", 1);
+    let h1 = &lab.hosts[0].sb;
+    assert_eq!(h1.sh_ok("hostname -I"), lab.hosts[0].addr, "the host's own network");
+    assert_eq!(lab.hosts[0].name, "h1");
+    let m = offline_example("remote");
+
+    let out = lab.relctl(&m, &["-H", "h1", "build", "development"]);
+    assert!(out.status.success(), "{}\n{}", show(&out), h1.journal("medctrl@development.service", 30));
+    let said = stdout(&out);
+    assert!(said.contains("relctl: medctrl development is live at release"), "the host's output came back: {said}");
+    let release = h1.sh_ok("readlink /opt/medctrl/backend/development/current");
+    let answer = h1.sh_ok("curl -sS --fail --unix-socket /opt/medctrl/backend/development/gunicorn.sock http://x/");
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(format!("releases/{}", answer["release"].as_str().unwrap()), release);
+    assert_eq!(h1.sh_ok("ls /var/tmp | grep -c relctl-remote || true"), "0", "the shipped copy is removed");
+
+    // status over -H is the host's systemd's answer; exit codes come back.
+    let out = lab.relctl(&m, &["-H", "h1", "--json", "status"]);
+    assert_eq!(out.status.code(), Some(3), "testing is not built there: {}", show(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)));
+    let dev = doc["builds"].as_array().unwrap().iter().find(|b| b["build"] == "development").unwrap();
+    let pid = h1.sh_ok("systemctl show -P MainPID medctrl@development.service");
+    assert_eq!(dev["main_pid"].to_string(), pid, "{doc}");
+    assert_eq!(dev["state"], "active", "{doc}");
+    assert_eq!(format!("releases/{}", dev["release"].as_str().unwrap()), release);
+    assert!(!lab.hosts[0].sb.is_active("medctrl@testing.service"));
+
+    // A usage error on the host is one line and exit 2, as here.
+    let out = lab.relctl(&m, &["-H", "h1", "restart", "testing"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(stderr(&out).starts_with("relctl: build testing has no release yet"), "{}", show(&out));
+
+    // Unreachable: fails fast, naming the host.
+    let t = Instant::now();
+    let out = lab.relctl(&m, &["-H", "root@10.77.0.99", "status"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(stderr(&out).starts_with("relctl: cannot reach root@10.77.0.99 over SSH: "), "{}", show(&out));
+    assert!(t.elapsed() < Duration::from_secs(15), "took {:?}", t.elapsed());
+
+    // A host with another relctl is refused, with the fix.
+    h1.sh_ok("printf '#!/bin/sh\\necho relctl 0.0.1\\n' > /usr/local/bin/relctl");
+    let out = lab.relctl(&m, &["-H", "h1", "build", "development"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = stderr(&out);
+    let expected = format!("relctl: h1 runs relctl 0.0.1, this is relctl {}; install", env!("CARGO_PKG_VERSION"));
+    assert!(err.starts_with(&expected) && err.contains("dpkg -i"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(h1.sh_ok("readlink /opt/medctrl/backend/development/current"), release, "nothing changed");
+
+    let out = lab.relctl(&m, &["--host=-oProxyCommand=sh", "status"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(stderr(&out).contains("expected [user@]host[:port]"), "{}", show(&out));
+}
