@@ -63,6 +63,23 @@ pub struct GlobalArgs {
     #[arg(short = 'H', long = "host", value_name = "HOST", global = true)]
     pub host: Option<crate::remote::Target>,
 
+    /// Roll the command across these hosts (comma-separated, each as for -H), instead of the
+    /// build's `hosts` in the manifest.
+    ///
+    /// `build`, `restart BUILD`, `rollback` and `promote` run on --serial hosts at a time, each
+    /// through its full gate; the first failure stops the roll: a host that failed is back on its
+    /// previous release (its own gate saw to it), the hosts after it are not touched, and relctl
+    /// exits 1. Each host's output comes back line by line behind `<host> | `; a table of host,
+    /// result, release and seconds ends it (`--json`: one document with a row per host, each with
+    /// the host's own document). `status` asks every host and prints one table. Other commands
+    /// take one host: -H.
+    #[arg(long, value_name = "HOST,...", value_delimiter = ',', global = true, conflicts_with = "host")]
+    pub hosts: Vec<crate::remote::Target>,
+
+    /// How many hosts of a roll run at a time.
+    #[arg(long, value_name = "N", default_value_t = 1, global = true, value_parser = clap::value_parser!(u16).range(1..))]
+    pub serial: u16,
+
     /// When another relctl is changing the same app (build, promote, rollback, start, stop, restart,
     /// reload, destroy), fail at once instead of waiting for it.
     #[arg(long, global = true)]

@@ -16,6 +16,7 @@ pub mod destroy;
 pub mod detect;
 pub mod error;
 pub mod exec;
+pub mod fleet;
 pub mod git;
 pub mod health;
 pub mod hooks;

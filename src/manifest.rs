@@ -140,6 +140,10 @@ pub struct Build {
     /// How long nginx waits for the app between two reads (and writes) on this route, in seconds;
     /// nginx's default is 60. For long polls and quiet WebSockets.
     pub read_timeout_s: Option<u64>,
+    /// The hosts this build runs on (`[user@]host[:port]`, reached over SSH): build, restart,
+    /// rollback and promote roll across them (`--serial`), status asks each.
+    #[serde(default)]
+    pub hosts: Vec<String>,
     #[serde(default)]
     pub vars: toml::Table,
 }
@@ -623,6 +627,12 @@ fn check(m: &Manifest) -> Result<(), String> {
         }
         if let Some(p) = &b.htpasswd {
             check_plain_path(&format!("[builds.{name}] htpasswd"), p)?;
+        }
+        for h in &b.hosts {
+            h.parse::<crate::remote::Target>().map_err(|e| format!("[builds.{name}] hosts: {e}"))?;
+        }
+        if let Some(dup) = b.hosts.iter().enumerate().find(|(i, h)| b.hosts[..*i].contains(h)).map(|(_, h)| h) {
+            return Err(format!("[builds.{name}] hosts lists {dup} twice"));
         }
         if let Some(t) = b.read_timeout_s {
             if !(1..=86_400).contains(&t) {

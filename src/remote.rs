@@ -40,7 +40,7 @@ impl std::str::FromStr for Target {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Target, String> {
-        let bad = |why: &str| format!("-H \"{}\": {why}; expected [user@]host[:port]", s.escape_debug());
+        let bad = |why: &str| format!("host \"{}\": {why}; expected [user@]host[:port]", s.escape_debug());
         let (user, rest) = match s.rsplit_once('@') {
             Some((u, r)) => (Some(u), r),
             None => (None, s),
@@ -111,8 +111,8 @@ pub fn forwarded_args(raw: &[OsString]) -> Result<Vec<String>> {
             }
             break;
         }
-        let takes_value = ["-H", "--host", "-f", "--manifest"].contains(&arg.as_str());
-        let joined = ["--host=", "--manifest="].iter().any(|p| arg.starts_with(p))
+        let takes_value = ["-H", "--host", "-f", "--manifest", "--hosts", "--serial"].contains(&arg.as_str());
+        let joined = ["--host=", "--manifest=", "--hosts=", "--serial="].iter().any(|p| arg.starts_with(p))
             || (arg.len() > 2 && (arg.starts_with("-H") || arg.starts_with("-f")) && !arg.starts_with("--"));
         if takes_value {
             it.next();
@@ -215,32 +215,101 @@ impl Remote {
         Ok(dir)
     }
 
-    /// Runs relctl on the host with the shipped manifest and `args`, output streaming back; the
-    /// shipped directory is removed afterwards. Returns relctl's exit status there.
-    pub fn run(&self, dir: &str, args: &[String], revision: Option<&str>) -> Result<Outcome> {
+    /// Runs relctl on the host with the shipped manifest and `args`, its output going to `output`;
+    /// the shipped directory is removed afterwards. Returns relctl's exit status there and, with
+    /// [`Output::Captured`], its stdout.
+    pub fn run(
+        &self,
+        dir: &str,
+        args: &[String],
+        revision: Option<&str>,
+        output: &Output,
+    ) -> Result<(Outcome, Vec<u8>)> {
         let quoted = |s: &str| shlex::try_quote(s).map(|q| q.into_owned()).context("an argument with a NUL byte");
         let mut line = vec!["relctl".to_string(), "-f".into(), quoted(&format!("{dir}/relctl.toml"))?];
         for a in args {
             line.push(quoted(a)?);
         }
         let env = match revision {
-            Some(r) => format!("RELCTL_SOURCE_REVISION={} ", quoted(r)?),
+            Some(r) => format!("env {}={} ", crate::git::SOURCE_REVISION_ENV, quoted(r)?),
             None => String::new(),
         };
         let script = format!(
-            "cd / && if [ \"$(id -u)\" = 0 ]; then s=; else s='sudo -n'; fi; {env}$s {}; rc=$?; rm -rf {}; exit $rc",
+            "cd / && if [ \"$(id -u)\" = 0 ]; then s=; else s='sudo -n'; fi; $s {env}{}; rc=$?; rm -rf {}; exit $rc",
             line.join(" "),
             quoted(dir)?
         );
-        let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-        let status = self
-            .ssh(tty, &script)
-            .status()
-            .with_context(|| format!("running {} to reach {}", self.ssh[0], self.target))?;
+        let tty =
+            matches!(output, Output::Inherit) && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+        let mut cmd = self.ssh(tty, &script);
+        let reach = || format!("running {} to reach {}", self.ssh[0], self.target);
+        let (status, captured) = match output {
+            Output::Inherit => (cmd.status().with_context(reach)?, Vec::new()),
+            Output::Prefixed(prefix) | Output::Captured(prefix) => {
+                cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+                let mut child = cmd.spawn().with_context(reach)?;
+                let (out, err) =
+                    (child.stdout.take().context("ssh's stdout")?, child.stderr.take().context("ssh's stderr")?);
+                let capture = matches!(output, Output::Captured(_));
+                let captured = std::thread::scope(|s| -> Result<Vec<u8>> {
+                    let errors = s.spawn(|| prefix_lines(err, prefix, false));
+                    let captured = if capture {
+                        let mut bytes = Vec::new();
+                        std::io::Read::read_to_end(&mut { out }, &mut bytes).context("reading the host's output")?;
+                        bytes
+                    } else {
+                        prefix_lines(out, prefix, true)?;
+                        Vec::new()
+                    };
+                    errors.join().map_err(|_| anyhow::anyhow!("the thread relaying the host's stderr panicked"))??;
+                    Ok(captured)
+                })?;
+                (child.wait().context("waiting for ssh")?, captured)
+            }
+        };
         match status.code() {
             Some(255) => bail!("lost the connection to {} (ssh exited 255)", self.target),
-            Some(code) => Ok(if code == 0 { Outcome::Ok } else { Outcome::Exited(code as u8) }),
+            Some(code) => Ok((if code == 0 { Outcome::Ok } else { Outcome::Exited(code as u8) }, captured)),
             None => bail!("ssh to {} was killed ({status})", self.target),
+        }
+    }
+
+    /// A quick command on the host, its stdout trimmed (None when it fails).
+    pub fn query(&self, script: &str) -> Option<String> {
+        let out = self.ssh(false, script).stdin(Stdio::null()).stderr(Stdio::null()).output().ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+}
+
+/// Where the output of relctl on a host goes.
+pub enum Output {
+    /// Straight to ours (one host; a terminal when we have one).
+    Inherit,
+    /// Ours, each line behind `<prefix> | ` (several hosts).
+    Prefixed(String),
+    /// stdout kept for us (a `--json` document), stderr prefixed.
+    Captured(String),
+}
+
+/// Copies lines from `from` to our stdout (or stderr), each behind `<prefix> | `.
+fn prefix_lines(from: impl std::io::Read, prefix: &str, stdout: bool) -> Result<()> {
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::new(from);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line).context("reading the host's output")? == 0 {
+            return Ok(());
+        }
+        let text = format!("{prefix} | {}\n", String::from_utf8_lossy(&line).trim_end_matches(['\n', '\r']));
+        if stdout {
+            crate::report::out(text);
+        } else {
+            eprint!("{text}");
         }
     }
 }
@@ -287,6 +356,14 @@ impl Shipment {
         }
         let local_source = std::fs::canonicalize(loaded.resolve(&m.source)).ok();
         table.insert("source".into(), SHIPPED_SOURCE.into());
+        // On the host, a build runs there: its `hosts` would roll again from there.
+        if let Some(toml::Value::Table(builds)) = table.get_mut("builds") {
+            for (_, b) in builds.iter_mut() {
+                if let toml::Value::Table(b) = b {
+                    b.remove("hosts");
+                }
+            }
+        }
         let mut files = Vec::new();
         if let Some(settings) = m.settings.as_ref().filter(|s| !s.template.starts_with("builtin:")) {
             let local = loaded.resolve(Path::new(&settings.template));
@@ -370,5 +447,6 @@ mod tests {
         assert_eq!(f(&["-H", "web1", "-f", "x.toml", "--json", "status"]), ["--json", "status"]);
         assert_eq!(f(&["--host=web1", "build", "--manifest", "m", "production"]), ["build", "production"]);
         assert_eq!(f(&["-Hweb1", "exec", "p", "--", "sh", "-H", "-f"]), ["exec", "p", "--", "sh", "-H", "-f"]);
+        assert_eq!(f(&["--hosts", "a,b", "--serial=2", "build", "p", "--serial", "3"]), ["build", "p"]);
     }
 }

@@ -28,10 +28,11 @@ use crate::systemd::Systemd;
 
 pub fn dispatch(cli: Cli) -> Result<Outcome> {
     let g = &cli.global;
-    if let Some(target) = &g.host {
-        return remote::run(&cli, target);
-    }
     let mut report = report(g);
+    match remote::place(&cli)? {
+        remote::Place::Here => {}
+        place => return remote::run(&cli, place, &report),
+    }
     let r = &mut report;
     match cli.command {
         Command::Init(args) => init::run(&args, g, r),

@@ -17,6 +17,7 @@ mod destroy;
 mod django;
 mod exec;
 mod faults;
+mod fleet;
 mod hostile;
 mod init;
 mod logs;

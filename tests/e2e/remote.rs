@@ -37,7 +37,7 @@ fn wheelhouse() -> &'static PathBuf {
 }
 
 /// The example, installing its dependencies from the wheel directory.
-fn offline_example(name: &str) -> PathBuf {
+pub fn offline_example(name: &str) -> PathBuf {
     let wheels = wheelhouse();
     variant(name, |app| {
         replace(
