@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::lab::Lab;
+use crate::common::lab::{offline_example, Lab};
 use crate::common::scratch::{append, replace};
 use crate::common::{show, stderr, stdout};
 
@@ -42,7 +42,7 @@ fn load(lab: &Lab, i: usize) -> Child {
 #[test]
 fn a_roll_over_three_hosts_drops_nothing_and_stops_at_the_first_failure() {
     let lab = Lab::boot("fleet", 3);
-    let m = crate::remote::offline_example("fleet");
+    let m = offline_example("fleet");
     let app = m.parent().unwrap().to_path_buf();
     append(
         &m,

@@ -4,49 +4,12 @@
 //! clear line. The hosts cannot reach PyPI: the example installs from a wheel directory
 //! downloaded here first. Needs root; fails (never skips) without it.
 
-use std::path::PathBuf;
-use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::lab::Lab;
-use crate::common::scratch::{replace, scratch_dir, variant};
+use crate::common::lab::{offline_example, Lab};
 use crate::common::{show, stderr, stdout};
-
-/// Django, gunicorn and their dependencies as wheels, for hosts without a way to PyPI.
-fn wheelhouse() -> &'static PathBuf {
-    static WHEELS: OnceLock<PathBuf> = OnceLock::new();
-    WHEELS.get_or_init(|| {
-        let dir = scratch_dir("wheels");
-        let venv = dir.join("venv");
-        let wheels = dir.join("wheels");
-        let out = Command::new("/usr/bin/python3").arg("-m").arg("venv").arg(&venv).output().unwrap();
-        assert!(out.status.success(), "python3 -m venv: {}", show(&out));
-        let requirements = format!("{}/examples/medctrl/requirements.txt", env!("CARGO_MANIFEST_DIR"));
-        let out = Command::new(venv.join("bin/pip"))
-            .args(["download", "-q", "--disable-pip-version-check", "-d"])
-            .arg(&wheels)
-            .args(["-r", &requirements])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "pip download: {}", show(&out));
-        wheels
-    })
-}
-
-/// The example, installing its dependencies from the wheel directory.
-pub fn offline_example(name: &str) -> PathBuf {
-    let wheels = wheelhouse();
-    variant(name, |app| {
-        replace(
-            &app.join("relctl.toml"),
-            "-q -r requirements.txt",
-            &format!("-q --no-index --find-links {} -r requirements.txt", wheels.display()),
-        )
-    })
-}
 
 #[test]
 fn a_host_over_ssh_builds_and_reports_as_if_relctl_ran_there() {

@@ -8,10 +8,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 use super::env::{binds, RELCTL};
 use super::sandbox::Sandbox;
-use super::scratch::scratch_dir;
+use super::scratch::{replace, scratch_dir, variant};
 use super::show;
 
 pub struct LabHost {
@@ -96,4 +97,38 @@ impl Drop for Lab {
             eprintln!("lab: could not delete network namespace {}", self.netns);
         }
     }
+}
+
+/// Django, gunicorn and their dependencies as wheels, for hosts without a way to PyPI (downloaded
+/// once per test process).
+pub fn wheelhouse() -> &'static PathBuf {
+    static WHEELS: OnceLock<PathBuf> = OnceLock::new();
+    WHEELS.get_or_init(|| {
+        let dir = scratch_dir("wheels");
+        let venv = dir.join("venv");
+        let wheels = dir.join("wheels");
+        let out = Command::new("/usr/bin/python3").arg("-m").arg("venv").arg(&venv).output().unwrap();
+        assert!(out.status.success(), "python3 -m venv: {}", show(&out));
+        let requirements = format!("{}/examples/medctrl/requirements.txt", env!("CARGO_MANIFEST_DIR"));
+        let out = Command::new(venv.join("bin/pip"))
+            .args(["download", "-q", "--disable-pip-version-check", "-d"])
+            .arg(&wheels)
+            .args(["-r", &requirements])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "pip download: {}", show(&out));
+        wheels
+    })
+}
+
+/// The example, installing its dependencies from the [`wheelhouse`].
+pub fn offline_example(name: &str) -> PathBuf {
+    let wheels = wheelhouse();
+    variant(name, |app| {
+        replace(
+            &app.join("relctl.toml"),
+            "-q -r requirements.txt",
+            &format!("-q --no-index --find-links {} -r requirements.txt", wheels.display()),
+        )
+    })
 }
