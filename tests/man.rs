@@ -1,7 +1,9 @@
-//! man/ is generated from the clap definitions; this test fails when it is stale.
-//! Regenerate with: RELCTL_UPDATE_MAN=1 cargo test --test man
+//! man/ and completions/ are generated from the clap definitions; this test fails when either is
+//! stale. Regenerate both with: RELCTL_UPDATE_MAN=1 cargo test --test man
 
 use std::path::Path;
+
+use clap_complete::Shell;
 
 fn pages() -> Vec<(String, Vec<u8>)> {
     let cmd = relctl::cli::command();
@@ -22,36 +24,57 @@ fn pages() -> Vec<(String, Vec<u8>)> {
     out
 }
 
-#[test]
-fn man_pages_are_up_to_date() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("man");
+/// What `relctl completions <shell>` prints, under the names the packages install them as.
+fn completions() -> Vec<(String, Vec<u8>)> {
+    [(Shell::Bash, "relctl.bash"), (Shell::Zsh, "_relctl"), (Shell::Fish, "relctl.fish")]
+        .into_iter()
+        .map(|(shell, file)| {
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut relctl::cli::command(), "relctl", &mut buf);
+            (file.to_string(), buf)
+        })
+        .collect()
+}
+
+/// Compares `files` with `dir` (every file in it counts, except those `ours` rejects); with
+/// RELCTL_UPDATE_MAN set, rewrites what differs and removes what is no longer generated.
+/// Returns what is stale.
+fn check(name: &str, files: &[(String, Vec<u8>)], ours: impl Fn(&str) -> bool) -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(name);
     let update = std::env::var_os("RELCTL_UPDATE_MAN").is_some();
     let mut stale = Vec::new();
-    let pages = pages();
-    for (file, contents) in &pages {
+    for (file, contents) in files {
         let path = dir.join(file);
         if std::fs::read(&path).ok().as_deref() != Some(contents.as_slice()) {
             if update {
                 std::fs::create_dir_all(&dir).unwrap();
                 std::fs::write(&path, contents).unwrap();
             } else {
-                stale.push(file.clone());
+                stale.push(format!("{name}/{file}"));
             }
         }
     }
     for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".1") && !pages.iter().any(|(f, _)| *f == name) {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        if ours(&file) && !files.iter().any(|(f, _)| *f == file) {
             if update {
                 std::fs::remove_file(entry.path()).unwrap();
             } else {
-                stale.push(format!("{name} (no such command any more)"));
+                stale.push(format!("{name}/{file} (no longer generated)"));
             }
         }
     }
-    assert!(
-        stale.is_empty(),
-        "man/ is stale: {}; regenerate with RELCTL_UPDATE_MAN=1 cargo test --test man",
-        stale.join(", ")
-    );
+    stale
+}
+
+#[test]
+fn man_pages_are_up_to_date() {
+    let stale = check("man", &pages(), |name| name.ends_with(".1"));
+    assert!(stale.is_empty(), "stale: {}; regenerate with RELCTL_UPDATE_MAN=1 cargo test --test man", stale.join(", "));
+}
+
+#[test]
+fn completions_are_up_to_date() {
+    let stale = check("completions", &completions(), |_| true);
+    assert!(stale.is_empty(), "stale: {}; regenerate with RELCTL_UPDATE_MAN=1 cargo test --test man", stale.join(", "));
 }

@@ -22,6 +22,7 @@ mod hostile;
 mod init;
 mod logs;
 mod nginx;
+mod package;
 mod promote;
 mod releases;
 mod remote;
