@@ -111,6 +111,7 @@ systemctl start nginx"
         "{err}"
     );
     let table = stdout(&out);
+    eprintln!("the stopped roll's table:\n{table}\n{err}");
     let row = |h: &str| {
         let is_row = |l: &&str| l.starts_with(&format!("{h} ")) && !l.contains(" | ");
         table.lines().find(is_row).unwrap_or_else(|| panic!("{table}"))
