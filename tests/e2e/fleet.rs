@@ -126,6 +126,20 @@ systemctl start nginx"
     assert_eq!(current(&lab, 2), v2[2], "h3 untouched");
     assert_eq!(lab.hosts[2].sb.sh_ok("systemctl show -P MainPID medctrl@production.service"), pid3);
 
+    // rollback and restart roll the same way: h1 back to v2; h1 and h3 restarted.
+    let out = lab.relctl(&m, &["--hosts", "h1", "rollback", "production"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(current(&lab, 0), v2[0]);
+    assert!(version(&lab, 0).starts_with("v2 "));
+    let pid1 = lab.hosts[0].sb.sh_ok("systemctl show -P MainPID medctrl@production.service");
+    let out = lab.relctl(&m, &["--hosts", "h1,h3", "--serial", "2", "restart", "production"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let table = stdout(&out);
+    assert_eq!(table.lines().filter(|l| !l.contains(" | ") && l.contains(" ok ")).count(), 2, "{table}");
+    assert_ne!(lab.hosts[0].sb.sh_ok("systemctl show -P MainPID medctrl@production.service"), pid1);
+    assert_ne!(lab.hosts[2].sb.sh_ok("systemctl show -P MainPID medctrl@production.service"), pid3);
+    assert_eq!((current(&lab, 0), current(&lab, 2)), (v2[0].clone(), v2[2].clone()), "a restart keeps the release");
+
     // status of every host, one document.
     let out = lab.relctl(&m, &["--json", "status", "production"]);
     assert!(out.status.success(), "{}", show(&out));
