@@ -2,8 +2,9 @@
 //!
 //! Parse (`cli`) → plan (`plan`, from `manifest` and `layout`) → act (`deploy`, driving `stage`,
 //! `render`, `hooks`, `units`, `store`, `systemd` and `health`; `nginx` for the snippet; `exec`
-//! for a command run as the service runs). `init` writes a starter manifest from what `detect`
-//! finds in a project.
+//! for a command run as the service runs; `destroy` to tear a build down). `init` writes a starter
+//! manifest from what `detect` finds in a project. `remote` runs a command on another host over
+//! SSH (`-H`); `fleet` rolls one across hosts (`--hosts`, a build's `hosts`).
 //! `commands` is the glue between them, and opens the one `Session` every changing command needs.
 
 pub mod adopt;
