@@ -180,7 +180,10 @@ impl Remote {
             Some(255) => bail!(
                 "cannot reach {} over SSH: {}",
                 self.target,
-                err.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("ssh failed").trim()
+                err.lines().rfind(|l| !l.trim().is_empty()).map_or_else(
+                    || format!("ssh exited 255 without a message (try: ssh -v {})", self.target),
+                    |l| l.trim().to_string()
+                )
             ),
             _ => bail!("relctl --version failed on {} ({}): {}", self.target, out.status, err.trim()),
         }

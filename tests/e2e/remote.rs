@@ -40,6 +40,17 @@ fn a_host_over_ssh_builds_and_reports_as_if_relctl_ran_there() {
     assert_eq!(format!("releases/{}", dev["release"].as_str().unwrap()), release);
     assert!(!lab.hosts[0].sb.is_active("medctrl@testing.service"));
 
+    // An SSH user that is not root goes through sudo -n, with the same answer.
+    h1.sh_ok(
+        "useradd -m -s /bin/sh -p '*' deploy && mkdir -p /home/deploy/.ssh && cp /root/.ssh/authorized_keys /home/deploy/.ssh/
+chown -R deploy: /home/deploy/.ssh && echo 'deploy ALL=(root) NOPASSWD: ALL' > /etc/sudoers.d/deploy && chmod 0440 /etc/sudoers.d/deploy",
+    );
+    let out = lab.relctl(&m, &["-H", "deploy@h1", "--json", "status", "development"]);
+    assert!(out.status.success(), "{}\n{}", show(&out), h1.journal("ssh.service", 5));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)));
+    assert_eq!(doc["builds"][0]["main_pid"].to_string(), pid, "{doc}");
+    assert_eq!(h1.sh_ok("ls /var/tmp | grep -c relctl-remote || true"), "0", "the deploy user's copy is removed");
+
     // A usage error on the host is one line and exit 2, as here.
     let out = lab.relctl(&m, &["-H", "h1", "restart", "testing"]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
