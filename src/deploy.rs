@@ -259,7 +259,7 @@ impl<'a> Deploy<'a> {
         Ok(())
     }
 
-    /// Runs one hook in `cwd`; a failure prints the tail of its output.
+    /// Runs one hook in `cwd` and reports it as a step.
     fn run_hook(
         &mut self,
         hook: &Hook,
@@ -268,13 +268,25 @@ impl<'a> Deploy<'a> {
         run_as: Option<&RunAs>,
     ) -> Result<()> {
         let t = Instant::now();
+        self.run_quietly(hook, cwd, env, run_as)?;
+        self.report.step(&format!("hook:{}", hook.stage), t, &hook.command);
+        Ok(())
+    }
+
+    /// Runs one command in `cwd`: its output shown with -v; a failure prints the tail of it.
+    fn run_quietly(
+        &mut self,
+        hook: &Hook,
+        cwd: &Path,
+        env: &std::collections::BTreeMap<String, String>,
+        run_as: Option<&RunAs>,
+    ) -> Result<()> {
         let output = hooks::run(hook, cwd, env, run_as).inspect_err(|e| {
             if let Some(f) = e.downcast_ref::<HookFailed>() {
                 self.report.warn(format!("--- last lines of `{}` ---\n{}\n---", f.command, f.tail));
             }
         })?;
         self.report.verbose(&output);
-        self.report.step(&format!("hook:{}", hook.stage), t, &hook.command);
         Ok(())
     }
 
@@ -310,12 +322,7 @@ impl<'a> Deploy<'a> {
                 let hook = Hook { stage: HookStage::Build, command: command.clone() };
                 let mut env = plan.hook_env(&hook);
                 env.insert("RELCTL_DEP_DIR".into(), dep.entry.display().to_string());
-                let output = hooks::run(&hook, &plan.release_dir, &env, None).inspect_err(|e| {
-                    if let Some(f) = e.downcast_ref::<HookFailed>() {
-                        self.report.warn(format!("--- last lines of `{}` ---\n{}\n---", f.command, f.tail));
-                    }
-                })?;
-                self.report.verbose(&output);
+                self.run_quietly(&hook, &plan.release_dir, &env, None)?;
             }
             failpoint("deps");
             deps::mark_complete(dep)
@@ -1043,7 +1050,7 @@ fn write_start(
     let meta = store::meta_dir(release_dir);
     atomic::ensure_dir(&meta)?;
     fs::set_permissions(&meta, std::fs::Permissions::from_mode(0o755))?;
-    atomic::write(&meta.join("environment"), render::env_file(environment).as_bytes(), 0o644, None)?;
+    atomic::write(&store::environment_file(release_dir), render::env_file(environment).as_bytes(), 0o644, None)?;
     atomic::write(&meta.join("start"), start.as_bytes(), 0o755, None)?;
     Ok(())
 }

@@ -184,9 +184,14 @@ pub fn dropin_copy(release_dir: &Path) -> PathBuf {
     meta_dir(release_dir).join(DROPIN_FILE)
 }
 
-/// The service's environment as recorded with a release (`.relctl/environment`).
+/// The release's `.relctl/environment`, which the units read (`EnvironmentFile=`).
+pub fn environment_file(release_dir: &Path) -> PathBuf {
+    meta_dir(release_dir).join("environment")
+}
+
+/// The service's environment as recorded with a release.
 pub fn environment(release_dir: &Path) -> Result<std::collections::BTreeMap<String, String>> {
-    let file = meta_dir(release_dir).join("environment");
+    let file = environment_file(release_dir);
     let text = fs::read_to_string(&file)?;
     crate::render::parse_env_file(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))
 }
@@ -229,13 +234,15 @@ pub fn verified(release_dir: &Path) -> Result<Option<String>> {
 /// The release's `release.json`: None while it is incomplete; an error naming the file when it
 /// cannot be read.
 pub fn read_meta(release_dir: &Path) -> Result<Option<ReleaseMeta>> {
+    meta_of(release_dir)?.transpose().map_err(anyhow::Error::msg)
+}
+
+/// The release's `release.json`: None while it is incomplete, `Some(Err(why))` when it is there
+/// but cannot be parsed.
+fn meta_of(release_dir: &Path) -> Result<Option<Result<ReleaseMeta, String>>> {
     let file = meta_dir(release_dir).join(META_FILE);
-    match atomic::read_if_exists(&file)? {
-        None => Ok(None),
-        Some(bytes) => {
-            serde_json::from_slice(&bytes).map(Some).with_context(|| format!("{} is corrupt", file.display()))
-        }
-    }
+    Ok(atomic::read_if_exists(&file)?
+        .map(|bytes| serde_json::from_slice(&bytes).map_err(|e| format!("{} is corrupt ({e})", file.display()))))
 }
 
 /// Why the release is bad, if it was marked so.
@@ -266,13 +273,12 @@ pub fn list(build: &BuildLayout) -> Result<Vec<Release>> {
             continue;
         }
         let dir = entry.path();
-        let meta_file = meta_dir(&dir).join(META_FILE);
         // Complete once release.json exists; one that cannot be read is bad, naming the file.
-        let written = atomic::read_if_exists(&meta_file)?;
+        let written = meta_of(&dir)?;
         let complete = written.is_some();
-        let (meta, corrupt) = match written.map(|bytes| serde_json::from_slice::<ReleaseMeta>(&bytes)) {
+        let (meta, corrupt) = match written {
             Some(Ok(m)) => (Some(m), None),
-            Some(Err(e)) => (None, Some(format!("{} is corrupt ({e})", meta_file.display()))),
+            Some(Err(why)) => (None, Some(why)),
             None => (None, None),
         };
         let bad = bad_reason(&dir)?;
