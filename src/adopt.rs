@@ -56,7 +56,7 @@ impl Found {
 /// Is `name` (in a build directory) one of relctl's?
 fn is_relctls(name: &str, socket_name: &str) -> bool {
     name == "releases"
-        || name == Slot::Live.link()
+        || name == Slot::Main.link()
         || name == Slot::Next.link()
         || name == socket_name
         || name.starts_with(".relctl")

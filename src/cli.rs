@@ -117,33 +117,37 @@ pub enum Command {
     /// here: a failure removes the half-built release and leaves the running build alone.
     ///
     /// Then: write the unit files to /etc/systemd/system and reload systemd if they changed, and
-    /// enable `<app>@<build>.socket`, `<app>@<build>.service` and `<app>.target`. When the build
-    /// already serves, the new release starts in the candidate instance `<app>_next@<build>` on a
-    /// socket of its own and must pass the gate there (systemd's job done, the unit active, its
+    /// enable `<app>@<build>.socket`, `<app>@<build>.service` and `<app>.target`. A build has two
+    /// instances, main `<app>@<build>` and next `<app>_next@<build>`, each with a socket of its
+    /// own; the public socket `<root>/<build>/<socket>` (a symlink) points at the one that serves.
+    /// When the build already serves, the new release starts in the other instance, the
+    /// candidate, and must pass the gate there (systemd's job done, the unit active, its
     /// main process holding the socket systemd passes it, `[health]` answering 2xx/3xx), then the
     /// `[hooks] verify` commands (as root in the release, with `RELCTL_SOCKET` the candidate's own
     /// socket and `RELCTL_URL=http://localhost`, e.g. `curl --fail --unix-socket "$RELCTL_SOCKET"
     /// "$RELCTL_URL/smoke"`): a release that fails is stopped and marked bad before it takes a
     /// single request, with the hook's last output lines, and relctl exits 1.
-    /// Once it passes, the public socket `<root>/<build>/<socket>` (a symlink) points at the
-    /// candidate, `current` switches to the new release, the live instance `<app>@<build>`
-    /// restarts on it and passes the gate, the public socket points back at it, and the candidate
-    /// drains and stops. If the live instance then fails (or does not stay up through the
-    /// probation), `current` goes back to the previous release, which is restarted.
+    /// Once it passes, the public socket points at the candidate and `current` at the new release;
+    /// the instance that served drains and is kept ready through the candidate's probation: if the
+    /// candidate fails or does not stay up, the public socket and `current` go straight back to
+    /// it. Then it stops. One Python start per deploy. When nothing serves yet, main starts on the
+    /// new release; if it fails, it is restarted on the previous one.
     Build(BuildArgs),
 
     /// Start BUILD (its socket and service) and wait until systemd's job is done.
     Start(BuildArg),
 
-    /// Stop BUILD (its service and its socket) and wait until systemd's job is done.
+    /// Stop BUILD (both its instances, services and sockets) and wait until systemd's jobs are done.
     Stop(BuildArg),
 
     /// Restart BUILD without users noticing; without BUILD, restart `<app>.target`.
     ///
-    /// The current release first starts in the candidate instance and passes the gate there; it
-    /// serves while the live instance restarts, which then passes the gate and takes the public
-    /// socket back. A build that is not running is started. `systemctl restart <app>@<build>` still
-    /// works too: a plain restart, during which connections wait in the socket's backlog.
+    /// The current release starts in the instance that does not serve, passes the gate there,
+    /// takes the public socket, and the one that served drains and stops (see `build`). A build
+    /// that is not running is started. `systemctl restart|stop|start <app>@<build>` still do what
+    /// they say, whichever instance serves: main (re)starts on `current` and takes the public
+    /// socket once ready (a plain restart: connections wait in the sockets' backlogs), and a stop
+    /// or restart of main reaches next too.
     Restart(OptionalBuildArg),
 
     /// List BUILD's releases, oldest first: id, created, git revision, state, origin.
@@ -206,10 +210,10 @@ pub enum Command {
     /// (every other build's, as `nginx-snippet --output` writes them), checked and nginx reloaded
     /// as asked, so nginx stops sending requests to BUILD before
     /// it stops; if that fails, the previous file is put back and nothing else changes. Then the
-    /// candidate `<app>_next@<BUILD>` and the live `<app>@<BUILD>` services and sockets stop
+    /// `<app>_next@<BUILD>` and `<app>@<BUILD>` services and sockets stop
     /// (gunicorn finishes the requests it has), `<app>@<BUILD>.socket` and `.service` are
     /// disabled, the build's drop-in directories (`/etc/systemd/system/<app>@<BUILD>.service.d`
-    /// and the candidate's, your own drop-ins in them included) are removed, systemd reloads and
+    /// and next's, your own drop-ins in them included) are removed, systemd reloads and
     /// forgets the build's units (failed ones are reset). `<root>/<BUILD>` (every release, the
     /// sockets) is renamed to `<root>/.relctl-destroyed-<BUILD>` and removed; if relctl is
     /// interrupted there, the next destroy or build removes that leftover. Dependency entries
@@ -228,24 +232,25 @@ pub enum Command {
     Destroy(DestroyArgs),
 
     /// Show every declared build and every member of a family (`[builds."pr-*"]`) that exists on
-    /// disk (or only BUILD): state, release, since, main PID, route, and the candidate instance's
-    /// release while a deploy runs one.
+    /// disk (or only BUILD): the state, release, since and main PID of the instance that serves
+    /// (the one the public socket points at; main when none does), the route, that instance, and
+    /// the other instance and its release while it runs (a deploy's candidate).
     ///
     /// Exits 3 when a listed build is not active.
     Status(OptionalBuildArg),
 
     /// Show BUILD's journal: both instances' services and sockets, oldest first.
     ///
-    /// The entries of `<app>@<build>.service`, `<app>@<build>.socket` and of the candidate
-    /// instance `<app>_next@<build>.service`/`.socket` (which runs during deploys and restarts),
+    /// The entries of `<app>@<build>.service`, `<app>@<build>.socket` (main) and of
+    /// `<app>_next@<build>.service`/`.socket` (next; deploys alternate between the two),
     /// read with journalctl: gunicorn's output and systemd's messages about the units. One line an
-    /// entry: local time, the instance (`live` or `candidate`) and the message. On a terminal,
+    /// entry: local time, the instance (`main` or `next`) and the message. On a terminal,
     /// errors are red (journal priority err or worse, gunicorn's `[ERROR]` and `[CRITICAL]` lines,
     /// Python tracebacks) and warnings yellow (priority warning, gunicorn's `[WARNING]`); not when
     /// NO_COLOR is set or stdout is not a terminal.
     ///
     /// With --json: one JSON object a line (not one document), with `time` (RFC 3339, UTC),
-    /// `unit`, `instance` (`live` or `candidate`), `pid`, `priority` (0 emerg .. 7 debug) and
+    /// `unit`, `instance` (`main` or `next`), `pid`, `priority` (0 emerg .. 7 debug) and
     /// `message`.
     ///
     /// Reading the journal needs no root, but journalctl shows the system's entries only to root

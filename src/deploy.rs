@@ -1,9 +1,10 @@
 //! Acting on a plan: stage, render, dependencies, hooks, units, then the hand-over — for one build.
 //!
-//! Nothing live changes before the hand-over. A build that serves has two instances (see
-//! `layout::Slot`): a new release is gated in the candidate before the public socket points at
-//! it, the live instance restarts on it without traffic, and takes the public socket back; a
-//! failure before the hand-over leaves the live instance untouched, one after it switches back.
+//! Nothing live changes before the hand-over. A build has two instances that take turns (see
+//! `layout::Slot`): a new release is gated in the one that does not serve, the candidate, before
+//! the public socket points at it; the one that served drains, is kept running through the
+//! candidate's probation and then stops. A failure before the hand-over leaves the serving
+//! instance untouched; one during the probation switches straight back to it.
 //! The switch is journaled in `<build_dir>/.relctl-switch` until it is verified, so a relctl
 //! killed in between is recovered from by the next build or rollback.
 
@@ -89,11 +90,13 @@ pub struct Deploy<'a> {
     adoption: Option<&'a AdoptPlan>,
     /// The service user, once the build made sure it exists.
     user: Option<RunAs>,
+    /// The build's switch lock, once relctl starts or switches an instance.
+    switch_lock: Option<crate::lock::AppLock>,
 }
 
 impl<'a> Deploy<'a> {
     pub fn new(app: &'a AppPlan, build: &'a BuildLayout, systemd: &'a Systemd, report: &'a mut Report) -> Self {
-        Deploy { app, build, systemd, report, adoption: None, user: None }
+        Deploy { app, build, systemd, report, adoption: None, user: None, switch_lock: None }
     }
 
     /// `relctl build`: stage the planned release, install the units, switch, (re)start, verify.
@@ -293,7 +296,8 @@ impl<'a> Deploy<'a> {
     /// `[hooks] verify` against `inst`, which runs `release` and passed the gate, before it takes
     /// traffic: as root in the release, with the release's environment, `RELCTL_SOCKET` (the
     /// instance's own socket) and `RELCTL_URL` (`http://localhost`, for `curl --unix-socket`).
-    fn verify(&mut self, inst: &Instance, release: &ReleaseId) -> Result<()> {
+    /// `role`: `candidate` (beside the instance that serves) or `live` (nothing else serves).
+    fn verify(&mut self, inst: &Instance, release: &ReleaseId, role: &str) -> Result<()> {
         if self.app.verify.is_empty() {
             return Ok(());
         }
@@ -302,7 +306,7 @@ impl<'a> Deploy<'a> {
         env.insert("RELCTL_RELEASE_DIR".into(), dir.display().to_string());
         env.insert("RELCTL_SOCKET".into(), inst.socket.display().to_string());
         env.insert("RELCTL_URL".into(), "http://localhost".into());
-        env.insert("RELCTL_INSTANCE".into(), inst.slot.label().into());
+        env.insert("RELCTL_INSTANCE".into(), role.into());
         for hook in &self.app.verify {
             self.run_hook(hook, &dir, &env, None)?;
         }
@@ -387,43 +391,64 @@ impl<'a> Deploy<'a> {
         Ok(RollbackResult { build: b.build.clone(), from: current, to: target, unit: live.unit, health: live.health })
     }
 
-    /// The build's live instance (`<app>@<build>`).
-    fn live(&self) -> Instance {
-        self.app.layout.instance(&self.build.build, Slot::Live)
+    /// One of the build's two instances.
+    fn instance(&self, slot: Slot) -> Instance {
+        self.app.layout.instance(&self.build.build, slot)
     }
 
-    /// The build's candidate instance (`<app>_next@<build>`).
-    fn next(&self) -> Instance {
-        self.app.layout.instance(&self.build.build, Slot::Next)
+    /// The instance that serves: the one the public socket points at, if its service is up. A
+    /// public socket that is no symlink of relctl's (a hand-made setup being adopted) is served
+    /// by main, if main is up.
+    fn serving(&self) -> Result<Option<Instance>> {
+        let slot =
+            std::fs::read_link(&self.build.socket).ok().and_then(|t| Slot::of_socket_file(&t)).unwrap_or(Slot::Main);
+        let inst = self.instance(slot);
+        Ok(self.systemd.unit_state(&inst.service_unit)?.active_state.is_up().then_some(inst))
     }
 
-    /// `relctl start`: the live instance's socket, then its service; the public socket points at
-    /// it; waits for the jobs and verifies.
+    /// Holds the build's switch lock from now on, so that main, started by relctl, leaves the
+    /// public socket to relctl (see `lock::switch_lock`).
+    fn hold_switch_lock(&mut self) -> Result<()> {
+        if self.switch_lock.is_none() {
+            let dir = Path::new(crate::lock::LOCK_DIR);
+            self.switch_lock = Some(crate::lock::switch_lock(dir, &self.app.layout.app, &self.build.build)?);
+        }
+        Ok(())
+    }
+
+    /// `relctl start`: the instance that serves (main if none does) gets its socket and service
+    /// started, the public socket points at it; waits for the jobs and verifies.
     pub fn start(&mut self) -> Result<Verified> {
-        let live = self.live();
-        self.ensure_socket(&live)?;
-        self.point_public(&live)?;
+        let inst = match self.serving()? {
+            Some(s) => s,
+            None => {
+                self.stop_instance(&self.instance(Slot::Next))?;
+                self.instance(Slot::Main)
+            }
+        };
+        self.hold_switch_lock()?;
+        self.ensure_socket(&inst)?;
+        self.point_public(&inst)?;
         let t = Instant::now();
-        self.systemd.run_job(JobKind::Start, &live.service_unit)?;
-        self.report.step("start", t, format!("{} and {} done", live.socket_unit, live.service_unit));
-        let (first, health) = self.gate(&live)?;
-        self.probation(&live, &first, health)
+        self.systemd.run_job(JobKind::Start, &inst.service_unit)?;
+        self.report.step("start", t, format!("{} and {} done", inst.socket_unit, inst.service_unit));
+        let (first, health) = self.gate(&inst)?;
+        self.probation(&inst, &first, health)
     }
 
-    /// `relctl stop`: the candidate if one runs, then the live service and its socket. Returns
-    /// the live service's state afterwards.
+    /// `relctl stop`: both instances, services and sockets. Returns main's state afterwards.
     pub fn stop(&mut self) -> Result<UnitState> {
-        let live = self.live();
+        let main = self.instance(Slot::Main);
         let t = Instant::now();
-        self.stop_instance(&self.next())?;
-        self.systemd.run_job(JobKind::Stop, &live.service_unit)?;
-        self.systemd.run_job(JobKind::Stop, &live.socket_unit)?;
-        self.report.step("stop", t, format!("{} and {} stopped", live.service_unit, live.socket_unit));
-        self.systemd.unit_state(&live.service_unit)
+        self.stop_instance(&self.instance(Slot::Next))?;
+        self.systemd.run_job(JobKind::Stop, &main.service_unit)?;
+        self.systemd.run_job(JobKind::Stop, &main.socket_unit)?;
+        self.report.step("stop", t, format!("{} and {} stopped", main.service_unit, main.socket_unit));
+        self.systemd.unit_state(&main.service_unit)
     }
 
-    /// `relctl restart BUILD`: the current release starts in the candidate, passes the gate, takes
-    /// the public socket while the live instance restarts, then hands it back. A build that is not
+    /// `relctl restart BUILD`: the current release starts in the other instance, passes the gate,
+    /// takes the public socket; the instance that served drains and stops. A build that is not
     /// running is just started.
     pub fn restart(&mut self) -> Result<Verified> {
         let current = self
@@ -433,30 +458,29 @@ impl<'a> Deploy<'a> {
         self.go_live(&current, Some(&current))
     }
 
-    /// `relctl reload`: systemd's reload of the live instance (gunicorn: new workers, same main
-    /// process), verified.
+    /// `relctl reload`: systemd's reload of the instance that serves (gunicorn: new workers, same
+    /// main process), verified.
     pub fn reload(&mut self) -> Result<Verified> {
-        let live = self.live();
+        let inst = self.serving()?.unwrap_or_else(|| self.instance(Slot::Main));
         let t = Instant::now();
-        self.systemd.run_job(JobKind::Reload, &live.service_unit)?;
-        self.report.step("reload", t, format!("{} done", live.service_unit));
-        let (first, health) = self.gate(&live)?;
-        self.probation(&live, &first, health)
+        self.systemd.run_job(JobKind::Reload, &inst.service_unit)?;
+        self.report.step("reload", t, format!("{} done", inst.service_unit));
+        let (first, health) = self.gate(&inst)?;
+        self.probation(&inst, &first, health)
     }
 
     /// Makes `to` live (`from` is what serves now, if anything; the same release for a restart).
-    /// With a live instance running, `to` is verified in the candidate first and the users never
-    /// see a release that fails the gate; the switch is journaled until it is verified.
+    /// With an instance serving, `to` is verified in the other one first and the users never see
+    /// a release that fails the gate; the switch is journaled until it is verified.
     fn go_live(&mut self, to: &ReleaseId, from: Option<&ReleaseId>) -> Result<Verified> {
         let b = self.build;
+        self.hold_switch_lock()?;
         let journal = b.switch_journal();
         let pending = PendingSwitch { from: from.cloned(), to: to.clone(), pid: std::process::id() };
         let json = serde_json::to_vec(&pending).context("serializing the switch journal")?;
         atomic::write(&journal, &json, 0o644, None)?;
-        let live = self.live();
-        let serving = self.systemd.unit_state(&live.service_unit)?.active_state.is_up();
-        let outcome = match from {
-            Some(from) if serving => self.hand_over(to, from),
+        let outcome = match (from, self.serving()?) {
+            (Some(from), Some(serving)) => self.hand_over(to, from, serving),
             _ => self.cold_start(to, from),
         };
         let outcome = outcome.and_then(|v| {
@@ -481,80 +505,129 @@ impl<'a> Deploy<'a> {
         }
     }
 
-    /// Nothing serves yet (a first build, or a stopped build): the live instance starts on `to`.
+    /// Nothing serves yet (a first build, or a stopped build): main starts on `to`.
     fn cold_start(&mut self, to: &ReleaseId, from: Option<&ReleaseId>) -> Result<Verified> {
-        let live = self.live();
+        let main = self.instance(Slot::Main);
         let t = Instant::now();
-        self.switch(&live, to)?;
-        self.point_public(&live)?;
+        self.stop_instance(&self.instance(Slot::Next))?;
+        self.switch(&main, to)?;
+        self.point_public(&main)?;
         failpoint("switch");
         let was = from.map(|p| format!(" (was {p})")).unwrap_or_default();
         self.report.step("switch", t, format!("current -> releases/{to}{was}"));
         let started = self
-            .start_and_verify(&live)
-            .and_then(|v| self.verify(&live, to).map(|()| v))
-            .and_then(|(first, health)| self.probation(&live, &first, health));
+            .start_and_verify(&main)
+            .and_then(|v| self.verify(&main, to, "live").map(|()| v))
+            .and_then(|(first, health)| self.probation(&main, &first, health));
         started.map_err(|cause| self.fail_back(to, from, cause))
     }
 
-    /// A live instance serves `from`: `to` starts in the candidate and must pass the gate through
-    /// the candidate's own socket before the public socket points at it; then the live instance
-    /// restarts on `to` without traffic, passes the gate, takes the public socket back, and the
-    /// candidate drains and stops.
-    fn hand_over(&mut self, to: &ReleaseId, from: &ReleaseId) -> Result<Verified> {
-        let (live, next) = (self.live(), self.next());
+    /// `serving` serves `from`: `to` starts in the other instance, the candidate, and must pass
+    /// the gate through the candidate's own socket before the public socket points at it. Then
+    /// `serving` drains and is kept ready through the candidate's probation (a failure switches
+    /// back to it at once), and stops. `current` points at `to` from the hand-over on (before it,
+    /// when the candidate is main, which runs `current`).
+    fn hand_over(&mut self, to: &ReleaseId, from: &ReleaseId, serving: Instance) -> Result<Verified> {
+        let candidate = self.instance(serving.slot.other());
         let b = self.build;
         let t = Instant::now();
-        self.switch(&next, to)?;
-        let candidate = self.start_and_verify(&next).and_then(|v| self.verify(&next, to).map(|()| v));
+        // An instance that does not serve (one that served before a `systemctl restart` of main
+        // took the build back) is stopped before it runs `to`.
+        self.stop_instance(&candidate)?;
+        self.switch(&candidate, to)?;
+        let verified =
+            self.start_and_verify(&candidate).and_then(|v| self.verify(&candidate, to, "candidate").map(|()| v));
         failpoint("candidate");
-        if let Err(cause) = candidate {
-            self.report.warn(self.diagnose(&next.service_unit));
-            let stopped = self.stop_instance(&next);
-            let marked = self.mark_failed(to, Some(from), &cause);
-            let err = cause.context(format!(
-                "release {to} of build {} failed in {} before it took any traffic{marked}; release {from} kept serving, untouched",
-                b.build, next.service_unit
-            ));
-            return Err(match stopped {
-                Ok(()) => err,
-                Err(e) => err.context(format!("stopping {} failed too ({e:#})", next.service_unit)),
-            });
-        }
-        self.point_public(&next)?;
+        let (first, health) = match verified {
+            Ok(v) => v,
+            Err(cause) => {
+                self.report.warn(self.diagnose(&candidate.service_unit));
+                let stopped = self.stop_instance(&candidate).and_then(|()| self.current_back(from));
+                let marked = self.mark_failed(to, Some(from), &cause);
+                let err = cause.context(format!(
+                    "release {to} of build {} failed in {} before it took any traffic{marked}; release {from} kept serving, untouched",
+                    b.build, candidate.service_unit
+                ));
+                return Err(match stopped {
+                    Ok(()) => err,
+                    Err(e) => err.context(format!("stopping {} failed too ({e:#})", candidate.service_unit)),
+                });
+            }
+        };
+        self.point_public(&candidate)?;
         match self.adoption {
             Some(a) if !a.release_dir.exists() => self.retire_hand_made(a)?,
-            // Connections already queued on the live instance are served before it restarts.
-            _ => self.drain(&live.socket)?,
+            // Connections already queued on the instance that served are served before it stops.
+            _ => self.drain(&serving.socket)?,
         }
         failpoint("handover");
         self.report.step(
             "handover",
             t,
-            format!("{} serves release {to} while {} restarts", next.service_unit, live.service_unit),
+            format!("{} serves release {to}; {} drained, kept ready", candidate.service_unit, serving.service_unit),
         );
-
-        let t = Instant::now();
-        if to != from {
-            self.switch(&live, to)?;
-            failpoint("switch");
+        if candidate.slot == Slot::Next && to != from {
+            let t = Instant::now();
+            self.switch(&self.instance(Slot::Main), to)?;
             self.report.step("switch", t, format!("current -> releases/{to} (was {from})"));
         }
-        let restarted = self.start_and_verify(&live);
-        let (first, health) = match restarted {
-            Ok(v) => v,
-            Err(cause) => return Err(self.fail_back(to, Some(from), cause)),
-        };
+        failpoint("switch");
+        match self.probation(&candidate, &first, health) {
+            Ok(v) => {
+                let t = Instant::now();
+                self.stop_instance(&serving)?;
+                self.report.step(
+                    "retire",
+                    t,
+                    format!("{} stopped; {} serves release {to}", serving.service_unit, candidate.service_unit),
+                );
+                Ok(v)
+            }
+            Err(cause) => Err(self.switch_back(to, from, &serving, &candidate, cause)),
+        }
+    }
+
+    /// The candidate failed its probation after it took the public socket: the public socket goes
+    /// back to `serving`, which was kept ready, `current` back to `from`, the candidate stops.
+    /// Without `serving` up (a retired hand-made setup), main starts on `from` instead.
+    fn switch_back(
+        &mut self,
+        to: &ReleaseId,
+        from: &ReleaseId,
+        serving: &Instance,
+        candidate: &Instance,
+        cause: anyhow::Error,
+    ) -> anyhow::Error {
+        if !self.systemd.unit_state(&serving.service_unit).is_ok_and(|s| s.active_state.is_up()) {
+            return self.fail_back(to, Some(from), cause);
+        }
+        self.report.warn(self.diagnose(&candidate.service_unit));
+        let marked = format!("failed{}", self.mark_failed(to, Some(from), &cause));
         let t = Instant::now();
-        self.point_public(&live)?;
-        self.drain(&next.socket)?;
-        self.stop_instance(&next)?;
-        self.report.step(
-            "handback",
-            t,
-            format!("{} serves release {to}; {} drained and stopped", live.service_unit, next.service_unit),
-        );
-        self.probation(&live, &first, health).map_err(|cause| self.fail_back(to, Some(from), cause))
+        let back = self
+            .point_public(serving)
+            .and_then(|()| self.stop_instance(candidate))
+            .and_then(|()| self.current_back(from))
+            .map(|()| self.report.step("back", t, format!("{} serves release {from} again", serving.service_unit)));
+        let b = &self.build.build;
+        match back {
+            Ok(()) => cause.context(format!(
+                "release {to} of build {b} {marked}; switched back to {from}, which {} kept serving",
+                serving.service_unit
+            )),
+            Err(e) => cause.context(format!(
+                "release {to} of build {b} {marked}, and switching back to {from} failed too ({})",
+                crate::error::one_line(&e)
+            )),
+        }
+    }
+
+    /// `current` back on `from` (a failed candidate that was main had it on the new release).
+    fn current_back(&self, from: &ReleaseId) -> Result<()> {
+        if self.build.current_release()?.as_ref() != Some(from) {
+            self.switch(&self.instance(Slot::Main), from)?;
+        }
+        Ok(())
     }
 
     /// Marks `to` bad for `cause`, unless it is the release that was serving (a restart), and says
@@ -569,13 +642,13 @@ impl<'a> Deploy<'a> {
         }
     }
 
-    /// `to` failed in the live instance: mark it bad and go back to `from` there, with the public
-    /// socket on the live instance and no candidate left. Returns the error to report, which says
-    /// what state the build is left in.
+    /// `to` failed in main with nothing else serving: mark it bad and start main on `from`, with
+    /// the public socket on it and next stopped. Returns the error to report, which says what
+    /// state the build is left in.
     fn fail_back(&mut self, to: &ReleaseId, from: Option<&ReleaseId>, cause: anyhow::Error) -> anyhow::Error {
         let b = self.build;
-        let live = self.live();
-        self.report.warn(self.diagnose(&live.service_unit));
+        let main = self.instance(Slot::Main);
+        self.report.warn(self.diagnose(&main.service_unit));
         let marked = format!("failed{}", self.mark_failed(to, from, &cause));
         let Some(prev) = from else {
             return cause.context(format!(
@@ -584,14 +657,12 @@ impl<'a> Deploy<'a> {
             ));
         };
         let t = Instant::now();
-        let back = self.switch(&live, prev).and_then(|()| {
-            self.ensure_socket(&live)?;
-            self.systemd.run_job(JobKind::Restart, &live.service_unit)?;
-            let (first, health) = self.gate(&live)?;
-            self.point_public(&live)?;
-            self.stop_instance(&self.next())?;
-            self.report.step("back", t, format!("current -> releases/{prev}, {} restarted", live.service_unit));
-            self.probation(&live, &first, health)
+        let back = self.switch(&main, prev).and_then(|()| {
+            let (first, health) = self.start_and_verify(&main)?;
+            self.point_public(&main)?;
+            self.stop_instance(&self.instance(Slot::Next))?;
+            self.report.step("back", t, format!("current -> releases/{prev}, {} restarted", main.service_unit));
+            self.probation(&main, &first, health)
         });
         match back {
             Ok(_) => cause.context(format!(
@@ -629,11 +700,13 @@ impl<'a> Deploy<'a> {
         Ok(())
     }
 
-    /// Stops an instance's service and socket (gunicorn finishes its in-flight requests).
+    /// Stops an instance's service (gunicorn finishes its in-flight requests), then its socket;
+    /// next's `next` link goes with it. Each alone (`Systemd::stop_alone`): a stop of main must
+    /// not reach next, which is `PartOf=` it for `systemctl`'s sake.
     fn stop_instance(&self, inst: &Instance) -> Result<()> {
         for unit in [&inst.service_unit, &inst.socket_unit] {
             if self.systemd.unit_state(unit)?.active_state != ActiveState::Inactive {
-                self.systemd.run_job(JobKind::Stop, unit)?;
+                self.systemd.stop_alone(unit)?;
             }
         }
         if inst.slot == Slot::Next {
@@ -709,7 +782,7 @@ impl<'a> Deploy<'a> {
                     std::thread::sleep(POLL);
                 }
             });
-            let stopped = self.systemd.run_job(JobKind::Stop, unit);
+            let stopped = self.systemd.stop_alone(unit);
             stopping.store(false, Ordering::Release);
             let gap = watcher
                 .join()
@@ -759,9 +832,9 @@ impl<'a> Deploy<'a> {
         Ok(())
     }
 
-    /// A previous relctl was killed between a switch and its verification: the live instance goes
-    /// back to the release it came from, the public socket back to it, the candidate is stopped.
-    /// Returns what was done.
+    /// A previous relctl was killed between a switch and its verification: the build goes back to
+    /// the release it came from — the instance still running it takes the public socket (or main
+    /// starts on it), the other one stops, `current` points at it. Returns what was done.
     fn recover(&mut self) -> Result<Option<String>> {
         let b = self.build;
         let journal = b.switch_journal();
@@ -772,34 +845,58 @@ impl<'a> Deploy<'a> {
                 journal.display()
             )
         })?;
+        self.hold_switch_lock()?;
         let interrupted = b.release_dir(&p.to);
         if Some(&p.to) != p.from.as_ref() && interrupted.is_dir() {
             store::mark_bad(&interrupted, "its build was interrupted after the switch, before verification")?;
         }
-        let live = self.live();
         let mut done = Vec::new();
         if let Some(from) = p.from.filter(|f| b.release_dir(f).is_dir()) {
-            if b.current_release()?.as_ref() != Some(&from) {
-                self.report.warn(format!(
-                    "relctl: an interrupted relctl (pid {}) left build {} switched to unverified release {}; switching back to {from}",
-                    p.pid, b.build, p.to
-                ));
-                self.switch(&live, &from)?;
-                if self.systemd.unit_state(&live.service_unit)?.active_state != ActiveState::Inactive {
-                    self.systemd.run_job(JobKind::Restart, &live.service_unit)?;
+            self.report.warn(format!(
+                "relctl: an interrupted relctl (pid {}) left build {} switching to unverified release {}; going back to {from}",
+                p.pid, b.build, p.to
+            ));
+            let serving = self.serving()?;
+            let mut runs_from = None;
+            for slot in [
+                serving.as_ref().map_or(Slot::Main, |s| s.slot),
+                serving.as_ref().map_or(Slot::Next, |s| s.slot.other()),
+            ] {
+                let inst = self.instance(slot);
+                if self.runs(&inst, &from)? {
+                    runs_from = Some(inst);
+                    break;
                 }
+            }
+            match runs_from {
+                Some(inst) => {
+                    if serving.as_ref().is_none_or(|s| s.slot != inst.slot) {
+                        self.point_public(&inst)?;
+                        done.push(format!("public socket back on {}", inst.service_unit));
+                    }
+                    let other = self.instance(inst.slot.other());
+                    if self.systemd.unit_state(&other.service_unit)?.active_state != ActiveState::Inactive {
+                        done.push(format!("stopped {}", other.service_unit));
+                    }
+                    self.stop_instance(&other)?;
+                }
+                None if serving.is_some() => {
+                    let main = self.instance(Slot::Main);
+                    self.stop_instance(&self.instance(Slot::Next))?;
+                    self.switch(&main, &from)?;
+                    self.systemd.stop_alone(&main.service_unit)?;
+                    self.ensure_socket(&main)?;
+                    self.systemd.run_job(JobKind::Start, &main.service_unit)?;
+                    self.point_public(&main)?;
+                    done.push(format!("{} restarted on {from}", main.service_unit));
+                }
+                None => {}
+            }
+            if b.current_release()?.as_ref() != Some(&from) {
+                self.switch(&self.instance(Slot::Main), &from)?;
                 done.push(format!("switched back from {} to {from}", p.to));
             }
         }
-        if std::fs::read_link(&b.socket).is_ok_and(|t| t != Path::new(live.slot.socket_file())) {
-            self.point_public(&live)?;
-            done.push(format!("public socket back on {}", live.service_unit));
-        }
-        let next = self.next();
-        if self.systemd.unit_state(&next.service_unit)?.active_state != ActiveState::Inactive {
-            done.push(format!("stopped {}", next.service_unit));
-        }
-        self.stop_instance(&next)?;
         atomic::remove_if_exists(&journal)?;
         Ok(Some(format!(
             "recovered from an interrupted relctl (pid {}): release {} marked bad{}",
@@ -807,6 +904,20 @@ impl<'a> Deploy<'a> {
             p.to,
             done.iter().map(|d| format!(", {d}")).collect::<String>()
         )))
+    }
+
+    /// Whether `inst` is up and runs `release`: its link points at it, or its main process works in
+    /// it (main keeps running the release it started on after `current` moved on).
+    fn runs(&self, inst: &Instance, release: &ReleaseId) -> Result<bool> {
+        let state = self.systemd.unit_state(&inst.service_unit)?;
+        if !state.active_state.is_up() {
+            return Ok(false);
+        }
+        let linked = std::fs::read_link(&inst.link).is_ok_and(|r| r == Path::new("releases").join(release.as_str()));
+        let dir = self.build.release_dir(release);
+        let works_in = state.main_pid > 0
+            && std::fs::read_link(format!("/proc/{}/cwd", state.main_pid)).is_ok_and(|cwd| cwd.starts_with(&dir));
+        Ok(linked || works_in)
     }
 
     /// Writes the unit files, reloads systemd when any changed, enables the build.
@@ -843,8 +954,8 @@ impl<'a> Deploy<'a> {
             return Ok(());
         }
         if let Some(why) = self.socket_mismatch(inst)? {
-            self.systemd.run_job(JobKind::Stop, &inst.service_unit)?;
-            self.systemd.run_job(JobKind::Stop, &inst.socket_unit)?;
+            self.systemd.stop_alone(&inst.service_unit)?;
+            self.systemd.stop_alone(&inst.socket_unit)?;
             self.systemd.run_job(JobKind::Start, &inst.socket_unit)?;
             let detail =
                 format!("re-bound {}: {why}; connections queued on the old socket were dropped", inst.socket.display());
@@ -896,16 +1007,15 @@ impl<'a> Deploy<'a> {
             return Ok(());
         }
         let app = &self.app.layout.app;
-        let mine = [&self.build.service_unit, &self.build.socket_unit];
-        let mut others: Vec<String> = self
-            .systemd
-            .running_units(&format!("{app}@*"))?
-            .into_iter()
-            .filter(|(u, _)| !mine.contains(&u))
-            .filter_map(|(u, _)| {
-                u.strip_prefix(&format!("{app}@")).and_then(|i| i.rsplit_once('.')).map(|(b, _)| b.to_string())
-            })
-            .collect();
+        let mut others = Vec::new();
+        for slot in Slot::BOTH {
+            let prefix = format!("{}@", slot.unit_prefix(app));
+            for (unit, _) in self.systemd.running_units(&format!("{prefix}*"))? {
+                let build = unit.strip_prefix(&prefix).and_then(|i| i.rsplit_once('.')).map(|(b, _)| b.to_string());
+                others.extend(build.filter(|b| *b != self.build.build));
+            }
+        }
+        others.sort();
         others.dedup();
         if others.is_empty() {
             return Ok(());
@@ -923,14 +1033,19 @@ impl<'a> Deploy<'a> {
         .into())
     }
 
-    /// Starts `inst`'s socket, starts or restarts its service, waits for the jobs, then runs the
-    /// gate through the instance's own socket.
+    /// Starts `inst`'s socket, starts its service afresh (stopped first, alone, if it runs: a
+    /// restart of main would reach next), waits for the jobs, then runs the gate through the
+    /// instance's own socket.
     fn start_and_verify(&mut self, inst: &Instance) -> Result<(UnitState, Option<health::Response>)> {
+        self.hold_switch_lock()?;
         self.ensure_socket(inst)?;
         let t = Instant::now();
         let before = self.systemd.unit_state(&inst.service_unit)?;
         let kind = if before.active_state.is_up() { JobKind::Restart } else { JobKind::Start };
-        self.systemd.run_job(kind, &inst.service_unit)?;
+        if kind == JobKind::Restart {
+            self.systemd.stop_alone(&inst.service_unit)?;
+        }
+        self.systemd.run_job(JobKind::Start, &inst.service_unit)?;
         failpoint("restart");
         self.report.step(kind.verb(), t, format!("{} done", inst.service_unit));
         self.gate(inst)

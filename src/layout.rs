@@ -45,31 +45,47 @@ pub struct BuildLayout {
 
 pub const UNIT_DIR: &str = "/etc/systemd/system";
 
-/// The two instances of a build. The live one (`<app>@<build>`) serves; a new or restarted
-/// release first runs in the candidate (`<app>_next@<build>`), which takes the build's public
-/// socket only once it passed the health gate, while the live one restarts on it.
+/// The two instances of a build: `<app>@<build>` (main: the one `systemctl` users and boot
+/// start, on `current`) and `<app>_next@<build>` (next, on `next`). Either may serve: the build's
+/// public socket is a symlink to the socket of the one that does. A new or restarted release
+/// starts in the other one, the candidate, and takes the public socket once it passed the gate;
+/// the one that served then drains and stops. Starting main takes the public socket back (its
+/// `ExecStartPost=`), unless relctl holds the build's switch lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Slot {
-    Live,
+    Main,
     Next,
 }
 
 impl Slot {
-    pub const BOTH: [Slot; 2] = [Slot::Live, Slot::Next];
+    pub const BOTH: [Slot; 2] = [Slot::Main, Slot::Next];
 
-    /// What the instance is called in relctl's output: `live` or `candidate`.
+    /// What the instance is called in relctl's output: `main` or `next`.
     pub fn label(self) -> &'static str {
         match self {
-            Slot::Live => "live",
-            Slot::Next => "candidate",
+            Slot::Main => "main",
+            Slot::Next => "next",
         }
+    }
+
+    /// The other instance of the build.
+    pub fn other(self) -> Slot {
+        match self {
+            Slot::Main => Slot::Next,
+            Slot::Next => Slot::Main,
+        }
+    }
+
+    /// The instance whose socket `file` (a public socket's symlink target) is.
+    pub fn of_socket_file(file: &Path) -> Option<Slot> {
+        Slot::BOTH.into_iter().find(|s| file == Path::new(s.socket_file()))
     }
 
     /// The unit name before `@`. `_` cannot appear in an app name, so no app's units collide.
     pub fn unit_prefix(self, app: &str) -> String {
         match self {
-            Slot::Live => app.to_string(),
+            Slot::Main => app.to_string(),
             Slot::Next => format!("{app}_next"),
         }
     }
@@ -77,7 +93,7 @@ impl Slot {
     /// The symlink in the build directory that says which release the instance runs.
     pub fn link(self) -> &'static str {
         match self {
-            Slot::Live => "current",
+            Slot::Main => "current",
             Slot::Next => "next",
         }
     }
@@ -85,7 +101,7 @@ impl Slot {
     /// The socket the instance's socket unit listens on, in the build directory.
     pub fn socket_file(self) -> &'static str {
         match self {
-            Slot::Live => ".relctl-live.sock",
+            Slot::Main => ".relctl-live.sock",
             Slot::Next => ".relctl-next.sock",
         }
     }
@@ -136,7 +152,7 @@ impl AppLayout {
 
     /// The per-build drop-in relctl writes for the service.
     pub fn dropin_file(&self, build: &str) -> PathBuf {
-        self.dropin_of(Slot::Live, build)
+        self.dropin_of(Slot::Main, build)
     }
 
     fn dropin_of(&self, slot: Slot, build: &str) -> PathBuf {
@@ -157,7 +173,7 @@ impl AppLayout {
         }
     }
 
-    /// Both instances of `build`, the live one first.
+    /// Both instances of `build`, main first.
     pub fn instances(&self, build: &str) -> [Instance; 2] {
         Slot::BOTH.map(|slot| self.instance(build, slot))
     }

@@ -51,6 +51,29 @@ pub fn acquire(dir: &Path, app: &str, command: &str, wait: bool, notify: impl Fn
     Ok(AppLock { _file: file })
 }
 
+/// The file of a build's switch lock, `<dir>/<app>@<build>.switch` (`build` may be systemd's
+/// `%i`). relctl holds it while it starts, stops and switches the build's instances; starting
+/// `<app>@<build>` without it held (`systemctl`, boot, `Restart=`) points the public socket at
+/// that instance (its `ExecStartPost=` runs `flock -n` on this file).
+pub fn switch_lock_path(dir: &Path, app: &str, build: &str) -> std::path::PathBuf {
+    dir.join(format!("{app}@{build}.switch"))
+}
+
+/// Takes a build's switch lock (see [`switch_lock_path`]); held until dropped. Only an instance's
+/// `ExecStartPost=` can hold it besides relctl (relctl holds the app lock), and only briefly.
+pub fn switch_lock(dir: &Path, app: &str, build: &str) -> Result<AppLock> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = switch_lock_path(dir, app, build);
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("opening lock file {}", path.display()))?;
+    file.lock().with_context(|| format!("locking {}", path.display()))?;
+    Ok(AppLock { _file: file })
+}
+
 /// Who holds the lock, as its holder wrote it.
 fn holder(file: &mut File) -> String {
     let mut s = String::new();

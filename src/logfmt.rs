@@ -117,7 +117,7 @@ struct Record<'a> {
     /// RFC 3339, UTC, microseconds.
     time: String,
     unit: Option<&'a str>,
-    /// `live` or `candidate`.
+    /// `main` or `next` (the build's instance).
     instance: Option<&'static str>,
     pid: Option<u32>,
     priority: Option<u8>,
@@ -288,22 +288,22 @@ mod tests {
         let mut f = formatter(Output::Human { color: false });
         assert_eq!(
             f.format(&gunicorn(254, "[2026-11-23 21:59:31 +0000] [254] [INFO] Starting gunicorn 23.0.0")),
-            "2026-11-23 21:59:31.603 live      [2026-11-23 21:59:31 +0000] [254] [INFO] Starting gunicorn 23.0.0"
+            "2026-11-23 21:59:31.603 main      [2026-11-23 21:59:31 +0000] [254] [INFO] Starting gunicorn 23.0.0"
         );
         let systemd = entry(
             &["init.scope", "medctrl_next@development.socket"],
             1,
             6,
-            "Listening on medctrl_next@development.socket - medctrl backend socket, build development (candidate).",
+            "Listening on medctrl_next@development.socket - medctrl backend socket, build development (next).",
         );
         assert_eq!(
             f.format(&systemd),
-            "2026-11-23 21:59:31.603 candidate Listening on medctrl_next@development.socket - medctrl backend socket, build development (candidate)."
+            "2026-11-23 21:59:31.603 next      Listening on medctrl_next@development.socket - medctrl backend socket, build development (next)."
         );
         // In the instance's time zone.
         let mut paris =
             Formatter::new(&instances(), Output::Human { color: false }, TimeZone::get("Europe/Paris").unwrap());
-        assert!(paris.format(&gunicorn(1, "x")).starts_with("2026-11-23 22:59:31.603 live "));
+        assert!(paris.format(&gunicorn(1, "x")).starts_with("2026-11-23 22:59:31.603 main "));
     }
 
     #[test]
@@ -311,11 +311,11 @@ mod tests {
         let mut f = formatter(Output::Human { color: false });
         assert_eq!(
             f.format(&gunicorn(1, "red \u{1b}[31mtext\u{1b}[0m\tand a tab\r")),
-            "2026-11-23 21:59:31.603 live      red \\u{1b}[31mtext\\u{1b}[0m\tand a tab\\r"
+            "2026-11-23 21:59:31.603 main      red \\u{1b}[31mtext\\u{1b}[0m\tand a tab\\r"
         );
         assert_eq!(
             f.format(&gunicorn(1, "two\nlines\n")),
-            "2026-11-23 21:59:31.603 live      two\n                                  lines"
+            "2026-11-23 21:59:31.603 main      two\n                                  lines"
         );
     }
 
@@ -368,7 +368,7 @@ mod tests {
             serde_json::json!({
                 "time": "2026-11-23T21:59:31.603396Z",
                 "unit": "medctrl@development.service",
-                "instance": "live",
+                "instance": "main",
                 "pid": 250,
                 "priority": 6,
                 "message": "[x] [250] [INFO] Worker exiting (pid: 250)",
@@ -382,7 +382,7 @@ mod tests {
         )))
         .unwrap();
         assert_eq!(v["unit"], "medctrl_next@development.service");
-        assert_eq!(v["instance"], "candidate");
+        assert_eq!(v["instance"], "next");
         assert_eq!(v["message"], "multi\nline \u{1b}", "JSON carries the message as it is");
         assert!(!line.contains('\n'), "one line an entry");
     }

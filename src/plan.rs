@@ -920,16 +920,12 @@ impl BuildPlan {
         );
         line("enable", self.enable.join(", "));
         line("switch", format!("{} -> releases/{}", b.current.display(), self.release));
-        let next = self.app.layout.instance(&b.build, crate::layout::Slot::Next);
+        let [main, next] = self.app.layout.instances(&b.build);
         line(
             "job",
             format!(
-                "if it serves: {} on {} first, through the gate, takes the public socket while {} restarts; else start {} and {}",
-                next.service_unit,
-                next.socket.display(),
-                b.service_unit,
-                b.socket_unit,
-                b.service_unit
+                "if it serves: the other of {} and {} starts on the release, passes the gate through its own socket and takes the public socket; the one that served drains and stops; else start {} and {}",
+                main.service_unit, next.service_unit, main.socket_unit, main.service_unit
             ),
         );
         line("socket", format!("{} (public; a symlink to the serving instance's socket)", b.socket.display()));

@@ -326,12 +326,22 @@ impl Systemd {
     /// Queues a job for `unit` and waits for systemd to finish it. A result other than `done` is
     /// an error naming the unit and the result.
     pub fn run_job(&self, kind: JobKind, unit: &str) -> Result<()> {
+        self.run_job_in(kind, unit, "replace")
+    }
+
+    /// Stops `unit` alone: systemd's `ignore-dependencies` job mode, so the stop is not propagated
+    /// to units that are `PartOf=` it (a build's next instance is `PartOf=` its main one).
+    pub fn stop_alone(&self, unit: &str) -> Result<()> {
+        self.run_job_in(JobKind::Stop, unit, "ignore-dependencies")
+    }
+
+    fn run_job_in(&self, kind: JobKind, unit: &str, mode: &str) -> Result<()> {
         let jobs = JobWatch::new(&self.manager)?;
         let job = match kind {
-            JobKind::Start => self.manager.start_unit(unit, "replace"),
-            JobKind::Stop => self.manager.stop_unit(unit, "replace"),
-            JobKind::Restart => self.manager.restart_unit(unit, "replace"),
-            JobKind::Reload => self.manager.reload_unit(unit, "replace"),
+            JobKind::Start => self.manager.start_unit(unit, mode),
+            JobKind::Stop => self.manager.stop_unit(unit, mode),
+            JobKind::Restart => self.manager.restart_unit(unit, mode),
+            JobKind::Reload => self.manager.reload_unit(unit, mode),
         }
         .map_err(|e| dbus_error(e, &format!("{} {unit}", kind.verb())))?;
         let result = jobs.wait(&job, unit)?;

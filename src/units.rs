@@ -33,7 +33,7 @@ struct UnitContext<'a> {
     socket_name: &'a str,
     socket_group: &'a str,
     socket_mode: String,
-    /// The unit name before `@`: `<app>` (the live instance) or `<app>_next` (the candidate).
+    /// The unit name before `@`: `<app>` (main) or `<app>_next` (next).
     unit: String,
     role: &'static str,
     description_suffix: &'static str,
@@ -42,8 +42,12 @@ struct UnitContext<'a> {
     /// The socket file the instance listens on, in the build directory.
     listen: &'static str,
     runtime_suffix: &'static str,
-    /// Enabled into `<app>.target` (the live instance); the candidate only runs during a deploy.
+    /// Enabled into `<app>.target` (main); next only runs when a deploy hands the build to it.
     enabled: bool,
+    /// Main only: the build's switch lock (`lock::switch_lock_path`, with `%i`); main takes the
+    /// public socket when it starts while relctl does not hold it.
+    switch_lock: Option<String>,
+    switch_lock_dir: &'static str,
     timeout_start_s: u64,
     hardening: &'a crate::manifest::Hardening,
     /// `IPAddressAllow=` (with `IPAddressDeny=any`); `None`: no IP address filter.
@@ -88,8 +92,8 @@ fn check_ours_in(app: &AppPlan, dirs: &[&Path], adopting: &[PathBuf]) -> Result<
     Ok(())
 }
 
-/// The paths of the app's unit files, in the order they are written: the live instance's service
-/// and socket, the target, the candidate's service and socket.
+/// The paths of the app's unit files, in the order they are written: main's service
+/// and socket, the target, next's service and socket.
 pub fn paths(app: &AppPlan) -> [PathBuf; 5] {
     let l = &app.layout;
     let next = Slot::Next.unit_prefix(&l.app);
@@ -110,20 +114,24 @@ pub fn render(app: &AppPlan) -> Result<Vec<UnitFile>> {
         socket_mode: format!("{SOCKET_MODE:04o}"),
         unit: slot.unit_prefix(&l.app),
         role: match slot {
-            Slot::Live => "the live instance",
-            Slot::Next => "the candidate instance (a new release verified before it takes traffic)",
+            Slot::Main => "the main instance",
+            Slot::Next => "the next instance (where a deploy verifies a release while main serves)",
         },
         description_suffix: match slot {
-            Slot::Live => "",
-            Slot::Next => " (candidate)",
+            Slot::Main => "",
+            Slot::Next => " (next)",
         },
         link: slot.link(),
         listen: slot.socket_file(),
         runtime_suffix: match slot {
-            Slot::Live => "",
+            Slot::Main => "",
             Slot::Next => "-next",
         },
-        enabled: slot == Slot::Live,
+        enabled: slot == Slot::Main,
+        switch_lock_dir: crate::lock::LOCK_DIR,
+        switch_lock: (slot == Slot::Main).then(|| {
+            crate::lock::switch_lock_path(Path::new(crate::lock::LOCK_DIR), &l.app, "%i").display().to_string()
+        }),
         // systemd must not give up on a start before the health gate does.
         timeout_start_s: app.health.as_ref().map_or(90, |h| h.timeout_s.max(90)),
         hardening: &app.hardening,
@@ -134,9 +142,9 @@ pub fn render(app: &AppPlan) -> Result<Vec<UnitFile>> {
         Ok(UnitFile { path, contents: render::render_value(name, source, &ctx(slot))? })
     };
     Ok(vec![
-        unit(service, "units/app@.service.tera", SERVICE_TEMPLATE, Slot::Live)?,
-        unit(socket, "units/app@.socket.tera", SOCKET_TEMPLATE, Slot::Live)?,
-        unit(target, "units/app.target.tera", TARGET_TEMPLATE, Slot::Live)?,
+        unit(service, "units/app@.service.tera", SERVICE_TEMPLATE, Slot::Main)?,
+        unit(socket, "units/app@.socket.tera", SOCKET_TEMPLATE, Slot::Main)?,
+        unit(target, "units/app.target.tera", TARGET_TEMPLATE, Slot::Main)?,
         unit(next_service, "units/app@.service.tera", SERVICE_TEMPLATE, Slot::Next)?,
         unit(next_socket, "units/app@.socket.tera", SOCKET_TEMPLATE, Slot::Next)?,
     ])
@@ -313,7 +321,13 @@ mod tests {
                 && next_service.contains("PartOf=medctrl.target\n")
         );
         assert!(next_service.contains("RuntimeDirectory=medctrl/backend/%i-next\n"));
-        assert!(!next_service.contains("[Install]"), "the candidate is never enabled");
+        assert!(!next_service.contains("[Install]"), "next is never enabled");
+        // systemctl stop|restart of main reaches next; main started by anyone but relctl takes
+        // the public socket, atomically, unless relctl holds the build's switch lock.
+        assert!(next_service.contains("PartOf=medctrl@%i.service\n") && !c.contains("PartOf=medctrl@%i.service"));
+        let takeover = "ExecStartPost=+/bin/sh -c 'mkdir -p /run/relctl && exec flock -n -E 0 /run/relctl/medctrl@%i.switch -c \"ln -sfn .relctl-live.sock /opt/medctrl/backend/%i/.relctl-public.tmp && mv -fT /opt/medctrl/backend/%i/.relctl-public.tmp /opt/medctrl/backend/%i/gunicorn.sock\"'\n";
+        assert!(c.contains(takeover), "{c}");
+        assert!(!next_service.contains("flock"), "{next_service}");
         let next_socket = &units[4].contents;
         assert!(next_socket.contains("ListenStream=/opt/medctrl/backend/%i/.relctl-next.sock\n"));
         assert!(next_socket.contains("RemoveOnStop=yes\n") && !next_socket.contains("[Install]"), "{next_socket}");

@@ -6,7 +6,6 @@ use crate::layout::Slot;
 use crate::manifest::Loaded;
 use crate::plan;
 use crate::report::{Mode, Report};
-use crate::store::ReleaseId;
 use crate::systemd::{ActiveState, Systemd, UnitState};
 
 #[derive(Debug, Serialize)]
@@ -15,19 +14,19 @@ struct BuildStatus {
     unit: String,
     state: ActiveState,
     sub_state: String,
-    release: Option<ReleaseId>,
+    release: Option<String>,
     since: Option<String>,
     main_pid: Option<u32>,
     route: Option<String>,
     socket: String,
     active: bool,
-    /// The candidate instance (`<app>_next@<build>`), while a deploy runs one: its state and the
-    /// release it runs.
-    candidate: Option<Candidate>,
+    /// The build's other instance, while it runs (a deploy's candidate, or the one that served
+    /// until a `systemctl start|restart` of main took the build back): its state and release.
+    other: Option<Other>,
 }
 
 #[derive(Debug, Serialize)]
-struct Candidate {
+struct Other {
     unit: String,
     state: ActiveState,
     release: Option<String>,
@@ -47,33 +46,43 @@ pub fn run(loaded: &Loaded, only: Option<&str>, report: &Report) -> Result<Outco
     }
     let systemd = Systemd::connect()?;
     // Every build's service in one go: the app's loaded instances; the others are not loaded.
-    let mut states = systemd.states(&app.layout.service_glob())?;
-    let next_prefix = Slot::Next.unit_prefix(&app.layout.app);
-    let mut candidates = systemd.states(&format!("{next_prefix}@*.service"))?;
+    // Every build's instances in two calls: the app's loaded units; the others are not loaded.
+    let mut mains = systemd.states(&app.layout.service_glob())?;
+    let mut nexts = systemd.states(&format!("{}@*.service", Slot::Next.unit_prefix(&app.layout.app)))?;
     let mut rows = Vec::new();
     for (name, route) in app.builds.iter().filter(|(n, _)| only.is_none_or(|o| o == n)) {
         let b = app.layout.build(name);
-        let unit = states.remove(&b.service_unit).unwrap_or_else(|| UnitState::not_loaded(&b.service_unit));
-        let next = app.layout.instance(name, Slot::Next);
-        let candidate =
-            candidates.remove(&next.service_unit).filter(|c| c.active_state != ActiveState::Inactive).map(|c| {
-                let release = std::fs::read_link(&next.link)
-                    .ok()
-                    .and_then(|l| l.file_name().map(|n| n.to_string_lossy().into_owned()));
-                Candidate { unit: c.unit, state: c.active_state, release }
-            });
+        let [main, next] = app.layout.instances(name);
+        let main_state = mains.remove(&main.service_unit).unwrap_or_else(|| UnitState::not_loaded(&main.service_unit));
+        let next_state = nexts.remove(&next.service_unit).unwrap_or_else(|| UnitState::not_loaded(&next.service_unit));
+        // The instance the public socket points at serves, if it is up; else main is the build.
+        let public = std::fs::read_link(&b.socket).ok().and_then(|t| Slot::of_socket_file(&t));
+        let next_serves = public == Some(Slot::Next) && next_state.active_state.is_up();
+        let release_of = |link: &std::path::Path| {
+            std::fs::read_link(link).ok().and_then(|l| l.file_name().map(|n| n.to_string_lossy().into_owned()))
+        };
+        let (unit, release, other, other_link) = if next_serves {
+            (next_state, release_of(&next.link), main_state, &main.link)
+        } else {
+            (main_state, b.current_release()?.map(|r| r.to_string()), next_state, &next.link)
+        };
+        let other = (other.active_state != ActiveState::Inactive).then(|| Other {
+            unit: other.unit.clone(),
+            state: other.active_state.clone(),
+            release: release_of(other_link),
+        });
         rows.push(BuildStatus {
             build: name.clone(),
             state: unit.active_state.clone(),
             sub_state: unit.sub_state.clone(),
-            release: b.current_release()?,
+            release,
             since: (unit.active_since_us > 0 && unit.is_active()).then(|| since(unit.active_since_us)),
             main_pid: (unit.main_pid > 0).then_some(unit.main_pid),
             route: route.clone(),
             socket: b.socket.display().to_string(),
             active: unit.is_active(),
             unit: unit.unit,
-            candidate,
+            other,
         });
     }
     match report.mode {
@@ -90,7 +99,7 @@ fn since(us: u64) -> String {
 
 fn print_table(rows: &[BuildStatus]) {
     let dash = || "-".to_string();
-    let table: Vec<[String; 7]> = rows
+    let table: Vec<[String; 8]> = rows
         .iter()
         .map(|r| {
             [
@@ -100,11 +109,12 @@ fn print_table(rows: &[BuildStatus]) {
                 r.since.clone().unwrap_or_else(dash),
                 r.main_pid.map(|p| p.to_string()).unwrap_or_else(dash),
                 r.route.clone().unwrap_or_else(dash),
-                r.candidate
-                    .as_ref()
-                    .map_or_else(dash, |c| format!("{} ({})", c.release.as_deref().unwrap_or("-"), c.state)),
+                r.unit.clone(),
+                r.other.as_ref().map_or_else(dash, |c| {
+                    format!("{}: {} ({})", c.unit, c.release.as_deref().unwrap_or("-"), c.state)
+                }),
             ]
         })
         .collect();
-    crate::report::print_table(&["BUILD", "STATE", "RELEASE", "SINCE", "PID", "ROUTE", "CANDIDATE"], &table);
+    crate::report::print_table(&["BUILD", "STATE", "RELEASE", "SINCE", "PID", "ROUTE", "SERVED BY", "OTHER"], &table);
 }

@@ -250,7 +250,10 @@ for i in $(seq 100); do test -S {DEV}/gunicorn.sock && break; sleep 0.1; done"
     assert!(adopted.ends_with("-adopted"), "{adopted}");
     let releases = env.ok(&["releases", "development"]);
     assert!(releases.contains(&adopted), "{releases}");
-    assert!(env.sh(&format!("ls {DEV}")).lines().all(|l| ["current", "gunicorn.sock", "releases"].contains(&l)));
+    assert!(env
+        .sh(&format!("ls {DEV}"))
+        .lines()
+        .all(|l| ["current", "gunicorn.sock", "next", "releases"].contains(&l)));
     let new = release_via_nginx(port);
     assert!(new != "hand-made" && !new.ends_with("-adopted"), "the new release serves: {new}");
     assert_eq!(env.sh("ls /var/www/medctrl/django-static"), "medctrl", "the guide's STATIC_ROOT is left alone");

@@ -116,7 +116,7 @@ fn two_builds_side_by_side_then_a_second_release() {
     assert!(score <= 1.0, "{analyze}");
     assert!(env.sh("stat -c %U:%a /var/cache/medctrl/backend/development").starts_with("medctrl:"), "a writable HOME");
     assert_eq!(env.sh("systemctl show -P User medctrl@development.service"), "medctrl");
-    assert_eq!(env.sh("ps -o user= -p $(systemctl show -P MainPID medctrl@development.service)"), "medctrl");
+    assert_eq!(env.sh(&format!("ps -o user= -p {}", env.main_pid("development"))), "medctrl");
     assert_eq!(
         env.sh("systemctl is-enabled medctrl@development.service medctrl@testing.socket medctrl.target | sort -u"),
         "enabled"
@@ -162,28 +162,60 @@ fn restart_reload_stop_and_start_touch_only_their_build() {
     env.ok(&["build", "development"]);
     env.ok(&["build", "testing"]);
 
-    // -- restart testing leaves development alone; the socket stays --------------------------
+    // -- restart testing: next takes over, main stops; development is left alone --------------
     let dev_pid = env.main_pid("development");
     let testing_pid = env.main_pid("testing");
-    let sock_inode = env.sh("stat -L -c %i /opt/medctrl/backend/testing/gunicorn.sock");
+    assert_eq!(env.serving_unit("testing"), "medctrl@testing.service");
     env.ok(&["restart", "testing"]);
     assert_eq!(env.main_pid("development"), dev_pid, "restarting testing must not touch development");
+    assert_eq!(env.sh("readlink /opt/medctrl/backend/testing/gunicorn.sock"), ".relctl-next.sock");
     assert_ne!(env.main_pid("testing"), testing_pid, "testing got a new main process");
-    assert_eq!(
-        env.sh("stat -L -c %i /opt/medctrl/backend/testing/gunicorn.sock"),
-        sock_inode,
-        "the socket was kept open"
-    );
-    assert_eq!(env.sh("readlink /opt/medctrl/backend/testing/gunicorn.sock"), ".relctl-live.sock");
-    assert!(!env.sb.is_active("medctrl_next@testing.service"), "the candidate that covered the restart is stopped");
+    assert!(!env.sb.is_active("medctrl@testing.service"), "the instance that served before is stopped");
     assert_eq!(env.get("testing", "/")["build"], "testing");
+    let doc: Value = serde_json::from_str(&env.ok(&["--json", "status", "testing"])).unwrap();
+    assert_eq!(doc["builds"][0]["unit"], "medctrl_next@testing.service", "{doc}");
+    assert_eq!(doc["builds"][0]["main_pid"], env.main_pid("testing"), "{doc}");
+    assert_eq!(doc["builds"][0]["other"], Value::Null, "{doc}");
+    // and back: the next restart runs in main again
+    let testing_pid = env.main_pid("testing");
+    env.ok(&["restart", "testing"]);
+    assert_eq!(env.serving_unit("testing"), "medctrl@testing.service");
+    assert!(!env.sb.is_active("medctrl_next@testing.service"));
+    assert_ne!(env.main_pid("testing"), testing_pid);
+    env.ok(&["restart", "testing"]);
+    assert_eq!(env.serving_unit("testing"), "medctrl_next@testing.service");
 
-    // -- the MedCtrl guide's own `systemctl restart` still works: a plain restart in place ------
+    // -- the MedCtrl guide's own systemctl commands still do what they say, whichever serves ---
+    // restart: main restarts and takes the public socket (next, PartOf= main, restarts beside it)
     let testing_pid = env.main_pid("testing");
     env.sh("systemctl restart medctrl@testing.service");
+    assert_eq!(env.sh("readlink /opt/medctrl/backend/testing/gunicorn.sock"), ".relctl-live.sock");
     assert_ne!(env.main_pid("testing"), testing_pid);
     assert_eq!(env.get("testing", "/")["build"], "testing");
-    assert_eq!(env.sh("readlink /opt/medctrl/backend/testing/gunicorn.sock"), ".relctl-live.sock");
+    let doc: Value = serde_json::from_str(&env.ok(&["--json", "status", "testing"])).unwrap();
+    assert_eq!(doc["builds"][0]["unit"], "medctrl@testing.service", "{doc}");
+    assert_eq!(doc["builds"][0]["other"]["unit"], "medctrl_next@testing.service", "{doc}");
+    // relctl's next restart runs in the idle next instance and stops main
+    env.ok(&["restart", "testing"]);
+    assert_eq!(env.serving_unit("testing"), "medctrl_next@testing.service");
+    assert!(!env.sb.is_active("medctrl@testing.service"));
+    // stop: reaches next, which serves
+    env.sh("systemctl stop medctrl@testing.service");
+    assert!(!env.sb.is_active("medctrl_next@testing.service") && !env.sb.is_active("medctrl@testing.service"));
+    // start: main starts and serves
+    env.sh("systemctl start medctrl@testing.service");
+    assert_eq!(env.serving_unit("testing"), "medctrl@testing.service");
+    assert_eq!(env.get("testing", "/")["build"], "testing");
+    // as at boot (all of testing down while next served, then what is enabled starts: main's
+    // socket and service): main takes the public socket
+    env.ok(&["restart", "testing"]);
+    assert_eq!(env.serving_unit("testing"), "medctrl_next@testing.service");
+    env.sh("systemctl stop medctrl@testing.service medctrl@testing.socket medctrl_next@testing.socket");
+    assert!(!env.sb.is_active("medctrl_next@testing.service"));
+    env.sh("systemctl start medctrl@testing.socket medctrl@testing.service");
+    assert_eq!(env.serving_unit("testing"), "medctrl@testing.service");
+    assert_eq!(env.get("testing", "/")["build"], "testing");
+    assert_eq!(env.main_pid("development"), dev_pid, "none of this touched development");
 
     // -- reload: gunicorn's graceful reload keeps the main process, replaces the workers -------
     let testing_pid = env.main_pid("testing");

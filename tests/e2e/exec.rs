@@ -208,5 +208,9 @@ fn exec_runs_a_command_as_the_service_runs_and_leaves_nothing_behind() {
     assert_eq!(env.main_pid("development"), pid, "the live service kept its main process");
     assert_eq!(env.sh(&format!("ls {RUNTIME}")), "the-service-was-here", "its runtime directory survived");
     assert_eq!(exec_units(&env), "", "no exec unit stays loaded");
-    assert_eq!(env.sh("ls /run/relctl"), "medctrl.lock", "no -e file stays behind");
+    assert_eq!(
+        env.sh("ls /run/relctl"),
+        "medctrl.lock\nmedctrl@development.switch",
+        "only relctl's locks: no -e file stays behind"
+    );
 }

@@ -22,7 +22,7 @@ fn a_full_disk_stops_the_build_before_the_switch_and_the_next_build_recovers() {
     let sock = "/srv/small/medctrl/development/gunicorn.sock";
     let get = || env.sh(&format!("curl -sS --fail --max-time 10 --unix-socket {sock} http://x/"));
     let live: serde_json::Value = serde_json::from_str(&get()).unwrap();
-    let pid = env.main_pid("development");
+    let pid = env.main_pid_in("/srv/small/medctrl", "development");
     let releases = || env.sh("ls /srv/small/medctrl/development/releases");
     let before = releases();
 
@@ -38,7 +38,7 @@ fn a_full_disk_stops_the_build_before_the_switch_and_the_next_build_recovers() {
     assert_eq!(releases(), before, "the half-made release is gone");
     let now: serde_json::Value = serde_json::from_str(&get()).unwrap();
     assert_eq!(now["release"], live["release"]);
-    assert_eq!(env.main_pid("development"), pid, "the live build was not touched");
+    assert_eq!(env.main_pid_in("/srv/small/medctrl", "development"), pid, "the live build was not touched");
 
     // Room again: the next build goes through.
     env.sh("rm /srv/small/filler /srv/small/filler2");

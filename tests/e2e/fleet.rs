@@ -96,7 +96,7 @@ systemctl start nginx"
         assert!(version(&lab, i).starts_with("v2 "), "h{}", i + 1);
     }
     let v2 = [current(&lab, 0), current(&lab, 1), current(&lab, 2)];
-    let pid3 = lab.hosts[2].sb.sh_ok("systemctl show -P MainPID medctrl@production.service");
+    let pid3 = lab.hosts[2].sb.serving_pid("/opt/medctrl/backend", "production");
 
     // v3, but h2 lost its secrets file: the roll stops at h2.
     replace(&views, "\"version\": \"v2\",", "\"version\": \"v3\",");
@@ -124,20 +124,20 @@ systemctl start nginx"
     assert!(version(&lab, 0).starts_with("v3 "));
     assert!(version(&lab, 1).starts_with("v2 "), "h2 keeps serving its release");
     assert_eq!(current(&lab, 2), v2[2], "h3 untouched");
-    assert_eq!(lab.hosts[2].sb.sh_ok("systemctl show -P MainPID medctrl@production.service"), pid3);
+    assert_eq!(lab.hosts[2].sb.serving_pid("/opt/medctrl/backend", "production"), pid3);
 
     // rollback and restart roll the same way: h1 back to v2; h1 and h3 restarted.
     let out = lab.relctl(&m, &["--hosts", "h1", "rollback", "production"]);
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(current(&lab, 0), v2[0]);
     assert!(version(&lab, 0).starts_with("v2 "));
-    let pid1 = lab.hosts[0].sb.sh_ok("systemctl show -P MainPID medctrl@production.service");
+    let pid1 = lab.hosts[0].sb.serving_pid("/opt/medctrl/backend", "production");
     let out = lab.relctl(&m, &["--hosts", "h1,h3", "--serial", "2", "restart", "production"]);
     assert!(out.status.success(), "{}", show(&out));
     let table = stdout(&out);
     assert_eq!(table.lines().filter(|l| !l.contains(" | ") && l.contains(" ok ")).count(), 2, "{table}");
-    assert_ne!(lab.hosts[0].sb.sh_ok("systemctl show -P MainPID medctrl@production.service"), pid1);
-    assert_ne!(lab.hosts[2].sb.sh_ok("systemctl show -P MainPID medctrl@production.service"), pid3);
+    assert_ne!(lab.hosts[0].sb.serving_pid("/opt/medctrl/backend", "production"), pid1);
+    assert_ne!(lab.hosts[2].sb.serving_pid("/opt/medctrl/backend", "production"), pid3);
     assert_eq!((current(&lab, 0), current(&lab, 2)), (v2[0].clone(), v2[2].clone()), "a restart keeps the release");
 
     // status of every host, one document.
@@ -150,7 +150,7 @@ systemctl start nginx"
         assert_eq!(h["host"], format!("h{}", i + 1));
         let b = &h["status"]["builds"][0];
         assert_eq!(b["release"].as_str().unwrap(), current(&lab, i), "{doc}");
-        let pid = lab.hosts[i].sb.sh_ok("systemctl show -P MainPID medctrl@production.service");
+        let pid = lab.hosts[i].sb.serving_pid("/opt/medctrl/backend", "production");
         assert_eq!(b["main_pid"].to_string(), pid, "{doc}");
     }
     let table = stdout(&lab.relctl(&m, &["status", "production"]));

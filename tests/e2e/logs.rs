@@ -32,19 +32,19 @@ fn has(lines: &[&str], text: &str) -> bool {
 fn logs_of_both_instances_filtered_as_json_and_followed() {
     let env = Env::boot();
     env.ok(&["build", "development"]);
-    // A restart runs the current release in the candidate first: both instances wrote.
+    // A restart runs the current release in the other instance (next): both instances wrote.
     env.ok(&["restart", "development"]);
 
     // -- people: one line an entry, time, instance, message; no colour into a pipe ------------
     let out = env.ok(&["logs", "development", "-n", "200"]);
-    let (live, candidate) = (of(&out, "live"), of(&out, "candidate"));
-    assert_eq!(live.len() + candidate.len(), out.lines().count(), "every line names its instance:\n{out}");
-    for (lines, sock) in [(&live, ".relctl-live.sock"), (&candidate, ".relctl-next.sock")] {
+    let (main, next) = (of(&out, "main"), of(&out, "next"));
+    assert_eq!(main.len() + next.len(), out.lines().count(), "every line names its instance:\n{out}");
+    for (lines, sock) in [(&main, ".relctl-live.sock"), (&next, ".relctl-next.sock")] {
         assert!(has(lines, "[INFO] Starting gunicorn"), "gunicorn's startup, {sock}:\n{out}");
         assert!(has(lines, &format!("[INFO] Listening at: unix:/opt/medctrl/backend/development/{sock}")), "{out}");
     }
-    assert!(has(&candidate, "Started medctrl_next@development.service"), "systemd's messages too:\n{out}");
-    assert!(has(&live, "Listening on medctrl@development.socket"), "the socket unit's too:\n{out}");
+    assert!(has(&next, "Started medctrl_next@development.service"), "systemd's messages too:\n{out}");
+    assert!(has(&main, "Listening on medctrl@development.socket"), "the socket unit's too:\n{out}");
     let first = out.lines().next().unwrap();
     assert!(
         jiff::civil::DateTime::strptime("%Y-%m-%d %H:%M:%S%.f", &first[..23]).is_ok(),
@@ -61,7 +61,7 @@ fn logs_of_both_instances_filtered_as_json_and_followed() {
     for r in &records {
         let unit = r["unit"].as_str().unwrap_or_else(|| panic!("no unit: {r}"));
         assert!(UNITS.contains(&unit), "{r}");
-        let instance = if unit.starts_with("medctrl_next@") { "candidate" } else { "live" };
+        let instance = if unit.starts_with("medctrl_next@") { "next" } else { "main" };
         assert_eq!(r["instance"], instance, "{r}");
         assert!(r["time"].as_str().unwrap().parse::<jiff::Timestamp>().is_ok(), "{r}");
         assert!(r["message"].is_string() && r["priority"].is_u64() && r["pid"].is_u64(), "{r}");

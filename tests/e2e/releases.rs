@@ -193,12 +193,14 @@ fn builds_serialize_and_a_killed_build_leaves_the_old_release_serving() {
         assert_eq!(env.main_pid("testing"), live_pid, "killed at {phase}");
     }
     // after the hand-over (killed right after it, then right after `current` switched): the
-    // verified candidate serves, the live instance was not restarted yet
+    // verified candidate serves; the instance that served is kept ready, not restarted
+    let live_unit = env.serving_unit("testing");
     for phase in ["handover", "switch"] {
         kill_at(phase);
-        assert_eq!(env.sh("readlink /opt/medctrl/backend/testing/gunicorn.sock"), ".relctl-next.sock", "{phase}");
+        assert_ne!(env.serving_unit("testing"), live_unit, "{phase}: the public socket points at the candidate");
         assert_ne!(env.get("testing", "/")["release"], live.as_str(), "{phase}: the candidate serves the new release");
-        assert_eq!(env.main_pid("testing"), live_pid, "{phase}: the live instance was not restarted yet");
+        let kept = env.sh(&format!("systemctl show -P MainPID {live_unit}"));
+        assert_eq!(kept, live_pid.to_string(), "{phase}: {live_unit} is kept ready, not restarted");
     }
     assert_ne!(env.sh("readlink /opt/medctrl/backend/testing/current"), format!("releases/{live}"));
 
@@ -208,15 +210,60 @@ fn builds_serialize_and_a_killed_build_leaves_the_old_release_serving() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("recovered from an interrupted relctl (pid"), "{text}");
     assert!(
-        text.contains("switched back from") && text.contains("public socket back on medctrl@testing.service"),
+        text.contains("switched back from") && text.contains(&format!("public socket back on {live_unit}")),
         "{text}"
     );
     let now = env.get("testing", "/")["release"].as_str().unwrap().to_string();
     assert_ne!(now, live);
     let doc = env.releases(&manifest, "testing");
     assert!(doc["releases"].as_array().unwrap().iter().all(|r| r["state"] != "incomplete"), "{doc}");
-    assert_eq!(
-        env.sh("ls -A /opt/medctrl/backend/testing | sort | tr '\\n' ' '"),
+    // What is left: the instance that serves, its socket and link; main's socket file stays
+    // (main's socket unit is the enabled one, bound at boot).
+    let expected = if env.serving_unit("testing").starts_with("medctrl_next@") {
+        ".relctl-live.sock .relctl-next.sock current gunicorn.sock next releases"
+    } else {
         ".relctl-live.sock current gunicorn.sock releases"
-    );
+    };
+    assert_eq!(env.sh("ls -A /opt/medctrl/backend/testing | sort | tr '\\n' ' '"), expected);
+
+    // -- a candidate that dies during its probation: straight back to the instance kept ready ---
+    // (with main serving and next the candidate: systemd's automatic restart of a crashed main
+    // would restart next too, which is PartOf= main)
+    if env.serving_unit("testing") != "medctrl@testing.service" {
+        let out = env.relctl_with(&manifest, &["restart", "testing"]);
+        assert!(out.status.success(), "{}", show(&out));
+    }
+    let (kept_unit, kept_pid) = (env.serving_unit("testing"), env.main_pid("testing"));
+    let was = env.get("testing", "/")["release"].as_str().unwrap().to_string();
+    let patient = variant("probation", |app| {
+        replace(&app.join("relctl.toml"), "timeout_s = 30", "timeout_s = 30\nprobation_s = 8")
+    });
+    let build = env
+        .sb
+        .command(RELCTL)
+        .args(["-f", patient.to_str().unwrap(), "build", "testing"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while env.serving_unit("testing") == kept_unit {
+        assert!(std::time::Instant::now() < deadline, "the candidate never took the public socket");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let candidate = env.serving_unit("testing");
+    env.sh(&format!("kill -9 $(systemctl show -P MainPID {candidate})"));
+    let out = build.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let last = stderr(&out).lines().last().unwrap_or_default().to_string();
+    assert!(last.contains("did not stay up for the 8s probation"), "{last}");
+    assert!(last.contains(&format!("switched back to {was}, which {kept_unit} kept serving")), "{last}");
+    assert_eq!(env.serving_unit("testing"), kept_unit);
+    assert_eq!(env.main_pid("testing"), kept_pid, "the instance kept ready serves, not restarted");
+    assert_eq!(env.get("testing", "/")["release"], was.as_str());
+    assert_eq!(env.sh("readlink /opt/medctrl/backend/testing/current"), format!("releases/{was}"));
+    assert!(!env.sb.is_active(&candidate), "the candidate is stopped");
+    let doc = env.releases(&manifest, "testing");
+    let newest = doc["releases"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(newest["state"], "bad", "{doc}");
 }

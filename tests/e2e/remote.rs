@@ -34,7 +34,7 @@ fn a_host_over_ssh_builds_and_reports_as_if_relctl_ran_there() {
     assert_eq!(out.status.code(), Some(3), "testing is not built there: {}", show(&out));
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)));
     let dev = doc["builds"].as_array().unwrap().iter().find(|b| b["build"] == "development").unwrap();
-    let pid = h1.sh_ok("systemctl show -P MainPID medctrl@development.service");
+    let pid = h1.serving_pid("/opt/medctrl/backend", "development");
     assert_eq!(dev["main_pid"].to_string(), pid, "{doc}");
     assert_eq!(dev["state"], "active", "{doc}");
     assert_eq!(format!("releases/{}", dev["release"].as_str().unwrap()), release);

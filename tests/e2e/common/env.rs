@@ -13,6 +13,9 @@ use super::show;
 pub const RELCTL: &str = env!("CARGO_BIN_EXE_relctl");
 pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
+/// The example's `root`.
+const ROOT: &str = "/opt/medctrl/backend";
+
 pub fn example_manifest() -> PathBuf {
     Path::new(REPO).join("examples/medctrl/relctl.toml")
 }
@@ -76,9 +79,29 @@ impl Env {
             .unwrap_or_else(|e| panic!("GET {path} via {sock}: not JSON ({e}): {}", show(&out)))
     }
 
+    /// The main PID of the instance that serves `build`: the one its public socket points at.
     pub fn main_pid(&self, build: &str) -> u32 {
-        let out = self.sb.run("systemctl", &["show", "-P", "MainPID", &format!("medctrl@{build}.service")]);
-        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+        self.main_pid_in(ROOT, build)
+    }
+
+    /// [`Env::main_pid`] of a build under another root than the example's.
+    pub fn main_pid_in(&self, root: &str, build: &str) -> u32 {
+        self.sb.serving_pid(root, build).parse().unwrap()
+    }
+
+    /// `medctrl@<build>.service` or `medctrl_next@<build>.service`, whichever the public socket
+    /// (`gunicorn.sock`, a symlink) points at.
+    pub fn serving_unit(&self, build: &str) -> String {
+        self.serving_unit_in(ROOT, build)
+    }
+
+    pub fn serving_unit_in(&self, root: &str, build: &str) -> String {
+        let link = self.sh(&format!("readlink {root}/{build}/gunicorn.sock"));
+        match link.as_str() {
+            ".relctl-next.sock" => format!("medctrl_next@{build}.service"),
+            ".relctl-live.sock" => format!("medctrl@{build}.service"),
+            other => panic!("the public socket of {build} points at {other:?}"),
+        }
     }
 
     pub fn sh(&self, script: &str) -> String {

@@ -120,6 +120,14 @@ impl Sandbox {
     }
 
     /// `systemctl is-active --quiet unit` inside the sandbox.
+    /// The main PID of the instance that serves `build` under `root`: `medctrl@<build>` or
+    /// `medctrl_next@<build>`, whichever its public socket (`gunicorn.sock`) points at.
+    pub fn serving_pid(&self, root: &str, build: &str) -> String {
+        self.sh_ok(&format!(
+            "case $(readlink {root}/{build}/gunicorn.sock) in .relctl-next.sock) u=medctrl_next;; *) u=medctrl;; esac; systemctl show -P MainPID $u@{build}.service"
+        ))
+    }
+
     pub fn is_active(&self, unit: &str) -> bool {
         self.run("systemctl", &["is-active", "--quiet", unit]).status.success()
     }
