@@ -920,7 +920,9 @@ impl<'a> Deploy<'a> {
         Ok(linked || works_in)
     }
 
-    /// Writes the unit files, reloads systemd when any changed, enables the build.
+    /// Writes the unit files, enables the build, and reloads systemd when either changed anything
+    /// (`EnableUnitFiles` only makes the symlinks: until a reload, `<app>.target` does not want
+    /// a newly enabled build, so a `systemctl start <app>.target` would leave it out).
     fn install_units(&self, plan: &BuildPlan, unit_files: &[UnitFile]) -> Result<String> {
         let mut changed = Vec::new();
         for unit in unit_files {
@@ -928,15 +930,16 @@ impl<'a> Deploy<'a> {
                 changed.push(unit.path.file_name().unwrap_or_default().to_string_lossy().into_owned());
             }
         }
-        if !changed.is_empty() {
+        let enable: Vec<&str> = plan.enable.iter().map(String::as_str).collect();
+        let enabled = self.systemd.enable(&enable)?;
+        if !changed.is_empty() || !enabled.is_empty() {
             self.systemd.reload()?;
         }
-        let enable: Vec<&str> = plan.enable.iter().map(String::as_str).collect();
-        self.systemd.enable(&enable)?;
-        Ok(if changed.is_empty() {
-            format!("unchanged; enabled {}", plan.enable.join(", "))
-        } else {
-            format!("wrote {}, reloaded systemd; enabled {}", changed.join(", "), plan.enable.join(", "))
+        let wrote = if changed.is_empty() { "unchanged".to_string() } else { format!("wrote {}", changed.join(", ")) };
+        Ok(match (changed.is_empty() && enabled.is_empty(), enabled.is_empty()) {
+            (true, _) => format!("unchanged; enabled {}", plan.enable.join(", ")),
+            (false, true) => format!("{wrote}, reloaded systemd; enabled {}", plan.enable.join(", ")),
+            (false, false) => format!("{wrote}; enabled {}, reloaded systemd", plan.enable.join(", ")),
         })
     }
 

@@ -206,13 +206,18 @@ fn restart_reload_stop_and_start_touch_only_their_build() {
     env.sh("systemctl start medctrl@testing.service");
     assert_eq!(env.serving_unit("testing"), "medctrl@testing.service");
     assert_eq!(env.get("testing", "/")["build"], "testing");
-    // as at boot (all of testing down while next served, then what is enabled starts: main's
-    // socket and service): main takes the public socket
+    // as at boot (all of testing down while next served, then the target starts what is
+    // enabled: main's socket and service): main takes the public socket
     env.ok(&["restart", "testing"]);
     assert_eq!(env.serving_unit("testing"), "medctrl_next@testing.service");
     env.sh("systemctl stop medctrl@testing.service medctrl@testing.socket medctrl_next@testing.socket");
     assert!(!env.sb.is_active("medctrl_next@testing.service"));
-    env.sh("systemctl start medctrl@testing.socket medctrl@testing.service");
+    // the target wants every build relctl enabled (systemd reloaded after enabling them)
+    let wants = env.sh("systemctl show -P Wants medctrl.target");
+    for unit in ["medctrl@testing.service", "medctrl@testing.socket", "medctrl@development.service"] {
+        assert!(wants.split(' ').any(|w| w == unit), "{wants}");
+    }
+    env.sh("systemctl start medctrl.target");
     assert_eq!(env.serving_unit("testing"), "medctrl@testing.service");
     assert_eq!(env.get("testing", "/")["build"], "testing");
     assert_eq!(env.main_pid("development"), dev_pid, "none of this touched development");
