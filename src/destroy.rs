@@ -58,9 +58,9 @@ pub struct DestroyPlan {
     /// `<root>`, where the build directory, its leftover and the dependency entries are.
     pub root: PathBuf,
     pub build: BuildLayout,
-    /// Both instances, the candidate first: their services and sockets are stopped in this order.
+    /// Both instances, next first: their services and sockets are stopped in this order.
     pub instances: Vec<Instance>,
-    /// The unit files disabled: the live instance's socket and service (the candidate is never
+    /// The unit files disabled: main's socket and service (next is never
     /// enabled); none when the app's unit files are not installed.
     pub disable: Vec<String>,
     /// The build's drop-in directories that exist (`<unit>@<build>.service.d`, `.socket.d`, of
@@ -204,8 +204,8 @@ pub fn remove_leftovers(root: &Path) -> Result<Vec<PathBuf>> {
 }
 
 impl DestroyPlan {
-    /// Every unit of both instances, in the order they stop: the candidate's service and socket,
-    /// then the live instance's.
+    /// Every unit of both instances, in the order they stop: next's service and socket,
+    /// then main's.
     pub fn units(&self) -> Vec<&str> {
         self.instances.iter().flat_map(|i| [i.service_unit.as_str(), i.socket_unit.as_str()]).collect()
     }
