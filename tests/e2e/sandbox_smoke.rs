@@ -17,7 +17,9 @@ fn unique(tag: &str) -> String {
     format!("{tag}-{}-{nanos}", std::process::id())
 }
 
-/// The host's mount table (mount point, fs type, source), to check nothing leaks out.
+/// The host's mount table (mount point, fs type, source), to check nothing leaks out. Leaves out
+/// the network namespaces that the lab of other tests running at the same time mounts and
+/// unmounts (`/run/netns/relctl-lab-*`, see `common::lab`).
 fn host_mounts() -> BTreeSet<String> {
     fs::read_to_string("/proc/self/mountinfo")
         .unwrap()
@@ -27,6 +29,7 @@ fn host_mounts() -> BTreeSet<String> {
             let sep = f.iter().position(|x| *x == "-").unwrap_or(f.len());
             format!("{} {}", f[4], f[sep + 1..].join(" "))
         })
+        .filter(|m| !m.starts_with("/run/netns/relctl-lab-"))
         .collect()
 }
 
