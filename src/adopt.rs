@@ -56,6 +56,7 @@ impl Found {
 /// Is `name` (in a build directory) one of relctl's?
 fn is_relctls(name: &str, socket_name: &str) -> bool {
     name == "releases"
+        || name == "current"
         || name == Slot::Main.link()
         || name == Slot::Next.link()
         || name == socket_name

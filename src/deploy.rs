@@ -406,10 +406,23 @@ impl<'a> Deploy<'a> {
         Ok(self.systemd.unit_state(&inst.service_unit)?.active_state.is_up().then_some(inst))
     }
 
+    /// Main's link, made from `current` for a build set up by a relctl that ran main on `current`
+    /// itself.
+    fn ensure_main_link(&self) -> Result<()> {
+        let main = self.instance(Slot::Main);
+        if std::fs::symlink_metadata(&main.link).is_err() {
+            if let Some(current) = self.build.current_release()? {
+                atomic::switch_symlink(&main.link, &Path::new("releases").join(current.as_str()))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Holds the build's switch lock from now on, so that main, started by relctl, leaves the
     /// public socket to relctl (see `lock::switch_lock`).
     fn hold_switch_lock(&mut self) -> Result<()> {
         if self.switch_lock.is_none() {
+            self.ensure_main_link()?;
             let dir = Path::new(crate::lock::LOCK_DIR);
             self.switch_lock = Some(crate::lock::switch_lock(dir, &self.app.layout.app, &self.build.build)?);
         }
@@ -511,6 +524,7 @@ impl<'a> Deploy<'a> {
         let t = Instant::now();
         self.stop_instance(&self.instance(Slot::Next))?;
         self.switch(&main, to)?;
+        self.set_current(to)?;
         self.point_public(&main)?;
         failpoint("switch");
         let was = from.map(|p| format!(" (was {p})")).unwrap_or_default();
@@ -525,8 +539,7 @@ impl<'a> Deploy<'a> {
     /// `serving` serves `from`: `to` starts in the other instance, the candidate, and must pass
     /// the gate through the candidate's own socket before the public socket points at it. Then
     /// `serving` drains and is kept ready through the candidate's probation (a failure switches
-    /// back to it at once), and stops. `current` points at `to` from the hand-over on (before it,
-    /// when the candidate is main, which runs `current`).
+    /// back to it at once), and stops. `current` points at `to` from the hand-over on.
     fn hand_over(&mut self, to: &ReleaseId, from: &ReleaseId, serving: Instance) -> Result<Verified> {
         let candidate = self.instance(serving.slot.other());
         let b = self.build;
@@ -566,9 +579,9 @@ impl<'a> Deploy<'a> {
             t,
             format!("{} serves release {to}; {} drained, kept ready", candidate.service_unit, serving.service_unit),
         );
-        if candidate.slot == Slot::Next && to != from {
+        if to != from {
             let t = Instant::now();
-            self.switch(&self.instance(Slot::Main), to)?;
+            self.set_current(to)?;
             self.report.step("switch", t, format!("current -> releases/{to} (was {from})"));
         }
         failpoint("switch");
@@ -576,6 +589,10 @@ impl<'a> Deploy<'a> {
             Ok(v) => {
                 let t = Instant::now();
                 self.stop_instance(&serving)?;
+                if serving.slot == Slot::Main {
+                    // Stopped, main runs `current` again when something starts it.
+                    self.switch(&serving, to)?;
+                }
                 self.report.step(
                     "retire",
                     t,
@@ -622,12 +639,22 @@ impl<'a> Deploy<'a> {
         }
     }
 
-    /// `current` back on `from` (a failed candidate that was main had it on the new release).
+    /// `current` back on `from`, and main's link too once main is stopped (a failed candidate that
+    /// was main had it on the new release).
     fn current_back(&self, from: &ReleaseId) -> Result<()> {
         if self.build.current_release()?.as_ref() != Some(from) {
-            self.switch(&self.instance(Slot::Main), from)?;
+            self.set_current(from)?;
+        }
+        let main = self.instance(Slot::Main);
+        if !self.systemd.unit_state(&main.service_unit)?.active_state.is_up() {
+            self.switch(&main, from)?;
         }
         Ok(())
+    }
+
+    /// Points `current`, the build's current release, at `release`.
+    fn set_current(&self, release: &ReleaseId) -> Result<()> {
+        atomic::switch_symlink(&self.build.current, &Path::new("releases").join(release.as_str()))
     }
 
     /// Marks `to` bad for `cause`, unless it is the release that was serving (a restart), and says
@@ -657,7 +684,7 @@ impl<'a> Deploy<'a> {
             ));
         };
         let t = Instant::now();
-        let back = self.switch(&main, prev).and_then(|()| {
+        let back = self.switch(&main, prev).and_then(|()| self.set_current(prev)).and_then(|()| {
             let (first, health) = self.start_and_verify(&main)?;
             self.point_public(&main)?;
             self.stop_instance(&self.instance(Slot::Next))?;
@@ -893,9 +920,9 @@ impl<'a> Deploy<'a> {
                 None => {}
             }
             if b.current_release()?.as_ref() != Some(&from) {
-                self.switch(&self.instance(Slot::Main), &from)?;
                 done.push(format!("switched back from {} to {from}", p.to));
             }
+            self.current_back(&from)?;
         }
         atomic::remove_if_exists(&journal)?;
         Ok(Some(format!(

@@ -161,7 +161,8 @@ pub fn plan(
     }
     let release_dir = build.release_dir(release);
     let specifiers = Specifiers { unit: &build.service_unit, user: &app.user };
-    let properties = service_properties(&sources, &specifiers, &build.current, &release_dir)?;
+    let main = app.layout.instance(&build.build, crate::layout::Slot::Main);
+    let properties = service_properties(&sources, &specifiers, &[&main.link, &build.current], &release_dir)?;
     Ok(ExecPlan {
         unit: unit_name(&app.layout.app, &build.build),
         description: format!("relctl exec in {} {}, release {release}", app.layout.app, build.build),
@@ -185,12 +186,13 @@ pub fn unit_name(app: &str, build: &str) -> String {
 }
 
 /// The `[Service]` settings of `sources` (unit file, then drop-ins: path and text), as the exec
-/// unit's `Key=Value` properties: specifiers expanded, `current` (`link`) pinned to `release_dir`,
+/// unit's `Key=Value` properties: specifiers expanded, the release links (`links`: main's link,
+/// and `current`, which units of earlier relctls ran on) pinned to `release_dir`,
 /// [`NOT_FOR_A_COMMAND`] left out, [`PRESERVE_RUNTIME_DIRECTORY`] last.
 pub fn service_properties(
     sources: &[(PathBuf, String)],
     specifiers: &Specifiers,
-    link: &Path,
+    links: &[&Path],
     release_dir: &Path,
 ) -> Result<Vec<String>> {
     let mut properties = Vec::new();
@@ -201,7 +203,8 @@ pub fn service_properties(
             }
             let what = format!("{}:{}: {}=", path.display(), setting.line, setting.key);
             let value = specifiers.expand(&setting.value).with_context(|| what.clone())?;
-            properties.push(format!("{}={}", setting.key, pin(&value, link, release_dir)));
+            let pinned = links.iter().fold(value, |v, link| pin(&v, link, release_dir));
+            properties.push(format!("{}={}", setting.key, pinned));
         }
     }
     properties.push(PRESERVE_RUNTIME_DIRECTORY.to_string());
@@ -500,7 +503,8 @@ mod tests {
         }
         let b = app.layout.build("development");
         let specifiers = Specifiers { unit: &b.service_unit, user: &app.user };
-        service_properties(&sources, &specifiers, &b.current, Path::new(RELEASE))
+        let main = app.layout.instance("development", crate::layout::Slot::Main);
+        service_properties(&sources, &specifiers, &[&main.link, &b.current], Path::new(RELEASE))
     }
 
     #[test]
@@ -531,7 +535,7 @@ mod tests {
         for gone in ["Type=", "NotifyAccess=", "ExecStart", "ExecReload=", "Restart", "Timeout", "KillMode="] {
             assert!(!p.iter().any(|x| x.starts_with(gone)), "{gone} kept: {p:#?}");
         }
-        assert!(!p.iter().any(|x| x.contains('%') || x.contains("/current")), "{p:#?}");
+        assert!(!p.iter().any(|x| x.contains('%') || x.contains("/current") || x.contains(".relctl-main")), "{p:#?}");
         // Every hardening line of the service is there, in the service's order.
         let unit = crate::units::render(&app("")).unwrap().swap_remove(0).contents;
         let hardening: Vec<&str> = unit

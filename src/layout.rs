@@ -46,7 +46,7 @@ pub struct BuildLayout {
 pub const UNIT_DIR: &str = "/etc/systemd/system";
 
 /// The two instances of a build: `<app>@<build>` (main: the one `systemctl` users and boot
-/// start, on `current`) and `<app>_next@<build>` (next, on `next`). Either may serve: the build's
+/// start, on `.relctl-main`, which is `current` but while main runs a candidate) and `<app>_next@<build>` (next, on `next`). Either may serve: the build's
 /// public socket is a symlink to the socket of the one that does. A new or restarted release
 /// starts in the other one, the candidate, and takes the public socket once it passed the gate;
 /// the one that served then drains and stops. Starting main takes the public socket back (its
@@ -90,10 +90,13 @@ impl Slot {
         }
     }
 
-    /// The symlink in the build directory that says which release the instance runs.
+    /// The symlink in the build directory that says which release the instance runs. `current`,
+    /// the build's current release, is not main's: main may start on a new release as a
+    /// candidate, and `current` (what nginx serves static files from) points at a release only
+    /// once it serves. Whenever main does not run a candidate, its link equals `current`.
     pub fn link(self) -> &'static str {
         match self {
-            Slot::Main => "current",
+            Slot::Main => ".relctl-main",
             Slot::Next => "next",
         }
     }

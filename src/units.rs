@@ -295,14 +295,14 @@ mod tests {
     }
 
     #[test]
-    fn units_use_the_instance_name_and_resolve_exec_against_current() {
+    fn units_use_the_instance_name_and_resolve_exec_against_the_instance_link() {
         let units = render(&example()).unwrap();
         let service = &units[0];
         assert_eq!(service.path, Path::new("/etc/systemd/system/medctrl@.service"));
         let c = &service.contents;
-        assert!(c.contains(" /opt/medctrl/backend/%i/current/.relctl/start\n"), "{c}");
-        assert!(c.contains("WorkingDirectory=/opt/medctrl/backend/%i/current\n"));
-        assert!(c.contains("EnvironmentFile=/opt/medctrl/backend/%i/current/.relctl/environment\n"));
+        assert!(c.contains(" /opt/medctrl/backend/%i/.relctl-main/.relctl/start\n"), "{c}");
+        assert!(c.contains("WorkingDirectory=/opt/medctrl/backend/%i/.relctl-main\n"));
+        assert!(c.contains("EnvironmentFile=/opt/medctrl/backend/%i/.relctl-main/.relctl/environment\n"));
         assert!(c.contains("Requires=medctrl@%i.socket\n") && c.contains("PartOf=medctrl.target\n"));
         assert!(c.contains("StateDirectory=medctrl/backend/%i\n") && c.contains("User=medctrl\n"));
         // The service user's home is /nonexistent; the service gets a writable one of its own.

@@ -164,6 +164,11 @@ fn builds_serialize_and_a_killed_build_leaves_the_old_release_serving() {
     assert!(releases.iter().all(|r| r["state"] != "incomplete" && r["state"] != "bad"), "{doc}");
 
     // -- kill -9 at every phase of a build: the live release keeps answering ------------------
+    // (next serving, so that main, which systemctl starts, is the candidate)
+    if env.serving_unit("testing") != "medctrl_next@testing.service" {
+        let out = env.relctl_with(&manifest, &["restart", "testing"]);
+        assert!(out.status.success(), "{}", show(&out));
+    }
     let live = env.get("testing", "/")["release"].as_str().unwrap().to_string();
     let live_pid = env.main_pid("testing");
     // killed by someone else while a hook runs
@@ -191,6 +196,9 @@ fn builds_serialize_and_a_killed_build_leaves_the_old_release_serving() {
             "killed at {phase}: the old release must keep serving"
         );
         assert_eq!(env.main_pid("testing"), live_pid, "killed at {phase}");
+        // `current` (what nginx serves static files from) moves only with the hand-over
+        let current = env.sh("readlink /opt/medctrl/backend/testing/current");
+        assert_eq!(current, format!("releases/{live}"), "killed at {phase}");
     }
     // after the hand-over (killed right after it, then right after `current` switched): the
     // verified candidate serves; the instance that served is kept ready, not restarted
@@ -217,12 +225,12 @@ fn builds_serialize_and_a_killed_build_leaves_the_old_release_serving() {
     assert_ne!(now, live);
     let doc = env.releases(&manifest, "testing");
     assert!(doc["releases"].as_array().unwrap().iter().all(|r| r["state"] != "incomplete"), "{doc}");
-    // What is left: the instance that serves, its socket and link; main's socket file stays
-    // (main's socket unit is the enabled one, bound at boot).
+    // What is left: the instance that serves, its socket and link; main's socket file and link
+    // stay (main's units are the enabled ones, started at boot).
     let expected = if env.serving_unit("testing").starts_with("medctrl_next@") {
-        ".relctl-live.sock .relctl-next.sock current gunicorn.sock next releases"
+        ".relctl-live.sock .relctl-main .relctl-next.sock current gunicorn.sock next releases"
     } else {
-        ".relctl-live.sock current gunicorn.sock releases"
+        ".relctl-live.sock .relctl-main current gunicorn.sock releases"
     };
     assert_eq!(env.sh("ls -A /opt/medctrl/backend/testing | sort | tr '\\n' ' '"), expected);
 
