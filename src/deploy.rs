@@ -146,6 +146,8 @@ impl<'a> Deploy<'a> {
         }
 
         let t = Instant::now();
+        // Units from now on run main on its own link: a build made by an earlier relctl gets it.
+        self.ensure_main_link()?;
         let changed = self.install_units(plan, &unit_files)?;
         failpoint("units");
         self.report.step("units", t, changed);
