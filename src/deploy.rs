@@ -24,7 +24,7 @@ use crate::destroy;
 use crate::error::UsageError;
 use crate::health;
 use crate::hooks::{self, Hook, HookFailed, HookStage};
-use crate::layout::{BuildLayout, Instance, Slot};
+use crate::layout::{self, BuildLayout, Instance, Slot};
 use crate::listener;
 use crate::plan::{AdoptPlan, AppPlan, BuildPlan};
 use crate::render;
@@ -414,7 +414,7 @@ impl<'a> Deploy<'a> {
         let main = self.instance(Slot::Main);
         if std::fs::symlink_metadata(&main.link).is_err() {
             if let Some(current) = self.build.current_release()? {
-                atomic::switch_symlink(&main.link, &Path::new("releases").join(current.as_str()))?;
+                atomic::switch_symlink(&main.link, &layout::release_target(&current))?;
             }
         }
         Ok(())
@@ -424,7 +424,6 @@ impl<'a> Deploy<'a> {
     /// public socket to relctl (see `lock::switch_lock`).
     fn hold_switch_lock(&mut self) -> Result<()> {
         if self.switch_lock.is_none() {
-            self.ensure_main_link()?;
             let dir = Path::new(crate::lock::LOCK_DIR);
             self.switch_lock = Some(crate::lock::switch_lock(dir, &self.app.layout.app, &self.build.build)?);
         }
@@ -656,7 +655,7 @@ impl<'a> Deploy<'a> {
 
     /// Points `current`, the build's current release, at `release`.
     fn set_current(&self, release: &ReleaseId) -> Result<()> {
-        atomic::switch_symlink(&self.build.current, &Path::new("releases").join(release.as_str()))
+        atomic::switch_symlink(&self.build.current, &layout::release_target(release))
     }
 
     /// Marks `to` bad for `cause`, unless it is the release that was serving (a restart), and says
@@ -853,7 +852,7 @@ impl<'a> Deploy<'a> {
     /// that release for the instance.
     fn switch(&self, inst: &Instance, release: &ReleaseId) -> Result<()> {
         let b = self.build;
-        atomic::switch_symlink(&inst.link, &Path::new("releases").join(release.as_str()))?;
+        atomic::switch_symlink(&inst.link, &layout::release_target(release))?;
         let recorded = store::recorded_dropin(&b.release_dir(release))?;
         if apply_dropin(inst, recorded.as_deref())? {
             self.systemd.reload()?;
@@ -942,7 +941,7 @@ impl<'a> Deploy<'a> {
         if !state.active_state.is_up() {
             return Ok(false);
         }
-        let linked = std::fs::read_link(&inst.link).is_ok_and(|r| r == Path::new("releases").join(release.as_str()));
+        let linked = layout::link_release(&inst.link).is_ok_and(|r| r.as_ref() == Some(release));
         let dir = self.build.release_dir(release);
         let works_in = state.main_pid > 0
             && std::fs::read_link(format!("/proc/{}/cwd", state.main_pid)).is_ok_and(|cwd| cwd.starts_with(&dir));

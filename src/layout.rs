@@ -189,18 +189,31 @@ impl BuildLayout {
 
     /// The release `current` points at; None before the first build.
     pub fn current_release(&self) -> Result<Option<ReleaseId>> {
-        let target = match std::fs::read_link(&self.current) {
-            Ok(t) => t,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e).with_context(|| format!("reading the symlink {}", self.current.display())),
-        };
-        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let id = ReleaseId::parse(&name).map_err(|e| {
-            anyhow::anyhow!("{} points at {}, which is not a release: {e}", self.current.display(), target.display())
-        })?;
-        Ok(Some(id))
+        link_release(&self.current)
     }
+}
 
+/// What a release link (`current`, an instance's link) holds: `releases/<id>`, relative to the
+/// build directory.
+pub fn release_target(release: &ReleaseId) -> PathBuf {
+    Path::new("releases").join(release.as_str())
+}
+
+/// The release the symlink `link` points at; None when there is no such symlink.
+pub fn link_release(link: &Path) -> Result<Option<ReleaseId>> {
+    let target = match std::fs::read_link(link) {
+        Ok(t) => t,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading the symlink {}", link.display())),
+    };
+    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let id = ReleaseId::parse(&name).map_err(|e| {
+        anyhow::anyhow!("{} points at {}, which is not a release: {e}", link.display(), target.display())
+    })?;
+    Ok(Some(id))
+}
+
+impl BuildLayout {
     /// The switch journal: present only between a switch and its verification.
     pub fn switch_journal(&self) -> PathBuf {
         self.build_dir.join(".relctl-switch")

@@ -2,10 +2,11 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::error::Outcome;
-use crate::layout::Slot;
+use crate::layout::{self, Slot};
 use crate::manifest::Loaded;
 use crate::plan;
 use crate::report::{Mode, Report};
+use crate::store::ReleaseId;
 use crate::systemd::{ActiveState, Systemd, UnitState};
 
 #[derive(Debug, Serialize)]
@@ -14,7 +15,7 @@ struct BuildStatus {
     unit: String,
     state: ActiveState,
     sub_state: String,
-    release: Option<String>,
+    release: Option<ReleaseId>,
     since: Option<String>,
     main_pid: Option<u32>,
     route: Option<String>,
@@ -29,7 +30,7 @@ struct BuildStatus {
 struct Other {
     unit: String,
     state: ActiveState,
-    release: Option<String>,
+    release: Option<ReleaseId>,
 }
 
 pub fn run(loaded: &Loaded, only: Option<&str>, report: &Report) -> Result<Outcome> {
@@ -45,7 +46,6 @@ pub fn run(loaded: &Loaded, only: Option<&str>, report: &Report) -> Result<Outco
         }
     }
     let systemd = Systemd::connect()?;
-    // Every build's service in one go: the app's loaded instances; the others are not loaded.
     // Every build's instances in two calls: the app's loaded units; the others are not loaded.
     let mut mains = systemd.states(&app.layout.service_glob())?;
     let mut nexts = systemd.states(&format!("{}@*.service", Slot::Next.unit_prefix(&app.layout.app)))?;
@@ -58,19 +58,17 @@ pub fn run(loaded: &Loaded, only: Option<&str>, report: &Report) -> Result<Outco
         // The instance the public socket points at serves, if it is up; else main is the build.
         let public = std::fs::read_link(&b.socket).ok().and_then(|t| Slot::of_socket_file(&t));
         let next_serves = public == Some(Slot::Next) && next_state.active_state.is_up();
-        let release_of = |link: &std::path::Path| {
-            std::fs::read_link(link).ok().and_then(|l| l.file_name().map(|n| n.to_string_lossy().into_owned()))
-        };
         let (unit, release, other, other_link) = if next_serves {
-            (next_state, release_of(&next.link), main_state, &main.link)
+            (next_state, layout::link_release(&next.link)?, main_state, &main.link)
         } else {
-            (main_state, b.current_release()?.map(|r| r.to_string()), next_state, &next.link)
+            (main_state, b.current_release()?, next_state, &next.link)
         };
-        let other = (other.active_state != ActiveState::Inactive).then(|| Other {
-            unit: other.unit.clone(),
-            state: other.active_state.clone(),
-            release: release_of(other_link),
-        });
+        let other = match other.active_state {
+            ActiveState::Inactive => None,
+            _ => {
+                Some(Other { release: layout::link_release(other_link)?, unit: other.unit, state: other.active_state })
+            }
+        };
         rows.push(BuildStatus {
             build: name.clone(),
             state: unit.active_state.clone(),
@@ -111,7 +109,7 @@ fn print_table(rows: &[BuildStatus]) {
                 r.route.clone().unwrap_or_else(dash),
                 r.unit.clone(),
                 r.other.as_ref().map_or_else(dash, |c| {
-                    format!("{}: {} ({})", c.unit, c.release.as_deref().unwrap_or("-"), c.state)
+                    format!("{}: {} ({})", c.unit, c.release.as_ref().map_or_else(dash, |id| id.to_string()), c.state)
                 }),
             ]
         })
