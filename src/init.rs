@@ -17,6 +17,13 @@ use crate::manifest;
 
 const TEMPLATE: &str = include_str!("init.toml.tera");
 
+/// The gunicorn settings init writes beside `manage.py` when the project has none: `gc.freeze()`
+/// before each fork, which makes stopping an instance (every restart and deploy) cheap.
+const GUNICORN_CONF: &str = include_str!("init-gunicorn.conf.py");
+
+/// gunicorn's settings file, in the directory it starts in (its default `--config`).
+pub const GUNICORN_CONF_NAME: &str = "gunicorn.conf.py";
+
 /// The build `init` declares, and the command it tells the user to run next.
 pub const FIRST_BUILD: &str = "development";
 
@@ -35,6 +42,8 @@ pub struct InitPlan {
     pub notes: Vec<String>,
     #[serde(skip)]
     pub text: String,
+    /// `<workdir>/gunicorn.conf.py`, written beside the manifest, when a Django project has none.
+    pub gunicorn_conf: Option<PathBuf>,
 }
 
 /// Looks at the project in `dir` (absolute) and renders its manifest. Refuses, before looking,
@@ -50,11 +59,35 @@ pub fn plan(dir: &Path) -> Result<InitPlan> {
     // What init writes must load as it is: a failure here is relctl's bug, not the user's.
     manifest::parse(&text)
         .map_err(|e| anyhow!("relctl init could not make a manifest that loads for {}: {e}", dir.display()))?;
-    Ok(InitPlan { path, project, found: view.found, notes: view.notes, text })
+    let gunicorn_conf = view.write_gunicorn_conf.then(|| dir.join(&view.gunicorn_conf));
+    Ok(InitPlan { path, project, found: view.found, notes: view.notes, text, gunicorn_conf })
 }
 
-/// Writes the planned manifest (mode 0644) if there is still nothing at its path.
-pub fn write(plan: &InitPlan) -> Result<()> {
+/// Writes the planned manifest (mode 0644) if there is still nothing at its path, and before it
+/// the planned gunicorn.conf.py (0644) unless one appeared meanwhile (then that one is used).
+/// Nothing is left behind when the manifest cannot be written. Returns what it wrote.
+pub fn write(plan: &InitPlan) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    if let Some(conf) = &plan.gunicorn_conf {
+        match atomic::create_new(conf, GUNICORN_CONF.as_bytes(), 0o644) {
+            Ok(()) => written.push(conf.clone()),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("writing {}", conf.display()))),
+        }
+    }
+    if let Err(mut e) = write_manifest(plan) {
+        for path in &written {
+            if let Err(r) = std::fs::remove_file(path) {
+                e = e.context(format!("removing {} again failed too: {r}", path.display()));
+            }
+        }
+        return Err(e);
+    }
+    written.insert(0, plan.path.clone());
+    Ok(written)
+}
+
+fn write_manifest(plan: &InitPlan) -> Result<()> {
     atomic::create_new(&plan.path, plan.text.as_bytes(), 0o644).map_err(|e| {
         if e.kind() == ErrorKind::AlreadyExists {
             already_there(&plan.path).into()
@@ -88,6 +121,10 @@ struct View {
     manage_py: String,
     workdir: Option<String>,
     exec: String,
+    /// gunicorn's settings file, relative to the project (`<workdir>/gunicorn.conf.py`).
+    gunicorn_conf: String,
+    /// init writes it (the project has none); else the project's own is used as it is.
+    write_gunicorn_conf: bool,
     asgi: bool,
     entry_found: bool,
     settings: Option<SettingsView>,
@@ -155,6 +192,8 @@ impl View {
         let settings = django.and_then(|d| settings_view(d, &mut log));
         let entry = django.and_then(|d| d.entry.as_ref());
         let asgi = entry.is_some_and(|e| e.interface == Interface::Asgi);
+        let gunicorn_conf = detect::join(workdir.as_deref().unwrap_or("."), GUNICORN_CONF_NAME);
+        let write_gunicorn_conf = django.is_some() && gunicorn_conf_view(&p.dir.join(&gunicorn_conf), &mut log);
         let exec = exec(django.is_some(), entry, settings.as_ref(), &mut log);
 
         let mut needed = vec!["gunicorn"];
@@ -200,6 +239,8 @@ impl View {
             manage_py: comment_text(manage_py),
             workdir,
             exec,
+            gunicorn_conf,
+            write_gunicorn_conf,
             asgi,
             entry_found: entry.is_some(),
             settings,
@@ -248,6 +289,22 @@ fn settings_view(d: &detect::Django, log: &mut Log) -> Option<SettingsView> {
     })
 }
 
+/// Whether init writes gunicorn.conf.py at `path`: when the project has none. A project's own is
+/// used as it is (noted when it does not freeze the collector before forking).
+fn gunicorn_conf_view(path: &Path, log: &mut Log) -> bool {
+    if std::fs::symlink_metadata(path).is_err() {
+        return true;
+    }
+    let shown = path.display();
+    log.found.push(format!("gunicorn settings {shown} (yours, used as they are)"));
+    if !std::fs::read_to_string(path).is_ok_and(|text| text.contains("gc.freeze")) {
+        log.notes.push(format!(
+            "{shown} does not call gc.freeze(): with it in a pre_fork hook, stopping an instance (every restart and deploy) costs a fraction of the CPU; see relctl's README, \"Zero-impact deploys\"."
+        ));
+    }
+    false
+}
+
 /// `[service] exec`: gunicorn serving the WSGI application, or the ASGI one in uvicorn's worker.
 fn exec(django: bool, entry: Option<&EntryPoint>, settings: Option<&SettingsView>, log: &mut Log) -> String {
     let (worker, target) = match entry {
@@ -271,7 +328,9 @@ fn exec(django: bool, entry: Option<&EntryPoint>, settings: Option<&SettingsView
             ("", format!("{guess}.wsgi:application"))
         }
     };
-    format!(".venv/bin/python -m gunicorn --preload --workers 2 {worker}{target}")
+    // A Django project's gunicorn.conf.py is init's or the project's own: named, so it is seen.
+    let config = if django { format!("--config {GUNICORN_CONF_NAME} ") } else { String::new() };
+    format!(".venv/bin/python -m gunicorn {config}--preload --workers 2 {worker}{target}")
 }
 
 /// The `[deps.venv]` that builds the virtualenv from the project's dependency list, installing
@@ -361,6 +420,7 @@ fn toml_filter(value: &tera::Value, _: &HashMap<String, tera::Value>) -> tera::R
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn write(dir: &Path, file: &str, text: &str) {
         let path = dir.join(file);
@@ -376,7 +436,16 @@ mod tests {
         let m = manifest::parse(&text).unwrap();
         assert_eq!(m.app, "medctrl");
         assert_eq!(m.service.workdir.as_deref(), Some("API"));
-        assert_eq!(m.service.exec, ".venv/bin/python -m gunicorn --preload --workers 2 api_settings.wsgi:application");
+        assert_eq!(
+            m.service.exec,
+            ".venv/bin/python -m gunicorn --config gunicorn.conf.py --preload --workers 2 api_settings.wsgi:application"
+        );
+        // The example has its own gunicorn.conf.py, which freezes the collector: used, no note.
+        assert!(
+            text.contains("# --config: API/gunicorn.conf.py, your own gunicorn settings, used as they are."),
+            "{text}"
+        );
+        assert!(!text.contains("gc.freeze()"), "{text}");
         let s = m.settings.unwrap();
         assert_eq!(s.template, "builtin:django");
         assert_eq!(s.path, "API/api_settings/settings/deploy_{{ build }}.py");
@@ -497,6 +566,57 @@ mod tests {
     }
 
     #[test]
+    fn a_django_project_without_gunicorn_settings_gets_them_and_they_freeze_the_collector() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("shop");
+        write(&dir, "src/manage.py", "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'shop.settings')\n");
+        write(&dir, "src/shop/settings.py", "WSGI_APPLICATION = 'shop.wsgi.application'\n");
+        write(&dir, "src/shop/wsgi.py", "application = get_wsgi_application()\n");
+        let p = plan(&dir).unwrap();
+        let conf = dir.join("src/gunicorn.conf.py");
+        assert_eq!(p.gunicorn_conf.as_deref(), Some(conf.as_path()));
+        let m = manifest::parse(&p.text).unwrap();
+        assert_eq!(m.service.workdir.as_deref(), Some("src"));
+        assert!(
+            m.service.exec.starts_with(".venv/bin/python -m gunicorn --config gunicorn.conf.py --preload "),
+            "{}",
+            m.service.exec
+        );
+        assert!(
+            p.text.contains("# --config: src/gunicorn.conf.py, written by relctl init beside this file"),
+            "{}",
+            p.text
+        );
+        assert!(!p.notes.iter().any(|n| n.contains("gc.freeze")), "{:?}", p.notes);
+
+        // The manifest cannot be written (one appeared meanwhile): neither is the gunicorn.conf.py.
+        write(&dir, "relctl.toml", "app = \"theirs\"\n");
+        assert!(super::write(&p).unwrap_err().is::<UsageError>());
+        assert!(!conf.exists(), "gunicorn.conf.py removed again");
+        assert_eq!(std::fs::read_dir(dir.join("src")).unwrap().count(), 2, "no temp files left behind");
+        std::fs::remove_file(dir.join("relctl.toml")).unwrap();
+
+        assert_eq!(super::write(&p).unwrap(), [dir.join("relctl.toml"), conf.clone()]);
+        let text = std::fs::read_to_string(&conf).unwrap();
+        assert!(text.contains("def pre_fork(server, worker):\n    gc.freeze()\n"), "{text}");
+        assert_eq!(std::fs::metadata(&conf).unwrap().permissions().mode() & 0o777, 0o644);
+
+        // A project's own settings are used as they are, and never written over.
+        std::fs::remove_file(dir.join("relctl.toml")).unwrap();
+        std::fs::write(&conf, "workers = 4\n").unwrap();
+        let p = plan(&dir).unwrap();
+        assert_eq!(p.gunicorn_conf, None);
+        assert!(p
+            .found
+            .iter()
+            .any(|f| f == &format!("gunicorn settings {} (yours, used as they are)", conf.display())));
+        let note = p.notes.iter().find(|n| n.contains("gc.freeze")).expect("a note on gc.freeze");
+        assert!(note.starts_with(&format!("{} does not call gc.freeze(): ", conf.display())), "{note}");
+        assert_eq!(super::write(&p).unwrap(), [dir.join("relctl.toml")]);
+        assert_eq!(std::fs::read_to_string(&conf).unwrap(), "workers = 4\n");
+    }
+
+    #[test]
     fn a_bare_manage_py_gets_a_manifest_that_loads_and_says_what_is_missing() {
         let tmp = tempfile::tempdir().unwrap();
         write(tmp.path(), "backend/manage.py", "");
@@ -537,7 +657,7 @@ mod tests {
         let m = manifest::parse(&p.text).unwrap();
         assert_eq!(
             m.service.exec,
-            ".venv/bin/python -m gunicorn --preload --workers 2 --worker-class uvicorn_worker.UvicornWorker shop.asgi:application"
+            ".venv/bin/python -m gunicorn --config gunicorn.conf.py --preload --workers 2 --worker-class uvicorn_worker.UvicornWorker shop.asgi:application"
         );
         let venv = &m.deps["venv"];
         assert_eq!(venv.key, ["pyproject.toml"]);

@@ -20,13 +20,15 @@ pub fn run(args: &InitArgs, g: &GlobalArgs, report: &Report) -> Result<Outcome> 
         .filter(|d| d.is_dir())
         .ok_or_else(|| UsageError(format!("{} is not a directory", given.display())))?;
     let plan = init::plan(&dir)?;
-    init::write(&plan)?;
+    let written = init::write(&plan)?;
     let next = if dir == cwd {
         format!("sudo relctl build {FIRST_BUILD}")
     } else {
         format!("cd {} && sudo relctl build {FIRST_BUILD}", shlex::try_quote(&dir.to_string_lossy())?)
     };
-    report.say(format!("relctl: wrote {}", plan.path.display()));
+    for path in &written {
+        report.say(format!("relctl: wrote {}", path.display()));
+    }
     for line in &plan.found {
         report.say(format!("  found: {line}"));
     }
@@ -40,6 +42,6 @@ pub fn run(args: &InitArgs, g: &GlobalArgs, report: &Report) -> Result<Outcome> 
             "no Django project found: the file is a generic starter; fill in [service] exec and what else you need, then run: {next}"
         ));
     }
-    report.json(&serde_json::json!({ "written": plan.path, "found": plan.found, "notes": plan.notes, "project": plan.project, "next": next }));
+    report.json(&serde_json::json!({ "written": plan.path, "also_written": &written[1..], "found": plan.found, "notes": plan.notes, "project": plan.project, "next": next }));
     Ok(Outcome::Ok)
 }

@@ -49,7 +49,10 @@ fn init_on_fresh_startproject_trees_writes_manifests_that_build_and_serve() {
     let out = env.sb.sh(&format!("cd '{d}' && {RELCTL} init"));
     assert!(out.status.success(), "{}", show(&out));
     let said = stdout(&out);
-    assert!(said.starts_with(&format!("relctl: wrote {d}/relctl.toml\n")), "{said}");
+    assert!(
+        said.starts_with(&format!("relctl: wrote {d}/relctl.toml\nrelctl: wrote {d}/gunicorn.conf.py\n")),
+        "the project had no gunicorn settings: {said}"
+    );
     assert!(said.contains("found: settings mysite.settings (DJANGO_SETTINGS_MODULE in manage.py)"), "{said}");
     assert!(said.contains("found: no health URL in mysite/urls.py"), "{said}");
     assert!(said.ends_with("next: check it, then run: sudo relctl build development"), "{said}");
@@ -67,6 +70,12 @@ fn init_on_fresh_startproject_trees_writes_manifests_that_build_and_serve() {
     // answer / with Django's welcome page), and the release hook migrated the build's database.
     assert_eq!(get(&env, socket, "/").0, 404);
     assert_eq!(env.sh("test -s /var/lib/mysite/app/development/db.sqlite3 && echo migrated"), "migrated");
+    // gunicorn runs with the settings init wrote (a file it cannot read would fail the start).
+    let pid = env.sh("systemctl show -P MainPID mysite@development.service");
+    let cmdline = env.sh(&format!("tr '\\0' ' ' < /proc/{pid}/cmdline"));
+    assert!(cmdline.contains(" -m gunicorn --config gunicorn.conf.py --preload "), "{cmdline}");
+    assert_eq!(env.sh(&format!("readlink /proc/{pid}/cwd")), env.sh("readlink -f /opt/mysite/app/development/current"));
+    assert!(env.sh("cat /opt/mysite/app/development/current/gunicorn.conf.py").contains("gc.freeze()"));
 
     // -- the dependencies in pyproject.toml, and a second app (`pip install .` would fail) -------
     let shop = scratch_dir("init-pyproject").join("shop");
@@ -94,6 +103,10 @@ fn init_on_the_example_without_its_manifest_writes_one_that_builds_it() {
     let said = stdout(&out);
     assert!(said.contains("found: a Django project: API/manage.py"), "{said}");
     assert!(said.contains("found: health URL /health (API/api_settings/urls.py)"), "{said}");
+    let conf = app.join("API/gunicorn.conf.py");
+    assert!(said.contains(&format!("found: gunicorn settings {} (yours, used as they are)", conf.display())), "{said}");
+    assert_eq!(said.matches("relctl: wrote").count(), 1, "only the manifest is written: {said}");
+    assert_eq!(stderr(&out), "", "the example's gunicorn.conf.py freezes the collector: nothing to note");
     assert!(said.ends_with(&format!("next: check it, then run: cd {} && sudo relctl build development", app.display())));
 
     let built = build_in(&env, app, "medctrl@development.service");
