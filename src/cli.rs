@@ -102,9 +102,15 @@ pub enum Command {
     /// `development`. Every section is commented. Without a Django project it writes a generic,
     /// commented manifest to fill in.
     ///
-    /// The file passes relctl's manifest checks as written; read it, then run
+    /// For a Django project without gunicorn settings it also writes `gunicorn.conf.py` beside
+    /// manage.py, named in `[service] exec`: it freezes what the gunicorn master imported before
+    /// each fork (`gc.freeze()`), which makes stopping an instance, and so every restart and
+    /// deploy, cost a fraction of the CPU. A project's own gunicorn.conf.py is used as it is
+    /// (with a note when it does not call `gc.freeze()`) and never overwritten.
+    ///
+    /// The manifest passes relctl's manifest checks as written; read it, then run
     /// `sudo relctl build development`. An existing relctl.toml is never overwritten: that is a
-    /// usage error (exit 2). init writes nothing else and needs no root.
+    /// usage error (exit 2), and nothing is written. init writes nothing else and needs no root.
     Init(InitArgs),
 
     /// Build a new release of BUILD and make it live.

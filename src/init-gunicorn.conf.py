@@ -5,8 +5,8 @@
 # share the master's memory until they write to it. Python's cyclic garbage collector writes to
 # every object it tracks whenever it runs, and once more as a worker exits: each write copies a
 # page. gc.freeze() right before each fork moves what the master holds where the collector never
-# looks, so the workers keep sharing it and an instance stops for a fraction of the CPU (relctl's
-# README, "Zero-impact deploys": restarts under load cost about half as much). Objects created
+# looks, so the workers keep sharing it, and stopping an instance, which every restart and deploy
+# does, takes a fraction of the CPU (relctl's README, "What a restart costs"). Objects created
 # after the fork are collected as usual. https://docs.python.org/3/library/gc.html#gc.freeze
 import gc
 
