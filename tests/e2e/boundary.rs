@@ -81,7 +81,7 @@ fn cases() -> Vec<Case> {
         case("socket group with a space", &[(SERVICE, "[service]\nsocket_group = \"www data\"")], BUILD, "socket_group \"www data\" is not a valid group name"),
         case("service user root", &[(SERVICE, "[service]\nuser = \"root\"")], BUILD, "[service] user \"root\" is refused"),
         case("service user with capitals", &[(SERVICE, "[service]\nuser = \"Med\"")], BUILD, "[service] user \"Med\" is not a valid user name"),
-        case("empty exec", &[("exec = \".venv/bin/python -m gunicorn --preload --workers 2 api_settings.wsgi:application\"", "exec = \" \"")], BUILD, "[service] exec must not be empty"),
+        case("empty exec", &[("exec = \".venv/bin/python -m gunicorn --config gunicorn.conf.py --preload --workers 2 api_settings.wsgi:application\"", "exec = \" \"")], BUILD, "[service] exec must not be empty"),
         case("root is /", &[(APP, "app = \"medctrl\"\nroot = \"/\"")], BUILD, "must not be / or contain"),
         case("root with a systemd specifier", &[(APP, "app = \"medctrl\"\nroot = \"/opt/%n\"")], BUILD, "root \"/opt/%n\" contains"),
         case("root too long for a socket", &[(APP, "app = \"medctrl\"\nroot = \"/opt/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"")], BUILD, "longer than a unix socket address can hold"),
