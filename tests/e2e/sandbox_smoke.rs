@@ -5,17 +5,11 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::path::Path;
 
 use crate::common::sandbox::Sandbox;
 use crate::common::scratch::scratch_dir;
 use crate::common::{show, stdout};
-
-fn unique(tag: &str) -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
-    format!("{tag}-{}-{nanos}", std::process::id())
-}
 
 /// The host's mount table (mount point, fs type, source), to check nothing leaks out. Leaves out
 /// the network namespaces that the lab of other tests running at the same time mounts and
@@ -50,7 +44,9 @@ fn pidns_members(ns: &Path) -> Vec<u32> {
 #[test]
 fn sandbox_smoke() {
     // Host state before.
-    let marker = PathBuf::from(format!("/tmp/{}", unique("relctl-sandbox-smoke-marker")));
+    // Removed when the test ends, whether it passes or not.
+    let marker_file = tempfile::Builder::new().prefix("relctl-sandbox-smoke-marker-").tempfile_in("/tmp").unwrap();
+    let marker = marker_file.path().to_path_buf();
     fs::write(&marker, "must survive the sandbox").unwrap();
     let probe = Path::new("/etc/relctl-sandbox-probe");
     assert!(!probe.exists(), "{} exists on the host before the test; remove it", probe.display());
@@ -178,7 +174,7 @@ systemctl daemon-reload && systemctl start probe-sock.socket"#,
     assert!(!probe.exists());
     assert_eq!(fs::read_to_string(shared.join("from-sandbox")).unwrap().trim(), "hello from the sandbox");
 
-    fs::remove_file(&marker).unwrap();
+    marker_file.close().unwrap();
     fs::remove_dir_all(&shared).unwrap();
 }
 
