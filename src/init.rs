@@ -65,26 +65,25 @@ pub fn plan(dir: &Path) -> Result<InitPlan> {
 
 /// Writes the planned manifest (mode 0644) if there is still nothing at its path, and before it
 /// the planned gunicorn.conf.py (0644) unless one appeared meanwhile (then that one is used).
-/// Nothing is left behind when the manifest cannot be written. Returns what it wrote.
-pub fn write(plan: &InitPlan) -> Result<Vec<PathBuf>> {
-    let mut written = Vec::new();
-    if let Some(conf) = &plan.gunicorn_conf {
-        match atomic::create_new(conf, GUNICORN_CONF.as_bytes(), 0o644) {
-            Ok(()) => written.push(conf.clone()),
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+/// Nothing is left behind when the manifest cannot be written. Returns the gunicorn.conf.py it
+/// wrote, if it wrote one.
+pub fn write(plan: &InitPlan) -> Result<Option<&Path>> {
+    let conf = match &plan.gunicorn_conf {
+        Some(conf) => match atomic::create_new(conf, GUNICORN_CONF.as_bytes(), 0o644) {
+            Ok(()) => Some(conf.as_path()),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => None,
             Err(e) => return Err(anyhow::Error::new(e).context(format!("writing {}", conf.display()))),
-        }
-    }
-    if let Err(mut e) = write_manifest(plan) {
-        for path in &written {
-            if let Err(r) = std::fs::remove_file(path) {
-                e = e.context(format!("removing {} again failed too: {r}", path.display()));
-            }
-        }
-        return Err(e);
-    }
-    written.insert(0, plan.path.clone());
-    Ok(written)
+        },
+        None => None,
+    };
+    write_manifest(plan).map_err(|e| match conf {
+        Some(c) => match std::fs::remove_file(c) {
+            Ok(()) => e,
+            Err(r) => e.context(format!("removing {} again failed too: {r}", c.display())),
+        },
+        None => e,
+    })?;
+    Ok(conf)
 }
 
 fn write_manifest(plan: &InitPlan) -> Result<()> {
@@ -596,7 +595,8 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.join("src")).unwrap().count(), 2, "no temp files left behind");
         std::fs::remove_file(dir.join("relctl.toml")).unwrap();
 
-        assert_eq!(super::write(&p).unwrap(), [dir.join("relctl.toml"), conf.clone()]);
+        assert_eq!(super::write(&p).unwrap(), Some(conf.as_path()));
+        assert!(dir.join("relctl.toml").exists());
         let text = std::fs::read_to_string(&conf).unwrap();
         assert!(text.contains("def pre_fork(server, worker):\n    gc.freeze()\n"), "{text}");
         assert_eq!(std::fs::metadata(&conf).unwrap().permissions().mode() & 0o777, 0o644);
@@ -612,7 +612,8 @@ mod tests {
             .any(|f| f == &format!("gunicorn settings {} (yours, used as they are)", conf.display())));
         let note = p.notes.iter().find(|n| n.contains("gc.freeze")).expect("a note on gc.freeze");
         assert!(note.starts_with(&format!("{} does not call gc.freeze(): ", conf.display())), "{note}");
-        assert_eq!(super::write(&p).unwrap(), [dir.join("relctl.toml")]);
+        assert_eq!(super::write(&p).unwrap(), None);
+        assert!(dir.join("relctl.toml").exists());
         assert_eq!(std::fs::read_to_string(&conf).unwrap(), "workers = 4\n");
     }
 

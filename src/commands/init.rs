@@ -20,13 +20,13 @@ pub fn run(args: &InitArgs, g: &GlobalArgs, report: &Report) -> Result<Outcome> 
         .filter(|d| d.is_dir())
         .ok_or_else(|| UsageError(format!("{} is not a directory", given.display())))?;
     let plan = init::plan(&dir)?;
-    let written = init::write(&plan)?;
+    let conf = init::write(&plan)?;
     let next = if dir == cwd {
         format!("sudo relctl build {FIRST_BUILD}")
     } else {
         format!("cd {} && sudo relctl build {FIRST_BUILD}", shlex::try_quote(&dir.to_string_lossy())?)
     };
-    for path in &written {
+    for path in std::iter::once(plan.path.as_path()).chain(conf) {
         report.say(format!("relctl: wrote {}", path.display()));
     }
     for line in &plan.found {
@@ -42,6 +42,6 @@ pub fn run(args: &InitArgs, g: &GlobalArgs, report: &Report) -> Result<Outcome> 
             "no Django project found: the file is a generic starter; fill in [service] exec and what else you need, then run: {next}"
         ));
     }
-    report.json(&serde_json::json!({ "written": plan.path, "also_written": &written[1..], "found": plan.found, "notes": plan.notes, "project": plan.project, "next": next }));
+    report.json(&serde_json::json!({ "written": plan.path, "also_written": Vec::from_iter(conf), "found": plan.found, "notes": plan.notes, "project": plan.project, "next": next }));
     Ok(Outcome::Ok)
 }
