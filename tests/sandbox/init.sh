@@ -240,11 +240,13 @@ fi
 # one of a fresh instance is /dev/pts/0), keeps it open with a sleep and
 # appends everything written to it to the log; bind it over /dev/console.
 # script and its sleep become children of PID 1 and die with the sandbox.
+# /dev/pts/0 appears before script(1) unlocks it (unlockpt), and opening a
+# locked pty answers EIO: wait until it opens.
 if command -v script >/dev/null 2>&1; then
     script -q -f -a -E never -c 'stty cols 200 -onlcr 2>/dev/null; exec sleep infinity' /proc/self/fd/5 \
         </dev/null >/dev/null 2>&1 &
     for _ in $(seq 100); do
-        [ -e /dev/pts/0 ] && break
+        { : >/dev/pts/0; } 2>/dev/null && break
         sleep 0.02
     done
 fi
