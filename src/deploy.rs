@@ -8,6 +8,7 @@
 //! The switch is journaled in `<build_dir>/.relctl-switch` until it is verified, so a relctl
 //! killed in between is recovered from by the next build or rollback.
 
+use std::collections::BTreeMap;
 use std::os::unix::fs::{chown, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -225,7 +226,7 @@ impl<'a> Deploy<'a> {
             plan.hooks.iter().partition(|h| h.stage == HookStage::Build);
         self.run_hooks(plan, &build_hooks, None)?;
         self.seal(&plan.release_dir, user)?;
-        self.run_hooks(plan, &release_hooks, Some(user))?;
+        self.run_release_hooks(plan, &release_hooks)?;
         let settings = plan.settings.as_ref().map(|f| f.path.clone());
         self.mark_complete(&plan.release, plan.origin.git_label(), plan.origin.promoted_from().cloned(), settings)
     }
@@ -260,6 +261,54 @@ impl<'a> Deploy<'a> {
     fn run_hooks(&mut self, plan: &BuildPlan, hooks: &[&Hook], run_as: Option<&RunAs>) -> Result<()> {
         for hook in hooks {
             self.run_hook(hook, &plan.release_dir, &plan.hook_env(hook), run_as)?;
+        }
+        Ok(())
+    }
+
+    /// Runs the release hooks the way the service runs: each in a transient unit with the
+    /// settings of the service unit this build installs (user, sandbox, `UMask=`, state
+    /// directory, the release's environment file and the secrets), pinned to the new release.
+    fn run_release_hooks(&mut self, plan: &BuildPlan, release_hooks: &[&Hook]) -> Result<()> {
+        if release_hooks.is_empty() {
+            return Ok(());
+        }
+        let l = &self.app.layout;
+        let b = self.build;
+        let unit_files = units::render(self.app)?;
+        let service_path = l.unit_dir.join(l.service_template());
+        let service = unit_files
+            .iter()
+            .find(|u| u.path == service_path)
+            .with_context(|| format!("rendering {} for the release hooks", service_path.display()))?;
+        let main = self.instance(Slot::Main);
+        let timeout = Duration::from_secs(self.app.release_timeout_s);
+        let sources = hooks::ServiceSources {
+            service: (&service.path, &service.contents),
+            service_unit: &b.service_unit,
+            unit_dir: &l.unit_dir,
+            relctl_dropin: (&plan.dropin_path, plan.dropin.as_ref().map(|d| d.contents.as_str())),
+            user: &self.app.user,
+        };
+        let properties =
+            hooks::service_unit_properties(&sources, &[&main.link, &b.current], &plan.release_dir, timeout)?;
+        let env = [("RELCTL_RELEASE_DIR".to_string(), plan.release_dir.display().to_string())].into();
+        for hook in release_hooks {
+            let spec = hooks::HookUnit {
+                unit: hooks::unit_name(&l.app, &b.build),
+                description: format!("relctl release hook of {} {}, release {}", l.app, b.build, plan.release),
+                properties: properties.clone(),
+                env: BTreeMap::clone(&env),
+                timeout,
+            };
+            self.report.verbose(format!("relctl: release hook in {}: {}", spec.unit, spec.properties.join(" ")));
+            let t = Instant::now();
+            let output = hooks::run_in_unit(hook, &spec, self.systemd).inspect_err(|e| {
+                if let Some(f) = e.downcast_ref::<HookFailed>() {
+                    self.report.warn(format!("--- last lines of `{}` ---\n{}\n---", f.command, f.tail));
+                }
+            })?;
+            self.report.verbose(&output);
+            self.report.step(&format!("hook:{}", hook.stage), t, &hook.command);
         }
         Ok(())
     }
@@ -1207,10 +1256,20 @@ fn setup_dirs(plan: &BuildPlan, user: &RunAs) -> Result<()> {
     for dir in [&plan.app.layout.root, &b.build_dir, &b.releases_dir] {
         atomic::ensure_dir(dir)?;
     }
-    // The state directory is systemd's (StateDirectory=); release hooks (migrations) run before
-    // the first start, so it must exist and belong to the service user already.
+    // The state directory is systemd's (StateDirectory=, StateDirectoryMode=0700); release hooks
+    // (migrations) run before the first start, so it must exist and belong to the service user
+    // already. It and the cache directory are the app's alone (a state directory an earlier relctl
+    // made 0755 is narrowed here: systemd keeps the mode of a directory that exists).
     atomic::ensure_dir(&b.state_dir)?;
     chown(&b.state_dir, Some(user.uid), Some(user.gid)).with_context(|| format!("chown {}", b.state_dir.display()))?;
+    for dir in [&b.state_dir, &b.cache_dir] {
+        match fs::symlink_metadata(dir) {
+            Ok(m) if m.is_dir() && m.mode() & 0o077 != 0 => {
+                fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?
+            }
+            _ => {}
+        }
+    }
     Ok(())
 }
 

@@ -99,7 +99,7 @@ pub struct Dep {
     pub build: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Hooks {
     #[serde(default)]
@@ -109,6 +109,24 @@ pub struct Hooks {
     /// Run against the new instance once it passed the health gate, before it takes traffic.
     #[serde(default)]
     pub verify: Vec<String>,
+    /// How long one release hook may run before systemd stops it (it runs as a unit of its own).
+    #[serde(default = "default_release_timeout")]
+    pub release_timeout_s: u64,
+}
+
+fn default_release_timeout() -> u64 {
+    900
+}
+
+impl Default for Hooks {
+    fn default() -> Hooks {
+        Hooks {
+            build: Vec::new(),
+            release: Vec::new(),
+            verify: Vec::new(),
+            release_timeout_s: default_release_timeout(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -706,6 +724,12 @@ fn check(m: &Manifest) -> Result<(), String> {
     if let Some(settings) = &m.settings {
         check_inner_path("[settings] path", &settings.path)?;
         check_one_line("[settings] path", &settings.path)?;
+    }
+    if !(1..=86400).contains(&m.hooks.release_timeout_s) {
+        return Err(format!(
+            "[hooks] release_timeout_s = {} must be between 1 and 86400 (a day)",
+            m.hooks.release_timeout_s
+        ));
     }
     if let Some(h) = &m.health {
         if !h.path.starts_with('/') || h.path.chars().any(|c| c.is_whitespace() || c.is_control()) {

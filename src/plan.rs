@@ -43,6 +43,8 @@ pub struct AppPlan {
     /// `[hooks] verify`: run against every release brought live (build, restart, rollback,
     /// promote) once it passed the gate, before it takes traffic.
     pub verify: Vec<Hook>,
+    /// `[hooks] release_timeout_s`: how long one release hook's unit may run.
+    pub release_timeout_s: u64,
 }
 
 /// `[static]`, checked.
@@ -186,6 +188,7 @@ pub fn app(loaded: &Loaded) -> Result<AppPlan> {
         builds: builds(loaded, &root)?,
         hardening: m.hardening.clone(),
         verify: m.hooks.verify.iter().map(|c| Hook { stage: HookStage::Verify, command: c.clone() }).collect(),
+        release_timeout_s: m.hooks.release_timeout_s,
         static_files: match &m.static_files {
             Some(st) => Some(StaticPlan {
                 dir: st.dir.trim_end_matches('/').trim_start_matches("./").to_string(),
