@@ -124,7 +124,10 @@ pub fn restore(found: &Found, dir: &Path) -> Result<()> {
 /// Moves the hand-made entries of the build directory into `release_dir` (created), by rename:
 /// the same file system, so nothing is copied and a venv inside keeps working for `python -m`.
 pub fn move_into(found: &Found, release_dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     atomic::ensure_dir(release_dir)?;
+    // Root's alone until the adoption seals it.
+    fs::set_permissions(release_dir, std::fs::Permissions::from_mode(0o700))?;
     for name in &found.entries {
         let from = found.build_dir.join(name);
         let to = release_dir.join(name);

@@ -207,34 +207,33 @@ impl<'a> Deploy<'a> {
 
         let t = Instant::now();
         let rendered = write_release_files(plan, user)?;
+        // The sealed shape for the [deps] builds and build hooks; the release stays root's alone.
+        self.seal(&plan.release_dir, user, stage::Seal::Staging)?;
         failpoint("render");
         self.report.step("render", t, rendered);
 
         for dep in &plan.deps {
             let t = Instant::now();
             let detail = self.ensure_dep(plan, dep)?;
-            let link = plan.release_dir.join(dep.path.trim_end_matches('/'));
-            if let Some(parent) = link.parent() {
-                atomic::ensure_dir(parent)?;
-            }
-            std::os::unix::fs::symlink(&dep.entry, &link)
-                .with_context(|| format!("linking {} to {}", link.display(), dep.entry.display()))?;
+            stage::link_beneath(&plan.release_dir, Path::new(dep.path.trim_end_matches('/')), &dep.entry)?;
             self.report.step("deps", t, detail);
         }
 
         let (build_hooks, release_hooks): (Vec<&Hook>, Vec<&Hook>) =
             plan.hooks.iter().partition(|h| h.stage == HookStage::Build);
         self.run_hooks(plan, &build_hooks, None)?;
-        self.seal(&plan.release_dir, user)?;
+        // What the deps and build hooks added is sealed too, and the release opens up.
+        self.seal(&plan.release_dir, user, stage::Seal::Final)?;
         self.run_release_hooks(plan, &release_hooks)?;
         let settings = plan.settings.as_ref().map(|f| f.path.clone());
         self.mark_complete(&plan.release, plan.origin.git_label(), plan.origin.promoted_from().cloned(), settings)
     }
 
-    /// Makes a release private to the service's group, but for its `[static]` directory.
-    fn seal(&self, release_dir: &Path, user: &RunAs) -> Result<()> {
+    /// Makes a release private to the service's group, but for its `[static]` directory (with
+    /// `Seal::Staging`, private to root still).
+    fn seal(&self, release_dir: &Path, user: &RunAs, how: stage::Seal) -> Result<()> {
         let public: Vec<_> = self.app.static_files.iter().map(|st| release_dir.join(&st.dir)).collect();
-        stage::seal(release_dir, user.gid, &public)
+        stage::seal(release_dir, user.gid, &public, how)
     }
 
     /// Writes the release's `release.json`: from now on it is complete.
@@ -819,7 +818,7 @@ impl<'a> Deploy<'a> {
             atomic::write(&store::dropin_copy(&a.release_dir), d.as_bytes(), 0o644, None)?;
         }
         let user = self.user.as_ref().context("the service user is not known before the build's setup")?;
-        self.seal(&a.release_dir, user)?;
+        self.seal(&a.release_dir, user, stage::Seal::Adopted)?;
         self.mark_complete(&a.release, None, None, None)?;
         let moved = if a.found.entries.is_empty() { "nothing".to_string() } else { a.found.entries.join(", ") };
         detail.push_str(&format!("moved {moved} into {}", a.release_dir.display()));
@@ -1236,7 +1235,8 @@ fn apply_dropin(inst: &Instance, contents: Option<&str>) -> Result<bool> {
     }
 }
 
-/// The release's `.relctl/environment` and `.relctl/start`, which the units run it by.
+/// The release's `.relctl/environment` (0600 root: it may hold secrets, and systemd reads it as
+/// root) and `.relctl/start`, which the units run it by.
 fn write_start(
     release_dir: &Path,
     environment: &std::collections::BTreeMap<String, String>,
@@ -1245,7 +1245,7 @@ fn write_start(
     let meta = store::meta_dir(release_dir);
     atomic::ensure_dir(&meta)?;
     fs::set_permissions(&meta, std::fs::Permissions::from_mode(0o755))?;
-    atomic::write(&store::environment_file(release_dir), render::env_file(environment).as_bytes(), 0o644, None)?;
+    atomic::write(&store::environment_file(release_dir), render::env_file(environment).as_bytes(), 0o600, None)?;
     atomic::write(&meta.join("start"), start.as_bytes(), 0o755, None)?;
     Ok(())
 }
@@ -1283,10 +1283,23 @@ fn write_release_files(plan: &BuildPlan, user: &RunAs) -> Result<String> {
     let Some(settings) = &plan.settings else {
         return Ok("environment, start script".into());
     };
-    let dest = plan.release_dir.join(&settings.path);
-    if let Some(parent) = dest.parent() {
-        atomic::ensure_dir(parent)?;
-    }
-    atomic::write(&dest, settings.contents.as_bytes(), 0o640, Some(user.gid))?;
+    // Beneath the release through file descriptors: the source may hold symlinks on the way.
+    stage::write_beneath(&plan.release_dir, Path::new(&settings.path), settings.contents.as_bytes(), 0o640, user.gid)?;
     Ok(format!("{} from {} (0640 root:{}), environment, start script", settings.path, settings.template, user.user))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_environment_file_is_written_for_root_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = std::collections::BTreeMap::from([("DB_PASSWORD".to_string(), "s3cret".to_string())]);
+        write_start(dir.path(), &env, "#!/bin/sh\n").unwrap();
+        let meta = std::fs::metadata(store::environment_file(dir.path())).unwrap();
+        assert_eq!((meta.uid(), meta.mode() & 0o7777), (0, 0o600));
+        assert_eq!(store::environment(dir.path()).unwrap(), env, "root reads it back");
+        assert_eq!(std::fs::metadata(store::meta_dir(dir.path()).join("start")).unwrap().mode() & 0o7777, 0o755);
+    }
 }

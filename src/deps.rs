@@ -150,8 +150,9 @@ pub fn collect(root: &Path) -> Result<Vec<String>> {
     Ok(removed)
 }
 
-/// The entries the releases under `root` link to: every symlink at the top of a release, or one
-/// level down, that points into `<root>/.deps/`.
+/// The entries the releases under `root` link to: every symlink anywhere in a release (a
+/// dependency's `path` may be nested: `API/.venv`, `web/app/node_modules`) that points into
+/// `<root>/.deps/`.
 fn linked_entries(root: &Path) -> Result<BTreeSet<PathBuf>> {
     let deps_dir = root.join(DEPS_DIR);
     let mut used = BTreeSet::new();
@@ -169,11 +170,17 @@ fn linked_entries(root: &Path) -> Result<BTreeSet<PathBuf>> {
     Ok(used)
 }
 
-/// The targets of the symlinks in `dir` and its immediate subdirectories.
+/// The targets of the symlinks anywhere under `dir`, which is walked without following links. An
+/// entry that disappears during the walk is passed over; any other error is one: an entry a
+/// release was not seen to use is removed.
 fn links_in(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
-    for entry in walkdir::WalkDir::new(dir).min_depth(1).max_depth(2).follow_links(false) {
-        let Ok(entry) = entry else { continue };
+    for entry in walkdir::WalkDir::new(dir).min_depth(1).follow_links(false) {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) if e.io_error().is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound) => continue,
+            Err(e) => return Err(e).with_context(|| format!("looking for dependency links in {}", dir.display())),
+        };
         if entry.path_is_symlink() {
             out.push(fs::read_link(entry.path())?);
         }
@@ -214,6 +221,26 @@ mod tests {
         std::fs::remove_file(src.path().join("requirements.txt")).unwrap();
         let err = plan(root, src.path(), "venv", &versioned).unwrap_err();
         assert!(err.is::<UsageError>() && err.to_string().contains("[deps.venv] key file"), "{err}");
+    }
+
+    #[test]
+    fn a_dependency_linked_deep_in_a_release_is_kept_and_links_are_not_followed() {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path();
+        let deps = root.join(DEPS_DIR);
+        for e in ["venv-aaaa", "node-bbbb"] {
+            std::fs::create_dir_all(deps.join(e)).unwrap();
+            std::fs::write(deps.join(e).with_extension("done"), "").unwrap();
+        }
+        let release = root.join("testing/releases/20261123T130501Z");
+        std::fs::create_dir_all(release.join("srv/api/app")).unwrap();
+        std::os::unix::fs::symlink(deps.join("venv-aaaa"), release.join("srv/api/app/.venv")).unwrap();
+        // A link out of the release leads to a dependency link: not the release's.
+        std::fs::create_dir_all(root.join("elsewhere")).unwrap();
+        std::os::unix::fs::symlink(deps.join("node-bbbb"), root.join("elsewhere/node_modules")).unwrap();
+        std::os::unix::fs::symlink(root.join("elsewhere"), release.join("web")).unwrap();
+        assert_eq!(collect(root).unwrap(), ["node-bbbb"]);
+        assert!(deps.join("venv-aaaa").is_dir() && deps.join("venv-aaaa.done").is_file(), "srv/api/app/.venv uses it");
     }
 
     #[test]

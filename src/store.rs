@@ -273,6 +273,13 @@ pub fn list(build: &BuildLayout) -> Result<Vec<Release>> {
             continue;
         }
         let dir = entry.path();
+        // One being staged is root's alone (0700): to anyone else it is incomplete.
+        if nix::unistd::access(&dir, nix::unistd::AccessFlags::X_OK) == Err(nix::errno::Errno::EACCES) {
+            let (reason, created, git, promoted_from, verified) = Default::default();
+            let state = ReleaseState::Incomplete;
+            out.push(Release { id, dir, state, reason, created, git, promoted_from, verified });
+            continue;
+        }
         // Complete once release.json exists; one that cannot be read is bad, naming the file.
         let written = meta_of(&dir)?;
         let complete = written.is_some();
@@ -335,6 +342,7 @@ pub fn remove(dir: &Path) -> Result<()> {
 mod tests {
     use super::*;
     use crate::layout::{AppLayout, UNIT_DIR};
+    use std::os::unix::process::CommandExt;
 
     fn id(s: &str) -> ReleaseId {
         ReleaseId::parse(s).unwrap()
@@ -342,14 +350,7 @@ mod tests {
 
     /// A build with releases `r<n>` at 13:05:0<n>; `complete` says which finished.
     fn build_with(dir: &Path, releases: &[(u8, bool)], current: u8) -> BuildLayout {
-        let app = AppLayout {
-            app: "a".into(),
-            component: "c".into(),
-            root: dir.into(),
-            unit_dir: UNIT_DIR.into(),
-            socket_name: "s".into(),
-        };
-        let b = app.build("dev");
+        let b = layout(dir);
         for (n, complete) in releases {
             let dir = b.release_dir(&r(*n));
             fs::create_dir_all(&dir).unwrap();
@@ -368,6 +369,48 @@ mod tests {
         }
         atomic::switch_symlink(&b.current, &Path::new("releases").join(r(current).as_str())).unwrap();
         b
+    }
+
+    #[test]
+    fn a_release_being_staged_is_incomplete_to_other_users() {
+        const AS_NOBODY: &str = "RELCTL_TEST_LIST_AS_NOBODY";
+        let name = "store::tests::a_release_being_staged_is_incomplete_to_other_users";
+        if let Ok(dir) = std::env::var(AS_NOBODY) {
+            let b = layout(Path::new(&dir));
+            assert_eq!(states(&b), [(r(1), ReleaseState::Current), (r(2), ReleaseState::Incomplete)]);
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let b = build_with(dir.path(), &[(1, true)], 1);
+        drop(crate::stage::create_private_dir(&b.release_dir(&r(2))).unwrap());
+        fs::create_dir(b.release_dir(&r(2)).join(META_DIR)).unwrap();
+        // `relctl releases` without root, in a child running this test as nobody.
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", name, "--test-threads=1"])
+            .env(AS_NOBODY, dir.path())
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Build `dev` of an app whose root is `dir`.
+    fn layout(dir: &Path) -> BuildLayout {
+        let app = AppLayout {
+            app: "a".into(),
+            component: "c".into(),
+            root: dir.into(),
+            unit_dir: UNIT_DIR.into(),
+            socket_name: "s".into(),
+        };
+        app.build("dev")
     }
 
     fn r(n: u8) -> ReleaseId {

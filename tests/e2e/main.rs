@@ -28,5 +28,6 @@ mod releases;
 mod remote;
 mod review;
 mod sandbox_smoke;
+mod trust;
 mod websocket;
 mod zero_impact;
