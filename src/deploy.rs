@@ -1196,7 +1196,10 @@ fn write_start(
     let meta = store::meta_dir(release_dir);
     atomic::ensure_dir(&meta)?;
     fs::set_permissions(&meta, std::fs::Permissions::from_mode(0o755))?;
-    atomic::write(&store::environment_file(release_dir), render::env_file(environment).as_bytes(), 0o644, None)?;
+    // 0640 root:root: it may hold values rendered from secrets; systemd reads it as root.
+    let env = render::env_file(environment)
+        .with_context(|| format!("writing the environment of {}", release_dir.display()))?;
+    atomic::write(&store::environment_file(release_dir), env.as_bytes(), 0o640, None)?;
     atomic::write(&meta.join("start"), start.as_bytes(), 0o755, None)?;
     Ok(())
 }

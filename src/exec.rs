@@ -447,7 +447,7 @@ fn env_file(unit: &str, env: &BTreeMap<String, String>) -> Result<Option<tempfil
         .suffix(".env")
         .tempfile_in(dir)
         .with_context(|| format!("creating the -e environment file in {}", dir.display()))?;
-    file.write_all(crate::render::env_file(env).as_bytes())
+    file.write_all(crate::render::env_file(env)?.as_bytes())
         .and_then(|()| file.flush())
         .with_context(|| format!("writing {}", file.path().display()))?;
     Ok(Some(file))
