@@ -765,7 +765,7 @@ impl<'a> Deploy<'a> {
             };
         }
         adopt::move_into(&a.found, &a.release_dir)?;
-        write_start(&a.release_dir, &a.environment, &a.start_script)?;
+        write_start(&a.release_dir, a.environment.vars(), &a.start_script)?;
         if let Some(d) = &a.dropin {
             atomic::write(&store::dropin_copy(&a.release_dir), d.as_bytes(), 0o644, None)?;
         }
@@ -1220,7 +1220,7 @@ fn setup_dirs(plan: &BuildPlan, user: &RunAs) -> Result<()> {
 /// Writes what the release carries of its configuration: environment file, start script, the
 /// build's drop-in as of this release, and the settings file (0640 root:<user>).
 fn write_release_files(plan: &BuildPlan, user: &RunAs) -> Result<String> {
-    write_start(&plan.release_dir, &plan.environment, &plan.start_script)?;
+    write_start(&plan.release_dir, plan.environment.vars(), &plan.start_script)?;
     if let Some(d) = &plan.dropin {
         atomic::write(&store::dropin_copy(&plan.release_dir), d.contents.as_bytes(), 0o644, None)?;
     }
