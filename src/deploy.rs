@@ -92,11 +92,19 @@ pub struct Deploy<'a> {
     user: Option<RunAs>,
     /// The build's switch lock, once relctl starts or switches an instance.
     switch_lock: Option<crate::lock::AppLock>,
+    /// `--no-wait`: fail at once when the switch lock is held.
+    no_wait: bool,
 }
 
 impl<'a> Deploy<'a> {
     pub fn new(app: &'a AppPlan, build: &'a BuildLayout, systemd: &'a Systemd, report: &'a mut Report) -> Self {
-        Deploy { app, build, systemd, report, adoption: None, user: None, switch_lock: None }
+        Deploy { app, build, systemd, report, adoption: None, user: None, switch_lock: None, no_wait: false }
+    }
+
+    /// With `--no-wait`: a held switch lock fails at once instead of being waited for.
+    pub fn no_wait(mut self, no_wait: bool) -> Self {
+        self.no_wait = no_wait;
+        self
     }
 
     /// `relctl build`: stage the planned release, install the units, switch, (re)start, verify.
@@ -425,7 +433,8 @@ impl<'a> Deploy<'a> {
     fn hold_switch_lock(&mut self) -> Result<()> {
         if self.switch_lock.is_none() {
             let dir = Path::new(crate::lock::LOCK_DIR);
-            self.switch_lock = Some(crate::lock::switch_lock(dir, &self.app.layout.app, &self.build.build)?);
+            let wait = (!self.no_wait).then_some(crate::lock::SWITCH_LOCK_WAIT);
+            self.switch_lock = Some(crate::lock::switch_lock(dir, &self.app.layout.app, &self.build.build, wait)?);
         }
         Ok(())
     }
