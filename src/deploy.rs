@@ -116,7 +116,8 @@ impl<'a> Deploy<'a> {
         let unit_files = units::render(self.app)?;
         self.check_app_wide_change(&unit_files)?;
         let t = Instant::now();
-        let (user, created) = users::ensure_system_user(&self.app.user)?;
+        users::check_service_user(&self.app.manifest, &self.app.user, &units::paths(self.app))?;
+        let (user, created) = users::ensure_system_user(&self.app.user, &self.app.layout.app)?;
         self.user = Some(user.clone());
         setup_dirs(plan, &user)?;
         let recovered = self.recover()?;
