@@ -441,7 +441,7 @@ fn env_file(unit: &str, env: &BTreeMap<String, String>) -> Result<Option<tempfil
         return Ok(None);
     }
     let dir = Path::new(crate::lock::LOCK_DIR);
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    crate::lock::private_dir(dir)?;
     let mut file = tempfile::Builder::new()
         .prefix(&format!("{unit}-"))
         .suffix(".env")

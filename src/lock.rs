@@ -112,7 +112,7 @@ fn lock_within(file: &File, path: &Path, wait: Duration) -> Result<bool> {
 /// Makes sure the lock directory is root's (relctl's user's) and private: created 0700; an
 /// existing one must be a directory owned by that user (else refused, naming it), and a wider
 /// mode is narrowed to 0700.
-fn private_dir(dir: &Path) -> Result<()> {
+pub fn private_dir(dir: &Path) -> Result<()> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -184,7 +184,7 @@ fn flock_holder(file: &File) -> Option<String> {
 /// A wait as people say it: `30 s`, `10 min`.
 fn human(d: Duration) -> String {
     let s = d.as_secs();
-    if s >= 60 && s % 60 == 0 {
+    if s >= 60 && s.is_multiple_of(60) {
         format!("{} min", s / 60)
     } else if s >= 1 {
         format!("{s} s")

@@ -158,7 +158,7 @@ mod tests {
         assert!(check_existing(m, &account("www-data", 33, "www-data"), &["medctrl".into()]).is_err());
         // Root, by any name, never.
         for a in [account("toor", 0, "relctl service user"), account("root", 0, "root")] {
-            let err = check_existing(m, &a, &[a.name.clone()]).unwrap_err().to_string();
+            let err = check_existing(m, &a, std::slice::from_ref(&a.name)).unwrap_err().to_string();
             assert!(err.ends_with("is root (uid 0); the service runs as an unprivileged user of its own"), "{err}");
         }
     }
