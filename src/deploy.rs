@@ -93,11 +93,19 @@ pub struct Deploy<'a> {
     user: Option<RunAs>,
     /// The build's switch lock, once relctl starts or switches an instance.
     switch_lock: Option<crate::lock::AppLock>,
+    /// `--no-wait`: fail at once when the switch lock is held.
+    no_wait: bool,
 }
 
 impl<'a> Deploy<'a> {
     pub fn new(app: &'a AppPlan, build: &'a BuildLayout, systemd: &'a Systemd, report: &'a mut Report) -> Self {
-        Deploy { app, build, systemd, report, adoption: None, user: None, switch_lock: None }
+        Deploy { app, build, systemd, report, adoption: None, user: None, switch_lock: None, no_wait: false }
+    }
+
+    /// With `--no-wait`: a held switch lock fails at once instead of being waited for.
+    pub fn no_wait(mut self, no_wait: bool) -> Self {
+        self.no_wait = no_wait;
+        self
     }
 
     /// `relctl build`: stage the planned release, install the units, switch, (re)start, verify.
@@ -109,7 +117,8 @@ impl<'a> Deploy<'a> {
         let unit_files = units::render(self.app)?;
         self.check_app_wide_change(&unit_files)?;
         let t = Instant::now();
-        let (user, created) = users::ensure_system_user(&self.app.user)?;
+        users::check_service_user(&self.app.manifest, &self.app.user, &units::paths(self.app))?;
+        let (user, created) = users::ensure_system_user(&self.app.user, &self.app.layout.app)?;
         self.user = Some(user.clone());
         setup_dirs(plan, &user)?;
         let recovered = self.recover()?;
@@ -473,7 +482,8 @@ impl<'a> Deploy<'a> {
     fn hold_switch_lock(&mut self) -> Result<()> {
         if self.switch_lock.is_none() {
             let dir = Path::new(crate::lock::LOCK_DIR);
-            self.switch_lock = Some(crate::lock::switch_lock(dir, &self.app.layout.app, &self.build.build)?);
+            let wait = (!self.no_wait).then_some(crate::lock::SWITCH_LOCK_WAIT);
+            self.switch_lock = Some(crate::lock::switch_lock(dir, &self.app.layout.app, &self.build.build, wait)?);
         }
         Ok(())
     }
@@ -813,7 +823,7 @@ impl<'a> Deploy<'a> {
             };
         }
         adopt::move_into(&a.found, &a.release_dir)?;
-        write_start(&a.release_dir, &a.environment, &a.start_script)?;
+        write_start(&a.release_dir, a.environment.vars(), &a.start_script)?;
         if let Some(d) = &a.dropin {
             atomic::write(&store::dropin_copy(&a.release_dir), d.as_bytes(), 0o644, None)?;
         }
@@ -1245,7 +1255,10 @@ fn write_start(
     let meta = store::meta_dir(release_dir);
     atomic::ensure_dir(&meta)?;
     fs::set_permissions(&meta, std::fs::Permissions::from_mode(0o755))?;
-    atomic::write(&store::environment_file(release_dir), render::env_file(environment).as_bytes(), 0o600, None)?;
+    // 0600 root: it may hold values rendered from secrets; systemd reads it as root.
+    let env = render::env_file(environment)
+        .with_context(|| format!("writing the environment of {}", release_dir.display()))?;
+    atomic::write(&store::environment_file(release_dir), env.as_bytes(), 0o600, None)?;
     atomic::write(&meta.join("start"), start.as_bytes(), 0o755, None)?;
     Ok(())
 }
@@ -1276,7 +1289,7 @@ fn setup_dirs(plan: &BuildPlan, user: &RunAs) -> Result<()> {
 /// Writes what the release carries of its configuration: environment file, start script, the
 /// build's drop-in as of this release, and the settings file (0640 root:<user>).
 fn write_release_files(plan: &BuildPlan, user: &RunAs) -> Result<String> {
-    write_start(&plan.release_dir, &plan.environment, &plan.start_script)?;
+    write_start(&plan.release_dir, plan.environment.vars(), &plan.start_script)?;
     if let Some(d) = &plan.dropin {
         atomic::write(&store::dropin_copy(&plan.release_dir), d.contents.as_bytes(), 0o644, None)?;
     }

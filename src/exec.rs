@@ -441,13 +441,13 @@ fn env_file(unit: &str, env: &BTreeMap<String, String>) -> Result<Option<tempfil
         return Ok(None);
     }
     let dir = Path::new(crate::lock::LOCK_DIR);
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    crate::lock::private_dir(dir)?;
     let mut file = tempfile::Builder::new()
         .prefix(&format!("{unit}-"))
         .suffix(".env")
         .tempfile_in(dir)
         .with_context(|| format!("creating the -e environment file in {}", dir.display()))?;
-    file.write_all(crate::render::env_file(env).as_bytes())
+    file.write_all(crate::render::env_file(env)?.as_bytes())
         .and_then(|()| file.flush())
         .with_context(|| format!("writing {}", file.path().display()))?;
     Ok(Some(file))

@@ -18,16 +18,87 @@ pub struct Response {
 }
 
 /// Sends `GET path` over the unix socket and reads the whole answer (HTTP/1.0, so the server
-/// closes the connection when done).
+/// closes the connection when done), all within `timeout`: one deadline for the connect, the
+/// write and every read, so a server that trickles its answer cannot hold the probe longer.
 pub fn get(socket: &Path, path: &str, timeout: Duration) -> std::io::Result<Response> {
-    let mut s = UnixStream::connect(socket)?;
-    s.set_read_timeout(Some(timeout))?;
-    s.set_write_timeout(Some(timeout))?;
+    let deadline = Instant::now() + timeout;
+    let left = || -> std::io::Result<Duration> {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no complete answer within {}", seconds(timeout)),
+            ));
+        }
+        Ok(deadline - now)
+    };
+    let mut s = connect(socket, deadline)?;
     let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\nUser-Agent: relctl-health\r\nAccept: */*\r\n\r\n");
-    s.write_all(request.as_bytes())?;
+    let mut sent = 0;
+    while sent < request.len() {
+        s.set_write_timeout(Some(left()?))?;
+        match s.write(&request.as_bytes()[sent..]) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if is_timeout(&e) => left().map(|_| ())?,
+            Err(e) => return Err(e),
+        }
+    }
     let mut raw = Vec::new();
-    s.take(64 * 1024).read_to_end(&mut raw)?;
+    let mut buf = [0u8; 8192];
+    while raw.len() < MAX_ANSWER {
+        s.set_read_timeout(Some(left()?))?;
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n.min(MAX_ANSWER - raw.len())]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if is_timeout(&e) => left().map(|_| ())?,
+            Err(e) => return Err(e),
+        }
+    }
     parse_response(&raw).ok_or_else(|| std::io::Error::other("not an HTTP response"))
+}
+
+/// How much of an answer is read.
+const MAX_ANSWER: usize = 64 * 1024;
+
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+}
+
+fn seconds(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
+
+/// Connects to the unix socket by `deadline`: a non-blocking connect, retried while the server's
+/// backlog is full (EAGAIN), where a blocking one would wait for as long as the server does not
+/// accept.
+fn connect(socket: &Path, deadline: Instant) -> std::io::Result<UnixStream> {
+    use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, UnixAddr};
+    let addr = UnixAddr::new(socket).map_err(std::io::Error::from)?;
+    let fd =
+        socket::socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC, None)
+            .map_err(std::io::Error::from)?;
+    loop {
+        match socket::connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr) {
+            Ok(()) => break,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(nix::errno::Errno::EAGAIN) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(nix::errno::Errno::EAGAIN) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the server accepts no connection (its backlog is full)",
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let stream = UnixStream::from(fd);
+    stream.set_nonblocking(false)?;
+    Ok(stream)
 }
 
 fn parse_response(raw: &[u8]) -> Option<Response> {
@@ -46,7 +117,8 @@ fn parse_response(raw: &[u8]) -> Option<Response> {
 pub fn wait_healthy(socket: &Path, path: &str, timeout: Duration) -> Result<Response> {
     let deadline = Instant::now() + timeout;
     let seen = loop {
-        let seen = match get(socket, path, Duration::from_secs(5).min(timeout)) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let seen = match get(socket, path, Duration::from_secs(5).min(left.max(Duration::from_millis(100)))) {
             Ok(r) if (200..400).contains(&r.status) => return Ok(r),
             Ok(r) => format!("HTTP {}: {}", r.status, first_line(&r.body)),
             Err(e) => e.to_string(),
@@ -136,5 +208,28 @@ mod tests {
         });
         let err = wait_healthy(&sock, "/health", Duration::from_secs(1)).unwrap_err().to_string();
         assert!(err.ends_with("last answer: HTTP 503: database unreachable"), "{err}");
+    }
+
+    #[test]
+    fn a_trickling_answer_is_cut_off_at_the_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("s.sock");
+        let listener = UnixListener::bind(&sock).unwrap();
+        std::thread::spawn(move || {
+            let (mut c, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let _request = c.read(&mut buf).unwrap();
+            for b in b"HTTP/1.0 200 OK\r\n\r\n".iter().cycle().take(200) {
+                if c.write_all(&[*b]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let t = Instant::now();
+        let err = get(&sock, "/health", Duration::from_millis(500)).unwrap_err();
+        assert!(t.elapsed() < Duration::from_secs(1), "took {:?}", t.elapsed());
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert_eq!(err.to_string(), "no complete answer within 0.5s");
     }
 }

@@ -1,7 +1,7 @@
 //! Parse → **plan** → act: arguments and manifest resolved into plain data (paths, files, units,
 //! hooks, jobs) before anything is touched. `--dry-run` prints a plan; the domain modules act on it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -85,6 +85,59 @@ pub struct Secrets {
     pub values: BTreeMap<String, String>,
 }
 
+/// The service's environment: `[service] environment` rendered, and relctl's `RELCTL_*`. A value
+/// whose template mentions `secrets` (or the whole template context), or renders differently
+/// when the secrets are replaced by placeholders, is secret: it goes into the environment file
+/// (0640, read by systemd as root) and to hooks, but `--dry-run`, `--json` and error messages show
+/// it as `<secret>`.
+#[derive(Debug, Clone, Default)]
+pub struct Environment {
+    vars: BTreeMap<String, String>,
+    secret: BTreeSet<String>,
+}
+
+/// How a secret value is shown.
+pub const SECRET_SHOWN: &str = "<secret>";
+
+impl Environment {
+    /// The values, secret ones included: for the environment file and hooks only.
+    pub fn vars(&self) -> &BTreeMap<String, String> {
+        &self.vars
+    }
+
+    /// Whether `key`'s value is rendered from secrets.
+    pub fn is_secret(&self, key: &str) -> bool {
+        self.secret.contains(key)
+    }
+
+    fn insert(&mut self, key: String, value: String, secret: bool) {
+        if secret {
+            self.secret.insert(key.clone());
+        } else {
+            self.secret.remove(&key);
+        }
+        self.vars.insert(key, value);
+    }
+
+    /// The variables as they may be printed: secret values as `<secret>`.
+    pub fn shown(&self) -> BTreeMap<&str, &str> {
+        self.vars.iter().map(|(k, v)| (k.as_str(), if self.is_secret(k) { SECRET_SHOWN } else { v.as_str() })).collect()
+    }
+}
+
+impl Serialize for Environment {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        self.shown().serialize(serializer)
+    }
+}
+
+impl std::ops::Index<&str> for Environment {
+    type Output = String;
+    fn index(&self, key: &str) -> &String {
+        &self.vars[key]
+    }
+}
+
 /// Everything `relctl build <BUILD>` will do.
 #[derive(Debug, Clone, Serialize)]
 pub struct BuildPlan {
@@ -96,9 +149,10 @@ pub struct BuildPlan {
     pub origin: Origin,
     pub copy: CopySpec,
     pub settings: Option<ReleaseFile>,
-    /// The service's environment for this release (no secrets), written into the release as
-    /// `.relctl/environment` and read by the unit through `current`.
-    pub environment: BTreeMap<String, String>,
+    /// The service's environment for this release, written into the release as
+    /// `.relctl/environment` and read by the unit through `current`; values rendered from secrets
+    /// are shown as `<secret>`.
+    pub environment: Environment,
     pub secrets: Secrets,
     pub hooks: Vec<Hook>,
     /// Dependencies shared between releases, each a symlink in the release to its entry.
@@ -367,7 +421,7 @@ pub struct AdoptPlan {
     pub release: ReleaseId,
     pub release_dir: PathBuf,
     /// Its `.relctl/environment`, as a release built from the manifest has.
-    pub environment: BTreeMap<String, String>,
+    pub environment: Environment,
     /// Its `.relctl/start`: the manifest's `[service] exec`, run in the adopted files.
     pub start_script: String,
     /// The build's drop-in, recorded with it as with any release.
@@ -736,7 +790,9 @@ fn template_error(e: anyhow::Error) -> UsageError {
 fn settings_file(loaded: &Loaded, ctx: &TemplateContext, templates_from: Option<&Path>) -> Result<Option<ReleaseFile>> {
     let Some(s) = &loaded.manifest.settings else { return Ok(None) };
     let (template_name, source_text) = settings_template(loaded, &s.template, templates_from)?;
-    let path = render::render("[settings] path", &s.path, ctx).map_err(template_error)?;
+    // The path is printed (`--dry-run`, steps): rendered without the secrets.
+    let no_secrets = TemplateContext { secrets: BTreeMap::new(), ..ctx.clone() };
+    let path = render::render("[settings] path", &s.path, &no_secrets).map_err(template_error)?;
     if Path::new(&path).components().any(|c| !matches!(c, Component::Normal(_))) {
         return Err(
             UsageError(format!("[settings] path renders to \"{path}\", which is not inside the release")).into()
@@ -746,28 +802,45 @@ fn settings_file(loaded: &Loaded, ctx: &TemplateContext, templates_from: Option<
     Ok(Some(ReleaseFile { path, template: template_name, contents }))
 }
 
-/// `[service] environment`, rendered, plus relctl's own `RELCTL_*` variables.
+/// `[service] environment`, rendered, plus relctl's own `RELCTL_*` variables. Which values are
+/// secret: see [`Environment`].
 fn service_environment(
     m: &Manifest,
     ctx: &TemplateContext,
     build: &BuildLayout,
     release: &ReleaseId,
-) -> Result<BTreeMap<String, String>> {
-    let mut environment = BTreeMap::new();
+) -> Result<Environment> {
+    let mut placeholders = ctx.clone();
+    for v in placeholders.secrets.values_mut() {
+        *v = "\u{1}relctl-secret-placeholder\u{1}".into();
+    }
+    let mut environment = Environment::default();
     for (k, v) in &m.service.environment {
         let what = format!("[service] environment.{k}");
         let value = render::render(&what, v, ctx).map_err(template_error)?;
-        manifest::check_one_line(&what, &value).map_err(|e| UsageError(format!("{e} (as rendered)")))?;
-        environment.insert(k.clone(), value);
+        let secret = v.contains("secrets")
+            || v.contains("__tera_context")
+            || render::render(&what, v, &placeholders).map_err(template_error)? != value;
+        if secret {
+            if let Some(c) = value.chars().find(|c| c.is_control() && *c != '\t') {
+                return Err(UsageError(format!(
+                    "{what} contains the control character {c:?} as rendered from secrets; it must fit on one line"
+                ))
+                .into());
+            }
+        } else {
+            manifest::check_one_line(&what, &value).map_err(|e| UsageError(format!("{e} (as rendered)")))?;
+        }
+        environment.insert(k.clone(), value, secret);
     }
-    environment.insert("RELCTL_APP".into(), m.app.clone());
-    environment.insert("RELCTL_BUILD".into(), build.build.clone());
-    environment.insert("RELCTL_RELEASE".into(), release.to_string());
-    environment.insert("RELCTL_STATE_DIR".into(), build.state_dir.display().to_string());
+    environment.insert("RELCTL_APP".into(), m.app.clone(), false);
+    environment.insert("RELCTL_BUILD".into(), build.build.clone(), false);
+    environment.insert("RELCTL_RELEASE".into(), release.to_string(), false);
+    environment.insert("RELCTL_STATE_DIR".into(), build.state_dir.display().to_string(), false);
     // The build's route as a URL prefix ("" at / or without a route), for servers that take it
     // as an option rather than per request, e.g. gunicorn's ASGI worker:
     // `exec = "... -k asgi --root-path \"$RELCTL_SCRIPT_NAME\" app:app"` (the start script is sh).
-    environment.insert("RELCTL_SCRIPT_NAME".into(), ctx.script_name.clone());
+    environment.insert("RELCTL_SCRIPT_NAME".into(), ctx.script_name.clone(), false);
     Ok(environment)
 }
 
@@ -846,7 +919,7 @@ impl BuildPlan {
     /// The environment hooks run with: the service's environment, plus the secrets for `release`
     /// hooks (they usually talk to the database).
     pub fn hook_env(&self, hook: &Hook) -> BTreeMap<String, String> {
-        let mut env = self.environment.clone();
+        let mut env = self.environment.vars().clone();
         env.insert("RELCTL_RELEASE_DIR".into(), self.release_dir.display().to_string());
         if hook.stage == HookStage::Release {
             env.extend(self.secrets.values.clone());
@@ -897,7 +970,8 @@ impl BuildPlan {
             );
         }
         line("start", self.start_script.lines().last().unwrap_or("").to_string());
-        line("environment", self.environment.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "));
+        let shown = self.environment.shown();
+        line("environment", shown.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "));
         if let Some(p) = &self.secrets.file {
             line("secrets", format!("{} ({})", p.display(), self.secrets.names.join(", ")));
         }
@@ -1059,6 +1133,65 @@ route = "/api"
         assert!(dropin.contents.contains(&format!("EnvironmentFile={}", f.display())));
         let shown = format!("{}{}{}", p.describe(), serde_json::to_string(&p).unwrap(), dropin.contents);
         assert!(!shown.contains("hunter2"));
-        assert!(!p.environment.values().any(|v| v.contains("hunter2")));
+        assert!(!p.environment.vars().values().any(|v| v.contains("hunter2")));
+    }
+
+    #[test]
+    fn environment_values_rendered_from_secrets_are_never_shown() {
+        let text = EXAMPLE
+            .replace("route = \"/api\"", "route = \"/api\"\nsecrets = \"dev.env\"")
+            .replace(
+                "environment = { DJANGO_SETTINGS_MODULE = \"api_settings.settings.deploy_{{ build }}\" }",
+                "environment = { DJANGO_SETTINGS_MODULE = \"api_settings.settings.deploy_{{ build }}\", DATABASE_URL = \"postgres://u:{{ secrets.DB_PASSWORD }}@h/db\", LEN = \"{{ secrets.DB_PASSWORD | length }}\", FROM_SECRET = \"{% set s = secrets %}{{ s.DB_PASSWORD }}\" }",
+            );
+        let (_tmp, l) = loaded(&text);
+        let f = l.dir.join("dev.env");
+        fs::write(&f, "DB_PASSWORD=hunter2\n").unwrap();
+        fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let a = app(&l).unwrap();
+        let p = build(&a, &l, "development", now()).unwrap();
+        // The environment file and hooks get the value.
+        assert_eq!(p.environment["DATABASE_URL"], "postgres://u:hunter2@h/db");
+        assert!(p.hook_env(&p.hooks[1])["DATABASE_URL"].contains("hunter2"));
+        // --dry-run and --json do not.
+        let described = p.describe();
+        let json = serde_json::to_string(&serde_json::json!({ "plan": p })).unwrap();
+        for shown in [&described, &json] {
+            assert!(!shown.contains("hunter2"), "{shown}");
+        }
+        assert!(described.contains("DATABASE_URL=<secret>"), "{described}");
+        assert!(described.contains("DJANGO_SETTINGS_MODULE=api_settings.settings.deploy_development"), "{described}");
+        for key in ["DATABASE_URL", "LEN", "FROM_SECRET"] {
+            assert!(p.environment.is_secret(key), "{key}");
+            assert!(json.contains(&format!("\"{key}\":\"<secret>\"")), "{json}");
+        }
+        assert!(!p.environment.is_secret("DJANGO_SETTINGS_MODULE"));
+
+        // A secret that cannot go on one line is refused without being printed.
+        fs::write(&f, "DB_PASSWORD=\"hunter2\nsecond line\"\n").unwrap();
+        let err = build(&a, &l, "development", now()).unwrap_err().to_string();
+        assert!(
+            err.starts_with(
+                "[service] environment.DATABASE_URL contains the control character '\\n' as rendered from secrets"
+            ),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+        fs::write(&f, "DB_PASSWORD=hunter2\n").unwrap();
+        let (_tmp3, l3) = loaded(&text.replace("LEN =", "DUMP = \"{{ __tera_context }}\", LEN ="));
+        fs::write(l3.dir.join("dev.env"), "DB_PASSWORD=hunter2\n").unwrap();
+        fs::set_permissions(l3.dir.join("dev.env"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        let err = build(&a, &l3, "development", now()).unwrap_err().to_string();
+        assert!(err.starts_with("[service] environment.DUMP contains the control character"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+
+        // The settings path, which is printed, cannot use secrets.
+        fs::write(&f, "DB_PASSWORD=hunter2\n").unwrap();
+        let (_tmp2, l2) = loaded(&text.replace("deploy_{{ build }}.py", "deploy_{{ secrets.DB_PASSWORD }}.py"));
+        fs::write(l2.dir.join("dev.env"), "DB_PASSWORD=hunter2\n").unwrap();
+        fs::set_permissions(l2.dir.join("dev.env"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        let err = build(&a, &l2, "development", now()).unwrap_err().to_string();
+        assert!(err.contains("[settings] path") && err.contains("secrets.DB_PASSWORD"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
     }
 }

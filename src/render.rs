@@ -100,41 +100,217 @@ fn contains_token(line: &str, var: &str) -> bool {
     })
 }
 
-/// Parses a KEY=VALUE secrets file: blank lines and `#` comments skipped, optional `export `,
-/// matching single or double quotes around the value removed.
+/// Parses an environment file exactly as systemd's `EnvironmentFile=` does: the secrets files
+/// users write (which the service is also given, through the build's drop-in) and the
+/// `.relctl/environment` files [`env_file`] writes, which release and verify hooks read back.
+///
+/// This follows systemd's `parse_env_file_internal` (src/basic/env-file.c), the parser behind
+/// `load_env_file`, which `EnvironmentFile=` uses:
+/// - Lines whose first non-blank character is `#` or `;` are comments; blank lines are skipped.
+/// - A key runs to the first `=`, with surrounding blanks trimmed (there is no `export`).
+/// - Blanks after `=` are skipped. Then the value is a sequence of: single-quoted text (taken
+///   literally, newlines included, up to the next `'`), double-quoted text (up to the next
+///   unescaped `"`; `\` before `"`, `\`, `` ` `` or `$` gives that character, before a newline
+///   joins lines, before anything else stays as it is: `"a\nb"` is `a\nb`; `$` is not expanded),
+///   with blanks between such parts dropped; or, once an unquoted character starts it, plain text
+///   to the end of the line (`\r` or `\n`) in which quotes are ordinary characters, `\` takes the
+///   next character literally (`\` at the end of a line joins it with the next) and trailing
+///   blanks are dropped.
+/// - A key that is repeated takes its last value.
+///
+/// Where systemd would ignore a line (one without `=`; a name that is not `[A-Za-z_][A-Za-z0-9_]*`,
+/// such as `export KEY`), this fails naming the line instead, so a secret is never set for hooks
+/// and missing in the service. A NUL byte (where systemd stops reading) fails too.
 pub fn parse_env_file(text: &str) -> Result<BTreeMap<String, String>, String> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum State {
+        PreKey,
+        Key,
+        PreValue,
+        Value,
+        ValueEscape,
+        Single,
+        Double,
+        DoubleEscape,
+        Comment,
+    }
+    use State::*;
+    let newline = |c: char| c == '\n' || c == '\r';
+    let blank = |c: char| matches!(c, ' ' | '\t' | '\n' | '\r');
+    if let Some(i) = text.find('\0') {
+        let line = text[..i].matches('\n').count() + 1;
+        return Err(format!("line {line}: contains a NUL byte, where systemd stops reading the file"));
+    }
     let mut out = BTreeMap::new();
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
+    let mut state = PreKey;
+    let mut line = 1;
+    let (mut key_line, mut key, mut value) = (1, String::new(), String::new());
+    // Where the value's trailing blanks start (plain text only).
+    let mut trailing: Option<usize> = None;
+    let mut push = |key_line: usize, key: &str, value: String| -> Result<(), String> {
+        let name = key.trim_end_matches([' ', '\t', '\n', '\r']);
+        if !is_env_name(name) {
+            let hint = match name.strip_prefix("export") {
+                Some(rest) if rest.starts_with([' ', '\t']) => {
+                    " (systemd's EnvironmentFile= has no `export`: write KEY=VALUE)"
+                }
+                _ => " (names are letters, digits and _, not starting with a digit; systemd would ignore the line)",
+            };
+            return Err(format!("line {key_line}: \"{}\" is not a valid variable name{hint}", name.escape_debug()));
         }
-        let line = line.strip_prefix("export ").unwrap_or(line);
-        let Some((k, v)) = line.split_once('=') else {
-            return Err(format!("line {}: expected KEY=VALUE", i + 1));
-        };
-        let k = k.trim();
-        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!("line {}: \"{k}\" is not a valid variable name", i + 1));
+        out.insert(name.to_string(), value);
+        Ok(())
+    };
+    for c in text.chars() {
+        match state {
+            PreKey => {
+                if c == '#' || c == ';' {
+                    state = Comment;
+                } else if !blank(c) {
+                    state = Key;
+                    key_line = line;
+                    key.clear();
+                    key.push(c);
+                }
+            }
+            Key => {
+                if newline(c) {
+                    return Err(format!("line {key_line}: expected KEY=VALUE"));
+                } else if c == '=' {
+                    state = PreValue;
+                    value.clear();
+                    trailing = None;
+                } else {
+                    key.push(c);
+                }
+            }
+            PreValue => {
+                if newline(c) {
+                    state = PreKey;
+                    push(key_line, &key, std::mem::take(&mut value))?;
+                } else if c == '\'' {
+                    state = Single;
+                } else if c == '"' {
+                    state = Double;
+                } else if c == '\\' {
+                    state = ValueEscape;
+                } else if !blank(c) {
+                    state = Value;
+                    value.push(c);
+                }
+            }
+            Value => {
+                if newline(c) {
+                    state = PreKey;
+                    if let Some(t) = trailing {
+                        value.truncate(t);
+                    }
+                    push(key_line, &key, std::mem::take(&mut value))?;
+                } else if c == '\\' {
+                    state = ValueEscape;
+                    trailing = None;
+                } else {
+                    if !blank(c) {
+                        trailing = None;
+                    } else if trailing.is_none() {
+                        trailing = Some(value.len());
+                    }
+                    value.push(c);
+                }
+            }
+            ValueEscape => {
+                state = Value;
+                if !newline(c) {
+                    value.push(c);
+                }
+            }
+            Single => {
+                if c == '\'' {
+                    state = PreValue;
+                } else {
+                    value.push(c);
+                }
+            }
+            Double => {
+                if c == '"' {
+                    state = PreValue;
+                } else if c == '\\' {
+                    state = DoubleEscape;
+                } else {
+                    value.push(c);
+                }
+            }
+            DoubleEscape => {
+                state = Double;
+                if SHELL_NEED_ESCAPE.contains(c) {
+                    value.push(c);
+                } else if c != '\n' {
+                    value.push('\\');
+                    value.push(c);
+                }
+            }
+            // systemd (since v254) ends a comment at the end of its line, `\` or not.
+            Comment => {
+                if newline(c) {
+                    state = PreKey;
+                }
+            }
         }
-        let v = v.trim();
-        let v = [('"', '"'), ('\'', '\'')]
-            .iter()
-            .find_map(|(a, b)| v.strip_prefix(*a).and_then(|s| s.strip_suffix(*b)))
-            .unwrap_or(v);
-        out.insert(k.to_string(), v.to_string());
+        if c == '\n' {
+            line += 1;
+        }
+    }
+    match state {
+        PreKey | Comment => {}
+        Key => return Err(format!("line {key_line}: expected KEY=VALUE")),
+        _ => {
+            if state == Value {
+                if let Some(t) = trailing {
+                    value.truncate(t);
+                }
+            }
+            push(key_line, &key, value)?;
+        }
     }
     Ok(out)
 }
 
-/// Writes environment variables as a systemd EnvironmentFile= (values double-quoted, escaped).
-pub fn env_file(vars: &BTreeMap<String, String>) -> String {
+/// What `\` escapes inside double quotes, for systemd as for the shell (`SHELL_NEED_ESCAPE`).
+const SHELL_NEED_ESCAPE: &str = "\"\\`$";
+
+/// A variable name systemd keeps (`env_name_is_valid`): letters, digits and `_`, not starting
+/// with a digit.
+pub fn is_env_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Writes environment variables as a systemd `EnvironmentFile=`, read back by [`parse_env_file`]:
+/// every value in double quotes with `"`, `\`, `` ` `` and `$` escaped by `\` (as systemd's own
+/// `write_env_var` does); newlines, tabs and every other character are written as they are,
+/// which systemd reads literally inside double quotes. Fails on a name systemd would ignore and
+/// on a NUL byte, which no environment variable can hold.
+pub fn env_file(vars: &BTreeMap<String, String>) -> Result<String> {
     let mut s = String::from("# Written by relctl; systemd EnvironmentFile= format.\n");
     for (k, v) in vars {
-        let escaped = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
-        s.push_str(&format!("{k}=\"{escaped}\"\n"));
+        if !is_env_name(k) {
+            return Err(anyhow!("environment variable name \"{}\" is not valid for systemd", k.escape_debug()));
+        }
+        if v.contains('\0') {
+            return Err(anyhow!("environment variable {k} contains a NUL byte, which no environment can hold"));
+        }
+        s.push_str(k);
+        s.push_str("=\"");
+        for c in v.chars() {
+            if SHELL_NEED_ESCAPE.contains(c) {
+                s.push('\\');
+            }
+            s.push(c);
+        }
+        s.push_str("\"\n");
     }
-    s
+    Ok(s)
 }
 
 #[cfg(test)]
@@ -191,14 +367,84 @@ mod tests {
 
     #[test]
     fn env_files_parse_and_quote() {
-        let parsed = parse_env_file("# c\nexport A=1\nB=\"two words\"\n\nC='x=y'\n").unwrap();
+        let parsed = parse_env_file("# c\n; c\nA=1\nB=\"two words\"\n\nC='x=y'\n").unwrap();
         assert_eq!(parsed["A"], "1");
         assert_eq!(parsed["B"], "two words");
         assert_eq!(parsed["C"], "x=y");
         assert!(parse_env_file("nokey\n").unwrap_err().contains("line 1"));
         assert_eq!(
-            env_file(&parsed),
+            env_file(&parsed).unwrap(),
             "# Written by relctl; systemd EnvironmentFile= format.\nA=\"1\"\nB=\"two words\"\nC=\"x=y\"\n"
         );
+    }
+
+    /// What systemd's `parse_env_file_internal` (src/basic/env-file.c) makes of each line.
+    #[test]
+    fn env_files_read_as_systemd_reads_them() {
+        let one = |line: &str| -> String {
+            let parsed = parse_env_file(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+            assert_eq!(parsed.len(), 1, "{line:?}: {parsed:?}");
+            parsed.into_values().next().unwrap()
+        };
+        for (line, value) in [
+            (r#"A="x\"y""#, r#"x"y"#),
+            ("B='a b'", "a b"),
+            (r"C=a\ b", "a b"),
+            (r"C=a\\b", r"a\b"),
+            (r"C=a\b", "ab"),
+            (r#"D=" lead""#, " lead"),
+            ("D=  plain  \n", "plain"),
+            (r"D=trail\ ", "trail "),
+            (r#"E="a\nb""#, r"a\nb"),
+            (r#"E="\$HOME \`x\` \\""#, r"$HOME `x` \"),
+            (r#"E="$HOME""#, "$HOME"),
+            ("F='a\\\"b'", "a\\\"b"),
+            ("F='multi\nline'", "multi\nline"),
+            ("F=\"multi\nline\"", "multi\nline"),
+            ("F=\"join\\\nlines\"", "joinlines"),
+            ("F=join\\\nlines", "joinlines"),
+            (r#"G="a" 'b' c"#, "abc"),
+            (r#"G=a "b" c"#, r#"a "b" c"#),
+            ("G=a # not a comment", "a # not a comment"),
+            ("  H  =  v\r\n", "v"),
+            ("I=", ""),
+            ("I=\"unterminated", "unterminated"),
+        ] {
+            assert_eq!(one(line), value, "{line:?}");
+        }
+        let last = parse_env_file("K=1\nK=2\n").unwrap();
+        assert_eq!(last["K"], "2", "a repeated key takes its last value");
+        let err = parse_env_file("A=1\nexport B=2\n").unwrap_err();
+        assert!(
+            err.starts_with("line 2: \"export B\" is not a valid variable name") && err.contains("export"),
+            "{err}"
+        );
+        assert!(parse_env_file("1A=x\n").unwrap_err().starts_with("line 1: \"1A\" is not a valid variable name"));
+        assert!(parse_env_file("A=x\0y\n").unwrap_err().contains("NUL"));
+    }
+
+    #[test]
+    fn every_value_round_trips_through_the_env_file() {
+        let pieces =
+            ["\\", "\"", "'", "$", "#", " ", "=", "\t", "`", ";", "\n", "\r", "x", "é", "\\n", "${A}", "$$", "\\\""];
+        let mut values: Vec<String> = Vec::new();
+        for a in pieces {
+            for b in pieces {
+                for c in ["", " ", "\\", "y"] {
+                    values.push(format!("{a}{b}{c}"));
+                    values.push(format!("{c}v{a}{b}"));
+                }
+            }
+        }
+        values.push(String::new());
+        values.push("postgres://u:p\"a$s\\w'o#rd @h/db".into());
+        for (i, chunk) in values.chunks(50).enumerate() {
+            let vars: BTreeMap<String, String> =
+                chunk.iter().enumerate().map(|(j, v)| (format!("V_{i}_{j}"), v.clone())).collect();
+            let written = env_file(&vars).unwrap();
+            assert_eq!(parse_env_file(&written).unwrap(), vars, "{written}");
+        }
+        assert!(env_file(&[("A".into(), "a\0b".into())].into()).unwrap_err().to_string().contains("NUL"));
+        assert!(env_file(&[("export A".into(), "a".into())].into()).is_err());
     }
 }

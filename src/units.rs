@@ -325,7 +325,7 @@ mod tests {
         // systemctl stop|restart of main reaches next; main started by anyone but relctl takes
         // the public socket, atomically, unless relctl holds the build's switch lock.
         assert!(next_service.contains("PartOf=medctrl@%i.service\n") && !c.contains("PartOf=medctrl@%i.service"));
-        let takeover = "ExecStartPost=+/bin/sh -c 'mkdir -p /run/relctl && exec flock -n -E 0 /run/relctl/medctrl@%i.switch -c \"ln -sfn .relctl-live.sock /opt/medctrl/backend/%i/.relctl-public.tmp && mv -fT /opt/medctrl/backend/%i/.relctl-public.tmp /opt/medctrl/backend/%i/gunicorn.sock\"'\n";
+        let takeover = "ExecStartPost=+/bin/sh -c 'mkdir -p -m 0700 /run/relctl && exec flock -n -E 0 /run/relctl/medctrl@%i.switch -c \"ln -sfn .relctl-live.sock /opt/medctrl/backend/%i/.relctl-public.tmp && mv -fT /opt/medctrl/backend/%i/.relctl-public.tmp /opt/medctrl/backend/%i/gunicorn.sock\"'\n";
         assert!(c.contains(takeover), "{c}");
         assert!(!next_service.contains("flock"), "{next_service}");
         let next_socket = &units[4].contents;

@@ -80,6 +80,8 @@ pub struct Session {
     pub app: AppPlan,
     pub systemd: Systemd,
     _lock: Option<AppLock>,
+    /// `--no-wait`, for the build's switch lock.
+    no_wait: bool,
 }
 
 impl Session {
@@ -152,20 +154,22 @@ impl Session {
         plan::check_host(&app, adopting)?;
         require_root(what)?;
         let systemd = Systemd::connect()?;
+        let no_wait = lock.is_some_and(|(g, _)| g.no_wait);
         let lock = match lock {
             Some((g, report)) => {
                 let holder = std::env::args().collect::<Vec<_>>().join(" ");
                 let dir = Path::new(lock::LOCK_DIR);
-                Some(lock::acquire(dir, &app.layout.app, &holder, !g.no_wait, |msg| report.warn(msg))?)
+                let wait = (!g.no_wait).then_some(lock::APP_LOCK_WAIT);
+                Some(lock::acquire(dir, &app.layout.app, &holder, wait, |msg| report.warn(msg))?)
             }
             None => None,
         };
-        Ok(Session { app, systemd, _lock: lock })
+        Ok(Session { app, systemd, _lock: lock, no_wait })
     }
 
     /// The deploy actions on `build` of this session's app.
     pub fn deploy<'a>(&'a self, build: &'a BuildLayout, report: &'a mut Report) -> Deploy<'a> {
-        Deploy::new(&self.app, build, &self.systemd, report)
+        Deploy::new(&self.app, build, &self.systemd, report).no_wait(self.no_wait)
     }
 }
 
