@@ -7,11 +7,13 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Result;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::Outcome;
 use crate::manifest::Loaded;
 use crate::remote::{Output, Remote, Shipment, Target};
+use crate::report::{self, terminal_safe, Mode};
+use crate::store::ReleaseId;
 
 /// What a command run elsewhere ships and runs there.
 pub struct Job {
@@ -48,10 +50,11 @@ impl Job {
         Ok((host, outcome, captured))
     }
 
-    /// One host of a roll: its output behind `<host> | ` (or captured, with `json`), its row.
-    fn roll_on(&self, target: &Target, json: bool) -> HostResult {
+    /// One host of a roll: its output behind `<host> | ` (captured with `--json`; only its errors
+    /// with `-q`), its row.
+    fn roll_on(&self, target: &Target, mode: Mode) -> HostResult {
         let prefix = target.to_string();
-        let output = if json { Output::Captured(prefix.clone()) } else { Output::Prefixed(prefix.clone()) };
+        let output = Output::for_hosts(mode, prefix.clone());
         let mut row = HostResult { result: HostState::Failed, ..HostResult::not_reached(target) };
         match self.run_on(target, &output) {
             Ok((host, outcome, captured)) => {
@@ -63,7 +66,14 @@ impl Job {
                 if outcome == Outcome::Ok {
                     row.result = HostState::Ok;
                 }
-                row.output = serde_json::from_slice(&captured).ok();
+                match json_answer(&captured) {
+                    Ok(doc) => row.output = doc,
+                    Err(why) => {
+                        report::err(format!("{prefix} | relctl: {why}\n"));
+                        row.result = HostState::Failed;
+                        row.error = Some(why);
+                    }
+                }
                 row.release = self.build_dir.as_ref().and_then(|d| {
                     let link = shlex::try_quote(&d.join("current").display().to_string()).ok()?.into_owned();
                     host.query(&format!("readlink {link}")).map(|r| r.trim_start_matches("releases/").to_string())
@@ -71,7 +81,7 @@ impl Job {
             }
             Err(e) => {
                 let why = crate::error::one_line(&e);
-                eprintln!("{prefix} | relctl: {why}");
+                report::err(format!("{prefix} | relctl: {why}\n"));
                 row.error = Some(why);
             }
         }
@@ -79,15 +89,82 @@ impl Job {
     }
 }
 
-/// Rolls `job` over `hosts`, `serial` at a time (see [`roll`]).
-pub fn roll_job(job: &Job, hosts: &[Target], serial: usize, json: bool) -> Vec<HostResult> {
-    roll(hosts, serial, |target| job.roll_on(target, json))
+/// Rolls `job` over `hosts`, `serial` at a time (see [`roll`]), showing their output as `mode` wants.
+pub fn roll_job(job: &Job, hosts: &[Target], serial: usize, mode: Mode) -> Vec<HostResult> {
+    roll(hosts, serial, |target| job.roll_on(target, mode))
 }
 
-/// What `status` said on one host: its `--json` document, or why relctl could not ask.
+/// A host's `--json` document (None when it printed nothing, e.g. it failed); the error says what
+/// was wrong with one that is not JSON, and how it begins.
+fn json_answer(answer: &[u8]) -> Result<Option<serde_json::Value>, String> {
+    if answer.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(answer)
+        .map(Some)
+        .map_err(|e| format!("its --json answer is not JSON ({e}); it begins {}", beginning(answer)))
+}
+
+/// The first bytes of a host's answer, quoted and escaped for the terminal.
+fn beginning(answer: &[u8]) -> String {
+    const SHOWN: usize = 80;
+    let text = String::from_utf8_lossy(&answer[..answer.len().min(SHOWN)]);
+    let more = if answer.len() > SHOWN { "..." } else { "" };
+    format!("\"{}\"{more}", terminal_safe(&text).replace('\n', "\\n"))
+}
+
+/// What `status` said on one host: its `--json` document, or why relctl could not ask or could
+/// not read the answer.
 pub struct HostStatus {
     pub host: String,
-    pub status: Result<(Outcome, serde_json::Value), String>,
+    pub status: Result<(Outcome, StatusAnswer), String>,
+}
+
+/// A host's `relctl --json status` answer: the document as it came (for `--json`), and what the
+/// table shows of each build, read by type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusAnswer {
+    pub doc: serde_json::Value,
+    pub app: String,
+    pub builds: Vec<BuildRow>,
+}
+
+/// What a host's status document must hold (the fields of `relctl --json status` a table shows).
+#[derive(Debug, Deserialize)]
+struct StatusDoc {
+    app: String,
+    builds: Vec<BuildRow>,
+}
+
+/// One build of a host's status answer.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct BuildRow {
+    pub build: String,
+    pub state: String,
+    pub sub_state: String,
+    pub release: Option<ReleaseId>,
+    pub main_pid: Option<u32>,
+    pub route: Option<String>,
+}
+
+/// Reads a host's answer to `relctl --json status`, which exited with `outcome`: an error says
+/// what was wrong (no answer, not JSON, a field missing or of the wrong type) and how the answer
+/// begins.
+pub fn parse_status(outcome: Outcome, answer: &[u8]) -> Result<StatusAnswer, String> {
+    let doc = match (json_answer(answer)?, outcome) {
+        (Some(doc), _) => doc,
+        (None, Outcome::Exited(code)) => return Err(format!("relctl status exited {code} there without an answer")),
+        (None, _) => return Err("relctl status answered nothing".into()),
+    };
+    let typed: StatusDoc = serde_path_to_error::deserialize(&doc).map_err(|e| {
+        format!(
+            "its status answer is not relctl's status JSON (at {}: {}); it begins {}",
+            e.path(),
+            e.inner(),
+            beginning(answer)
+        )
+    })?;
+    Ok(StatusAnswer { doc, app: typed.app, builds: typed.builds })
 }
 
 /// `status` on every host at once (`job` runs `status` with `--json`).
@@ -99,8 +176,8 @@ pub fn status_of(job: &Job, hosts: &[Target]) -> Vec<HostStatus> {
                 s.spawn(move || {
                     let status = job
                         .run_on(t, &Output::Captured(t.to_string()))
-                        .map(|(_, code, out)| (code, serde_json::from_slice(&out).unwrap_or_default()))
-                        .map_err(|e| crate::error::one_line(&e));
+                        .map_err(|e| crate::error::one_line(&e))
+                        .and_then(|(_, code, out)| Ok((code, parse_status(code, &out)?)));
                     HostStatus { host: t.to_string(), status }
                 })
             })
@@ -123,16 +200,16 @@ pub fn status_rows(statuses: &[HostStatus]) -> Vec<[String; 6]> {
     let mut table = Vec::new();
     for h in statuses {
         match &h.status {
-            Ok((_, doc)) => {
-                for b in doc["builds"].as_array().into_iter().flatten() {
-                    let s = |k: &str| b[k].as_str().map(str::to_string).unwrap_or_else(|| "-".into());
+            Ok((_, answer)) => {
+                let dash = || "-".to_string();
+                for b in &answer.builds {
                     table.push([
                         h.host.clone(),
-                        s("build"),
-                        format!("{} ({})", s("state"), s("sub_state")),
-                        s("release"),
-                        b["main_pid"].as_u64().map_or("-".into(), |p| p.to_string()),
-                        s("route"),
+                        b.build.clone(),
+                        format!("{} ({})", b.state, b.sub_state),
+                        b.release.as_ref().map_or_else(dash, ReleaseId::to_string),
+                        b.main_pid.map_or_else(dash, |p| p.to_string()),
+                        b.route.clone().unwrap_or_else(dash),
                     ]);
                 }
             }
@@ -277,6 +354,63 @@ mod tests {
         assert_eq!(states(&rows), expected.map(|(h, s)| (h.to_string(), s)));
         assert_eq!(rows[1].describe(), "failed (exit 1)");
         assert_eq!(rows[2].describe(), "not reached");
+    }
+
+    const STATUS: &str = r#"{"app": "medctrl", "builds": [{"build": "production", "unit": "medctrl@production.service",
+        "state": "active", "sub_state": "running", "release": "20261123T130501Z-0123abc", "since": null,
+        "main_pid": 4242, "route": "/", "socket": "/run/x.sock", "active": true, "other": null}]}"#;
+
+    #[test]
+    fn a_hosts_status_answer_reads_by_type_into_rows() {
+        let answer = parse_status(Outcome::Ok, STATUS.as_bytes()).unwrap();
+        assert_eq!(answer.app, "medctrl");
+        let rows = status_rows(&[HostStatus { host: "web1".into(), status: Ok((Outcome::Ok, answer)) }]);
+        let expected = ["web1", "production", "active (running)", "20261123T130501Z-0123abc", "4242", "/"];
+        assert_eq!(rows, [expected.map(String::from)]);
+    }
+
+    #[test]
+    fn a_garbled_status_answer_is_an_error_row_naming_what_was_wrong() {
+        let why = |answer: &[u8]| parse_status(Outcome::Ok, answer).unwrap_err();
+        // Not JSON: what the parser said and how the answer begins, escaped.
+        assert_eq!(
+            why(b"Welcome to web1!\n\x1b]0;pwned\x07{}"),
+            "its --json answer is not JSON (expected value at line 1 column 1); it begins \"Welcome to web1!\\n\\u{1b}]0;pwned\\u{7}{}\""
+        );
+        // Truncated.
+        let truncated = &STATUS.as_bytes()[..100];
+        assert!(why(truncated).starts_with("its --json answer is not JSON (EOF while parsing"), "{}", why(truncated));
+        assert!(why(truncated).ends_with("...") || why(truncated).ends_with('"'), "{}", why(truncated));
+        // JSON, but not a status answer: wrong types, missing fields, a bad release id.
+        assert_eq!(
+            why(STATUS.replace("4242", "\"4242\"").as_bytes()).split("; it begins").next().unwrap(),
+            "its status answer is not relctl's status JSON (at builds[0].main_pid: invalid type: string \"4242\", expected u32)"
+        );
+        assert!(why(br#"{"builds": []}"#).contains("missing field `app`"), "{}", why(br#"{"builds": []}"#));
+        assert!(why(b"[1, 2]").starts_with("its status answer is not relctl's status JSON"));
+        assert!(why(STATUS.replace("20261123T130501Z", "yesterday").as_bytes()).contains("at builds[0].release"));
+        // No answer at all: relctl failed there (its error was relayed), or printed nothing.
+        assert_eq!(
+            parse_status(Outcome::Exited(1), b"").unwrap_err(),
+            "relctl status exited 1 there without an answer"
+        );
+        assert_eq!(parse_status(Outcome::Ok, b"\n").unwrap_err(), "relctl status answered nothing");
+        // The error is the host's row, not an empty table.
+        let rows = status_rows(&[HostStatus { host: "web1".into(), status: Err(why(b"<html>")) }]);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            (rows[0][0].as_str(), rows[0][2].starts_with("unknown: its --json answer is not JSON")),
+            ("web1", true)
+        );
+    }
+
+    #[test]
+    fn a_rolls_json_answer_that_is_not_json_is_said_so() {
+        assert_eq!(json_answer(b"").unwrap(), None);
+        assert_eq!(json_answer(b"{\"ok\": true}").unwrap(), Some(serde_json::json!({ "ok": true })));
+        assert!(json_answer(b"motd\n{}").unwrap_err().ends_with("it begins \"motd\\n{}\""));
+        let long = json_answer(&[b'x'; 200]).unwrap_err();
+        assert!(long.ends_with(&format!("\"{}\"...", "x".repeat(80))), "{long}");
     }
 
     #[test]

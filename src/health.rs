@@ -113,14 +113,15 @@ fn parse_response(raw: &[u8]) -> Option<Response> {
     Some(Response { status, body: body.chars().take(500).collect() })
 }
 
-/// Probes until a 2xx/3xx answer or `timeout`; the error says what the last attempt saw.
+/// Probes until a 2xx/3xx answer or `timeout`; the error says what the last attempt saw (the
+/// app's words, escaped for the terminal).
 pub fn wait_healthy(socket: &Path, path: &str, timeout: Duration) -> Result<Response> {
     let deadline = Instant::now() + timeout;
     let seen = loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let seen = match get(socket, path, Duration::from_secs(5).min(left.max(Duration::from_millis(100)))) {
             Ok(r) if (200..400).contains(&r.status) => return Ok(r),
-            Ok(r) => format!("HTTP {}: {}", r.status, first_line(&r.body)),
+            Ok(r) => format!("HTTP {}: {}", r.status, crate::report::terminal_safe(&first_line(&r.body))),
             Err(e) => e.to_string(),
         };
         if Instant::now() >= deadline {
@@ -231,5 +232,22 @@ mod tests {
         assert!(t.elapsed() < Duration::from_secs(1), "took {:?}", t.elapsed());
         assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
         assert_eq!(err.to_string(), "no complete answer within 0.5s");
+    }
+
+    #[test]
+    fn the_apps_answer_reaches_the_message_escaped() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("s.sock");
+        let listener = UnixListener::bind(&sock).unwrap();
+        std::thread::spawn(move || {
+            for c in listener.incoming() {
+                let mut c = c.unwrap();
+                let mut buf = [0u8; 1024];
+                let _request = c.read(&mut buf).unwrap();
+                c.write_all(b"HTTP/1.0 500 Oops\r\n\r\n\x1b]0;pwned\x07down\x1b[2K\r\xc2\x9b1A\n").unwrap();
+            }
+        });
+        let err = wait_healthy(&sock, "/health", Duration::from_millis(300)).unwrap_err().to_string();
+        assert!(err.ends_with(r"last answer: HTTP 500: \u{1b}]0;pwned\u{7}down\u{1b}[2K\r\u{9b}1A"), "{err}");
     }
 }

@@ -173,7 +173,7 @@ pub fn read(query: &Query, mut each: impl FnMut(Entry) -> Result<Flow>) -> Resul
     check(status, &stderr)?;
     // Warnings on success (e.g. a corrupt journal file it skipped) are journalctl's to tell.
     for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
-        eprintln!("journalctl: {}", line.trim());
+        crate::report::err(format!("journalctl: {}\n", line.trim()));
     }
     Ok(count)
 }

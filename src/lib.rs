@@ -55,14 +55,14 @@ pub fn run() -> ExitCode {
         }
         // Everything else clap rejects is a usage error: one line, like every other error.
         Err(e) => {
-            eprintln!("relctl: {}", error::one_line_usage(&e.render().to_string()));
+            report::err(format!("relctl: {}\n", error::one_line_usage(&e.render().to_string())));
             return ExitCode::from(2);
         }
     };
     match commands::dispatch(cli) {
         Ok(outcome) => outcome.into(),
         Err(err) => {
-            eprintln!("relctl: {}", error::one_line(&err));
+            report::err(format!("relctl: {}\n", error::one_line(&err)));
             error::exit_code(&err)
         }
     }

@@ -170,13 +170,13 @@ impl Formatter {
                     priority: entry.priority,
                     message: &entry.message,
                 };
-                serde_json::to_string(&record).expect("a record serializes")
+                crate::report::json_safe(&serde_json::to_string(&record).expect("a record serializes")).into_owned()
             }
             Output::Human { color } => {
                 let level = if in_traceback { Level::Error } else { level(entry.priority, &entry.message) };
                 let who = slot.map(Slot::label).or(unit).unwrap_or("-");
                 let time = time.to_zoned(self.tz.clone()).strftime("%Y-%m-%d %H:%M:%S%.3f").to_string();
-                let prefix = format!("{time} {who:<9} ");
+                let prefix = format!("{time} {:<9} ", crate::report::terminal_safe(who));
                 let indent = " ".repeat(prefix.chars().count());
                 let message = printable(&entry.message).join(&format!("\n{indent}"));
                 let line = format!("{prefix}{message}");
@@ -200,15 +200,7 @@ fn style(level: Level) -> Option<Style> {
 /// The message's lines with control characters (a program's own colours, escape sequences that
 /// would move the cursor) shown escaped rather than sent to the terminal.
 fn printable(message: &str) -> Vec<String> {
-    message
-        .trim_end_matches('\n')
-        .split('\n')
-        .map(|line| {
-            line.chars()
-                .map(|c| if c.is_control() && c != '\t' { c.escape_default().to_string() } else { c.to_string() })
-                .collect()
-        })
-        .collect()
+    message.trim_end_matches('\n').split('\n').map(|line| crate::report::terminal_safe(line).into_owned()).collect()
 }
 
 #[cfg(test)]
@@ -314,6 +306,10 @@ mod tests {
             "2026-11-23 21:59:31.603 main      red \\u{1b}[31mtext\\u{1b}[0m\tand a tab\\r"
         );
         assert_eq!(
+            f.format(&gunicorn(1, "8-bit csi \u{9b}2J")),
+            "2026-11-23 21:59:31.603 main      8-bit csi \\u{9b}2J"
+        );
+        assert_eq!(
             f.format(&gunicorn(1, "two\nlines\n")),
             "2026-11-23 21:59:31.603 main      two\n                                  lines"
         );
@@ -384,6 +380,9 @@ mod tests {
         assert_eq!(v["unit"], "medctrl_next@development.service");
         assert_eq!(v["instance"], "next");
         assert_eq!(v["message"], "multi\nline \u{1b}", "JSON carries the message as it is");
+        // Escaped as JSON escapes, also the C1 controls serde_json leaves raw.
+        let line = f.format(&gunicorn(250, "csi \u{9b}2J"));
+        assert!(line.ends_with(r#""message":"csi \u009b2J"}"#), "{line}");
         assert!(!line.contains('\n'), "one line an entry");
     }
 }

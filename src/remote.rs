@@ -20,6 +20,7 @@ use serde::Serialize;
 
 use crate::error::{Outcome, UsageError};
 use crate::manifest::Loaded;
+use crate::report::Mode;
 use crate::stage::CopySpec;
 
 /// The relctl a host must run: the same as this one.
@@ -111,16 +112,35 @@ pub fn forwarded_args(raw: &[OsString]) -> Result<Vec<String>> {
             }
             break;
         }
-        let takes_value = ["-H", "--host", "-f", "--manifest", "--hosts", "--serial"].contains(&arg.as_str());
-        let joined = ["--host=", "--manifest=", "--hosts=", "--serial="].iter().any(|p| arg.starts_with(p))
-            || (arg.len() > 2 && (arg.starts_with("-H") || arg.starts_with("-f")) && !arg.starts_with("--"));
+        let takes_value = ["--host", "--manifest", "--hosts", "--serial"].contains(&arg.as_str());
+        let joined = ["--host=", "--manifest=", "--hosts=", "--serial="].iter().any(|p| arg.starts_with(p));
         if takes_value {
             it.next();
-        } else if !joined {
+        } else if joined {
+            continue;
+        } else if let Some((kept, value_follows)) = without_host_or_manifest(&arg) {
+            // `-H web1`, `-Hweb1`, `-qH web1`, `-qfx.toml`: the other flags of the cluster stay.
+            if kept != "-" {
+                out.push(kept.to_string());
+            }
+            if value_follows {
+                it.next();
+            }
+        } else {
             out.push(arg);
         }
     }
     Ok(out)
+}
+
+/// A cluster of short options (`-qH`, `-vfx.toml`) that ends in `-H` or `-f`: the cluster
+/// without it, and whether its value is the next argument.
+fn without_host_or_manifest(arg: &str) -> Option<(&str, bool)> {
+    let flags = arg.strip_prefix('-').filter(|f| !f.starts_with('-'))?;
+    // The short options that take no value; any other ends the cluster (its value follows).
+    let at = flags.find(|c| !matches!(c, 'q' | 'v' | 'F'))?;
+    let rest = flags[at..].strip_prefix(['H', 'f'])?;
+    Some((&arg[..=at], rest.is_empty()))
 }
 
 /// One host, reached over SSH.
@@ -191,9 +211,8 @@ impl Remote {
 
     /// Ships `shipment` into a new temporary directory on the host; returns its path there.
     pub fn ship(&self, shipment: &Shipment) -> Result<String> {
-        let script = "set -e; d=$(mktemp -d /var/tmp/relctl-remote.XXXXXX); tar -x -C \"$d\"; echo \"$d\"";
         let mut child = self
-            .ssh(false, script)
+            .ssh(false, &ship_script())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -212,7 +231,7 @@ impl Remote {
             );
         }
         let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        if !dir.starts_with("/var/tmp/relctl-remote.") {
+        if !dir.starts_with(REMOTE_DIR_PREFIX) {
             bail!("{} answered {dir:?} instead of the directory it unpacked into", self.target);
         }
         Ok(dir)
@@ -228,42 +247,27 @@ impl Remote {
         revision: Option<&str>,
         output: &Output,
     ) -> Result<(Outcome, Vec<u8>)> {
-        let quoted = |s: &str| shlex::try_quote(s).map(|q| q.into_owned()).context("an argument with a NUL byte");
-        let mut line = vec!["relctl".to_string(), "-f".into(), quoted(&format!("{dir}/relctl.toml"))?];
-        for a in args {
-            line.push(quoted(a)?);
-        }
-        let env = match revision {
-            Some(r) => format!("env {}={} ", crate::git::SOURCE_REVISION_ENV, quoted(r)?),
-            None => String::new(),
-        };
-        let script = format!(
-            "cd / && if [ \"$(id -u)\" = 0 ]; then s=; else s='sudo -n'; fi; $s {env}{}; rc=$?; rm -rf {}; exit $rc",
-            line.join(" "),
-            quoted(dir)?
-        );
+        let script = run_script(dir, args, revision)?;
         let tty =
             matches!(output, Output::Inherit) && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
         let mut cmd = self.ssh(tty, &script);
         let reach = || format!("running {} to reach {}", self.ssh[0], self.target);
         let (status, captured) = match output {
             Output::Inherit => (cmd.status().with_context(reach)?, Vec::new()),
-            Output::Prefixed(prefix) | Output::Captured(prefix) => {
+            Output::Prefixed(prefix) | Output::ErrorsOnly(prefix) | Output::Captured(prefix) => {
                 cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
                 let mut child = cmd.spawn().with_context(reach)?;
-                let (out, err) =
+                let (mut out, err) =
                     (child.stdout.take().context("ssh's stdout")?, child.stderr.take().context("ssh's stderr")?);
-                let capture = matches!(output, Output::Captured(_));
                 let captured = std::thread::scope(|s| -> Result<Vec<u8>> {
                     let errors = s.spawn(|| prefix_lines(err, prefix, false));
-                    let captured = if capture {
-                        let mut bytes = Vec::new();
-                        std::io::Read::read_to_end(&mut { out }, &mut bytes).context("reading the host's output")?;
-                        bytes
-                    } else {
-                        prefix_lines(out, prefix, true)?;
-                        Vec::new()
+                    let mut captured = Vec::new();
+                    let reading = match output.host_stdout() {
+                        HostStdout::Kept => std::io::Read::read_to_end(&mut out, &mut captured).map(drop),
+                        HostStdout::Dropped => std::io::copy(&mut out, &mut std::io::sink()).map(drop),
+                        HostStdout::Prefixed => Ok(prefix_lines(out, prefix, true)?),
                     };
+                    reading.context("reading the host's output")?;
                     errors.join().map_err(|_| anyhow::anyhow!("the thread relaying the host's stderr panicked"))??;
                     Ok(captured)
                 })?;
@@ -290,12 +294,44 @@ impl Remote {
 
 /// Where the output of relctl on a host goes.
 pub enum Output {
-    /// Straight to ours (one host; a terminal when we have one).
+    /// Straight to ours (one host; a terminal when we have one). Like `ssh host relctl ...`: the
+    /// host's relctl escapes what it relays, and `exec` passes the terminal through on purpose.
     Inherit,
     /// Ours, each line behind `<prefix> | ` (several hosts).
     Prefixed(String),
+    /// Only the host's stderr (its errors), each line behind `<prefix> | `; its stdout (the
+    /// progress lines) is read and dropped (several hosts with `-q`).
+    ErrorsOnly(String),
     /// stdout kept for us (a `--json` document), stderr prefixed.
     Captured(String),
+}
+
+/// What becomes of the stdout of relctl on a host (its stderr is always shown, prefixed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HostStdout {
+    Prefixed,
+    Dropped,
+    Kept,
+}
+
+impl Output {
+    /// How each of several hosts' output shows in `mode`: prefixed; only errors with `-q`;
+    /// captured with `--json` (the host's document goes into ours).
+    pub fn for_hosts(mode: Mode, prefix: String) -> Output {
+        match mode {
+            Mode::Human => Output::Prefixed(prefix),
+            Mode::Quiet => Output::ErrorsOnly(prefix),
+            Mode::Json => Output::Captured(prefix),
+        }
+    }
+
+    fn host_stdout(&self) -> HostStdout {
+        match self {
+            Output::Inherit | Output::Prefixed(_) => HostStdout::Prefixed,
+            Output::ErrorsOnly(_) => HostStdout::Dropped,
+            Output::Captured(_) => HostStdout::Kept,
+        }
+    }
 }
 
 /// Copies lines from `from` to our stdout (or stderr), each behind `<prefix> | `.
@@ -308,13 +344,55 @@ fn prefix_lines(from: impl std::io::Read, prefix: &str, stdout: bool) -> Result<
         if reader.read_until(b'\n', &mut line).context("reading the host's output")? == 0 {
             return Ok(());
         }
-        let text = format!("{prefix} | {}\n", String::from_utf8_lossy(&line).trim_end_matches(['\n', '\r']));
+        let text = prefixed(prefix, &line);
         if stdout {
             crate::report::out(text);
         } else {
-            eprint!("{text}");
+            crate::report::err(text);
         }
     }
+}
+
+/// One line from a host as relctl shows it: behind `<prefix> | `, its control characters escaped.
+fn prefixed(prefix: &str, line: &[u8]) -> String {
+    let text = String::from_utf8_lossy(line);
+    format!("{prefix} | {}\n", crate::report::terminal_safe(text.trim_end_matches(['\n', '\r'])))
+}
+
+/// Where a shipment is unpacked on the host: a new directory named so.
+const REMOTE_DIR_PREFIX: &str = "/var/tmp/relctl-remote.";
+
+/// The shell on the host removes the shipped directory when it ends, also by SIGHUP (the
+/// connection dropped), SIGINT or SIGTERM. A trapped signal that arrives while relctl runs is acted
+/// on when relctl has ended (the shell waits for it first): relctl never loses its files.
+const CLEANUP_TRAPS: &str = "trap 'rm -rf \"$d\"' EXIT; trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM";
+
+/// Unpacks the tar stream on stdin into a new directory and prints its path; a failed or
+/// interrupted unpacking leaves nothing behind.
+fn ship_script() -> String {
+    format!(
+        "d=$(mktemp -d {REMOTE_DIR_PREFIX}XXXXXX) || exit 1; {CLEANUP_TRAPS}; tar -x -C \"$d\" || exit 1; trap - EXIT HUP INT TERM; echo \"$d\""
+    )
+}
+
+/// The host's side of [`Remote::run`]: relctl (through `sudo -n` unless the SSH user is root)
+/// with the manifest shipped into `dir` and `args`; `dir` is removed when the shell ends, however
+/// it ends ([`CLEANUP_TRAPS`]); relctl's exit status is the shell's.
+fn run_script(dir: &str, args: &[String], revision: Option<&str>) -> Result<String> {
+    let quoted = |s: &str| shlex::try_quote(s).map(|q| q.into_owned()).context("an argument with a NUL byte");
+    let mut line = vec!["relctl".to_string(), "-f".into(), quoted(&format!("{dir}/relctl.toml"))?];
+    for a in args {
+        line.push(quoted(a)?);
+    }
+    let env = match revision {
+        Some(r) => format!("env {}={} ", crate::git::SOURCE_REVISION_ENV, quoted(r)?),
+        None => String::new(),
+    };
+    Ok(format!(
+        "d={}; {CLEANUP_TRAPS}; cd / && if [ \"$(id -u)\" = 0 ]; then s=; else s='sudo -n'; fi; $s {env}{}; exit $?",
+        quoted(dir)?,
+        line.join(" "),
+    ))
 }
 
 /// What goes to the host: the manifest, rewritten to name the shipped files, and those files.
@@ -444,6 +522,117 @@ mod tests {
     }
 
     #[test]
+    fn hosts_lines_show_escaped_behind_their_prefix() {
+        assert_eq!(prefixed("web1", b"  build  1.00s  ok\r\n"), "web1 |   build  1.00s  ok\n");
+        assert_eq!(
+            prefixed("web1", b"\x1b]52;c;Zm9v\x07\x1b[1A\rcaf\xc3\xa9 \xff\n"),
+            "web1 | \\u{1b}]52;c;Zm9v\\u{7}\\u{1b}[1A\\rcafé \u{fffd}\n"
+        );
+    }
+
+    #[test]
+    fn with_q_the_hosts_progress_is_dropped_and_their_errors_shown() {
+        let stdout = |mode| Output::for_hosts(mode, "web1".into()).host_stdout();
+        assert_eq!(stdout(Mode::Human), HostStdout::Prefixed);
+        assert_eq!(stdout(Mode::Quiet), HostStdout::Dropped);
+        assert_eq!(stdout(Mode::Json), HostStdout::Kept);
+        // stderr (errors) is relayed in every mode: each variant carries the prefix for it.
+        for mode in [Mode::Human, Mode::Quiet, Mode::Json] {
+            let (Output::Prefixed(p) | Output::ErrorsOnly(p) | Output::Captured(p)) =
+                Output::for_hosts(mode, "web1".into())
+            else {
+                panic!("several hosts' output is never inherited")
+            };
+            assert_eq!(p, "web1");
+        }
+    }
+
+    #[test]
+    fn the_host_scripts_remove_their_directory_on_hup_int_term_and_exit() {
+        let script =
+            run_script("/var/tmp/relctl-remote.AbC123", &["build".into(), "it's".into()], Some("abc")).unwrap();
+        assert!(
+            script.starts_with(
+                "d=/var/tmp/relctl-remote.AbC123; trap 'rm -rf \"$d\"' EXIT; trap 'exit 129' HUP; trap 'exit 130' INT; \
+                 trap 'exit 143' TERM; cd / && "
+            ),
+            "{script}"
+        );
+        assert!(
+            script.ends_with(
+                "$s env RELCTL_SOURCE_REVISION=abc relctl -f /var/tmp/relctl-remote.AbC123/relctl.toml build \"it's\"; exit $?"
+            ),
+            "{script}"
+        );
+        let ship = ship_script();
+        assert!(ship.starts_with("d=$(mktemp -d /var/tmp/relctl-remote.XXXXXX) || exit 1; trap 'rm -rf \"$d\"' EXIT; "));
+        assert!(ship
+            .contains("trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM; tar -x -C \"$d\" || exit 1;"));
+        assert!(ship.ends_with("trap - EXIT HUP INT TERM; echo \"$d\""), "{ship}");
+    }
+
+    /// The run script in /bin/sh, with `relctl` a stand-in running `relctl_body` (and `id -u`
+    /// answering 0), started in its own process group; returns the shipped directory and the shell.
+    fn run_with_stand_in(relctl_body: &str) -> (tempfile::TempDir, PathBuf, std::process::Child) {
+        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::process::CommandExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let bin = tmp.path().join("bin");
+        let shipped = tmp.path().join("relctl-remote.x");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::create_dir_all(&shipped).unwrap();
+        std::fs::write(shipped.join("relctl.toml"), "").unwrap();
+        for (name, body) in [("relctl", relctl_body), ("id", "echo 0")] {
+            std::fs::write(bin.join(name), format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(bin.join(name), std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let script = run_script(shipped.to_str().unwrap(), &["status".into()], None).unwrap();
+        let child = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(script)
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+            .env("STARTED", tmp.path().join("started"))
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let t = std::time::Instant::now();
+        while !tmp.path().join("started").exists() {
+            assert!(t.elapsed() < std::time::Duration::from_secs(10), "the stand-in relctl did not start");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        (tmp, shipped, child)
+    }
+
+    #[test]
+    fn a_hangup_of_the_session_removes_the_shipped_directory() {
+        use nix::sys::signal::{killpg, Signal};
+        // The connection drops: SIGHUP to the session's process group, relctl included.
+        let (_tmp, shipped, mut child) = run_with_stand_in("touch \"$STARTED\"; exec sleep 30");
+        killpg(nix::unistd::Pid::from_raw(child.id() as i32), Signal::SIGHUP).unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(129), "{status}");
+        assert!(!shipped.exists(), "{} is left behind", shipped.display());
+    }
+
+    #[test]
+    fn the_shell_keeps_the_directory_while_relctl_runs_and_passes_on_its_status() {
+        use nix::sys::signal::{kill, Signal};
+        // Only the shell is signalled; relctl carries on (a deploy is never left half done) and
+        // still reads its manifest: the directory goes when it has ended.
+        let (_tmp, shipped, mut child) = run_with_stand_in("touch \"$STARTED\"; sleep 1; cat \"$2\" && exit 3");
+        kill(nix::unistd::Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(shipped.exists(), "removed while relctl still ran");
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(143), "{status}");
+        assert!(!shipped.exists(), "{} is left behind", shipped.display());
+        // Not signalled: relctl's own status.
+        let (_tmp, shipped, mut child) = run_with_stand_in("touch \"$STARTED\"; exit 3");
+        assert_eq!(child.wait().unwrap().code(), Some(3));
+        assert!(!shipped.exists(), "{} is left behind", shipped.display());
+    }
+
+    #[test]
     fn forwarded_args_leave_out_host_and_manifest() {
         let raw = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();
         let f = |a: &[&str]| forwarded_args(&raw(a)).unwrap();
@@ -451,5 +640,9 @@ mod tests {
         assert_eq!(f(&["--host=web1", "build", "--manifest", "m", "production"]), ["build", "production"]);
         assert_eq!(f(&["-Hweb1", "exec", "p", "--", "sh", "-H", "-f"]), ["exec", "p", "--", "sh", "-H", "-f"]);
         assert_eq!(f(&["--hosts", "a,b", "--serial=2", "build", "p", "--serial", "3"]), ["build", "p"]);
+        // A cluster keeps its other flags: -q reaches the host, -H does not.
+        assert_eq!(f(&["-qH", "web1", "build", "p"]), ["-q", "build", "p"]);
+        assert_eq!(f(&["-qHweb1", "-vfm.toml", "status"]), ["-q", "-v", "status"]);
+        assert_eq!(f(&["-q", "logs", "p", "-Fn", "5", "-qf", "m.toml"]), ["-q", "logs", "p", "-Fn", "5", "-q"]);
     }
 }

@@ -522,10 +522,22 @@ where
     T::try_from(value).map_err(Into::into)
 }
 
+/// One `JobRemoved` signal: the job and how it ended, or why its body did not read.
+type JobEvent = Result<(OwnedObjectPath, JobResult), String>;
+
 /// A subscription to `JobRemoved`, made before the job is queued.
 struct JobWatch {
-    rx: mpsc::Receiver<(OwnedObjectPath, JobResult)>,
+    rx: mpsc::Receiver<JobEvent>,
     seen: std::cell::RefCell<HashMap<OwnedObjectPath, JobResult>>,
+}
+
+/// A `JobRemoved` signal read by type: (id, job, unit, result).
+fn job_event(signal: &JobRemoved) -> JobEvent {
+    let message = signal.message();
+    match message.body().deserialize::<(u32, OwnedObjectPath, String, String)>() {
+        Ok((_, job, _, result)) => Ok((job, JobResult::parse(&result))),
+        Err(e) => Err(format!("a body of signature '{}' where systemd sends (uoss): {e}", message.body().signature())),
+    }
 }
 
 impl JobWatch {
@@ -534,17 +546,17 @@ impl JobWatch {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for signal in signals {
-                if let Ok(args) = signal.args() {
-                    if tx.send((args.job.clone(), JobResult::parse(&args.result))).is_err() {
-                        break;
-                    }
+                if tx.send(job_event(&signal)).is_err() {
+                    break;
                 }
             }
         });
         Ok(JobWatch { rx, seen: Default::default() })
     }
 
-    /// Waits for the `JobRemoved` of `job` and returns its result (done, failed, timeout, ...).
+    /// Waits for the `JobRemoved` of `job` and returns its result (done, failed, timeout, ...). A
+    /// `JobRemoved` that does not read may be this job's: an error naming the unit and the job,
+    /// at once, rather than a wait for a signal that may have come and gone.
     fn wait(&self, job: &OwnedObjectPath, unit: &str) -> Result<JobResult> {
         if let Some(r) = self.seen.borrow_mut().remove(job) {
             return Ok(r);
@@ -553,11 +565,21 @@ impl JobWatch {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.rx.recv_timeout(left) {
-                Ok((path, result)) if path == *job => return Ok(result),
-                Ok((path, result)) => {
+                Ok(Ok((path, result))) if path == *job => return Ok(result),
+                Ok(Ok((path, result))) => {
                     self.seen.borrow_mut().insert(path, result);
                 }
-                Err(_) => bail!("gave up waiting for systemd's job on {unit} after {}s", JOB_TIMEOUT.as_secs()),
+                Ok(Err(why)) => bail!(
+                    "waiting for systemd's job {} on {unit}: a JobRemoved signal did not read ({why}); systemctl status {unit} shows how the unit is",
+                    job.as_str()
+                ),
+                Err(mpsc::RecvTimeoutError::Disconnected) => bail!(
+                    "waiting for systemd's job {} on {unit}: the D-Bus signal stream ended (did systemd or the bus restart?); systemctl status {unit} shows how the unit is",
+                    job.as_str()
+                ),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    bail!("gave up waiting for systemd's job on {unit} after {}s", JOB_TIMEOUT.as_secs())
+                }
             }
         }
     }
@@ -622,6 +644,68 @@ mod tests {
         let s = UnitState::listed(&listed("a@b.service", "not-found", "inactive", "dead"));
         assert!(!s.is_active() && !s.has_service_properties());
         assert!(!UnitState::listed(&listed("a@b.socket", "loaded", "active", "listening")).has_service_properties());
+    }
+
+    /// A `JobRemoved` signal with `body`, as it would come off the bus.
+    fn job_removed<B: serde::Serialize + zbus::zvariant::DynamicType>(body: &B) -> JobRemoved {
+        let message =
+            zbus::Message::signal("/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manager", "JobRemoved")
+                .unwrap()
+                .build(body)
+                .unwrap();
+        JobRemoved::from_message(message).unwrap()
+    }
+
+    fn job(n: u32) -> OwnedObjectPath {
+        OwnedObjectPath::try_from(format!("/org/freedesktop/systemd1/job/{n}")).unwrap()
+    }
+
+    #[test]
+    fn job_removed_signals_read_by_type() {
+        let ok = job_removed(&(7u32, job(7), "a@b.service", "failed"));
+        assert_eq!(job_event(&ok), Ok((job(7), JobResult::Failed)));
+        // Garbled: wrong types, too few fields.
+        for bad in [job_removed(&("7", "x", "a@b.service", 1u32)), job_removed(&(7u32, job(7)))] {
+            let why = job_event(&bad).unwrap_err();
+            assert!(why.starts_with("a body of signature '") && why.contains("where systemd sends (uoss)"), "{why}");
+        }
+    }
+
+    fn watch(events: Vec<JobEvent>) -> JobWatch {
+        let (tx, rx) = mpsc::channel();
+        for e in events {
+            tx.send(e).unwrap();
+        }
+        // The sender stays open (the bus is still there) unless the test drops it.
+        std::mem::forget(tx);
+        JobWatch { rx, seen: Default::default() }
+    }
+
+    #[test]
+    fn a_garbled_job_removed_is_an_error_at_once_naming_unit_and_job() {
+        let w = watch(vec![Ok((job(1), JobResult::Done)), Err("a body of signature 's'".into())]);
+        let t = Instant::now();
+        let err = w.wait(&job(2), "a@b.service").unwrap_err().to_string();
+        assert!(t.elapsed() < Duration::from_secs(5), "no wait for the timeout");
+        assert_eq!(
+            err,
+            "waiting for systemd's job /org/freedesktop/systemd1/job/2 on a@b.service: a JobRemoved signal did not \
+             read (a body of signature 's'); systemctl status a@b.service shows how the unit is"
+        );
+        // Other jobs' signals that came before are kept for their waiters.
+        assert_eq!(w.wait(&job(1), "c@d.service").unwrap(), JobResult::Done);
+    }
+
+    #[test]
+    fn a_signal_stream_that_ends_is_an_error_at_once() {
+        let (tx, rx) = mpsc::channel::<JobEvent>();
+        drop(tx);
+        let w = JobWatch { rx, seen: Default::default() };
+        let err = w.wait(&job(3), "a@b.service").unwrap_err().to_string();
+        assert!(
+            err.contains("job /org/freedesktop/systemd1/job/3 on a@b.service: the D-Bus signal stream ended"),
+            "{err}"
+        );
     }
 
     #[test]

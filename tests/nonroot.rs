@@ -71,7 +71,13 @@ impl Copy {
 
     /// `relctl -f <the example's manifest> args...` as nobody, in a clean environment.
     fn relctl_as_nobody(&self, args: &[&str]) -> Output {
-        Command::new(self.0.join("relctl"))
+        self.as_nobody(args).stdin(Stdio::null()).output().unwrap()
+    }
+
+    /// The command of [`Copy::relctl_as_nobody`], to run as it is or with other stdio.
+    fn as_nobody(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(self.0.join("relctl"));
+        command
             .arg("-f")
             .arg(self.0.join("medctrl/relctl.toml"))
             .args(args)
@@ -81,10 +87,8 @@ impl Copy {
             .env_clear()
             .env("PATH", "/usr/local/bin:/usr/bin:/bin")
             .env("LANG", "C.UTF-8")
-            .env("HOME", "/nonexistent")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+            .env("HOME", "/nonexistent");
+        command
     }
 }
 
@@ -156,4 +160,76 @@ fn a_closed_stdout_is_not_a_crash() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `relctl completions bash | head -1`: the reader takes a line and goes away while relctl still
+/// writes (the pipe holds 4 KiB, the script is 35 KB). relctl ends quietly: exit 0, no panic.
+#[test]
+fn completions_to_a_reader_that_goes_away_end_quietly() {
+    use std::io::BufRead;
+    use std::os::fd::AsFd;
+    let (reader, writer) = std::io::pipe().unwrap();
+    nix::fcntl::fcntl(reader.as_fd(), nix::fcntl::FcntlArg::F_SETPIPE_SZ(4096)).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_relctl"))
+        .args(["completions", "bash"])
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(reader).read_line(&mut first).unwrap();
+    assert_eq!(first, "_relctl() {\n");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(out.stderr.is_empty(), "{}", show(&out));
+}
+
+/// Every command that prints to a reader that went away before it wrote: `completions`, and
+/// (as nobody: it needs no root) `destroy --dry-run`; with stderr gone too, an error is no panic.
+#[test]
+fn a_reader_gone_before_the_first_write_is_no_crash() {
+    let gone = || {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        writer
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_relctl"))
+        .args(["completions", "fish"])
+        .stdout(gone())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!((out.status.code(), out.stderr.is_empty()), (Some(0), true), "{}", show(&out));
+    // An error to a closed stderr: exit 2 still, and no panic (its message would go to stderr).
+    let status = Command::new(env!("CARGO_BIN_EXE_relctl"))
+        .args(["no-such-command"])
+        .stdout(gone())
+        .stderr(gone())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(2), "{status}");
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test runs relctl as nobody (uid {NOBODY}) and needs root to switch users: run it as root"
+    );
+    let copy = Copy::new();
+    let plan = copy.relctl_as_nobody(&["destroy", "testing", "--dry-run"]);
+    assert!(plan.status.success() && !plan.stdout.is_empty(), "{}", show(&plan));
+    let out =
+        copy.as_nobody(&["destroy", "testing", "--dry-run"]).stdout(gone()).stderr(Stdio::piped()).output().unwrap();
+    assert_eq!((out.status.code(), out.stderr.is_empty()), (Some(0), true), "{}", show(&out));
+}
+
+/// Text that is not relctl's reaches the terminal escaped: here a manifest path with an OSC
+/// title sequence and a bell, named by the error.
+#[test]
+fn an_error_naming_hostile_text_shows_it_escaped() {
+    let out = Command::new(env!("CARGO_BIN_EXE_relctl"))
+        .args(["-f", "/nonexistent/\u{1b}]0;pwned\u{7}\u{9b}2J/relctl.toml", "status"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(stderr.contains("/nonexistent/\\u{1b}]0;pwned\\u{7}\\u{9b}2J/relctl.toml"), "{}", show(&out));
+    assert!(!stderr.chars().any(|c| c.is_control() && c != '\n'), "{}", show(&out));
 }

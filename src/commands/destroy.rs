@@ -24,7 +24,7 @@ pub fn run(loaded: &Loaded, args: &DestroyArgs, g: &GlobalArgs, report: &mut Rep
         let plan = destroy::plan(&app, loaded, &args.build, args.purge, snippet())?;
         match report.mode {
             Mode::Json => report.json(&serde_json::json!({ "plan": plan })),
-            _ => print!("{}", plan.describe()),
+            _ => crate::report::out(plan.describe()),
         }
         return Ok(Outcome::Ok);
     }

@@ -50,7 +50,10 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
         Command::NginxSnippet(args) => nginx::run(&load(g)?, &args, r),
         Command::Exec(args) => exec::run(&load(g)?, &args, g, r),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut crate::cli::command(), "relctl", &mut std::io::stdout());
+            // Into memory first: clap_complete panics when a write fails (`| head`).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut crate::cli::command(), "relctl", &mut script);
+            crate::report::out_raw(&script);
             Ok(Outcome::Ok)
         }
     }

@@ -96,7 +96,7 @@ fn roll(cli: &Cli, hosts: &[Target], report: &Report) -> Result<Outcome> {
     let serial = cli.global.serial;
     let names: Vec<String> = hosts.iter().map(Target::to_string).collect();
     report.say(format!("relctl: rolling over {} ({serial} at a time): {}", names.join(", "), job.args.join(" ")));
-    let rows = fleet::roll_job(&job, hosts, serial.into(), report.mode == Mode::Json);
+    let rows = fleet::roll_job(&job, hosts, serial.into(), report.mode);
     match report.mode {
         Mode::Json => report.json(&serde_json::json!({ "app": job.loaded.manifest.app, "hosts": rows })),
         Mode::Human => fleet::print_table(&rows),
@@ -119,14 +119,14 @@ fn status(cli: &Cli, hosts: &[Target], report: &Report) -> Result<Outcome> {
     let mut docs = Vec::new();
     for h in &statuses {
         match &h.status {
-            Ok((code, doc)) => {
+            Ok((code, answer)) => {
                 if *code != Outcome::Ok && outcome == Outcome::Ok {
                     outcome = Outcome::NotActive;
                 }
-                docs.push(serde_json::json!({ "host": h.host, "status": doc }));
+                docs.push(serde_json::json!({ "host": h.host, "status": answer.doc }));
             }
             Err(why) => {
-                eprintln!("{} | relctl: {why}", h.host);
+                crate::report::err(format!("{} | relctl: {why}\n", h.host));
                 docs.push(serde_json::json!({ "host": h.host, "error": why }));
                 outcome = Outcome::Exited(1);
             }

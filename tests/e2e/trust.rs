@@ -63,7 +63,10 @@ fn release_hooks_run_like_the_service_and_the_data_stays_private() {
     assert_eq!(env.sh(&format!("stat -c '%a %U' {STATE} {STATE}/db.sqlite3")), "700 medctrl\n600 medctrl");
     let (read, said) = as_eve(&env, &format!("cat {STATE}/db.sqlite3"));
     assert!(!read, "eve read the database: {said}");
-    assert_eq!(env.sh("stat -c '%a' /var/cache/medctrl/backend/development /run/medctrl/backend/development"), "700\n700");
+    assert_eq!(
+        env.sh("stat -c '%a' /var/cache/medctrl/backend/development /run/medctrl/backend/development"),
+        "700\n700"
+    );
     assert_eq!(env.get("development", "/")["build"], "development");
 
     // A hook that hangs, or is stopped, ends at its time limit; the live build goes on.
