@@ -492,7 +492,7 @@ pub fn build(
     let m = &loaded.manifest;
     let build = app.layout.build(name);
     let source = source_dir(loaded)?;
-    let git = git::revision(&source);
+    let git = git::revision(&source)?;
     let release = store::new_id(&build, now, git.as_ref())?;
     let deps = m
         .deps
