@@ -4,9 +4,11 @@
 //! same version.
 //!
 //! The manifest is read and checked here; it and the files it names — the sources (for `build`,
-//! packed with the manifest's exclude rules) and the settings template — are shipped as a tar
-//! stream into a temporary directory on the host, where relctl runs with that manifest (as root:
-//! through `sudo -n` when the SSH user is not root). Its output streams back as it comes, its exit
+//! packed with the manifest's exclude rules, links kept as links as `build` keeps them) and the
+//! settings template (its contents, a 0600 file, never a link that would resolve on the host) —
+//! are shipped as a tar stream into a temporary directory on the host, unpacked there by root and
+//! owned by root, where relctl runs with that manifest (as root: through `sudo -n` when the SSH
+//! user is not root, for the unpacking and the removal too). Its output streams back as it comes, its exit
 //! code is relctl's, and the directory is removed afterwards. Paths that name the host's own
 //! files — `root`, `secrets`, `htpasswd` — must be absolute: secrets never leave their host.
 
@@ -21,6 +23,7 @@ use serde::Serialize;
 use crate::error::{Outcome, UsageError};
 use crate::manifest::Loaded;
 use crate::stage::CopySpec;
+use crate::trust::{self, Trust};
 
 /// The relctl a host must run: the same as this one.
 pub const VERSION: &str = concat!("relctl ", env!("CARGO_PKG_VERSION"));
@@ -191,7 +194,9 @@ impl Remote {
 
     /// Ships `shipment` into a new temporary directory on the host; returns its path there.
     pub fn ship(&self, shipment: &Shipment) -> Result<String> {
-        let script = "set -e; d=$(mktemp -d /var/tmp/relctl-remote.XXXXXX); tar -x -C \"$d\"; echo \"$d\"";
+        // Unpacked as root (through sudo -n when the SSH user is not root), owned by root: the
+        // host's relctl runs as root and uses only a manifest and template only root can change.
+        let script = "set -e; if [ \"$(id -u)\" = 0 ]; then s=; else s='sudo -n'; fi; d=$($s mktemp -d /var/tmp/relctl-remote.XXXXXX); $s tar -x --no-same-owner -C \"$d\"; echo \"$d\"";
         let mut child = self
             .ssh(false, script)
             .stdin(Stdio::piped())
@@ -238,7 +243,7 @@ impl Remote {
             None => String::new(),
         };
         let script = format!(
-            "cd / && if [ \"$(id -u)\" = 0 ]; then s=; else s='sudo -n'; fi; $s {env}{}; rc=$?; rm -rf {}; exit $rc",
+            "cd / && if [ \"$(id -u)\" = 0 ]; then s=; else s='sudo -n'; fi; $s {env}{}; rc=$?; $s rm -rf {}; exit $rc",
             line.join(" "),
             quoted(dir)?
         );
@@ -322,9 +327,13 @@ pub struct Shipment {
     manifest: String,
     /// The sources, when the command builds a release.
     source: Option<CopySpec>,
-    /// Files shipped one by one: (path in the shipment, local path).
-    files: Vec<(PathBuf, PathBuf)>,
+    /// Files shipped one by one, as regular files with their contents (never as links, which
+    /// would resolve on the host): (path in the shipment, contents).
+    files: Vec<(PathBuf, Vec<u8>)>,
 }
+
+/// The mode of a file shipped one by one (the host's relctl, root, reads it).
+const SHIPPED_FILE_MODE: u32 = 0o600;
 
 /// In the shipment: the sources, and a settings template that is not one of them.
 const SHIPPED_SOURCE: &str = "src";
@@ -377,7 +386,12 @@ impl Shipment {
                 Some(rel) => Path::new(SHIPPED_SOURCE).join(rel),
                 None => PathBuf::from(SHIPPED_TEMPLATE),
             };
-            files.push((shipped.clone(), local));
+            // Its contents, read as `build` reads them (as root: only a template only root can
+            // change), not the link it may be.
+            let what = "[settings] template";
+            let contents = trust::read_to_string(&local, what, Trust::current())
+                .map_err(|e| e.into_usage(|e| format!("{what} {}: {e}", local.display())))?;
+            files.push((shipped.clone(), contents.into_bytes()));
             if let Some(toml::Value::Table(s)) = table.get_mut("settings") {
                 s.insert("template".into(), shipped.display().to_string().into());
             }
@@ -389,16 +403,9 @@ impl Shipment {
     fn pack(&self, out: impl std::io::Write) -> Result<()> {
         let mut tar = tar::Builder::new(out);
         tar.follow_symlinks(false);
-        let mut header = tar::Header::new_gnu();
-        header.set_size(self.manifest.len() as u64);
-        header.set_mode(0o644);
-        header.set_cksum();
-        tar.append_data(&mut header, "relctl.toml", self.manifest.as_bytes())?;
-        let mut dir = tar::Header::new_gnu();
-        dir.set_entry_type(tar::EntryType::Directory);
-        dir.set_mode(0o755);
-        dir.set_size(0);
-        dir.set_cksum();
+        let mut manifest = header(tar::EntryType::Regular, self.manifest.len(), 0o644);
+        tar.append_data(&mut manifest, "relctl.toml", self.manifest.as_bytes())?;
+        let mut dir = header(tar::EntryType::Directory, 0, 0o755);
         tar.append_data(&mut dir, SHIPPED_SOURCE, std::io::empty())?;
         if let Some(spec) = &self.source {
             spec.walk(|entry, rel| {
@@ -410,15 +417,28 @@ impl Shipment {
                 Ok(())
             })?;
         }
-        for (name, local) in &self.files {
-            let already = self.source.is_some() && name.starts_with(SHIPPED_SOURCE);
-            if !already {
-                tar.append_path_with_name(local, name).with_context(|| format!("packing {}", local.display()))?;
-            }
+        // After the sources: a template that is one of them is shipped as what was read, even
+        // where the sources hold a link or leave it out.
+        for (name, contents) in &self.files {
+            let mut file = header(tar::EntryType::Regular, contents.len(), SHIPPED_FILE_MODE);
+            tar.append_data(&mut file, name, contents.as_slice())
+                .with_context(|| format!("packing {}", name.display()))?;
         }
         tar.finish().context("finishing the tar stream")?;
         Ok(())
     }
+}
+
+/// A tar header for an entry made here (not from a local file): root's, with this mode.
+fn header(kind: tar::EntryType, size: usize, mode: u32) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_size(size as u64);
+    h.set_mode(mode);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_cksum();
+    h
 }
 
 #[cfg(test)]
@@ -451,5 +471,72 @@ mod tests {
         assert_eq!(f(&["--host=web1", "build", "--manifest", "m", "production"]), ["build", "production"]);
         assert_eq!(f(&["-Hweb1", "exec", "p", "--", "sh", "-H", "-f"]), ["exec", "p", "--", "sh", "-H", "-f"]);
         assert_eq!(f(&["--hosts", "a,b", "--serial=2", "build", "p", "--serial", "3"]), ["build", "p"]);
+    }
+
+    /// The entries of a packed shipment: (name, kind, mode, uid, contents or link target).
+    fn unpacked(shipment: &Shipment) -> Vec<(String, tar::EntryType, u32, u64, String)> {
+        let mut bytes = Vec::new();
+        shipment.pack(&mut bytes).unwrap();
+        let mut archive = tar::Archive::new(bytes.as_slice());
+        let mut out = Vec::new();
+        for entry in archive.entries().unwrap() {
+            let mut e = entry.unwrap();
+            let h = e.header().clone();
+            let name = e.path().unwrap().display().to_string();
+            let body = match h.entry_type() {
+                tar::EntryType::Symlink => format!("-> {}", e.link_name().unwrap().unwrap().display()),
+                _ => {
+                    let mut t = String::new();
+                    std::io::Read::read_to_string(&mut e, &mut t).unwrap();
+                    t
+                }
+            };
+            out.push((name, h.entry_type(), h.mode().unwrap(), h.uid().unwrap(), body));
+        }
+        out
+    }
+
+    #[test]
+    fn a_settings_template_is_shipped_as_its_contents_never_as_a_link() {
+        use std::os::unix::fs::symlink;
+        let tmp = tempfile::tempdir().unwrap();
+        let app = tmp.path().join("app");
+        let elsewhere = tmp.path().join("elsewhere");
+        std::fs::create_dir_all(&app).unwrap();
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        std::fs::write(elsewhere.join("real.tera"), "BUILD = \"{{ build }}\"\n").unwrap();
+        // The template is a link out of the sources (on the host it would resolve in /var/tmp).
+        symlink(elsewhere.join("real.tera"), app.join("settings.tera")).unwrap();
+        // A link in the sources stays a link, as `build` copies it.
+        symlink("/etc/hostname", app.join("hostname-link")).unwrap();
+        std::fs::write(app.join("main.py"), "print(1)\n").unwrap();
+        std::fs::write(
+            app.join("relctl.toml"),
+            "app = \"medctrl\"\n[settings]\ntemplate = \"settings.tera\"\npath = \"s.py\"\n[service]\nexec = \"true\"\n[builds.development]\n",
+        )
+        .unwrap();
+        let loaded = crate::manifest::load(&app.join("relctl.toml")).unwrap();
+        let source = crate::plan::source_copy(&loaded).unwrap();
+        let shipment = Shipment::new(&loaded, Some(source)).unwrap();
+        let entries = unpacked(&shipment);
+        let find = |name: &str| entries.iter().filter(|e| e.0 == name).last().cloned();
+        let template = find(SHIPPED_TEMPLATE).expect("the template is shipped");
+        assert_eq!(template.1, tar::EntryType::Regular, "{template:?}");
+        assert_eq!((template.2, template.3), (0o600, 0));
+        assert_eq!(template.4, "BUILD = \"{{ build }}\"\n");
+        let link = find("src/hostname-link").unwrap();
+        assert_eq!((link.1, link.4.as_str()), (tar::EntryType::Symlink, "-> /etc/hostname"));
+        assert!(shipment.manifest.contains("template = \"settings-template\""), "{}", shipment.manifest);
+
+        // A template in the sources that links to another file of theirs: the shipped manifest
+        // names the file the link points at, shipped as a regular file.
+        std::fs::write(app.join("real-in-src.tera"), "X = 1\n").unwrap();
+        std::fs::remove_file(app.join("settings.tera")).unwrap();
+        symlink("real-in-src.tera", app.join("settings.tera")).unwrap();
+        let shipment = Shipment::new(&loaded, None).unwrap();
+        let entries = unpacked(&shipment);
+        let shipped = entries.iter().find(|e| e.0 == "src/real-in-src.tera").unwrap();
+        assert_eq!((shipped.1, shipped.2, shipped.4.as_str()), (tar::EntryType::Regular, 0o600, "X = 1\n"));
+        assert!(!entries.iter().any(|e| e.1 == tar::EntryType::Symlink), "{entries:?}");
     }
 }
