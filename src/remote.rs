@@ -519,7 +519,7 @@ mod tests {
         let source = crate::plan::source_copy(&loaded).unwrap();
         let shipment = Shipment::new(&loaded, Some(source)).unwrap();
         let entries = unpacked(&shipment);
-        let find = |name: &str| entries.iter().filter(|e| e.0 == name).last().cloned();
+        let find = |name: &str| entries.iter().rfind(|e| e.0 == name).cloned();
         let template = find(SHIPPED_TEMPLATE).expect("the template is shipped");
         assert_eq!(template.1, tar::EntryType::Regular, "{template:?}");
         assert_eq!((template.2, template.3), (0o600, 0));
