@@ -204,8 +204,15 @@ fn check_dir(path: &Path, what: &str, dir: &Path, meta: &Metadata) -> Result<(),
 }
 
 fn check_file(path: &Path, what: &str, meta: &Metadata) -> Result<(), Error> {
+    if meta.is_dir() {
+        // As reading it would say, so that callers word it as any other read error.
+        return Err(Error::Io(io::Error::from_raw_os_error(nix::libc::EISDIR)));
+    }
     if !meta.is_file() {
-        return Err(refuse(path, what, "is not a regular file".into(), "name a regular file".into()));
+        return Err(Error::NotRootOnly(format!(
+            "{what} {} is not a regular file (a FIFO, socket or device); name a regular file",
+            path.display()
+        )));
     }
     if meta.uid() != 0 {
         return Err(refuse(
@@ -331,9 +338,14 @@ mod tests {
         assert!(
             matches!(open(&missing, "manifest", Trust::RootOnly), Err(Error::Io(e)) if e.kind() == io::ErrorKind::NotFound)
         );
-        assert!(refused(dir.path()).ends_with(
-            "is not a regular file: as root, relctl uses only files that only root can change; name a regular file"
-        ));
+        let is_dir = open(dir.path(), "manifest", Trust::RootOnly).unwrap_err();
+        assert!(matches!(&is_dir, Error::Io(e) if e.to_string() == "Is a directory (os error 21)"), "{is_dir:?}");
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        assert_eq!(
+            refused(&fifo),
+            format!("manifest {} is not a regular file (a FIFO, socket or device); name a regular file", fifo.display())
+        );
     }
 
     #[test]
