@@ -194,9 +194,10 @@ impl Remote {
 
     /// Ships `shipment` into a new temporary directory on the host; returns its path there.
     pub fn ship(&self, shipment: &Shipment) -> Result<String> {
-        // Unpacked as root (through sudo -n when the SSH user is not root), owned by root: the
-        // host's relctl runs as root and uses only a manifest and template only root can change.
-        let script = "set -e; if [ \"$(id -u)\" = 0 ]; then s=; else s='sudo -n'; fi; d=$($s mktemp -d /var/tmp/relctl-remote.XXXXXX); $s tar -x --no-same-owner -C \"$d\"; echo \"$d\"";
+        // Unpacked as root (through sudo -n when the SSH user is not root), owned by root, no
+        // setuid bits, nothing group- or world-writable: the host's relctl runs as root and uses
+        // only a manifest and template that only root can change, in directories only root can.
+        let script = "set -e; umask 022; if [ \"$(id -u)\" = 0 ]; then s=; else s='sudo -n'; fi; d=$($s mktemp -d /var/tmp/relctl-remote.XXXXXX); $s tar -x --no-same-owner --no-same-permissions -C \"$d\"; echo \"$d\"";
         let mut child = self
             .ssh(false, script)
             .stdin(Stdio::piped())
@@ -538,5 +539,59 @@ mod tests {
         let shipped = entries.iter().find(|e| e.0 == "src/real-in-src.tera").unwrap();
         assert_eq!((shipped.1, shipped.2, shipped.4.as_str()), (tar::EntryType::Regular, 0o600, "X = 1\n"));
         assert!(!entries.iter().any(|e| e.1 == tar::EntryType::Symlink), "{entries:?}");
+    }
+
+    #[test]
+    fn the_host_unpacks_a_shipment_root_only_so_its_relctl_uses_it_as_root() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let app = tmp.path().join("app");
+        std::fs::create_dir_all(app.join("deploy")).unwrap();
+        std::fs::write(app.join("deploy/settings.tera"), "X = 1\n").unwrap();
+        std::fs::write(app.join("deploy/other.py"), "Y = 1\n").unwrap();
+        std::fs::write(
+            app.join("relctl.toml"),
+            "app = \"medctrl\"\n[settings]\ntemplate = \"deploy/settings.tera\"\npath = \"s.py\"\n[service]\nexec = \"true\"\n[builds.development]\n",
+        )
+        .unwrap();
+        let loaded = crate::manifest::load(&app.join("relctl.toml")).unwrap();
+        let shipment = Shipment::new(&loaded, Some(crate::plan::source_copy(&loaded).unwrap())).unwrap();
+        // The sources as a checkout made with umask 002 has them (packed as they are when shipped).
+        std::fs::set_permissions(app.join("deploy"), std::fs::Permissions::from_mode(0o775)).unwrap();
+        std::fs::set_permissions(app.join("deploy/other.py"), std::fs::Permissions::from_mode(0o4775)).unwrap();
+        // ssh that runs the script here: `<ssh> -o ConnectTimeout=10 host -- <script>`.
+        let ssh = tmp.path().join("ssh");
+        std::fs::write(&ssh, "#!/bin/sh\nwhile [ \"$1\" != -- ]; do shift; done; shift; exec sh -c \"$1\"\n").unwrap();
+        std::fs::set_permissions(&ssh, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let remote = Remote { target: "h1".parse().unwrap(), ssh: vec![ssh.display().to_string()] };
+        let dir = PathBuf::from(remote.ship(&shipment).unwrap());
+        let unpacked = scopeguard(&dir);
+        let meta = |p: &str| std::fs::symlink_metadata(dir.join(p)).unwrap();
+        assert_eq!((meta(".").uid(), meta(".").mode() & 0o7777), (0, 0o700));
+        assert_eq!((meta("src/deploy").uid(), meta("src/deploy").mode() & 0o7777), (0, 0o755));
+        assert_eq!(
+            (meta("src/deploy/settings.tera").uid(), meta("src/deploy/settings.tera").mode() & 0o7777),
+            (0, 0o600)
+        );
+        assert_eq!(meta("src/deploy/other.py").mode() & 0o7777, 0o755, "no setuid, not group-writable");
+        // As the host's relctl reads them, as root.
+        let host = crate::manifest::load_as(&dir.join("relctl.toml"), Trust::RootOnly).unwrap();
+        let template = host.resolve(Path::new(&host.manifest.settings.as_ref().unwrap().template));
+        assert_eq!(trust::read_to_string(&template, "[settings] template", Trust::RootOnly).unwrap(), "X = 1\n");
+        drop(unpacked);
+    }
+
+    /// Removes the unpacked directory when the test ends, passed or not.
+    fn scopeguard(dir: &Path) -> impl Drop + '_ {
+        struct Remove<'a>(&'a Path);
+        impl Drop for Remove<'_> {
+            fn drop(&mut self) {
+                if let Err(e) = std::fs::remove_dir_all(self.0) {
+                    eprintln!("removing {}: {e}", self.0.display());
+                }
+            }
+        }
+        Remove(dir)
     }
 }

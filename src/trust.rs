@@ -344,7 +344,10 @@ mod tests {
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
         assert_eq!(
             refused(&fifo),
-            format!("manifest {} is not a regular file (a FIFO, socket or device); name a regular file", fifo.display())
+            format!(
+                "manifest {} is not a regular file (a FIFO, socket or device); name a regular file",
+                fifo.display()
+            )
         );
     }
 
