@@ -79,7 +79,8 @@ fn bad_label(label: &str) -> UsageError {
 /// The checkout's revision, asked of git so that the repository cannot make root run anything:
 /// no system or global config, no fsmonitor or hooks, no optional index writes, and, in a tree
 /// another user owns, as that user (a filter driver the repository's config names then runs with
-/// that user's rights, not root's).
+/// that user's rights, not root's). No `safe.directory`: git's own check, which refuses a `.git`
+/// that is not owned by the user git runs as, stays on.
 fn checkout_revision(source: &Path) -> Option<GitRevision> {
     let git = which::which("git").ok()?;
     let owner = tree_owner(source, nix::unistd::geteuid());
@@ -203,6 +204,20 @@ mod tests {
         let rev = checkout_revision(&repo).expect("the owner's git reads its own checkout");
         assert!(rev.dirty);
         assert_eq!(std::fs::read_to_string(&said).unwrap().trim(), "65534", "the filter ran as root");
+    }
+
+    #[test]
+    fn a_git_directory_another_user_owns_in_roots_tree_is_not_used() {
+        // No safe.directory: git's own check refuses a .git that is not the tree owner's, so the
+        // filter that .git's config names never runs as root.
+        let (dir, repo) = checkout();
+        let marker = dir.path().join("pwned");
+        set_config(&repo, "filter.x.clean", &format!("touch {}; cat", marker.display()));
+        std::fs::write(repo.join("a"), "2\n").unwrap();
+        let ok = Command::new("chown").args(["-R", "65534:65534"]).arg(repo.join(".git")).status().unwrap().success();
+        assert!(ok);
+        assert_eq!(checkout_revision(&repo), None);
+        assert!(!marker.exists(), "git ran another user's filter as root");
     }
 
     #[test]
