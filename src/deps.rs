@@ -34,7 +34,22 @@ pub struct DepPlan {
     pub build: Vec<String>,
     /// What the key was computed from, for `--dry-run`.
     pub keyed_by: Vec<String>,
+    /// The key commands a dry run did not run: the key, and so `entry`, is only known once they
+    /// run, at build time (`entry` then ends in [`KEY_AT_BUILD_TIME`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub key_commands_not_run: Vec<String>,
 }
+
+/// Whether planning runs `[deps.*] key_commands`: a build does, a dry run runs no command of the
+/// manifest's (they run as root, and a dry run is how a manifest is looked at before trusting it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyCommands {
+    Run,
+    NotRun,
+}
+
+/// The key of an entry whose key commands were not run (a dry run).
+pub const KEY_AT_BUILD_TIME: &str = "<computed by key commands at build time>";
 
 impl DepPlan {
     /// The marker that says the entry is complete.
@@ -43,7 +58,7 @@ impl DepPlan {
     }
 
     pub fn is_complete(&self) -> bool {
-        self.done_marker().is_file()
+        self.key_commands_not_run.is_empty() && self.done_marker().is_file()
     }
 }
 
@@ -52,8 +67,9 @@ fn done_marker(entry: &Path) -> PathBuf {
 }
 
 /// Resolves `[deps.<name>]` against the source: its key is a hash of the name, its path, its
-/// build commands, the content of its key files and the output of its key commands.
-pub fn plan(root: &Path, source: &Path, name: &str, dep: &Dep) -> Result<DepPlan> {
+/// build commands, the content of its key files and the output of its key commands (with
+/// [`KeyCommands::NotRun`], those are not run and the key is left to the build).
+pub fn plan(root: &Path, source: &Path, name: &str, dep: &Dep, key_commands: KeyCommands) -> Result<DepPlan> {
     let mut h = Sha256::new();
     let mut feed = |label: &str, bytes: &[u8]| {
         h.update(label.as_bytes());
@@ -73,6 +89,17 @@ pub fn plan(root: &Path, source: &Path, name: &str, dep: &Dep) -> Result<DepPlan
         feed("file", file.as_bytes());
         feed("content", &bytes);
         keyed_by.push(file.clone());
+    }
+    if key_commands == KeyCommands::NotRun && !dep.key_commands.is_empty() {
+        keyed_by.extend(dep.key_commands.iter().map(|c| format!("`{c}`")));
+        return Ok(DepPlan {
+            name: name.to_string(),
+            path: dep.path.clone(),
+            entry: root.join(DEPS_DIR).join(format!("{name}-{KEY_AT_BUILD_TIME}")),
+            build: dep.build.clone(),
+            keyed_by,
+            key_commands_not_run: dep.key_commands.clone(),
+        });
     }
     for c in &dep.key_commands {
         let out = Command::new("/bin/sh")
@@ -101,6 +128,7 @@ pub fn plan(root: &Path, source: &Path, name: &str, dep: &Dep) -> Result<DepPlan
         entry: root.join(DEPS_DIR).join(format!("{name}-{key}")),
         build: dep.build.clone(),
         keyed_by,
+        key_commands_not_run: Vec::new(),
     })
 }
 
@@ -206,20 +234,22 @@ mod tests {
         let src = tempfile::tempdir().unwrap();
         std::fs::write(src.path().join("requirements.txt"), "django==5.2\n").unwrap();
         let root = Path::new("/opt/a/app");
-        let one = plan(root, src.path(), "venv", &dep("python3 -m venv $RELCTL_DEP_DIR")).unwrap();
+        let one = plan(root, src.path(), "venv", &dep("python3 -m venv $RELCTL_DEP_DIR"), KeyCommands::Run).unwrap();
         assert!(one.entry.to_string_lossy().starts_with("/opt/a/app/.deps/venv-"), "{}", one.entry.display());
-        let again = plan(root, src.path(), "venv", &dep("python3 -m venv $RELCTL_DEP_DIR")).unwrap();
+        let again = plan(root, src.path(), "venv", &dep("python3 -m venv $RELCTL_DEP_DIR"), KeyCommands::Run).unwrap();
         assert_eq!(one.entry, again.entry, "same inputs, same entry");
-        let other_command = plan(root, src.path(), "venv", &dep("python3.12 -m venv $RELCTL_DEP_DIR")).unwrap();
+        let other_command =
+            plan(root, src.path(), "venv", &dep("python3.12 -m venv $RELCTL_DEP_DIR"), KeyCommands::Run).unwrap();
         assert_ne!(one.entry, other_command.entry);
         std::fs::write(src.path().join("requirements.txt"), "django==5.1\n").unwrap();
-        let other_content = plan(root, src.path(), "venv", &dep("python3 -m venv $RELCTL_DEP_DIR")).unwrap();
+        let other_content =
+            plan(root, src.path(), "venv", &dep("python3 -m venv $RELCTL_DEP_DIR"), KeyCommands::Run).unwrap();
         assert_ne!(one.entry, other_content.entry);
         let mut versioned = dep("python3 -m venv $RELCTL_DEP_DIR");
         versioned.key_commands = vec!["echo python 3.12".into()];
-        assert_ne!(other_content.entry, plan(root, src.path(), "venv", &versioned).unwrap().entry);
+        assert_ne!(other_content.entry, plan(root, src.path(), "venv", &versioned, KeyCommands::Run).unwrap().entry);
         std::fs::remove_file(src.path().join("requirements.txt")).unwrap();
-        let err = plan(root, src.path(), "venv", &versioned).unwrap_err();
+        let err = plan(root, src.path(), "venv", &versioned, KeyCommands::Run).unwrap_err();
         assert!(err.is::<UsageError>() && err.to_string().contains("[deps.venv] key file"), "{err}");
     }
 
@@ -241,6 +271,30 @@ mod tests {
         std::os::unix::fs::symlink(root.join("elsewhere"), release.join("web")).unwrap();
         assert_eq!(collect(root).unwrap(), ["node-bbbb"]);
         assert!(deps.join("venv-aaaa").is_dir() && deps.join("venv-aaaa.done").is_file(), "srv/api/app/.venv uses it");
+    }
+
+    #[test]
+    fn a_dry_run_runs_no_key_command_and_says_the_key_comes_at_build_time() {
+        let src = tempfile::tempdir().unwrap();
+        std::fs::write(src.path().join("requirements.txt"), "django==5.2\n").unwrap();
+        let marker = src.path().join("ran");
+        let mut d = dep("python3 -m venv $RELCTL_DEP_DIR");
+        d.key_commands = vec![format!("touch {}", marker.display())];
+        let root = Path::new("/opt/a/app");
+        let planned = plan(root, src.path(), "venv", &d, KeyCommands::NotRun).unwrap();
+        assert!(!marker.exists(), "a dry run ran a key command");
+        assert_eq!(planned.entry, Path::new("/opt/a/app/.deps/venv-<computed by key commands at build time>"));
+        assert_eq!(planned.key_commands_not_run, [format!("touch {}", marker.display())]);
+        assert_eq!(planned.keyed_by, ["requirements.txt".to_string(), format!("`touch {}`", marker.display())]);
+        assert!(!planned.is_complete());
+        let built = plan(root, src.path(), "venv", &d, KeyCommands::Run).unwrap();
+        assert!(marker.exists() && built.key_commands_not_run.is_empty());
+        // Without key commands the key is known on a dry run too.
+        d.key_commands.clear();
+        assert_eq!(
+            plan(root, src.path(), "venv", &d, KeyCommands::NotRun).unwrap().entry,
+            plan(root, src.path(), "venv", &d, KeyCommands::Run).unwrap().entry
+        );
     }
 
     #[test]
@@ -269,6 +323,7 @@ mod tests {
             entry: deps.join("venv-dddd"),
             build: vec![],
             keyed_by: vec![],
+            key_commands_not_run: vec![],
         };
         std::fs::create_dir_all(&half.entry).unwrap();
         assert!(!half.is_complete());

@@ -32,7 +32,10 @@ impl Job {
     /// whose release a roll reports.
     pub fn new(loaded: Loaded, ships_source: bool, build: Option<&str>, args: Vec<String>) -> Result<Job> {
         let source = if ships_source { Some(crate::plan::source_copy(&loaded)?) } else { None };
-        let revision = source.as_ref().and_then(|s| crate::git::revision(&s.source)).map(|r| r.label());
+        let revision = match &source {
+            Some(s) => crate::git::revision(&s.source)?.map(|r| r.label()),
+            None => None,
+        };
         let shipment = Shipment::new(&loaded, source)?;
         let build_dir = match build {
             Some(b) => Some(crate::plan::app(&loaded)?.layout.build(b).build_dir),

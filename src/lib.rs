@@ -37,6 +37,7 @@ pub mod route;
 pub mod stage;
 pub mod store;
 pub mod systemd;
+pub mod trust;
 pub mod units;
 pub mod users;
 

@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::error::UsageError;
+use crate::trust::{self, Trust};
 
 pub const FILE_NAME: &str = "relctl.toml";
 
@@ -420,10 +421,17 @@ pub fn locate(explicit: Option<&Path>, start: &Path) -> Result<PathBuf> {
     .into())
 }
 
-/// Reads, parses and checks the manifest at `path`.
+/// Reads, parses and checks the manifest at `path`. As root, only a manifest only root can
+/// change is read (see `trust`): it names the commands relctl runs as root. That holds for the
+/// one the upward search found too (a `relctl.toml` another user left in `/tmp`).
 pub fn load(path: &Path) -> Result<Loaded> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| UsageError(format!("cannot read manifest {}: {e}", path.display())))?;
+    load_as(path, Trust::current())
+}
+
+/// [`load`] with this trust policy.
+pub fn load_as(path: &Path, trust: Trust) -> Result<Loaded> {
+    let text = trust::read_to_string(path, "manifest", trust)
+        .map_err(|e| e.into_usage(|e| format!("cannot read manifest {}: {e}", path.display())))?;
     let manifest = parse(&text).map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
     let path = std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
@@ -937,5 +945,30 @@ route = "/api"
     fn socket_must_be_a_plain_name() {
         let text = MINIMAL.replace("[service]", "[service]\nsocket = \"../g.sock\"");
         assert!(parse(&text).unwrap_err().contains("[service] socket"));
+    }
+
+    #[test]
+    fn as_root_a_manifest_another_user_left_above_the_directory_is_refused() {
+        // /tmp/<dir>/relctl.toml owned by nobody, found from /tmp/<dir>/project/deeper.
+        let dir = tempfile::tempdir().unwrap();
+        let below = dir.path().join("project/deeper");
+        std::fs::create_dir_all(&below).unwrap();
+        let dropped = dir.path().join(FILE_NAME);
+        std::fs::write(&dropped, MINIMAL).unwrap();
+        std::os::unix::fs::chown(&dropped, Some(65534), Some(65534)).unwrap();
+        let found = locate(None, &below).unwrap();
+        assert_eq!(found, dropped);
+        let err = load_as(&found, Trust::RootOnly).unwrap_err();
+        assert!(err.is::<UsageError>());
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "manifest {p} is owned by nobody, not root: as root, relctl uses only files that only root can change; check it, then run: chown root: {p}; or run relctl without sudo (e.g. build --dry-run)",
+                p = dropped.display()
+            )
+        );
+        assert_eq!(load_as(&found, Trust::Anyone).unwrap().manifest.app, "medctrl", "without root it is read");
+        std::os::unix::fs::chown(&dropped, Some(0), Some(0)).unwrap();
+        assert_eq!(load_as(&found, Trust::RootOnly).unwrap().manifest.app, "medctrl", "root's own is read");
     }
 }

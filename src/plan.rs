@@ -10,7 +10,7 @@ use fs_err as fs;
 use serde::Serialize;
 
 use crate::adopt;
-use crate::deps::{self, DepPlan};
+use crate::deps::{self, DepPlan, KeyCommands};
 use crate::error::UsageError;
 use crate::git::{self, GitRevision};
 use crate::hooks::{Hook, HookStage};
@@ -19,6 +19,7 @@ use crate::manifest::{self, Loaded, Manifest};
 use crate::render::{self, TemplateContext};
 use crate::stage::CopySpec;
 use crate::store::{self, ReleaseId};
+use crate::trust::{self, Trust};
 use crate::units::{self, UnitFile};
 
 /// Everything about an app that does not depend on a build.
@@ -392,7 +393,7 @@ pub fn nginx_routes(app: &AppPlan, loaded: &Loaded, only: &[String]) -> Result<V
             socket: b.socket,
             allow: decl.allow.clone(),
             htpasswd: match &decl.htpasswd {
-                Some(p) => Some(existing_file(loaded, &format!("[builds.{name}] htpasswd"), p)?),
+                Some(p) => Some(htpasswd_file(loaded, name, p)?),
                 None => None,
             },
         });
@@ -407,6 +408,16 @@ fn existing_file(loaded: &Loaded, what: &str, p: &Path) -> Result<PathBuf> {
     if !path.is_file() {
         return Err(UsageError(format!("{}: {what} {} is not a file", loaded.path.display(), path.display())).into());
     }
+    Ok(path)
+}
+
+/// A build's htpasswd: nginx's master reads it as root (`nginx -t`, reload) and it decides who
+/// gets in, so as root only one only root can change is used.
+fn htpasswd_file(loaded: &Loaded, build: &str, p: &Path) -> Result<PathBuf> {
+    let what = format!("[builds.{build}] htpasswd");
+    let path = existing_file(loaded, &what, p)?;
+    trust::check(&path, &what, Trust::current())
+        .map_err(|e| e.into_usage(|e| format!("{}: {what} {}: {e}", loaded.path.display(), path.display())))?;
     Ok(path)
 }
 
@@ -524,18 +535,26 @@ pub fn resolve_program(release_dir: &Path, program: &str) -> String {
 }
 
 /// Resolves one build: checks the name, reads the secrets and the settings template, picks the
-/// release id and renders everything that goes into the release.
-pub fn build(app: &AppPlan, loaded: &Loaded, name: &str, now: jiff::Timestamp) -> Result<BuildPlan> {
+/// release id and renders everything that goes into the release. `key_commands`: whether the
+/// `[deps.*] key_commands` run now ([`KeyCommands::NotRun`] for a dry run, which runs no command
+/// of the manifest's).
+pub fn build(
+    app: &AppPlan,
+    loaded: &Loaded,
+    name: &str,
+    now: jiff::Timestamp,
+    key_commands: KeyCommands,
+) -> Result<BuildPlan> {
     let decl = loaded.build(name)?;
     let m = &loaded.manifest;
     let build = app.layout.build(name);
     let source = source_dir(loaded)?;
-    let git = git::revision(&source);
+    let git = git::revision(&source)?;
     let release = store::new_id(&build, now, git.as_ref())?;
     let deps = m
         .deps
         .iter()
-        .map(|(dep_name, d)| deps::plan(&app.layout.root, &source, dep_name, d))
+        .map(|(dep_name, d)| deps::plan(&app.layout.root, &source, dep_name, d, key_commands))
         .collect::<Result<Vec<_>>>()?;
     let copy = copy_spec(app, m, source, &deps);
     let made = Made { origin: Origin::Source { git }, copy, deps, hooks: hooks(m), templates_from: None };
@@ -669,6 +688,7 @@ pub fn promote(app: &AppPlan, loaded: &Loaded, from: &str, to: &str, now: jiff::
             entry,
             build: d.build.clone(),
             keyed_by: vec![format!("the entry of {from}@{id}")],
+            key_commands_not_run: Vec::new(),
         };
         if !dep.is_complete() {
             return Err(refuse(format!(
@@ -888,8 +908,8 @@ fn settings_template(loaded: &Loaded, template: &str, templates_from: Option<&Pa
             path = copy;
         }
     }
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| UsageError(format!("[settings] template {}: {e}", path.display())))?;
+    let text = trust::read_to_string(&path, "[settings] template", Trust::current())
+        .map_err(|e| e.into_usage(|e| format!("[settings] template {}: {e}", path.display())))?;
     Ok((template.to_string(), text))
 }
 
@@ -897,8 +917,10 @@ fn settings_template(loaded: &Loaded, template: &str, templates_from: Option<&Pa
 fn read_secrets(loaded: &Loaded, build: &str, file: Option<&Path>) -> Result<Secrets> {
     let Some(file) = file else { return Ok(Secrets::default()) };
     let path = loaded.resolve(file);
-    let meta = std::fs::metadata(&path)
-        .map_err(|e| UsageError(format!("secrets file {} of build {build}: {e}", path.display())))?;
+    let io_error = |e: std::io::Error| UsageError(format!("secrets file {} of build {build}: {e}", path.display()));
+    let mut file = trust::open(&path, &format!("[builds.{build}] secrets"), Trust::current())
+        .map_err(|e| e.into_usage(|e| io_error(e).0))?;
+    let meta = file.metadata().map_err(io_error)?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o004 != 0 {
         return Err(UsageError(format!(
@@ -908,8 +930,8 @@ fn read_secrets(loaded: &Loaded, build: &str, file: Option<&Path>) -> Result<Sec
         ))
         .into());
     }
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| UsageError(format!("secrets file {} of build {build}: {e}", path.display())))?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut file, &mut text).map_err(io_error)?;
     let values =
         render::parse_env_file(&text).map_err(|e| UsageError(format!("secrets file {}: {e}", path.display())))?;
     Ok(Secrets { file: Some(path), names: values.keys().cloned().collect(), values })
@@ -976,8 +998,16 @@ impl BuildPlan {
             line("secrets", format!("{} ({})", p.display(), self.secrets.names.join(", ")));
         }
         for d in &self.deps {
-            let state =
-                if d.is_complete() { "reused".to_string() } else { format!("built by: {}", d.build.join("; ")) };
+            let state = if !d.key_commands_not_run.is_empty() {
+                format!(
+                    "the key commands run at build time, not on a dry run; then reused, or built by: {}",
+                    d.build.join("; ")
+                )
+            } else if d.is_complete() {
+                "reused".to_string()
+            } else {
+                format!("built by: {}", d.build.join("; "))
+            };
             let keyed = d.keyed_by.join(", ");
             line("deps", format!("{}: {} -> {} (keyed by {keyed}; {state})", d.name, d.path, d.entry.display()));
         }
@@ -1056,7 +1086,7 @@ route = "/api"
     fn build_plan_resolves_paths_settings_and_environment() {
         let (_tmp, l) = loaded(EXAMPLE);
         let a = app(&l).unwrap();
-        let p = build(&a, &l, "development", now()).unwrap();
+        let p = build(&a, &l, "development", now(), KeyCommands::Run).unwrap();
         assert_eq!(p.build.build_dir, Path::new("/opt/medctrl/backend/development"));
         assert!(p.release.as_str().starts_with("20261123T130501Z"));
         assert_eq!(p.release_dir, Path::new("/opt/medctrl/backend/development/releases").join(p.release.as_str()));
@@ -1092,7 +1122,7 @@ route = "/api"
         );
         fs::write(l.dir.join("deploy/settings.py.tera"), "A = 1\nB = {{ vars.nope }}\n").unwrap();
         let a = app(&l).unwrap();
-        let err = build(&a, &l, "development", now()).unwrap_err();
+        let err = build(&a, &l, "development", now(), KeyCommands::Run).unwrap_err();
         assert!(err.chain().any(|e| e.is::<UsageError>()));
         assert!(err.to_string().starts_with("deploy/settings.py.tera:2: undefined variable `vars.nope`"), "{err}");
     }
@@ -1102,19 +1132,22 @@ route = "/api"
         let text = EXAMPLE.replace("template = \"deploy/settings.py.tera\"", "template = \"builtin:django\"");
         let (_tmp, l) = loaded(&text);
         let a = app(&l).unwrap();
-        let err = build(&a, &l, "development", now()).unwrap_err().to_string();
+        let err = build(&a, &l, "development", now(), KeyCommands::Run).unwrap_err().to_string();
         assert!(
             err.starts_with("builtin:django:") && err.contains("undefined variable `vars.settings_module`"),
             "{err}"
         );
         let (_tmp, l) = loaded(&format!("{text}\n[vars]\nsettings_module = \"api_settings.settings.common\"\n"));
-        let p = build(&a, &l, "development", now()).unwrap();
+        let p = build(&a, &l, "development", now(), KeyCommands::Run).unwrap();
         let c = &p.settings.unwrap().contents;
         assert!(c.contains("from api_settings.settings.common import *"), "{c}");
         assert!(c.contains("RELCTL_BUILD = \"development\"") && c.contains("DEBUG = False"), "{c}");
         assert!(c.contains("\"NAME\": \"/var/lib/medctrl/backend/development/db.sqlite3\""), "{c}");
         let (_tmp, l) = loaded(&text.replace("template = \"builtin:django\"", "template = \"builtin:flask\""));
-        assert!(build(&a, &l, "development", now()).unwrap_err().to_string().contains("builtins: builtin:django"));
+        assert!(build(&a, &l, "development", now(), KeyCommands::Run)
+            .unwrap_err()
+            .to_string()
+            .contains("builtins: builtin:django"));
     }
 
     #[test]
@@ -1124,10 +1157,10 @@ route = "/api"
         fs::write(&f, "SECRET_KEY=hunter2\n").unwrap();
         fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
         let a = app(&l).unwrap();
-        let err = build(&a, &l, "development", now()).unwrap_err().to_string();
+        let err = build(&a, &l, "development", now(), KeyCommands::Run).unwrap_err().to_string();
         assert!(err.contains("world-readable (mode 0644)"), "{err}");
         fs::set_permissions(&f, std::fs::Permissions::from_mode(0o640)).unwrap();
-        let p = build(&a, &l, "development", now()).unwrap();
+        let p = build(&a, &l, "development", now(), KeyCommands::Run).unwrap();
         assert_eq!(p.secrets.names, ["SECRET_KEY"]);
         let dropin = p.dropin.as_ref().unwrap();
         assert!(dropin.contents.contains(&format!("EnvironmentFile={}", f.display())));
@@ -1149,7 +1182,7 @@ route = "/api"
         fs::write(&f, "DB_PASSWORD=hunter2\n").unwrap();
         fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
         let a = app(&l).unwrap();
-        let p = build(&a, &l, "development", now()).unwrap();
+        let p = build(&a, &l, "development", now(), KeyCommands::Run).unwrap();
         // The environment file and hooks get the value.
         assert_eq!(p.environment["DATABASE_URL"], "postgres://u:hunter2@h/db");
         assert!(p.hook_env(&p.hooks[1])["DATABASE_URL"].contains("hunter2"));
@@ -1169,7 +1202,7 @@ route = "/api"
 
         // A secret that cannot go on one line is refused without being printed.
         fs::write(&f, "DB_PASSWORD=\"hunter2\nsecond line\"\n").unwrap();
-        let err = build(&a, &l, "development", now()).unwrap_err().to_string();
+        let err = build(&a, &l, "development", now(), KeyCommands::Run).unwrap_err().to_string();
         assert!(
             err.starts_with(
                 "[service] environment.DATABASE_URL contains the control character '\\n' as rendered from secrets"
@@ -1181,7 +1214,7 @@ route = "/api"
         let (_tmp3, l3) = loaded(&text.replace("LEN =", "DUMP = \"{{ __tera_context }}\", LEN ="));
         fs::write(l3.dir.join("dev.env"), "DB_PASSWORD=hunter2\n").unwrap();
         fs::set_permissions(l3.dir.join("dev.env"), std::fs::Permissions::from_mode(0o600)).unwrap();
-        let err = build(&a, &l3, "development", now()).unwrap_err().to_string();
+        let err = build(&a, &l3, "development", now(), KeyCommands::Run).unwrap_err().to_string();
         assert!(err.starts_with("[service] environment.DUMP contains the control character"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
 
@@ -1190,8 +1223,77 @@ route = "/api"
         let (_tmp2, l2) = loaded(&text.replace("deploy_{{ build }}.py", "deploy_{{ secrets.DB_PASSWORD }}.py"));
         fs::write(l2.dir.join("dev.env"), "DB_PASSWORD=hunter2\n").unwrap();
         fs::set_permissions(l2.dir.join("dev.env"), std::fs::Permissions::from_mode(0o600)).unwrap();
-        let err = build(&a, &l2, "development", now()).unwrap_err().to_string();
+        let err = build(&a, &l2, "development", now(), KeyCommands::Run).unwrap_err().to_string();
         assert!(err.contains("[settings] path") && err.contains("secrets.DB_PASSWORD"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn a_dry_run_plan_runs_no_key_command_and_names_them() {
+        let (_tmp, l) = loaded(&format!(
+            "{EXAMPLE}[deps.venv]\npath = \".venv\"\nkey_commands = [\"touch ran\"]\nbuild = [\"true\"]\n"
+        ));
+        let a = app(&l).unwrap();
+        let p = build(&a, &l, "development", now(), KeyCommands::NotRun).unwrap();
+        assert!(!l.dir.join("ran").exists(), "the dry run ran a key command");
+        let text = p.describe();
+        assert!(
+            text.contains("deps         venv: .venv -> /opt/medctrl/backend/.deps/venv-<computed by key commands at build time> (keyed by `touch ran`; the key commands run at build time, not on a dry run; then reused, or built by: true)"),
+            "{text}"
+        );
+        build(&a, &l, "development", now(), KeyCommands::Run).unwrap();
+        assert!(l.dir.join("ran").exists(), "a build runs them");
+    }
+
+    #[test]
+    fn as_root_templates_secrets_and_htpasswd_another_user_can_change_are_refused() {
+        use std::os::unix::fs::chown;
+        let text =
+            EXAMPLE.replace("route = \"/api\"", "route = \"/api\"\nsecrets = \"dev.env\"\nhtpasswd = \"dev.htpasswd\"");
+        let (_tmp, l) = loaded(&text);
+        let a = app(&l).unwrap();
+        let secrets = l.dir.join("dev.env");
+        fs::write(&secrets, "SECRET_KEY=hunter2\n").unwrap();
+        fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let htpasswd = l.dir.join("dev.htpasswd");
+        fs::write(&htpasswd, "u:$apr1$x\n").unwrap();
+        let template = l.dir.join("deploy/settings.py.tera");
+        build(&a, &l, "development", now(), KeyCommands::Run).unwrap();
+        nginx_routes(&a, &l, &[]).unwrap();
+        // Tests run as root: Trust::current() is RootOnly.
+        let rule = "as root, relctl uses only files that only root can change";
+
+        chown(&template, Some(65534), None).unwrap();
+        let err = build(&a, &l, "development", now(), KeyCommands::Run).unwrap_err();
+        assert!(err.is::<UsageError>());
+        assert!(
+            err.to_string().starts_with(&format!(
+                "[settings] template {} is owned by nobody, not root: {rule}",
+                template.display()
+            )),
+            "{err}"
+        );
+        chown(&template, Some(0), None).unwrap();
+
+        fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o620)).unwrap();
+        let err = build(&a, &l, "development", now(), KeyCommands::Run).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "[builds.development] secrets {p} is writable by its group (mode 0620): {rule}; run: chmod go-w {p}",
+                p = secrets.display()
+            )
+        );
+        fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+        chown(&htpasswd, Some(65534), None).unwrap();
+        let err = nginx_routes(&a, &l, &[]).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!(
+                "[builds.development] htpasswd {} is owned by nobody, not root: {rule}",
+                htpasswd.display()
+            )),
+            "{err}"
+        );
     }
 }

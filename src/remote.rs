@@ -4,9 +4,11 @@
 //! same version.
 //!
 //! The manifest is read and checked here; it and the files it names — the sources (for `build`,
-//! packed with the manifest's exclude rules) and the settings template — are shipped as a tar
-//! stream into a temporary directory on the host, where relctl runs with that manifest (as root:
-//! through `sudo -n` when the SSH user is not root). Its output streams back as it comes, its exit
+//! packed with the manifest's exclude rules, links kept as links as `build` keeps them) and the
+//! settings template (its contents, a 0600 file, never a link that would resolve on the host) —
+//! are shipped as a tar stream into a temporary directory on the host, unpacked there by root and
+//! owned by root, where relctl runs with that manifest (as root: through `sudo -n` when the SSH
+//! user is not root, for the unpacking and the removal too). Its output streams back as it comes, its exit
 //! code is relctl's, and the directory is removed afterwards. Paths that name the host's own
 //! files — `root`, `secrets`, `htpasswd` — must be absolute: secrets never leave their host.
 
@@ -22,6 +24,7 @@ use crate::error::{Outcome, UsageError};
 use crate::manifest::Loaded;
 use crate::report::Mode;
 use crate::stage::CopySpec;
+use crate::trust::{self, Trust};
 
 /// The relctl a host must run: the same as this one.
 pub const VERSION: &str = concat!("relctl ", env!("CARGO_PKG_VERSION"));
@@ -211,6 +214,9 @@ impl Remote {
 
     /// Ships `shipment` into a new temporary directory on the host; returns its path there.
     pub fn ship(&self, shipment: &Shipment) -> Result<String> {
+        // Unpacked as root (through sudo -n when the SSH user is not root), owned by root, no
+        // setuid bits, nothing group- or world-writable: the host's relctl runs as root and uses
+        // only a manifest and template that only root can change, in directories only root can.
         let mut child = self
             .ssh(false, &ship_script())
             .stdin(Stdio::piped())
@@ -365,13 +371,17 @@ const REMOTE_DIR_PREFIX: &str = "/var/tmp/relctl-remote.";
 /// The shell on the host removes the shipped directory when it ends, also by SIGHUP (the
 /// connection dropped), SIGINT or SIGTERM. A trapped signal that arrives while relctl runs is acted
 /// on when relctl has ended (the shell waits for it first): relctl never loses its files.
-const CLEANUP_TRAPS: &str = "trap 'rm -rf \"$d\"' EXIT; trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM";
+const CLEANUP_TRAPS: &str =
+    "trap '$s rm -rf \"$d\"' EXIT; trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM";
 
 /// Unpacks the tar stream on stdin into a new directory and prints its path; a failed or
 /// interrupted unpacking leaves nothing behind.
+/// `$s` runs a command as root: nothing as root, `sudo -n` for another SSH user.
+const AS_ROOT: &str = "if [ \"$(id -u)\" = 0 ]; then s=; else s='sudo -n'; fi";
+
 fn ship_script() -> String {
     format!(
-        "d=$(mktemp -d {REMOTE_DIR_PREFIX}XXXXXX) || exit 1; {CLEANUP_TRAPS}; tar -x -C \"$d\" || exit 1; trap - EXIT HUP INT TERM; echo \"$d\""
+        "umask 022; {AS_ROOT}; d=$($s mktemp -d {REMOTE_DIR_PREFIX}XXXXXX) || exit 1; {CLEANUP_TRAPS}; $s tar -x --no-same-owner --no-same-permissions -C \"$d\" || exit 1; trap - EXIT HUP INT TERM; echo \"$d\""
     )
 }
 
@@ -388,11 +398,7 @@ fn run_script(dir: &str, args: &[String], revision: Option<&str>) -> Result<Stri
         Some(r) => format!("env {}={} ", crate::git::SOURCE_REVISION_ENV, quoted(r)?),
         None => String::new(),
     };
-    Ok(format!(
-        "d={}; {CLEANUP_TRAPS}; cd / && if [ \"$(id -u)\" = 0 ]; then s=; else s='sudo -n'; fi; $s {env}{}; exit $?",
-        quoted(dir)?,
-        line.join(" "),
-    ))
+    Ok(format!("d={}; {AS_ROOT}; {CLEANUP_TRAPS}; cd / && $s {env}{}; exit $?", quoted(dir)?, line.join(" "),))
 }
 
 /// What goes to the host: the manifest, rewritten to name the shipped files, and those files.
@@ -400,9 +406,13 @@ pub struct Shipment {
     manifest: String,
     /// The sources, when the command builds a release.
     source: Option<CopySpec>,
-    /// Files shipped one by one: (path in the shipment, local path).
-    files: Vec<(PathBuf, PathBuf)>,
+    /// Files shipped one by one, as regular files with their contents (never as links, which
+    /// would resolve on the host): (path in the shipment, contents).
+    files: Vec<(PathBuf, Vec<u8>)>,
 }
+
+/// The mode of a file shipped one by one (the host's relctl, root, reads it).
+const SHIPPED_FILE_MODE: u32 = 0o600;
 
 /// In the shipment: the sources, and a settings template that is not one of them.
 const SHIPPED_SOURCE: &str = "src";
@@ -455,7 +465,12 @@ impl Shipment {
                 Some(rel) => Path::new(SHIPPED_SOURCE).join(rel),
                 None => PathBuf::from(SHIPPED_TEMPLATE),
             };
-            files.push((shipped.clone(), local));
+            // Its contents, read as `build` reads them (as root: only a template only root can
+            // change), not the link it may be.
+            let what = "[settings] template";
+            let contents = trust::read_to_string(&local, what, Trust::current())
+                .map_err(|e| e.into_usage(|e| format!("{what} {}: {e}", local.display())))?;
+            files.push((shipped.clone(), contents.into_bytes()));
             if let Some(toml::Value::Table(s)) = table.get_mut("settings") {
                 s.insert("template".into(), shipped.display().to_string().into());
             }
@@ -467,16 +482,9 @@ impl Shipment {
     fn pack(&self, out: impl std::io::Write) -> Result<()> {
         let mut tar = tar::Builder::new(out);
         tar.follow_symlinks(false);
-        let mut header = tar::Header::new_gnu();
-        header.set_size(self.manifest.len() as u64);
-        header.set_mode(0o644);
-        header.set_cksum();
-        tar.append_data(&mut header, "relctl.toml", self.manifest.as_bytes())?;
-        let mut dir = tar::Header::new_gnu();
-        dir.set_entry_type(tar::EntryType::Directory);
-        dir.set_mode(0o755);
-        dir.set_size(0);
-        dir.set_cksum();
+        let mut manifest = header(tar::EntryType::Regular, self.manifest.len(), 0o644);
+        tar.append_data(&mut manifest, "relctl.toml", self.manifest.as_bytes())?;
+        let mut dir = header(tar::EntryType::Directory, 0, 0o755);
         tar.append_data(&mut dir, SHIPPED_SOURCE, std::io::empty())?;
         if let Some(spec) = &self.source {
             spec.walk(|entry, rel| {
@@ -488,15 +496,28 @@ impl Shipment {
                 Ok(())
             })?;
         }
-        for (name, local) in &self.files {
-            let already = self.source.is_some() && name.starts_with(SHIPPED_SOURCE);
-            if !already {
-                tar.append_path_with_name(local, name).with_context(|| format!("packing {}", local.display()))?;
-            }
+        // After the sources: a template that is one of them is shipped as what was read, even
+        // where the sources hold a link or leave it out.
+        for (name, contents) in &self.files {
+            let mut file = header(tar::EntryType::Regular, contents.len(), SHIPPED_FILE_MODE);
+            tar.append_data(&mut file, name, contents.as_slice())
+                .with_context(|| format!("packing {}", name.display()))?;
         }
         tar.finish().context("finishing the tar stream")?;
         Ok(())
     }
+}
+
+/// A tar header for an entry made here (not from a local file): root's, with this mode.
+fn header(kind: tar::EntryType, size: usize, mode: u32) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_size(size as u64);
+    h.set_mode(mode);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_cksum();
+    h
 }
 
 #[cfg(test)]
@@ -553,8 +574,8 @@ mod tests {
             run_script("/var/tmp/relctl-remote.AbC123", &["build".into(), "it's".into()], Some("abc")).unwrap();
         assert!(
             script.starts_with(
-                "d=/var/tmp/relctl-remote.AbC123; trap 'rm -rf \"$d\"' EXIT; trap 'exit 129' HUP; trap 'exit 130' INT; \
-                 trap 'exit 143' TERM; cd / && "
+                "d=/var/tmp/relctl-remote.AbC123; if [ \"$(id -u)\" = 0 ]; then s=; else s='sudo -n'; fi; \
+                 trap '$s rm -rf \"$d\"' EXIT; trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM; cd / && "
             ),
             "{script}"
         );
@@ -565,9 +586,20 @@ mod tests {
             "{script}"
         );
         let ship = ship_script();
-        assert!(ship.starts_with("d=$(mktemp -d /var/tmp/relctl-remote.XXXXXX) || exit 1; trap 'rm -rf \"$d\"' EXIT; "));
-        assert!(ship
-            .contains("trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM; tar -x -C \"$d\" || exit 1;"));
+        assert!(
+            ship.starts_with(
+                "umask 022; if [ \"$(id -u)\" = 0 ]; then s=; else s='sudo -n'; fi; \
+                 d=$($s mktemp -d /var/tmp/relctl-remote.XXXXXX) || exit 1; trap '$s rm -rf \"$d\"' EXIT; "
+            ),
+            "{ship}"
+        );
+        assert!(
+            ship.contains(
+                "trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM; \
+                 $s tar -x --no-same-owner --no-same-permissions -C \"$d\" || exit 1;"
+            ),
+            "{ship}"
+        );
         assert!(ship.ends_with("trap - EXIT HUP INT TERM; echo \"$d\""), "{ship}");
     }
 
@@ -644,5 +676,126 @@ mod tests {
         assert_eq!(f(&["-qH", "web1", "build", "p"]), ["-q", "build", "p"]);
         assert_eq!(f(&["-qHweb1", "-vfm.toml", "status"]), ["-q", "-v", "status"]);
         assert_eq!(f(&["-q", "logs", "p", "-Fn", "5", "-qf", "m.toml"]), ["-q", "logs", "p", "-Fn", "5", "-q"]);
+    }
+
+    /// The entries of a packed shipment: (name, kind, mode, uid, contents or link target).
+    fn unpacked(shipment: &Shipment) -> Vec<(String, tar::EntryType, u32, u64, String)> {
+        let mut bytes = Vec::new();
+        shipment.pack(&mut bytes).unwrap();
+        let mut archive = tar::Archive::new(bytes.as_slice());
+        let mut out = Vec::new();
+        for entry in archive.entries().unwrap() {
+            let mut e = entry.unwrap();
+            let h = e.header().clone();
+            let name = e.path().unwrap().display().to_string();
+            let body = match h.entry_type() {
+                tar::EntryType::Symlink => format!("-> {}", e.link_name().unwrap().unwrap().display()),
+                _ => {
+                    let mut t = String::new();
+                    std::io::Read::read_to_string(&mut e, &mut t).unwrap();
+                    t
+                }
+            };
+            out.push((name, h.entry_type(), h.mode().unwrap(), h.uid().unwrap(), body));
+        }
+        out
+    }
+
+    #[test]
+    fn a_settings_template_is_shipped_as_its_contents_never_as_a_link() {
+        use std::os::unix::fs::symlink;
+        let tmp = tempfile::tempdir().unwrap();
+        let app = tmp.path().join("app");
+        let elsewhere = tmp.path().join("elsewhere");
+        std::fs::create_dir_all(&app).unwrap();
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        std::fs::write(elsewhere.join("real.tera"), "BUILD = \"{{ build }}\"\n").unwrap();
+        // The template is a link out of the sources (on the host it would resolve in /var/tmp).
+        symlink(elsewhere.join("real.tera"), app.join("settings.tera")).unwrap();
+        // A link in the sources stays a link, as `build` copies it.
+        symlink("/etc/hostname", app.join("hostname-link")).unwrap();
+        std::fs::write(app.join("main.py"), "print(1)\n").unwrap();
+        std::fs::write(
+            app.join("relctl.toml"),
+            "app = \"medctrl\"\n[settings]\ntemplate = \"settings.tera\"\npath = \"s.py\"\n[service]\nexec = \"true\"\n[builds.development]\n",
+        )
+        .unwrap();
+        let loaded = crate::manifest::load(&app.join("relctl.toml")).unwrap();
+        let source = crate::plan::source_copy(&loaded).unwrap();
+        let shipment = Shipment::new(&loaded, Some(source)).unwrap();
+        let entries = unpacked(&shipment);
+        let find = |name: &str| entries.iter().rfind(|e| e.0 == name).cloned();
+        let template = find(SHIPPED_TEMPLATE).expect("the template is shipped");
+        assert_eq!(template.1, tar::EntryType::Regular, "{template:?}");
+        assert_eq!((template.2, template.3), (0o600, 0));
+        assert_eq!(template.4, "BUILD = \"{{ build }}\"\n");
+        let link = find("src/hostname-link").unwrap();
+        assert_eq!((link.1, link.4.as_str()), (tar::EntryType::Symlink, "-> /etc/hostname"));
+        assert!(shipment.manifest.contains("template = \"settings-template\""), "{}", shipment.manifest);
+
+        // A template in the sources that links to another file of theirs: the shipped manifest
+        // names the file the link points at, shipped as a regular file.
+        std::fs::write(app.join("real-in-src.tera"), "X = 1\n").unwrap();
+        std::fs::remove_file(app.join("settings.tera")).unwrap();
+        symlink("real-in-src.tera", app.join("settings.tera")).unwrap();
+        let shipment = Shipment::new(&loaded, None).unwrap();
+        let entries = unpacked(&shipment);
+        let shipped = entries.iter().find(|e| e.0 == "src/real-in-src.tera").unwrap();
+        assert_eq!((shipped.1, shipped.2, shipped.4.as_str()), (tar::EntryType::Regular, 0o600, "X = 1\n"));
+        assert!(!entries.iter().any(|e| e.1 == tar::EntryType::Symlink), "{entries:?}");
+    }
+
+    #[test]
+    fn the_host_unpacks_a_shipment_root_only_so_its_relctl_uses_it_as_root() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let app = tmp.path().join("app");
+        std::fs::create_dir_all(app.join("deploy")).unwrap();
+        std::fs::write(app.join("deploy/settings.tera"), "X = 1\n").unwrap();
+        std::fs::write(app.join("deploy/other.py"), "Y = 1\n").unwrap();
+        std::fs::write(
+            app.join("relctl.toml"),
+            "app = \"medctrl\"\n[settings]\ntemplate = \"deploy/settings.tera\"\npath = \"s.py\"\n[service]\nexec = \"true\"\n[builds.development]\n",
+        )
+        .unwrap();
+        let loaded = crate::manifest::load(&app.join("relctl.toml")).unwrap();
+        let shipment = Shipment::new(&loaded, Some(crate::plan::source_copy(&loaded).unwrap())).unwrap();
+        // The sources as a checkout made with umask 002 has them (packed as they are when shipped).
+        std::fs::set_permissions(app.join("deploy"), std::fs::Permissions::from_mode(0o775)).unwrap();
+        std::fs::set_permissions(app.join("deploy/other.py"), std::fs::Permissions::from_mode(0o4775)).unwrap();
+        // ssh that runs the script here: `<ssh> -o ConnectTimeout=10 host -- <script>`.
+        let ssh = tmp.path().join("ssh");
+        std::fs::write(&ssh, "#!/bin/sh\nwhile [ \"$1\" != -- ]; do shift; done; shift; exec sh -c \"$1\"\n").unwrap();
+        std::fs::set_permissions(&ssh, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let remote = Remote { target: "h1".parse().unwrap(), ssh: vec![ssh.display().to_string()] };
+        let dir = PathBuf::from(remote.ship(&shipment).unwrap());
+        let unpacked = scopeguard(&dir);
+        let meta = |p: &str| std::fs::symlink_metadata(dir.join(p)).unwrap();
+        assert_eq!((meta(".").uid(), meta(".").mode() & 0o7777), (0, 0o700));
+        assert_eq!((meta("src/deploy").uid(), meta("src/deploy").mode() & 0o7777), (0, 0o755));
+        assert_eq!(
+            (meta("src/deploy/settings.tera").uid(), meta("src/deploy/settings.tera").mode() & 0o7777),
+            (0, 0o600)
+        );
+        assert_eq!(meta("src/deploy/other.py").mode() & 0o7777, 0o755, "no setuid, not group-writable");
+        // As the host's relctl reads them, as root.
+        let host = crate::manifest::load_as(&dir.join("relctl.toml"), Trust::RootOnly).unwrap();
+        let template = host.resolve(Path::new(&host.manifest.settings.as_ref().unwrap().template));
+        assert_eq!(trust::read_to_string(&template, "[settings] template", Trust::RootOnly).unwrap(), "X = 1\n");
+        drop(unpacked);
+    }
+
+    /// Removes the unpacked directory when the test ends, passed or not.
+    fn scopeguard(dir: &Path) -> impl Drop + '_ {
+        struct Remove<'a>(&'a Path);
+        impl Drop for Remove<'_> {
+            fn drop(&mut self) {
+                if let Err(e) = std::fs::remove_dir_all(self.0) {
+                    eprintln!("removing {}: {e}", self.0.display());
+                }
+            }
+        }
+        Remove(dir)
     }
 }

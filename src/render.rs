@@ -56,9 +56,18 @@ pub fn render_value<T: Serialize>(name: &str, source: &str, value: &T) -> Result
 fn render_with(name: &str, source: &str, ctx: &tera::Context) -> Result<String> {
     let mut tera = tera::Tera::default();
     tera.autoescape_on(vec![]);
+    // tera's only built-in that reaches outside the context (`now`, `get_random` need its
+    // `builtins` feature, which relctl leaves out; with one raw template, `include`, `import` and
+    // `extends` find nothing): relctl renders as root, and root's environment is not the
+    // template's to read.
+    tera.register_function("get_env", |_: &std::collections::HashMap<String, tera::Value>| {
+        Err(tera::Error::msg(NO_GET_ENV))
+    });
     tera.add_raw_template(name, source).map_err(|e| anyhow!("{name}: {}", describe(&e)))?;
     tera.render(name, ctx).map_err(|e| anyhow!("{}", located(name, source, &e)))
 }
+
+const NO_GET_ENV: &str = "get_env is not available in relctl templates (templates see only app, component, build, release, root, build_dir, release_dir, current, socket, state_dir, script_name, static_root, static_url, vars.*, secrets.*; put what you need in [vars] or a secrets file)";
 
 /// The tera error and its causes as one line.
 fn describe(e: &tera::Error) -> String {
@@ -446,5 +455,19 @@ mod tests {
         }
         assert!(env_file(&[("A".into(), "a\0b".into())].into()).unwrap_err().to_string().contains("NUL"));
         assert!(env_file(&[("export A".into(), "a".into())].into()).is_err());
+    }
+
+    #[test]
+    fn templates_cannot_read_the_environment() {
+        let err = render("deploy/settings.py.tera", "a = 1\nb = \"{{ get_env(name=\"HOME\") }}\"\n", &ctx())
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("deploy/settings.py.tera: "), "{err}");
+        assert!(err.contains("get_env is not available in relctl templates (templates see only app, "), "{err}");
+        assert!(!err.contains('\n'));
+        let home = std::env::var("HOME").unwrap_or_default();
+        let err = render_value("unit", "{{ get_env(name=\"HOME\", default=\"x\") }}", &ctx()).unwrap_err();
+        assert!(err.to_string().contains("get_env is not available"), "{err}");
+        assert!(home.is_empty() || !err.to_string().contains(&home));
     }
 }

@@ -2,6 +2,7 @@ use anyhow::Result;
 
 use super::Session;
 use crate::cli::{BuildArgs, GlobalArgs};
+use crate::deps::KeyCommands;
 use crate::error::{Outcome, UsageError};
 use crate::manifest::Loaded;
 use crate::plan;
@@ -25,7 +26,7 @@ pub fn run(loaded: &Loaded, args: &BuildArgs, g: &GlobalArgs, report: &mut Repor
     }
     if args.dry_run {
         let now = jiff::Timestamp::now();
-        let plan = plan::build(&app, loaded, &args.build, now)?;
+        let plan = plan::build(&app, loaded, &args.build, now, KeyCommands::NotRun)?;
         let adoption = (!found.is_empty()).then(|| plan::adopt(loaded, &plan, found, now)).transpose()?;
         match report.mode {
             Mode::Json => report.json(&serde_json::json!({ "plan": plan, "adopt": adoption })),
@@ -42,7 +43,7 @@ pub fn run(loaded: &Loaded, args: &BuildArgs, g: &GlobalArgs, report: &mut Repor
     // release id this one would have picked.
     let (session, _) = Session::for_adoption(loaded, g, report, &args.build, &found.unit_files)?;
     let now = jiff::Timestamp::now();
-    let plan = plan::build(&session.app, loaded, &args.build, now)?;
+    let plan = plan::build(&session.app, loaded, &args.build, now, KeyCommands::Run)?;
     // Looked at again under the lock.
     let found = plan::find_hand_made(&session.app, &plan.build)?;
     let adoption = (args.adopt && !found.is_empty()).then(|| plan::adopt(loaded, &plan, found, now)).transpose()?;

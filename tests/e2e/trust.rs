@@ -89,3 +89,136 @@ fn release_hooks_run_like_the_service_and_the_data_stays_private() {
     assert_eq!(env.main_pid("development"), pid);
     assert_eq!(env.get("development", "/")["release"], live.as_str());
 }
+
+/// A hostile source tree (a setuid file, a world-writable directory) staged as root: while the
+/// `[deps]` and build hooks run, the release is root's alone and already sealed-shaped; no
+/// setuid bit or shared write survives the copy; afterwards only `[static]` is readable to other
+/// users, and a second user can enter nothing else.
+#[test]
+fn a_release_is_private_until_sealed_and_keeps_no_setuid_or_shared_write() {
+    let env = Env::boot();
+    env.sh("id eve >/dev/null 2>&1 || useradd --create-home --shell /bin/sh eve");
+    let hostile = variant("hostile-modes", |app| {
+        let api = app.join("API");
+        std::fs::write(api.join("suid"), "#!/bin/sh\nid\n").unwrap();
+        std::fs::create_dir(api.join("open")).unwrap();
+        std::fs::write(api.join("open/mod.py"), "X = 1\n").unwrap();
+        let sh = format!("chmod 4755 {0}/suid && chmod 2777 {0}/open && chmod 0666 {0}/open/mod.py", api.display());
+        assert!(std::process::Command::new("sh").arg("-c").arg(&sh).status().unwrap().success());
+        // The build hook looks at the release as eve and as root while it is being built.
+        let probe = concat!(
+            "{ setpriv --reuid eve --regid eve --init-groups ls \"$RELCTL_RELEASE_DIR\" >/dev/null 2>&1 && echo eve-lists || echo eve-kept-out; ",
+            "setpriv --reuid eve --regid eve --init-groups touch API/open/evil.py 2>/dev/null && echo eve-writes || echo eve-cannot-write; ",
+            "stat -c '%n %a %U:%G' . API API/open API/suid API/open/mod.py; } > /var/tmp/relctl-probe.txt"
+        );
+        replace(&app.join("relctl.toml"), "build = [", &format!("build = [{probe:?}, "));
+    });
+    let out = env.relctl_with(&hostile, &["build", "development"]);
+    assert!(out.status.success(), "{}\n{}", show(&out), env.journal_tail());
+    let during = env.sh("cat /var/tmp/relctl-probe.txt");
+    assert_eq!(
+        during,
+        "eve-kept-out\neve-cannot-write\n. 700 root:root\nAPI 750 root:medctrl\nAPI/open 750 root:medctrl\nAPI/suid 750 root:medctrl\nAPI/open/mod.py 640 root:medctrl",
+        "while the build hooks run"
+    );
+    let release = env.sh("readlink -f /opt/medctrl/backend/development/current");
+    assert_eq!(
+        env.sh(&format!("find {release} -perm /6002 -not -type l | wc -l")),
+        "0",
+        "no setuid, setgid or world write"
+    );
+    assert_eq!(
+        env.sh(&format!("cd {release} && stat -c '%n %a %U:%G' . API API/open API/suid API/static .relctl/environment")),
+        ". 751 root:medctrl\nAPI 751 root:medctrl\nAPI/open 750 root:medctrl\nAPI/suid 750 root:medctrl\nAPI/static 755 root:medctrl\n.relctl/environment 600 root:medctrl"
+    );
+    let (listed, said) = as_eve(&env, &format!("ls {release}/API/open"));
+    assert!(!listed, "eve listed the release's code: {said}");
+    let (css, said) = as_eve(&env, &format!("cat {release}/API/static/admin/css/base.css | head -c 10"));
+    assert!(css, "[static] stays readable for nginx: {said}");
+    assert_eq!(env.get("development", "/")["build"], "development");
+}
+
+/// The app's locks are root's: another user or the service cannot hold them to block deploys,
+/// and a wait for a lock relctl cannot get ends (at once with --no-wait) naming the lock.
+#[test]
+fn locks_only_root_takes_and_waits_that_end() {
+    let env = Env::boot();
+    env.ok(&["build", "development"]);
+    assert_eq!(
+        env.sh("stat -c '%a %U' /run/relctl /run/relctl/medctrl.lock /run/relctl/medctrl@development.switch"),
+        "700 root\n600 root\n600 root"
+    );
+    let (held, said) = as_eve(&env, "flock -n /run/relctl/medctrl.lock true");
+    assert!(!held, "eve took the app lock: {said}");
+    let service = env.sb.sh(
+        "setpriv --reuid medctrl --regid medctrl --clear-groups flock -n /run/relctl/medctrl@development.switch true",
+    );
+    assert!(!service.status.success(), "the service took the switch lock: {}", show(&service));
+
+    // Root holds the switch lock (as an instance starting by itself would, briefly): --no-wait
+    // gives up at once, naming it, and the build keeps serving.
+    let pid = env.main_pid("development");
+    env.sh("systemd-run --unit=hold-switch flock /run/relctl/medctrl@development.switch sleep 600");
+    let out = env.relctl(&["--no-wait", "restart", "development"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("the switch lock of medctrl@development, /run/relctl/medctrl@development.switch, is held by pid"),
+        "{err}"
+    );
+    assert!(err.contains("not waiting (--no-wait)"), "{err}");
+    env.sh("systemctl stop hold-switch");
+    assert_eq!(env.main_pid("development"), pid);
+    env.ok(&["restart", "development"]);
+}
+
+/// Secrets stay out of what relctl prints and of files others can read: an environment value
+/// built from a secret shows as <secret> in --dry-run and --json, the release keeps it in a file
+/// only root reads, and the service gets it.
+#[test]
+fn secrets_in_environment_values_are_never_shown() {
+    let env = Env::boot();
+    let secret = "hunter2-env-value";
+    env.sh(&format!(
+        "mkdir -p /etc/relctl && printf 'DB_PASSWORD={secret}\\n' > /etc/relctl/dev.env && chmod 0600 /etc/relctl/dev.env"
+    ));
+    let manifest = variant("secret-env", |app| {
+        let m = app.join("relctl.toml");
+        replace(&m, "route = \"/api\"", "route = \"/api\"\nsecrets = \"/etc/relctl/dev.env\"");
+        replace(
+            &m,
+            "environment = { DJANGO_SETTINGS_MODULE",
+            "environment = { DATABASE_URL = \"postgres://app:{{ secrets.DB_PASSWORD }}@db/app\", DJANGO_SETTINGS_MODULE",
+        );
+    });
+    for args in [&["build", "development", "--dry-run"][..], &["--json", "build", "development", "--dry-run"]] {
+        let out = env.relctl_with(&manifest, args);
+        assert!(out.status.success(), "{}", show(&out));
+        assert!(!show(&out).contains(secret), "relctl {args:?} printed the secret: {}", show(&out));
+        assert!(show(&out).contains("DATABASE_URL"), "{}", show(&out));
+    }
+    let out = env.relctl_with(&manifest, &["--json", "-v", "build", "development"]);
+    assert!(out.status.success(), "{}\n{}", show(&out), env.journal_tail());
+    assert!(!show(&out).contains(secret), "the build printed the secret: {}", show(&out));
+    assert_eq!(env.sh("stat -c '%a %U' /opt/medctrl/backend/development/current/.relctl/environment"), "600 root");
+    let (read, said) = as_eve(&env, "cat /opt/medctrl/backend/development/current/.relctl/environment");
+    assert!(!read, "{said}");
+    let environ = env.sh(&format!("tr '\\0' '\\n' < /proc/{}/environ", env.main_pid("development")));
+    assert!(environ.contains(&format!("DATABASE_URL=postgres://app:{secret}@db/app")), "{environ}");
+    assert_eq!(env.sh(&format!("journalctl -q --no-pager | grep -c {secret} || true")), "0", "not in the journal");
+}
+
+/// `[service] user` must be the app's own: naming another daemon's account is refused before
+/// anything changes.
+#[test]
+fn another_daemons_account_is_refused() {
+    let env = Env::boot();
+    let manifest = variant("www-data-user", |app| {
+        replace(&app.join("relctl.toml"), "[service]\n", "[service]\nuser = \"www-data\"\n");
+    });
+    let out = env.relctl_with(&manifest, &["build", "development"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let err = stderr(&out);
+    assert!(err.starts_with("relctl: ") && err.contains("www-data") && err.lines().count() == 1, "{err}");
+    assert_eq!(env.sh("ls /opt/medctrl 2>/dev/null | wc -l; ls /etc/systemd/system | grep -c medctrl || true"), "0\n0");
+}
