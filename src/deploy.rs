@@ -1271,16 +1271,20 @@ fn setup_dirs(plan: &BuildPlan, user: &RunAs) -> Result<()> {
     }
     // The state directory is systemd's (StateDirectory=, StateDirectoryMode=0700); release hooks
     // (migrations) run before the first start, so it must exist and belong to the service user
-    // already. It and the cache directory are the app's alone (a state directory an earlier relctl
-    // made 0755 is narrowed here: systemd keeps the mode of a directory that exists).
+    // already. It and the cache directory are not for other users: one that an earlier relctl let
+    // everyone into (systemd's default 0755, which systemd keeps for a directory that exists) loses
+    // the bits for others; a group an admin gave access on purpose (a drop-in's 0750) keeps them.
+    let new = !b.state_dir.exists();
     atomic::ensure_dir(&b.state_dir)?;
     chown(&b.state_dir, Some(user.uid), Some(user.gid)).with_context(|| format!("chown {}", b.state_dir.display()))?;
     for dir in [&b.state_dir, &b.cache_dir] {
-        match fs::symlink_metadata(dir) {
-            Ok(m) if m.is_dir() && m.mode() & 0o077 != 0 => {
-                fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?
-            }
-            _ => {}
+        let mode = match fs::symlink_metadata(dir) {
+            Ok(m) if m.is_dir() => m.mode() & 0o7777,
+            _ => continue,
+        };
+        let narrowed = if new && dir == &b.state_dir { 0o700 } else { mode & !0o007 };
+        if narrowed != mode {
+            fs::set_permissions(dir, std::fs::Permissions::from_mode(narrowed))?;
         }
     }
     Ok(())
