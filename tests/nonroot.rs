@@ -233,3 +233,49 @@ fn an_error_naming_hostile_text_shows_it_escaped() {
     assert!(stderr.contains("/nonexistent/\\u{1b}]0;pwned\\u{7}\\u{9b}2J/relctl.toml"), "{}", show(&out));
     assert!(!stderr.chars().any(|c| c.is_control() && c != '\n'), "{}", show(&out));
 }
+
+/// `relctl init` in a checkout of one's own says, before the first `sudo relctl build`, that root
+/// will refuse the manifest where it is, and how to go on; the same manifest owned by root (and
+/// in root's directories) is used.
+#[test]
+fn init_in_a_checkout_of_ones_own_says_sudo_will_refuse_it() {
+    assert!(nix::unistd::geteuid().is_root(), "this test runs relctl as nobody: run it as root");
+    let copy = Copy::new();
+    let project = copy.0.join("mine");
+    fs::create_dir(&project).unwrap();
+    fs::write(project.join("app.py"), "def app(environ, start_response):\n    pass\n").unwrap();
+    nix::unistd::chown(&project, Some(nix::unistd::Uid::from_raw(NOBODY)), Some(nix::unistd::Gid::from_raw(NOBODY)))
+        .unwrap();
+    let out = Command::new(copy.0.join("relctl"))
+        .args(["init", "."])
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .current_dir(&project)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let manifest = project.join("relctl.toml");
+    assert!(
+        stderr.contains(&format!(
+            "note: sudo relctl will refuse this manifest where it is (manifest {} is in {}, which is owned by nobody, not root",
+            manifest.display(),
+            project.display()
+        )),
+        "{}",
+        show(&out)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.trim_end().ends_with("then run: relctl build development --dry-run"), "{}", show(&out));
+    // As root, the manifest nobody owns is refused with exit 2 and the same words.
+    let out = Command::new(copy.0.join("relctl"))
+        .arg("-f")
+        .arg(&manifest)
+        .args(["build", "development", "--dry-run"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("which is owned by nobody, not root"), "{}", show(&out));
+}

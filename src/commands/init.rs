@@ -21,11 +21,23 @@ pub fn run(args: &InitArgs, g: &GlobalArgs, report: &Report) -> Result<Outcome> 
         .ok_or_else(|| UsageError(format!("{} is not a directory", given.display())))?;
     let plan = init::plan(&dir)?;
     let conf = init::write(&plan)?;
-    let next = if dir == cwd {
-        format!("sudo relctl build {FIRST_BUILD}")
-    } else {
-        format!("cd {} && sudo relctl build {FIRST_BUILD}", shlex::try_quote(&dir.to_string_lossy())?)
+    // As root, relctl uses only a manifest only root can change: say so now, in a checkout of
+    // one's own, rather than at the first `sudo relctl build`.
+    let refused = match crate::trust::check(&plan.path, "manifest", crate::trust::Trust::RootOnly) {
+        Err(crate::trust::Error::NotRootOnly(e)) => Some(e),
+        _ => None,
     };
+    let command = match refused {
+        Some(_) => format!("relctl build {FIRST_BUILD} --dry-run"),
+        None => format!("sudo relctl build {FIRST_BUILD}"),
+    };
+    let next =
+        if dir == cwd { command } else { format!("cd {} && {command}", shlex::try_quote(&dir.to_string_lossy())?) };
+    if let Some(e) = &refused {
+        report.warn(format!(
+            "  note: sudo relctl will refuse this manifest where it is ({e}); plan without sudo ({next}) and deploy from a copy only root can change, e.g. in /srv (README: \"Trust and permissions\")"
+        ));
+    }
     for path in std::iter::once(plan.path.as_path()).chain(conf) {
         report.say(format!("relctl: wrote {}", path.display()));
     }

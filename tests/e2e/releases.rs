@@ -122,9 +122,12 @@ fn health_gate_rolls_back_bad_releases_and_rollback_restores_settings() {
     let out = env.relctl_with(&good, &["rollback", "development", "--to", &r3]);
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(env.get("development", "/")["release"], r3.as_str());
+    // An unknown --to is a usage error (exit 2), found before the lock, naming the releases.
     let out = env.relctl_with(&good, &["rollback", "development", "--to", "20000101T000000Z"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("has no release 20000101T000000Z"), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let err = stderr(&out);
+    assert!(err.contains("has no release 20000101T000000Z; its releases: ") && err.contains(&r1), "{err}");
+    assert_eq!(env.get("development", "/")["release"], r3.as_str());
 }
 
 #[test]
