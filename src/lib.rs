@@ -47,6 +47,11 @@ use clap::Parser;
 
 /// Runs relctl with the process's arguments and returns its exit code. Never exits the process.
 pub fn run() -> ExitCode {
+    // Whatever umask the caller's shell has, nothing relctl, its hooks or its `[deps]` builds create
+    // is writable by the group or by others (a world-writable venv would let any user put code
+    // that build hooks then run as root).
+    let caller = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    nix::sys::stat::umask(caller | nix::sys::stat::Mode::from_bits_truncate(0o022));
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         // --help and --version are not errors: clap prints them as they are.

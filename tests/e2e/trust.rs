@@ -3,7 +3,7 @@
 //! tree try to reach root or the app's data while real builds serve. Every case checks that the
 //! attempt fails and that the live build keeps serving.
 
-use crate::common::env::Env;
+use crate::common::env::{Env, RELCTL};
 use crate::common::scratch::{replace, variant};
 use crate::common::{show, stderr};
 
@@ -113,8 +113,15 @@ fn a_release_is_private_until_sealed_and_keeps_no_setuid_or_shared_write() {
         );
         replace(&app.join("relctl.toml"), "build = [", &format!("build = [{probe:?}, "));
     });
-    let out = env.relctl_with(&hostile, &["build", "development"]);
+    // Run from a shell whose umask lets everyone write: relctl does not pass that on.
+    let script = "umask 000; exec \"$0\" -f \"$1\" build development";
+    let out = env.sb.run("sh", &["-c", script, RELCTL, hostile.to_str().unwrap()]);
     assert!(out.status.success(), "{}\n{}", show(&out), env.journal_tail());
+    assert_eq!(
+        env.sh("find /opt/medctrl /var/lib/medctrl -perm /022 -not -type l -not -type s | wc -l"),
+        "0",
+        "nothing group- or world-writable, the venv in .deps included"
+    );
     let during = env.sh("cat /var/tmp/relctl-probe.txt");
     assert_eq!(
         during,
