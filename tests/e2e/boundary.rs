@@ -91,6 +91,9 @@ fn cases() -> Vec<Case> {
         case("source is /", &[("source = \".\"", "source = \"/\"")], BUILD, "source / is / or a system directory"),
         case("workdir missing from the source", &[("workdir = \"API\"", "workdir = \"no-such-dir\"")], BUILD, "[service] workdir \"no-such-dir\" is not a directory in the source"),
         case("app shadowing multi-user.target", &[(APP, "app = \"multi-user\"")], BUILD, "multi-user.target exists and relctl did not write it"),
+        case("another daemon's account as the service user", &[(SERVICE, "[service]\nuser = \"www-data\"")], BUILD, "[service] user \"www-data\" already exists and relctl did not create it"),
+        case("a template reading relctl's environment", &[(ENV, "environment = { X = \"{{ get_env(name='HOME') }}\", ")], BUILD, "get_env is not available in relctl templates"),
+        case("release hooks without time", &[("[hooks]\n", "[hooks]\nrelease_timeout_s = 0\n")], BUILD, "[hooks] release_timeout_s = 0 must be between 1 and 86400"),
         // -- types and ranges, named by key ---------------------------------------------------
         case("keep_releases as text", &[(KEEP, "keep_releases = \"five\"")], BUILD, "keep_releases: invalid type: string \"five\", expected usize"),
         case("keep_releases zero", &[(KEEP, "keep_releases = 0")], BUILD, "keep_releases = 0 must be between 1 and 1000"),
@@ -127,7 +130,7 @@ fn cases() -> Vec<Case> {
         args("start a build never built", &["start", "testing"], 2, "build testing has no release yet"),
         args("reload a build never built", &["reload", "testing"], 2, "build testing has no release yet"),
         args("rollback to a path", &["rollback", "development", "--to", "../../etc"], 2, "--to: \"../../etc\" is not a release id"),
-        args("rollback to an unknown release", &["rollback", "development", "--to", "20000101T000000Z"], 1, "has no release 20000101T000000Z"),
+        args("rollback to an unknown release", &["rollback", "development", "--to", "20000101T000000Z"], 2, "has no release 20000101T000000Z; its releases: "),
         args("rollback with nothing to go back to", &["rollback", "development"], 1, "has no good release older than"),
         args("snippet for an undeclared build", &["nginx-snippet", "--build", "staging"], 2, "build \"staging\" is not declared"),
         args("snippet into a missing directory", &["nginx-snippet", "--output", "/etc/nginx/no-such-dir/x.conf"], 1, "directory /etc/nginx/no-such-dir does not exist"),
@@ -146,6 +149,10 @@ fn cases() -> Vec<Case> {
         state("nginx missing for --check", "mv /usr/sbin/nginx /usr/sbin/nginx.away", "mv /usr/sbin/nginx.away /usr/sbin/nginx", &["nginx-snippet", "--check"], 1, "nginx not found"),
         state("no system bus", "", "", &["@nodbus", "restart", "development"], 1, "cannot connect to the system D-Bus"),
         state("secrets file is a directory", "mkdir -p /etc/relctl/dev.env && chmod 700 /etc/relctl/dev.env", "rmdir /etc/relctl/dev.env", &["-f", "@secrets", "build", "development"], 2, "secrets file /etc/relctl/dev.env of build development: Is a directory"),
+        state("secrets another user owns", "mkdir -p /etc/relctl && printf 'K=v\\n' > /etc/relctl/dev.env && chmod 600 /etc/relctl/dev.env && chown nobody /etc/relctl/dev.env", "rm -f /etc/relctl/dev.env", &["-f", "@secrets", "build", "development"], 2, "[builds.development] secrets /etc/relctl/dev.env is owned by nobody, not root"),
+        state("secrets with export", "mkdir -p /etc/relctl && printf 'export K=v\\n' > /etc/relctl/dev.env && chmod 600 /etc/relctl/dev.env", "rm -f /etc/relctl/dev.env", &["-f", "@secrets", "build", "development"], 2, "line 1: \"export K\" is not a valid variable name (systemd's EnvironmentFile= has no `export`: write KEY=VALUE)"),
+        state("manifest another user owns", "mkdir -p /srv/mine && printf 'app = \"medctrl\"\\n[service]\\nexec = \"x\"\\n[builds.development]\\n' > /srv/mine/relctl.toml && chown nobody /srv/mine/relctl.toml", "rm -rf /srv/mine", &["-f", "/srv/mine/relctl.toml", "build", "development"], 2, "manifest /srv/mine/relctl.toml is owned by nobody, not root"),
+        state("manifest in a directory others may write", "mkdir -p /srv/open && chmod 0777 /srv/open && printf 'app = \"medctrl\"\\n[service]\\nexec = \"x\"\\n[builds.development]\\n' > /srv/open/relctl.toml", "rm -rf /srv/open", &["-f", "/srv/open/relctl.toml", "build", "development"], 2, "manifest /srv/open/relctl.toml is in /srv/open, which is writable by"),
         state("manifest missing", "", "", &["-f", "/no/such/relctl.toml", "status"], 2, "cannot read manifest /no/such/relctl.toml"),
     ]
 }

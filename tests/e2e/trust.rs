@@ -125,7 +125,7 @@ fn a_release_is_private_until_sealed_and_keeps_no_setuid_or_shared_write() {
     let during = env.sh("cat /var/tmp/relctl-probe.txt");
     assert_eq!(
         during,
-        "eve-kept-out\neve-cannot-write\n. 700 root:root\nAPI 750 root:medctrl\nAPI/open 750 root:medctrl\nAPI/suid 750 root:medctrl\nAPI/open/mod.py 640 root:medctrl",
+        "eve-kept-out\neve-cannot-write\n. 700 root:medctrl\nAPI 751 root:medctrl\nAPI/open 750 root:medctrl\nAPI/suid 750 root:medctrl\nAPI/open/mod.py 640 root:medctrl",
         "while the build hooks run"
     );
     let release = env.sh("readlink -f /opt/medctrl/backend/development/current");
@@ -228,4 +228,51 @@ fn another_daemons_account_is_refused() {
     let err = stderr(&out);
     assert!(err.starts_with("relctl: ") && err.contains("www-data") && err.lines().count() == 1, "{err}");
     assert_eq!(env.sh("ls /opt/medctrl 2>/dev/null | wc -l; ls /etc/systemd/system | grep -c medctrl || true"), "0\n0");
+}
+
+/// Only root's files run as root: a `relctl.toml` another user dropped in /tmp is refused, not
+/// used, when root runs relctl below it; a dry run runs no command of the manifest's; and git,
+/// asked for the release id's revision, runs nothing a checkout's config names.
+#[test]
+fn other_users_files_never_run_as_root() {
+    let env = Env::boot();
+    env.sh("id eve >/dev/null 2>&1 || useradd --create-home --shell /bin/sh eve");
+    let (wrote, said) = as_eve(
+        &env,
+        "printf 'app = \"evil\"\\n[service]\\nexec = \"x\"\\n[deps.v]\\npath = \"v\"\\nkey_commands = [\"touch /var/tmp/pwned-key\"]\\nbuild = [\"true\"]\\n[builds.x]\\n' > /tmp/relctl.toml && mkdir -p /tmp/a/b",
+    );
+    assert!(wrote, "{said}");
+    let out = env.sb.sh(&format!("cd /tmp/a/b && {RELCTL} build x --dry-run"));
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert_eq!(
+        stderr(&out),
+        "relctl: manifest /tmp/relctl.toml is owned by eve, not root: as root, relctl uses only files that only root \
+         can change; check it, then run: chown root: /tmp/relctl.toml; or run relctl without sudo (e.g. build --dry-run)\n"
+    );
+    assert_eq!(env.sh("test -e /var/tmp/pwned-key && echo ran || echo not-run"), "not-run");
+
+    // A root-owned manifest whose key command and checkout config would run things: a dry run
+    // runs neither, and says when the key command runs.
+    let manifest = variant("dry-run-runs-nothing", |app| {
+        let m = app.join("relctl.toml");
+        replace(&m, "key_commands = [", "key_commands = [\"touch /var/tmp/pwned-dry\", ");
+        let git = |args: &[&str]| {
+            let out = std::process::Command::new("git").arg("-C").arg(app).args(args).output().unwrap();
+            assert!(out.status.success(), "git {args:?}: {}", show(&out));
+        };
+        git(&["init", "-q"]);
+        git(&["config", "core.fsmonitor", "touch /var/tmp/pwned-fsmonitor; false"]);
+        git(&["add", "-A"]);
+        git(&["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one"]);
+    });
+    let out = env.relctl_with(&manifest, &["build", "development", "--dry-run"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(show(&out).contains("the key commands run at build time, not on a dry run"), "{}", show(&out));
+    assert_eq!(env.sh("ls /var/tmp | grep -c pwned || true"), "0", "a dry run ran a command");
+    // The real build runs the key command (as root: the manifest is root's) but never git's fsmonitor.
+    let out = env.relctl_with(&manifest, &["build", "development"]);
+    assert!(out.status.success(), "{}\n{}", show(&out), env.journal_tail());
+    assert_eq!(env.sh("ls /var/tmp | grep pwned || true"), "pwned-dry");
+    let id = env.get("development", "/")["release"].as_str().unwrap().to_string();
+    assert!(id.contains('-'), "the release id names the revision: {id}");
 }
