@@ -230,7 +230,7 @@ impl<'a> Deploy<'a> {
 
         let (build_hooks, release_hooks): (Vec<&Hook>, Vec<&Hook>) =
             plan.hooks.iter().partition(|h| h.stage == HookStage::Build);
-        self.run_hooks(plan, &build_hooks, None)?;
+        self.run_hooks(plan, &build_hooks)?;
         // What the deps and build hooks added is sealed too, and the release opens up.
         self.seal(&plan.release_dir, user, stage::Seal::Final)?;
         self.run_release_hooks(plan, &release_hooks)?;
@@ -266,9 +266,9 @@ impl<'a> Deploy<'a> {
     }
 
     /// Runs hooks in the new release, as root (`build`) or as the service user (`release`).
-    fn run_hooks(&mut self, plan: &BuildPlan, hooks: &[&Hook], run_as: Option<&RunAs>) -> Result<()> {
+    fn run_hooks(&mut self, plan: &BuildPlan, hooks: &[&Hook]) -> Result<()> {
         for hook in hooks {
-            self.run_hook(hook, &plan.release_dir, &plan.hook_env(hook), run_as)?;
+            self.run_hook(hook, &plan.release_dir, &plan.hook_env(hook))?;
         }
         Ok(())
     }
@@ -322,28 +322,16 @@ impl<'a> Deploy<'a> {
     }
 
     /// Runs one hook in `cwd` and reports it as a step.
-    fn run_hook(
-        &mut self,
-        hook: &Hook,
-        cwd: &Path,
-        env: &std::collections::BTreeMap<String, String>,
-        run_as: Option<&RunAs>,
-    ) -> Result<()> {
+    fn run_hook(&mut self, hook: &Hook, cwd: &Path, env: &std::collections::BTreeMap<String, String>) -> Result<()> {
         let t = Instant::now();
-        self.run_quietly(hook, cwd, env, run_as)?;
+        self.run_quietly(hook, cwd, env)?;
         self.report.step(&format!("hook:{}", hook.stage), t, &hook.command);
         Ok(())
     }
 
     /// Runs one command in `cwd`: its output shown with -v; a failure prints the tail of it.
-    fn run_quietly(
-        &mut self,
-        hook: &Hook,
-        cwd: &Path,
-        env: &std::collections::BTreeMap<String, String>,
-        run_as: Option<&RunAs>,
-    ) -> Result<()> {
-        let output = hooks::run(hook, cwd, env, run_as).inspect_err(|e| {
+    fn run_quietly(&mut self, hook: &Hook, cwd: &Path, env: &std::collections::BTreeMap<String, String>) -> Result<()> {
+        let output = hooks::run(hook, cwd, env).inspect_err(|e| {
             if let Some(f) = e.downcast_ref::<HookFailed>() {
                 self.report.warn(format!("--- last lines of `{}` ---\n{}\n---", f.command, f.tail));
             }
@@ -367,7 +355,7 @@ impl<'a> Deploy<'a> {
         env.insert("RELCTL_URL".into(), "http://localhost".into());
         env.insert("RELCTL_INSTANCE".into(), role.into());
         for hook in &self.app.verify {
-            self.run_hook(hook, &dir, &env, None)?;
+            self.run_hook(hook, &dir, &env)?;
         }
         Ok(())
     }
@@ -385,7 +373,7 @@ impl<'a> Deploy<'a> {
                 let hook = Hook { stage: HookStage::Build, command: command.clone() };
                 let mut env = plan.hook_env(&hook);
                 env.insert("RELCTL_DEP_DIR".into(), dep.entry.display().to_string());
-                self.run_quietly(&hook, &plan.release_dir, &env, None)?;
+                self.run_quietly(&hook, &plan.release_dir, &env)?;
             }
             failpoint("deps");
             deps::mark_complete(dep)

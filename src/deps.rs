@@ -102,12 +102,12 @@ pub fn plan(root: &Path, source: &Path, name: &str, dep: &Dep, key_commands: Key
         });
     }
     for c in &dep.key_commands {
-        let out = Command::new("/bin/sh")
-            .arg("-c")
-            .arg(c)
-            .current_dir(source)
-            .output()
-            .with_context(|| format!("[deps.{name}] running key command `{c}`"))?;
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c").arg(c).current_dir(source).stdin(std::process::Stdio::null());
+        for var in crate::hooks::NOT_FOR_HOOKS {
+            cmd.env_remove(var);
+        }
+        let out = cmd.output().with_context(|| format!("[deps.{name}] running key command `{c}`"))?;
         if !out.status.success() {
             return Err(UsageError(format!(
                 "[deps.{name}] key command `{c}` failed ({}): {}",

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,7 +13,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use crate::systemd::Systemd;
-use crate::users::RunAs;
 use serde::Serialize;
 
 /// When a hook runs.
@@ -54,17 +52,24 @@ pub struct Hook {
 
 const TAIL_LINES: usize = 20;
 
-/// Runs `hook` with `sh -c` in `cwd`, with `env` added to relctl's environment. stdout and stderr
-/// are captured together; a failure is an error with the exit status, and the tail of the output
-/// is in the error (printed by the caller). Returns what the hook printed.
-pub fn run(hook: &Hook, cwd: &Path, env: &BTreeMap<String, String>, run_as: Option<&RunAs>) -> Result<String> {
+/// Variables of relctl's environment a hook never gets: the admin's SSH agent (a build hook runs
+/// the source tree's code as root; with the agent it would reach every host the admin can) and
+/// what ties it to the admin's login session.
+pub const NOT_FOR_HOOKS: &[&str] =
+    &["SSH_AUTH_SOCK", "SSH_AGENT_PID", "SSH_CONNECTION", "SSH_CLIENT", "SSH_TTY", "DBUS_SESSION_BUS_ADDRESS"];
+
+/// Runs `hook` with `sh -c` in `cwd` as root, with `env` added to relctl's environment (less
+/// [`NOT_FOR_HOOKS`]) and no terminal (stdin is /dev/null). stdout and stderr are captured
+/// together; a failure is an error with the exit status, and the tail of the output is in the
+/// error (printed by the caller). Returns what the hook printed.
+pub fn run(hook: &Hook, cwd: &Path, env: &BTreeMap<String, String>) -> Result<String> {
     let (mut reader, writer) = std::io::pipe().context("creating a pipe for hook output")?;
     let mut cmd = Command::new("/bin/sh");
-    cmd.arg("-c").arg(&hook.command).current_dir(cwd).envs(env).stdin(Stdio::null());
-    cmd.stdout(writer.try_clone()?).stderr(writer);
-    if let Some(u) = run_as {
-        cmd.uid(u.uid).gid(u.gid).env("HOME", &u.home).env("USER", &u.user).env("LOGNAME", &u.user);
+    cmd.arg("-c").arg(&hook.command).current_dir(cwd).stdin(Stdio::null());
+    for var in NOT_FOR_HOOKS {
+        cmd.env_remove(var);
     }
+    cmd.envs(env).stdout(writer.try_clone()?).stderr(writer);
     let mut child =
         cmd.spawn().with_context(|| format!("{} hook `{}`: cannot start /bin/sh", hook.stage, hook.command))?;
     drop(cmd); // closes our copies of the pipe's write end
@@ -366,13 +371,25 @@ mod tests {
     #[test]
     fn runs_in_cwd_with_env_and_captures_both_streams() {
         let env = [("RELCTL_BUILD".to_string(), "development".to_string())].into();
-        let r = run(&hook("pwd; echo $RELCTL_BUILD; echo err >&2"), Path::new("/usr"), &env, None).unwrap();
+        let r = run(&hook("pwd; echo $RELCTL_BUILD; echo err >&2"), Path::new("/usr"), &env).unwrap();
         assert_eq!(r, "/usr\ndevelopment\nerr\n");
     }
 
     #[test]
+    fn hooks_get_no_ssh_agent_and_no_terminal() {
+        // No other test reads SSH_AUTH_SOCK.
+        std::env::set_var("SSH_AUTH_SOCK", "/tmp/ssh-agent.sock");
+        let r = run(
+            &hook("echo \"agent=${SSH_AUTH_SOCK-none}\"; readlink /proc/self/fd/0"),
+            Path::new("/"),
+            &BTreeMap::new(),
+        );
+        assert_eq!(r.unwrap(), "agent=none\n/dev/null\n");
+    }
+
+    #[test]
     fn failure_reports_status_and_tail() {
-        let err = run(&hook("seq 1 30; exit 7"), Path::new("/"), &BTreeMap::new(), None).unwrap_err();
+        let err = run(&hook("seq 1 30; exit 7"), Path::new("/"), &BTreeMap::new()).unwrap_err();
         let failed = err.downcast_ref::<HookFailed>().unwrap();
         assert_eq!(err.to_string(), "build hook `seq 1 30; exit 7` exited with status 7");
         assert_eq!(failed.tail.lines().count(), TAIL_LINES);
