@@ -116,11 +116,14 @@ pub enum Command {
     /// Build a new release of BUILD and make it live.
     ///
     /// In order: create `<root>/<build>` and the service user if missing; copy the sources into a
-    /// new `releases/<id>/` (skipping `.git`, the build root and the `exclude` patterns); render the
+    /// new `releases/<id>/`, which only root can enter until it is sealed (skipping `.git`, the
+    /// build root and the `exclude` patterns; no link followed, no mode copied); render the
     /// settings file; link each `[deps]` entry (built once per content under `<root>/.deps/`,
-    /// reused when it exists); run the `build` hooks in the release directory, then the `release`
-    /// hooks with the build's environment as the service user. Nothing live has changed up to
-    /// here: a failure removes the half-built release and leaves the running build alone.
+    /// reused when it exists); run the `build` hooks as root in the release directory; seal it;
+    /// then run each `release` hook the way the service runs: in a unit of its own with the
+    /// service's user, sandbox, environment and secrets, stopped after `[hooks]
+    /// release_timeout_s`. Nothing live has changed up to here: a failure removes the half-built
+    /// release and leaves the running build alone.
     ///
     /// Then: write the unit files to /etc/systemd/system and reload systemd if they changed, and
     /// enable `<app>@<build>.socket`, `<app>@<build>.service` and `<app>.target`. A build has two
