@@ -167,6 +167,31 @@ impl Release {
     }
 }
 
+/// Whether the build whose releases are `releases` can roll back to `id` (`rollback --to`): a
+/// usage error (exit 2) names a release it does not have, with the ones it has, an incomplete one
+/// and the current one. Checked before the lock, and again under it.
+pub fn check_rollback_target(
+    build: &str,
+    releases: &[Release],
+    id: &ReleaseId,
+) -> Result<(), crate::error::UsageError> {
+    use crate::error::UsageError;
+    let Some(r) = releases.iter().find(|r| r.id == *id) else {
+        let known: Vec<String> = releases.iter().map(|r| r.id.to_string()).collect();
+        let known = if known.is_empty() { "none yet".to_string() } else { known.join(", ") };
+        return Err(UsageError(format!(
+            "build {build} has no release {id}; its releases: {known} (see relctl releases {build})"
+        )));
+    };
+    match r.state {
+        ReleaseState::Incomplete => Err(UsageError(format!(
+            "release {id} of build {build} is incomplete (its build never finished); cannot roll back to it"
+        ))),
+        ReleaseState::Current => Err(UsageError(format!("release {id} is already current for build {build}"))),
+        _ => Ok(()),
+    }
+}
+
 /// relctl's own directory inside a release.
 pub const META_DIR: &str = ".relctl";
 const META_FILE: &str = "release.json";
@@ -455,6 +480,33 @@ mod tests {
             let err = ReleaseId::parse(bad).unwrap_err();
             assert!(err.contains("is not a release id") && err.contains(ID_SHAPE), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn an_unknown_rollback_target_is_a_usage_error_naming_the_releases() {
+        let dir = tempfile::tempdir().unwrap();
+        let unknown = id("20261123T130509Z");
+        let none = layout(dir.path());
+        let err = check_rollback_target("dev", &list(&none).unwrap(), &unknown).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "build dev has no release 20261123T130509Z; its releases: none yet (see relctl releases dev)"
+        );
+        let b = build_with(dir.path(), &[(1, true), (2, true), (3, false)], 2);
+        let releases = list(&b).unwrap();
+        let err = check_rollback_target("dev", &releases, &unknown).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "build dev has no release 20261123T130509Z; its releases: 20261123T130501Z, 20261123T130502Z, 20261123T130503Z (see relctl releases dev)"
+        );
+        let err = check_rollback_target("dev", &releases, &r(2)).unwrap_err();
+        assert_eq!(err.to_string(), "release 20261123T130502Z is already current for build dev");
+        let err = check_rollback_target("dev", &releases, &r(3)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "release 20261123T130503Z of build dev is incomplete (its build never finished); cannot roll back to it"
+        );
+        check_rollback_target("dev", &releases, &r(1)).unwrap();
     }
 
     #[test]
