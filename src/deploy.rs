@@ -145,7 +145,7 @@ impl<'a> Deploy<'a> {
             self.report.step("backup", t, format!("{} -> {}", names.join(", "), a.backup_dir.display()));
         }
 
-        if let Err(e) = self.stage(plan, &user) {
+        if let Err(e) = self.stage(plan, &user, &unit_files) {
             let removed = match store::remove(&plan.release_dir) {
                 Ok(()) => format!("release {} removed", plan.release),
                 Err(r) => format!("release {} could not be removed ({r:#}); the next build removes it", plan.release),
@@ -202,7 +202,9 @@ impl<'a> Deploy<'a> {
 
     /// Copies the sources, writes the release's files and runs the hooks. Nothing live changes
     /// here; the caller removes the release if this fails.
-    fn stage(&mut self, plan: &BuildPlan, user: &RunAs) -> Result<()> {
+    /// `unit_files`: the app's units as this build installs them (release hooks run with the
+    /// service's settings).
+    fn stage(&mut self, plan: &BuildPlan, user: &RunAs, unit_files: &[UnitFile]) -> Result<()> {
         let t = Instant::now();
         let stats = plan.copy.copy_into(&plan.release_dir)?;
         failpoint("stage");
@@ -233,7 +235,7 @@ impl<'a> Deploy<'a> {
         self.run_hooks(plan, &build_hooks)?;
         // What the deps and build hooks added is sealed too, and the release opens up.
         self.seal(&plan.release_dir, user, stage::Seal::Final)?;
-        self.run_release_hooks(plan, &release_hooks)?;
+        self.run_release_hooks(plan, &release_hooks, unit_files)?;
         let settings = plan.settings.as_ref().map(|f| f.path.clone());
         self.mark_complete(&plan.release, plan.origin.git_label(), plan.origin.promoted_from().cloned(), settings)
     }
@@ -268,7 +270,7 @@ impl<'a> Deploy<'a> {
     /// Runs hooks in the new release, as root (`build`) or as the service user (`release`).
     fn run_hooks(&mut self, plan: &BuildPlan, hooks: &[&Hook]) -> Result<()> {
         for hook in hooks {
-            self.run_hook(hook, &plan.release_dir, &plan.hook_env(hook))?;
+            self.run_hook(hook, &plan.release_dir, &plan.hook_env())?;
         }
         Ok(())
     }
@@ -276,13 +278,12 @@ impl<'a> Deploy<'a> {
     /// Runs the release hooks the way the service runs: each in a transient unit with the
     /// settings of the service unit this build installs (user, sandbox, `UMask=`, state
     /// directory, the release's environment file and the secrets), pinned to the new release.
-    fn run_release_hooks(&mut self, plan: &BuildPlan, release_hooks: &[&Hook]) -> Result<()> {
+    fn run_release_hooks(&mut self, plan: &BuildPlan, release_hooks: &[&Hook], unit_files: &[UnitFile]) -> Result<()> {
         if release_hooks.is_empty() {
             return Ok(());
         }
         let l = &self.app.layout;
         let b = self.build;
-        let unit_files = units::render(self.app)?;
         let service_path = l.unit_dir.join(l.service_template());
         let service = unit_files
             .iter()
@@ -310,12 +311,7 @@ impl<'a> Deploy<'a> {
             };
             self.report.verbose(format!("relctl: release hook in {}: {}", spec.unit, spec.properties.join(" ")));
             let t = Instant::now();
-            let output = hooks::run_in_unit(hook, &spec, self.systemd).inspect_err(|e| {
-                if let Some(f) = e.downcast_ref::<HookFailed>() {
-                    self.report.warn(format!("--- last lines of `{}` ---\n{}\n---", f.command, f.tail));
-                }
-            })?;
-            self.report.verbose(&output);
+            self.show_output(hooks::run_in_unit(hook, &spec, self.systemd))?;
             self.report.step(&format!("hook:{}", hook.stage), t, &hook.command);
         }
         Ok(())
@@ -331,7 +327,13 @@ impl<'a> Deploy<'a> {
 
     /// Runs one command in `cwd`: its output shown with -v; a failure prints the tail of it.
     fn run_quietly(&mut self, hook: &Hook, cwd: &Path, env: &std::collections::BTreeMap<String, String>) -> Result<()> {
-        let output = hooks::run(hook, cwd, env).inspect_err(|e| {
+        self.show_output(hooks::run(hook, cwd, env))
+    }
+
+    /// What a hook (or a dependency's build command) printed: shown with -v; when it failed, the
+    /// tail of it is shown.
+    fn show_output(&self, ran: Result<String>) -> Result<()> {
+        let output = ran.inspect_err(|e| {
             if let Some(f) = e.downcast_ref::<HookFailed>() {
                 self.report.warn(format!("--- last lines of `{}` ---\n{}\n---", f.command, f.tail));
             }
@@ -371,7 +373,7 @@ impl<'a> Deploy<'a> {
         let built = (|| -> Result<()> {
             for command in &dep.build {
                 let hook = Hook { stage: HookStage::Build, command: command.clone() };
-                let mut env = plan.hook_env(&hook);
+                let mut env = plan.hook_env();
                 env.insert("RELCTL_DEP_DIR".into(), dep.entry.display().to_string());
                 self.run_quietly(&hook, &plan.release_dir, &env)?;
             }
@@ -408,21 +410,8 @@ impl<'a> Deploy<'a> {
             .with_context(|| format!("build {} has no current release: nothing to roll back", b.build))?;
         let target = match to {
             Some(id) => {
-                let r = releases.iter().find(|r| r.id == *id).with_context(|| {
-                    format!(
-                        "build {} has no release {id}; its releases: {}",
-                        b.build,
-                        join(releases.iter().map(|r| &r.id))
-                    )
-                })?;
-                match r.state {
-                    ReleaseState::Incomplete => bail!(
-                        "release {id} of build {} is incomplete (its build never finished); cannot roll back to it",
-                        b.build
-                    ),
-                    ReleaseState::Current => bail!("release {id} is already current for build {}", b.build),
-                    _ => id.clone(),
-                }
+                store::check_rollback_target(&b.build, &releases, id)?;
+                id.clone()
             }
             None => releases.iter().find(|r| r.state == ReleaseState::Previous).map(|r| r.id.clone()).with_context(
                 || {

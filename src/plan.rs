@@ -89,7 +89,7 @@ pub struct Secrets {
 /// The service's environment: `[service] environment` rendered, and relctl's `RELCTL_*`. A value
 /// whose template mentions `secrets` (or the whole template context), or renders differently
 /// when the secrets are replaced by placeholders, is secret: it goes into the environment file
-/// (0640, read by systemd as root) and to hooks, but `--dry-run`, `--json` and error messages show
+/// (0600, read by systemd as root) and to hooks, but `--dry-run`, `--json` and error messages show
 /// it as `<secret>`.
 #[derive(Debug, Clone, Default)]
 pub struct Environment {
@@ -938,14 +938,12 @@ fn read_secrets(loaded: &Loaded, build: &str, file: Option<&Path>) -> Result<Sec
 }
 
 impl BuildPlan {
-    /// The environment hooks run with: the service's environment, plus the secrets for `release`
-    /// hooks (they usually talk to the database).
-    pub fn hook_env(&self, hook: &Hook) -> BTreeMap<String, String> {
+    /// The environment build hooks and `[deps]` builds run with: the service's environment and
+    /// `RELCTL_RELEASE_DIR` (release hooks get theirs, and the secrets, as the service does: from
+    /// its environment files, see `hooks::run_in_unit`).
+    pub fn hook_env(&self) -> BTreeMap<String, String> {
         let mut env = self.environment.vars().clone();
         env.insert("RELCTL_RELEASE_DIR".into(), self.release_dir.display().to_string());
-        if hook.stage == HookStage::Release {
-            env.extend(self.secrets.values.clone());
-        }
         env
     }
 
@@ -1185,7 +1183,7 @@ route = "/api"
         let p = build(&a, &l, "development", now(), KeyCommands::Run).unwrap();
         // The environment file and hooks get the value.
         assert_eq!(p.environment["DATABASE_URL"], "postgres://u:hunter2@h/db");
-        assert!(p.hook_env(&p.hooks[1])["DATABASE_URL"].contains("hunter2"));
+        assert!(p.hook_env()["DATABASE_URL"].contains("hunter2"));
         // --dry-run and --json do not.
         let described = p.describe();
         let json = serde_json::to_string(&serde_json::json!({ "plan": p })).unwrap();

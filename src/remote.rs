@@ -374,11 +374,11 @@ const REMOTE_DIR_PREFIX: &str = "/var/tmp/relctl-remote.";
 const CLEANUP_TRAPS: &str =
     "trap '$s rm -rf \"$d\"' EXIT; trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM";
 
-/// Unpacks the tar stream on stdin into a new directory and prints its path; a failed or
-/// interrupted unpacking leaves nothing behind.
 /// `$s` runs a command as root: nothing as root, `sudo -n` for another SSH user.
 const AS_ROOT: &str = "if [ \"$(id -u)\" = 0 ]; then s=; else s='sudo -n'; fi";
 
+/// Unpacks the tar stream on stdin into a new directory and prints its path; a failed or
+/// interrupted unpacking leaves nothing behind.
 fn ship_script() -> String {
     format!(
         "umask 022; {AS_ROOT}; d=$($s mktemp -d {REMOTE_DIR_PREFIX}XXXXXX) || exit 1; {CLEANUP_TRAPS}; $s tar -x --no-same-owner --no-same-permissions -C \"$d\" || exit 1; trap - EXIT HUP INT TERM; echo \"$d\""

@@ -124,13 +124,18 @@ fn write_dropping(w: &mut impl Write, gone: &AtomicBool, bytes: &[u8]) {
 /// reorder what is shown escaped as Rust writes them (`\u{1b}`, `\r`, `\u{9b}`), so that it shows
 /// instead of acting. Invalid UTF-8 has become U+FFFD on the way in (lossy decoding).
 pub fn terminal_safe(text: &str) -> Cow<'_, str> {
+    escape_acting(text, |c, to| to.extend(c.escape_default()))
+}
+
+/// `text` with each character a terminal may act on ([`acts_on_terminal`]) written by `escape`.
+fn escape_acting(text: &str, escape: impl Fn(char, &mut String)) -> Cow<'_, str> {
     if !text.chars().any(acts_on_terminal) {
         return Cow::Borrowed(text);
     }
     let mut safe = String::with_capacity(text.len() + 16);
     for c in text.chars() {
         if acts_on_terminal(c) {
-            safe.extend(c.escape_default());
+            escape(c, &mut safe);
         } else {
             safe.push(c);
         }
@@ -148,18 +153,7 @@ fn acts_on_terminal(c: char) -> bool {
 /// the C1 controls, bidirectional controls) written as `\uXXXX` escapes: the same JSON value (in
 /// JSON text they can only be inside strings), safe to print.
 pub fn json_safe(json: &str) -> Cow<'_, str> {
-    if !json.chars().any(acts_on_terminal) {
-        return Cow::Borrowed(json);
-    }
-    let mut safe = String::with_capacity(json.len() + 16);
-    for c in json.chars() {
-        if acts_on_terminal(c) {
-            safe.push_str(&format!("\\u{:04x}", c as u32));
-        } else {
-            safe.push(c);
-        }
-    }
-    Cow::Owned(safe)
+    escape_acting(json, |c, to| to.push_str(&format!("\\u{:04x}", c as u32)))
 }
 
 /// A time for people: `2026-11-23 13:05:01 UTC` (release metadata, lock holders, status).

@@ -40,6 +40,16 @@ pub struct CopyStats {
     pub bytes: u64,
 }
 
+/// How a directory in a release or a source is opened: never through a link.
+const DIR_FLAGS: OFlag = OFlag::O_RDONLY.union(OFlag::O_DIRECTORY).union(OFlag::O_NOFOLLOW).union(OFlag::O_CLOEXEC);
+/// How a regular file is opened to be read: never through a link, never blocking (a fifo swapped
+/// in), never as a controlling terminal.
+const FILE_FLAGS: OFlag =
+    OFlag::O_RDONLY.union(OFlag::O_NOFOLLOW).union(OFlag::O_NONBLOCK).union(OFlag::O_NOCTTY).union(OFlag::O_CLOEXEC);
+/// How a file relctl puts in a release is created: new, never through a link.
+const NEW_FILE_FLAGS: OFlag =
+    OFlag::O_WRONLY.union(OFlag::O_CREAT).union(OFlag::O_EXCL).union(OFlag::O_NOFOLLOW).union(OFlag::O_CLOEXEC);
+
 /// The mode of a copied directory, and of a copied file its owner may execute.
 const PRIVATE_DIR: u32 = 0o700;
 /// The mode of any other copied file.
@@ -128,8 +138,7 @@ pub fn create_private_dir(dir: &Path) -> Result<OwnedFd> {
         .mode(PRIVATE_DIR)
         .create(dir)
         .with_context(|| format!("creating release directory {}", dir.display()))?;
-    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let fd = nix::fcntl::open(dir, flags, Mode::empty()).with_context(|| format!("opening {}", dir.display()))?;
+    let fd = nix::fcntl::open(dir, DIR_FLAGS, Mode::empty()).with_context(|| format!("opening {}", dir.display()))?;
     fchmod(&fd, Mode::from_bits_truncate(PRIVATE_DIR))
         .with_context(|| format!("setting the mode of {}", dir.display()))?;
     Ok(fd)
@@ -176,15 +185,14 @@ const COPYING: &str = "it was copied";
 /// directory `dest`: 0700 when the source's owner may execute it, else 0600. `path` and `target`
 /// name them for messages. Returns the bytes copied.
 fn copy_file(src: BorrowedFd, dest: BorrowedFd, name: &OsStr, path: &Path, target: &Path) -> Result<u64> {
-    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
-    let from = openat(src, name, flags, Mode::empty()).map_err(|e| open_failed(e, path, COPYING, "a regular file"))?;
+    let from =
+        openat(src, name, FILE_FLAGS, Mode::empty()).map_err(|e| open_failed(e, path, COPYING, "a regular file"))?;
     let st = fstat(&from).with_context(|| format!("reading {}", path.display()))?;
     if file_type(&st) != SFlag::S_IFREG {
         return Err(changed(path, COPYING, "a regular file", kind(&st)));
     }
     let mode = Mode::from_bits_truncate(if st.st_mode & 0o100 != 0 { PRIVATE_DIR } else { PRIVATE_FILE });
-    let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let to = openat(dest, name, flags, mode).with_context(|| format!("creating {}", target.display()))?;
+    let to = openat(dest, name, NEW_FILE_FLAGS, mode).with_context(|| format!("creating {}", target.display()))?;
     fchmod(&to, mode).with_context(|| format!("setting the mode of {}", target.display()))?;
     std::io::copy(&mut File::from(from), &mut File::from(to))
         .with_context(|| format!("copying {} to {}", path.display(), target.display()))
@@ -193,11 +201,10 @@ fn copy_file(src: BorrowedFd, dest: BorrowedFd, name: &OsStr, path: &Path, targe
 /// Creates the directory `name` in `dest` (0700) for the source directory `name` of `src`;
 /// returns both, open.
 fn copy_dir(src: BorrowedFd, dest: BorrowedFd, name: &OsStr, path: &Path, target: &Path) -> Result<(OwnedFd, OwnedFd)> {
-    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let from = openat(src, name, flags, Mode::empty()).map_err(|e| open_failed(e, path, COPYING, "a directory"))?;
+    let from = openat(src, name, DIR_FLAGS, Mode::empty()).map_err(|e| open_failed(e, path, COPYING, "a directory"))?;
     let mode = Mode::from_bits_truncate(PRIVATE_DIR);
     mkdirat(dest, name, mode).with_context(|| format!("creating {}", target.display()))?;
-    let to = openat(dest, name, flags, Mode::empty()).with_context(|| format!("opening {}", target.display()))?;
+    let to = openat(dest, name, DIR_FLAGS, Mode::empty()).with_context(|| format!("opening {}", target.display()))?;
     fchmod(&to, mode).with_context(|| format!("setting the mode of {}", target.display()))?;
     Ok((from, to))
 }
@@ -215,8 +222,7 @@ fn copy_link(src: BorrowedFd, dest: BorrowedFd, name: &OsStr, path: &Path, targe
 /// The directory `rel` (relative, plain names) beneath the release directory `release`, opened
 /// one name at a time without following a link; what is missing is created 0700.
 fn open_beneath(release: &Path, rel: &Path) -> Result<OwnedFd> {
-    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let mut dir = nix::fcntl::open(release, flags, Mode::empty())
+    let mut dir = nix::fcntl::open(release, DIR_FLAGS, Mode::empty())
         .with_context(|| format!("opening release {}", release.display()))?;
     let mut shown = release.to_path_buf();
     for c in rel.components() {
@@ -230,7 +236,7 @@ fn open_beneath(release: &Path, rel: &Path) -> Result<OwnedFd> {
             Ok(()) | Err(Errno::EEXIST) => {}
             Err(e) => return Err(e).with_context(|| format!("creating {}", shown.display())),
         }
-        dir = openat(&dir, name, flags, Mode::empty()).map_err(|e| match e {
+        dir = openat(&dir, name, DIR_FLAGS, Mode::empty()).map_err(|e| match e {
             Errno::ELOOP | Errno::ENOTDIR => anyhow::anyhow!(
                 "{} is not a directory but a symlink or file: relctl writes nothing through it",
                 shown.display()
@@ -267,8 +273,7 @@ pub fn write_beneath(release: &Path, rel: &Path, contents: &[u8], mode: u32, gid
     let shown = release.join(rel);
     let dir = open_beneath(release, &parent)?;
     let tmp = format!(".relctl-{:016x}", fastrand::u64(..));
-    let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let fd = openat(&dir, tmp.as_str(), flags, Mode::from_bits_truncate(PRIVATE_FILE))
+    let fd = openat(&dir, tmp.as_str(), NEW_FILE_FLAGS, Mode::from_bits_truncate(PRIVATE_FILE))
         .with_context(|| format!("creating a temp file to write {}", shown.display()))?;
     let written = (|| -> Result<()> {
         let mut file = File::from(fd);
@@ -317,8 +322,7 @@ pub enum Seal {
 /// chowned itself (`AT_SYMLINK_NOFOLLOW`), never what it points at. A fifo, socket or device is
 /// an error naming it: a release holds none.
 pub fn seal(release_dir: &Path, gid: u32, public: &[PathBuf], how: Seal) -> Result<()> {
-    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let top = Dir::open(release_dir, flags, Mode::empty())
+    let top = Dir::open(release_dir, DIR_FLAGS, Mode::empty())
         .with_context(|| format!("opening release {}", release_dir.display()))?;
     let sealer = Sealer { release_dir, public, gid: Gid::from_raw(gid), sockets_left: how == Seal::Adopted };
     let mode = match how {
@@ -368,16 +372,13 @@ impl Sealer<'_> {
                         .with_context(|| format!("chown root:{} {}", self.gid, p.display()))?;
                 }
                 SFlag::S_IFDIR => {
-                    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-                    let sub = Dir::openat(&dir, name, flags, Mode::empty())
+                    let sub = Dir::openat(&dir, name, DIR_FLAGS, Mode::empty())
                         .map_err(|e| open_failed(e, &p, SEALING, "a directory"))?;
                     self.set(&sub, &p, sealed_mode(self.release_dir, self.public, &p, true, true))?;
                     self.below(sub, &p)?;
                 }
                 SFlag::S_IFREG => {
-                    let flags =
-                        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
-                    let file = openat(&dir, name, flags, Mode::empty())
+                    let file = openat(&dir, name, FILE_FLAGS, Mode::empty())
                         .map_err(|e| open_failed(e, &p, SEALING, "a regular file"))?;
                     let now = fstat(&file).with_context(|| format!("reading {}", p.display()))?;
                     if file_type(&now) != SFlag::S_IFREG {
