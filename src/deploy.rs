@@ -30,6 +30,7 @@ use crate::listener;
 use crate::plan::{AdoptPlan, AppPlan, BuildPlan};
 use crate::render;
 use crate::report::{self, Report};
+use crate::secret_key;
 use crate::stage;
 use crate::store::{self, ReleaseId, ReleaseMeta, ReleaseState};
 use crate::systemd::{ActiveState, JobKind, Systemd, UnitState};
@@ -476,6 +477,7 @@ impl<'a> Deploy<'a> {
             }
         };
         self.hold_switch_lock()?;
+        secret_key::ensure(&self.build.secret_key_file())?;
         self.ensure_socket(&inst)?;
         self.point_public(&inst)?;
         let t = Instant::now();
@@ -524,6 +526,7 @@ impl<'a> Deploy<'a> {
     fn go_live(&mut self, to: &ReleaseId, from: Option<&ReleaseId>) -> Result<Verified> {
         let b = self.build;
         self.hold_switch_lock()?;
+        secret_key::ensure(&b.secret_key_file())?;
         let journal = b.switch_journal();
         let pending = PendingSwitch { from: from.cloned(), to: to.clone(), pid: std::process::id() };
         let json = serde_json::to_vec(&pending).context("serializing the switch journal")?;
@@ -1246,6 +1249,8 @@ fn setup_dirs(plan: &BuildPlan, user: &RunAs) -> Result<()> {
     for dir in [&plan.app.layout.root, &b.build_dir, &b.releases_dir] {
         atomic::ensure_dir(dir)?;
     }
+    // Before the release hooks, which run with the service's environment files.
+    secret_key::ensure(&b.secret_key_file())?;
     // The state directory is systemd's (StateDirectory=, StateDirectoryMode=0700); release hooks
     // (migrations) run before the first start, so it must exist and belong to the service user
     // already. It and the cache directory are not for other users: one that an earlier relctl let

@@ -218,6 +218,11 @@ impl BuildLayout {
     pub fn switch_journal(&self) -> PathBuf {
         self.build_dir.join(".relctl-switch")
     }
+
+    /// The secret key relctl generated for the build ([`crate::secret_key`]).
+    pub fn secret_key_file(&self) -> PathBuf {
+        self.build_dir.join(crate::secret_key::FILE_NAME)
+    }
 }
 
 #[cfg(test)]

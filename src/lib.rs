@@ -34,6 +34,7 @@ pub mod remote;
 pub mod render;
 pub mod report;
 pub mod route;
+pub mod secret_key;
 pub mod stage;
 pub mod store;
 pub mod systemd;

@@ -775,6 +775,8 @@ fn template_context(
 ) -> TemplateContext {
     let mut vars = m.vars.clone();
     vars.extend(decl.vars.clone());
+    let script_name =
+        decl.route.as_deref().and_then(|r| crate::route::normalize(r).ok()).filter(|r| r != "/").unwrap_or_default();
     TemplateContext {
         app: m.app.clone(),
         component: m.component.clone(),
@@ -786,14 +788,10 @@ fn template_context(
         current: build.current.clone(),
         socket: build.socket.clone(),
         state_dir: build.state_dir.clone(),
-        script_name: decl
-            .route
-            .as_deref()
-            .and_then(|r| crate::route::normalize(r).ok())
-            .filter(|r| r != "/")
-            .unwrap_or_default(),
+        // Absolute, with the route: what an app reads at import must not depend on a request.
+        static_url: app.static_files.as_ref().map(|st| format!("{script_name}/{}/", st.url)),
+        script_name,
         static_root: app.static_files.as_ref().map(|st| release_dir.join(&st.dir)),
-        static_url: app.static_files.as_ref().map(|st| format!("{}/", st.url)),
         vars,
         secrets: secrets.values.clone(),
     }

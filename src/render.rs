@@ -26,8 +26,9 @@ pub struct TemplateContext {
     pub script_name: String,
     /// `[static] dir` inside this release (Django's `STATIC_ROOT`), when the manifest has one.
     pub static_root: Option<PathBuf>,
-    /// `[static] url` with a trailing `/`, relative (Django's `STATIC_URL`: the app's URL prefix
-    /// is put in front of it per request).
+    /// Where nginx serves `[static]`: the route, `[static] url` and a trailing `/`, absolute
+    /// (`/ledger/static/`; `/static/` at `/`). Django's `STATIC_URL`: an absolute one does not
+    /// depend on the script prefix of the moment Django first reads it.
     pub static_url: Option<String>,
     pub vars: toml::Table,
     #[serde(skip)]
