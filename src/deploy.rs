@@ -1150,14 +1150,11 @@ impl<'a> Deploy<'a> {
                 inst.socket.display()
             );
         }
-        let health = match &self.app.health {
-            Some(h) => Some(health::wait_healthy(&inst.socket, &h.path, Duration::from_secs(h.timeout_s))?),
-            None => None,
-        };
-        let answered = match (&health, &self.app.health) {
-            (Some(r), Some(h)) => format!("; GET {} -> {}", h.path, r.status),
-            _ => String::new(),
-        };
+        let h = &self.app.health;
+        let request = health::Request { script_name: self.app.script_name(&self.build.build), path: h.path.clone() };
+        let response = health::wait_healthy(&inst.socket, &request, h.accept, Duration::from_secs(h.timeout_s))?;
+        let answered = format!("; GET {} -> {}", request.uri(), response.status);
+        let health = Some(response);
         self.report.step("verify", t, format!("{unit} active, main PID {}{answered}", first.main_pid));
         Ok((first, health))
     }
@@ -1200,12 +1197,28 @@ impl<'a> Deploy<'a> {
             Err(e) => format!("{unit}: state unknown ({e:#})"),
         };
         let journal = std::process::Command::new("journalctl")
-            .args(["-u", unit, "-n", "15", "--no-pager", "-o", "short-precise"])
+            .args(["-u", unit, "-n", "200", "--no-pager", "-o", "short-precise"])
             .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .map(|o| last_error(&String::from_utf8_lossy(&o.stdout)))
             .unwrap_or_else(|e| format!("(journalctl could not run: {e})\n"));
         format!("--- {state}; last journal lines ---\n{journal}---")
     }
+}
+
+/// The journal lines worth showing: from the start of the last error the app logged (a Python
+/// traceback, Django's "Internal Server Error: <path>") when it is among them, at most 60 lines,
+/// else the last 15.
+fn last_error(journal: &str) -> String {
+    let lines: Vec<&str> = journal.lines().collect();
+    let starts = |l: &&str| l.contains("Traceback (most recent call last):") || l.contains("Internal Server Error: ");
+    let from = match lines.iter().rposition(starts) {
+        // Django's message comes right before its traceback.
+        Some(i) if i > 0 && lines[i - 1].contains("Internal Server Error: ") => i - 1,
+        Some(i) => i,
+        None => lines.len().saturating_sub(15),
+    };
+    let shown = &lines[from..lines.len().min(from + 60)];
+    shown.iter().map(|l| format!("{l}\n")).collect()
 }
 
 fn join<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
@@ -1290,6 +1303,22 @@ fn write_release_files(plan: &BuildPlan, user: &RunAs) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_gate_shows_the_apps_last_error_from_its_start() {
+        let mut journal: Vec<String> = (0..100).map(|i| format!("Dec 02 gunicorn[1]: noise {i}")).collect();
+        journal.push("Dec 02 gunicorn[7]: Internal Server Error: /".into());
+        journal.push("Dec 02 gunicorn[7]: Traceback (most recent call last):".into());
+        journal.extend((0..40).map(|i| format!("Dec 02 gunicorn[7]:   File \"x.py\", line {i}")));
+        journal.push("Dec 02 gunicorn[7]: django.core.exceptions.ImproperlyConfigured: boom".into());
+        journal.push("Dec 02 systemd[1]: Stopping x".into());
+        let shown = last_error(&journal.join("\n"));
+        assert!(shown.starts_with("Dec 02 gunicorn[7]: Internal Server Error: /\n"), "{shown}");
+        assert!(shown.contains("ImproperlyConfigured: boom\nDec 02 systemd[1]: Stopping x\n"), "{shown}");
+        let quiet: Vec<String> = (0..30).map(|i| format!("line {i}")).collect();
+        let shown = last_error(&quiet.join("\n"));
+        assert!(shown.starts_with("line 15\n") && shown.ends_with("line 29\n"), "{shown}");
+    }
 
     #[test]
     fn the_environment_file_is_written_for_root_alone() {

@@ -8,7 +8,37 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+/// `[health] accept`: the answers the gate takes as healthy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub enum Accept {
+    /// 200-399.
+    #[default]
+    #[serde(rename = "2xx-3xx")]
+    Success,
+    /// Any answer below 500: the app answered, without a server error.
+    #[serde(rename = "not-5xx")]
+    NoServerError,
+}
+
+impl Accept {
+    pub fn passes(self, status: u16) -> bool {
+        match self {
+            Accept::Success => (200..400).contains(&status),
+            Accept::NoServerError => (100..500).contains(&status),
+        }
+    }
+}
+
+impl std::fmt::Display for Accept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Accept::Success => "2xx/3xx",
+            Accept::NoServerError => "below 500",
+        })
+    }
+}
 
 /// One HTTP answer: status code and the start of the body.
 #[derive(Debug, Clone, Serialize)]
@@ -20,7 +50,7 @@ pub struct Response {
 /// Sends `GET path` over the unix socket and reads the whole answer (HTTP/1.0, so the server
 /// closes the connection when done), all within `timeout`: one deadline for the connect, the
 /// write and every read, so a server that trickles its answer cannot hold the probe longer.
-pub fn get(socket: &Path, path: &str, timeout: Duration) -> std::io::Result<Response> {
+pub fn get(socket: &Path, request: &Request, timeout: Duration) -> std::io::Result<Response> {
     let deadline = Instant::now() + timeout;
     let left = || -> std::io::Result<Duration> {
         let now = Instant::now();
@@ -33,7 +63,7 @@ pub fn get(socket: &Path, path: &str, timeout: Duration) -> std::io::Result<Resp
         Ok(deadline - now)
     };
     let mut s = connect(socket, deadline)?;
-    let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\nUser-Agent: relctl-health\r\nAccept: */*\r\n\r\n");
+    let request = request.text();
     let mut sent = 0;
     while sent < request.len() {
         s.set_write_timeout(Some(left()?))?;
@@ -58,6 +88,32 @@ pub fn get(socket: &Path, path: &str, timeout: Duration) -> std::io::Result<Resp
         }
     }
     parse_response(&raw).ok_or_else(|| std::io::Error::other("not an HTTP response"))
+}
+
+/// One GET, as nginx sends it for the build's route: the full path and the route as
+/// `SCRIPT_NAME` (gunicorn strips it from the path, as it does for nginx's requests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The build's route as a URL prefix, "" at `/` or without a route.
+    pub script_name: String,
+    /// The app's path, from `/`.
+    pub path: String,
+}
+
+impl Request {
+    /// The path on the wire: `<script_name><path>`.
+    pub fn uri(&self) -> String {
+        format!("{}{}", self.script_name, self.path)
+    }
+
+    fn text(&self) -> String {
+        let prefix =
+            if self.script_name.is_empty() { String::new() } else { format!("SCRIPT_NAME: {}\r\n", self.script_name) };
+        format!(
+            "GET {} HTTP/1.0\r\nHost: localhost\r\nUser-Agent: relctl-health\r\nAccept: */*\r\n{prefix}\r\n",
+            self.uri()
+        )
+    }
 }
 
 /// How much of an answer is read.
@@ -113,24 +169,45 @@ fn parse_response(raw: &[u8]) -> Option<Response> {
     Some(Response { status, body: body.chars().take(500).collect() })
 }
 
-/// Probes until a 2xx/3xx answer or `timeout`; the error says what the last attempt saw (the
-/// app's words, escaped for the terminal).
-pub fn wait_healthy(socket: &Path, path: &str, timeout: Duration) -> Result<Response> {
+/// How many answers of HTTP 500 in a row fail the gate before its timeout: an app that answers
+/// its first requests with an internal error is broken, not starting.
+pub const ERRORS_IN_A_ROW: u32 = 5;
+
+/// Probes until an answer `accept` passes, `timeout`, or [`ERRORS_IN_A_ROW`] answers of 500; the
+/// error says what the last attempt saw (the app's words, escaped for the terminal).
+pub fn wait_healthy(socket: &Path, request: &Request, accept: Accept, timeout: Duration) -> Result<Response> {
     let deadline = Instant::now() + timeout;
+    let mut errors = 0;
+    let what = match request.script_name.as_str() {
+        "" => format!("GET {}", request.uri()),
+        s => format!("GET {} (SCRIPT_NAME: {s})", request.uri()),
+    };
     let seen = loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let seen = match get(socket, path, Duration::from_secs(5).min(left.max(Duration::from_millis(100)))) {
-            Ok(r) if (200..400).contains(&r.status) => return Ok(r),
-            Ok(r) => format!("HTTP {}: {}", r.status, crate::report::terminal_safe(&first_line(&r.body))),
-            Err(e) => e.to_string(),
+        let seen = match get(socket, request, Duration::from_secs(5).min(left.max(Duration::from_millis(100)))) {
+            Ok(r) if accept.passes(r.status) => return Ok(r),
+            Ok(r) => {
+                errors = if r.status == 500 { errors + 1 } else { 0 };
+                format!("HTTP {}: {}", r.status, crate::report::terminal_safe(&first_line(&r.body)))
+            }
+            Err(e) => {
+                errors = 0;
+                e.to_string()
+            }
         };
+        if errors >= ERRORS_IN_A_ROW {
+            bail!(
+                "health check {what} through {} answered with a server error {errors} times in a row: {seen}",
+                socket.display()
+            );
+        }
         if Instant::now() >= deadline {
             break seen;
         }
         std::thread::sleep(Duration::from_millis(200));
     };
     bail!(
-        "health check GET {path} through {} did not answer 2xx/3xx within {}s; last answer: {seen}",
+        "health check {what} through {} did not answer {accept} within {}s; last answer: {seen}",
         socket.display(),
         timeout.as_secs()
     )
@@ -144,6 +221,10 @@ fn first_line(body: &str) -> String {
 mod tests {
     use super::*;
     use std::os::unix::net::UnixListener;
+
+    fn at(path: &str) -> Request {
+        Request { script_name: String::new(), path: path.into() }
+    }
 
     #[test]
     fn parses_status_and_body() {
@@ -172,9 +253,74 @@ mod tests {
     fn healthy_answer_returns_and_request_is_a_get_of_the_path() {
         let dir = tempfile::tempdir().unwrap();
         let (sock, h) = serve(&dir, "HTTP/1.0 200 OK\r\n\r\nok");
-        let r = wait_healthy(&sock, "/health", Duration::from_secs(5)).unwrap();
+        let r = wait_healthy(&sock, &at("/health"), Accept::Success, Duration::from_secs(5)).unwrap();
         assert_eq!((r.status, r.body.as_str()), (200, "ok"));
         assert!(h.join().unwrap().starts_with("GET /health HTTP/1.0\r\n"));
+    }
+
+    #[test]
+    fn the_request_is_the_one_nginx_sends_for_the_route() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sock, h) = serve(&dir, "HTTP/1.0 404 Not Found\r\n\r\nnope");
+        let request = Request { script_name: "/dev".into(), path: "/".into() };
+        let r = wait_healthy(&sock, &request, Accept::NoServerError, Duration::from_secs(5)).unwrap();
+        assert_eq!(r.status, 404, "a 404 at the root is the app's choice");
+        let sent = h.join().unwrap();
+        assert!(sent.starts_with("GET /dev/ HTTP/1.0\r\n"), "{sent}");
+        assert!(sent.contains("\r\nSCRIPT_NAME: /dev\r\n"), "{sent}");
+        assert!(!at("/x").text().contains("SCRIPT_NAME"), "no route, no header");
+    }
+
+    #[test]
+    fn accept_draws_the_line() {
+        for (status, success, no_server_error) in
+            [(200, true, true), (302, true, true), (401, false, true), (404, false, true), (499, false, true)]
+        {
+            assert_eq!(Accept::Success.passes(status), success, "{status}");
+            assert_eq!(Accept::NoServerError.passes(status), no_server_error, "{status}");
+        }
+        for status in [500, 502, 503, 504, 599] {
+            assert!(!Accept::Success.passes(status) && !Accept::NoServerError.passes(status), "{status}");
+        }
+    }
+
+    /// A server that answers every request with `answer`.
+    fn serve_all(dir: &tempfile::TempDir, answer: &'static [u8]) -> std::path::PathBuf {
+        let sock = dir.path().join("all.sock");
+        let listener = UnixListener::bind(&sock).unwrap();
+        std::thread::spawn(move || {
+            for c in listener.incoming() {
+                let mut c = c.unwrap();
+                let mut buf = [0u8; 1024];
+                let _request = c.read(&mut buf).unwrap();
+                c.write_all(answer).unwrap();
+            }
+        });
+        sock
+    }
+
+    #[test]
+    fn internal_errors_in_a_row_fail_before_the_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = serve_all(&dir, b"HTTP/1.0 500 Internal Server Error\r\n\r\n<h1>Server Error (500)</h1>\n");
+        let request = Request { script_name: "/dev".into(), path: "/".into() };
+        let t = Instant::now();
+        let err = wait_healthy(&sock, &request, Accept::NoServerError, Duration::from_secs(30)).unwrap_err();
+        assert!(t.elapsed() < Duration::from_secs(5), "took {:?}", t.elapsed());
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "health check GET /dev/ (SCRIPT_NAME: /dev) through {} answered with a server error 5 times in a row: HTTP 500: <h1>Server Error (500)</h1>",
+                sock.display()
+            )
+        );
+        // A 503 (starting, overloaded) is waited out until the timeout instead.
+        let dir = tempfile::tempdir().unwrap();
+        let sock = serve_all(&dir, b"HTTP/1.0 503 Service Unavailable\r\n\r\nwarming up\n");
+        let t = Instant::now();
+        let err = wait_healthy(&sock, &at("/"), Accept::NoServerError, Duration::from_secs(2)).unwrap_err();
+        assert!(t.elapsed() >= Duration::from_secs(2), "took {:?}", t.elapsed());
+        assert!(err.to_string().contains("did not answer below 500 within 2s"), "{err}");
     }
 
     #[test]
@@ -182,7 +328,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (sock, h) = serve(&dir, "HTTP/1.0 500 Internal Server Error\r\n\r\nboom\n");
         let t = Instant::now();
-        let err = wait_healthy(&sock, "/health", Duration::from_secs(1)).unwrap_err().to_string();
+        let err = wait_healthy(&sock, &at("/health"), Accept::Success, Duration::from_secs(1)).unwrap_err().to_string();
         assert!(t.elapsed() >= Duration::from_secs(1), "it kept trying until the timeout");
         assert!(h.join().unwrap().starts_with("GET /health "));
         // The server answered once and is gone: the last attempt was refused. The message names
@@ -207,7 +353,7 @@ mod tests {
                 c.write_all(b"HTTP/1.0 503 Service Unavailable\r\n\r\n\ndatabase unreachable\nmore\n").unwrap();
             }
         });
-        let err = wait_healthy(&sock, "/health", Duration::from_secs(1)).unwrap_err().to_string();
+        let err = wait_healthy(&sock, &at("/health"), Accept::Success, Duration::from_secs(1)).unwrap_err().to_string();
         assert!(err.ends_with("last answer: HTTP 503: database unreachable"), "{err}");
     }
 
@@ -228,7 +374,7 @@ mod tests {
             }
         });
         let t = Instant::now();
-        let err = get(&sock, "/health", Duration::from_millis(500)).unwrap_err();
+        let err = get(&sock, &at("/health"), Duration::from_millis(500)).unwrap_err();
         assert!(t.elapsed() < Duration::from_secs(1), "took {:?}", t.elapsed());
         assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
         assert_eq!(err.to_string(), "no complete answer within 0.5s");
@@ -247,7 +393,8 @@ mod tests {
                 c.write_all(b"HTTP/1.0 500 Oops\r\n\r\n\x1b]0;pwned\x07down\x1b[2K\r\xc2\x9b1A\n").unwrap();
             }
         });
-        let err = wait_healthy(&sock, "/health", Duration::from_millis(300)).unwrap_err().to_string();
+        let err =
+            wait_healthy(&sock, &at("/health"), Accept::Success, Duration::from_millis(300)).unwrap_err().to_string();
         assert!(err.ends_with(r"last answer: HTTP 500: \u{1b}]0;pwned\u{7}down\u{1b}[2K\r\u{9b}1A"), "{err}");
     }
 }

@@ -140,6 +140,10 @@ pub struct Health {
     /// systemd for this long.
     #[serde(default = "default_probation")]
     pub probation_s: u64,
+    /// Which answers pass: `2xx-3xx` (the default), or `not-5xx` for a path that may also answer
+    /// 404 or 401 (an app's root).
+    #[serde(default)]
+    pub accept: crate::health::Accept,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -188,7 +192,7 @@ fn default_static_url() -> String {
 fn default_static_max_age() -> u64 {
     3600
 }
-fn default_health_timeout() -> u64 {
+pub fn default_health_timeout() -> u64 {
     30
 }
 pub fn default_probation() -> u64 {

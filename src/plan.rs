@@ -31,7 +31,8 @@ pub struct AppPlan {
     pub user: String,
     /// The group that may connect to the sockets (nginx's).
     pub socket_group: String,
-    pub health: Option<HealthPlan>,
+    /// The gate's HTTP check, through the instance's own socket.
+    pub health: HealthPlan,
     /// Seconds a (re)started service must stay up (same main PID, no restarts) to pass.
     pub probation_s: u64,
     pub keep_releases: usize,
@@ -48,6 +49,14 @@ pub struct AppPlan {
     pub release_timeout_s: u64,
 }
 
+impl AppPlan {
+    /// `build`'s route as a URL prefix, as nginx passes it in `SCRIPT_NAME` ("" at `/`).
+    pub fn script_name(&self, build: &str) -> String {
+        let route = self.builds.iter().find(|(name, _)| name == build).and_then(|(_, r)| r.as_deref());
+        crate::route::script_name(route)
+    }
+}
+
 /// `[static]`, checked.
 #[derive(Debug, Clone, Serialize)]
 pub struct StaticPlan {
@@ -58,10 +67,28 @@ pub struct StaticPlan {
     pub max_age_s: u64,
 }
 
+/// The gate's request: `[health]`, or without it the route's root, where any answer but a server
+/// error (5xx) passes (a 404 or a redirect to a login page is the app's choice there).
 #[derive(Debug, Clone, Serialize)]
 pub struct HealthPlan {
+    /// Under the route: nginx's request is `<route><path>` with the header `SCRIPT_NAME: <route>`.
     pub path: String,
     pub timeout_s: u64,
+    pub accept: crate::health::Accept,
+    /// From `[health]` in the manifest (else the default check of the route's root).
+    pub declared: bool,
+}
+
+impl HealthPlan {
+    /// The check of a manifest without `[health]`.
+    pub fn default_check() -> HealthPlan {
+        HealthPlan {
+            path: "/".into(),
+            timeout_s: manifest::default_health_timeout(),
+            accept: crate::health::Accept::NoServerError,
+            declared: false,
+        }
+    }
 }
 
 /// A rendered file that goes inside the release.
@@ -237,7 +264,12 @@ pub fn app(loaded: &Loaded) -> Result<AppPlan> {
         layout,
         user: m.service.user.clone().unwrap_or_else(|| m.app.clone()),
         socket_group: m.service.socket_group.clone(),
-        health: m.health.as_ref().map(|h| HealthPlan { path: h.path.clone(), timeout_s: h.timeout_s }),
+        health: m.health.as_ref().map_or_else(HealthPlan::default_check, |h| HealthPlan {
+            path: h.path.clone(),
+            timeout_s: h.timeout_s,
+            accept: h.accept,
+            declared: true,
+        }),
         probation_s: m.health.as_ref().map_or(manifest::default_probation(), |h| h.probation_s),
         keep_releases: m.keep_releases,
         builds: builds(loaded, &root)?,
@@ -775,8 +807,7 @@ fn template_context(
 ) -> TemplateContext {
     let mut vars = m.vars.clone();
     vars.extend(decl.vars.clone());
-    let script_name =
-        decl.route.as_deref().and_then(|r| crate::route::normalize(r).ok()).filter(|r| r != "/").unwrap_or_default();
+    let script_name = crate::route::script_name(decl.route.as_deref());
     TemplateContext {
         app: m.app.clone(),
         component: m.component.clone(),
@@ -1033,9 +1064,13 @@ impl BuildPlan {
         );
         line("socket", format!("{} (public; a symlink to the serving instance's socket)", b.socket.display()));
         line("state", b.state_dir.display().to_string());
-        if let Some(h) = &self.app.health {
-            line("health", format!("GET {} through the socket, {}s", h.path, h.timeout_s));
-        }
+        let h = &self.app.health;
+        let route = self.app.script_name(&b.build);
+        let header = if route.is_empty() { String::new() } else { format!(" with SCRIPT_NAME: {route}") };
+        line(
+            "health",
+            format!("GET {route}{}{header} through the socket until {}, {}s", h.path, h.accept, h.timeout_s),
+        );
         s
     }
 }

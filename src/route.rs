@@ -17,6 +17,12 @@ pub fn normalize(route: &str) -> Result<String, String> {
     Ok(if trimmed.is_empty() { "/".to_string() } else { trimmed.to_string() })
 }
 
+/// A build's route as the app's URL prefix (WSGI's `SCRIPT_NAME`): `/ledger` for `/ledger/`; ""
+/// for the root route, a build without a route, or one that does not check (refused elsewhere).
+pub fn script_name(route: Option<&str>) -> String {
+    route.and_then(|r| normalize(r).ok()).filter(|r| r != "/").unwrap_or_default()
+}
+
 /// Checks an `allow` entry: `all`, an IP address or a CIDR range (`10.0.0.0/8`, `fd00::/8`),
 /// parsed as one.
 pub fn check_allow(entry: &str) -> Result<(), String> {

@@ -133,7 +133,7 @@ pub fn render(app: &AppPlan) -> Result<Vec<UnitFile>> {
             crate::lock::switch_lock_path(Path::new(crate::lock::LOCK_DIR), &l.app, "%i").display().to_string()
         }),
         // systemd must not give up on a start before the health gate does.
-        timeout_start_s: app.health.as_ref().map_or(90, |h| h.timeout_s.max(90)),
+        timeout_start_s: app.health.timeout_s.max(90),
         hardening: &app.hardening,
         ip_address_allow: ip_address_allow(&app.hardening.ip_address_allow),
     };
