@@ -509,7 +509,7 @@ mod tests {
 
     #[test]
     fn the_exec_unit_carries_the_services_settings_expanded_and_pinned_to_the_release() {
-        let p = properties(&app(""), &[]).unwrap();
+        let p = properties(&app("[hardening]\nip_address_allow = [\"localhost\"]\n"), &[]).unwrap();
         let has = |want: &str| p.iter().any(|x| x == want);
         for want in [
             "User=medctrl",
@@ -537,7 +537,10 @@ mod tests {
         }
         assert!(!p.iter().any(|x| x.contains('%') || x.contains("/current") || x.contains(".relctl-main")), "{p:#?}");
         // Every hardening line of the service is there, in the service's order.
-        let unit = crate::units::render(&app("")).unwrap().swap_remove(0).contents;
+        let unit = crate::units::render(&app("[hardening]\nip_address_allow = [\"localhost\"]\n"))
+            .unwrap()
+            .swap_remove(0)
+            .contents;
         let hardening: Vec<&str> = unit
             .lines()
             .skip_while(|l| !l.starts_with("NoNewPrivileges"))
@@ -550,8 +553,10 @@ mod tests {
 
     #[test]
     fn the_manifests_hardening_and_drop_ins_come_along_in_systemds_order() {
-        let relaxed = properties(&app("[hardening]\nip_address_allow = [\"any\"]\n"), &[]).unwrap();
-        assert!(!relaxed.iter().any(|p| p.starts_with("IPAddress")), "{relaxed:#?}");
+        for open in ["", "[hardening]\nip_address_allow = [\"any\"]\n"] {
+            let relaxed = properties(&app(open), &[]).unwrap();
+            assert!(!relaxed.iter().any(|p| p.starts_with("IPAddress")), "{open}: {relaxed:#?}");
+        }
         let p = properties(
             &app(""),
             &[

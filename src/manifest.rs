@@ -212,9 +212,11 @@ pub struct Hardening {
     pub proc_subset: ProcSubset,
     /// `UMask=` of the service, 3 or 4 octal digits.
     pub umask: String,
-    /// IP addresses or CIDR ranges the app may reach besides localhost (`IPAddressAllow=`, with
-    /// `IPAddressDeny=any`); `["any"]` lifts the IP filter.
-    pub ip_address_allow: Vec<String>,
+    /// Unset (the default): no IP address filter, the app reaches databases, mail servers and
+    /// APIs as a web app expects. A list turns the filter on: IP only to and from localhost and
+    /// the listed addresses or CIDR ranges (`IPAddressDeny=any`, `IPAddressAllow=localhost ...`);
+    /// `["localhost"]` is localhost alone; `["any"]` is the same as unset.
+    pub ip_address_allow: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -231,13 +233,15 @@ impl Default for Hardening {
             private_users: true,
             proc_subset: ProcSubset::Pid,
             umask: "0077".into(),
-            ip_address_allow: Vec::new(),
+            ip_address_allow: None,
         }
     }
 }
 
 /// The value of `ip_address_allow` that turns the IP filter off.
 pub const IP_ANY: &str = "any";
+/// The entry of `ip_address_allow` for the loopback addresses (always allowed when it is set).
+pub const IP_LOCALHOST: &str = "localhost";
 
 fn check_hardening(h: &Hardening) -> Result<(), String> {
     let u = &h.umask;
@@ -247,14 +251,15 @@ fn check_hardening(h: &Hardening) -> Result<(), String> {
     {
         return Err(format!("[hardening] umask \"{u}\" must be 3 or 4 octal digits, e.g. \"0027\""));
     }
-    let any = h.ip_address_allow.iter().any(|a| a == IP_ANY);
-    if any && h.ip_address_allow.len() > 1 {
+    let allow = h.ip_address_allow.as_deref().unwrap_or_default();
+    let any = allow.iter().any(|a| a == IP_ANY);
+    if any && allow.len() > 1 {
         return Err(format!("[hardening] ip_address_allow: \"{IP_ANY}\" lifts the IP filter; list it alone"));
     }
-    for a in h.ip_address_allow.iter().filter(|a| *a != IP_ANY) {
+    for a in allow.iter().filter(|a| *a != IP_ANY && *a != IP_LOCALHOST) {
         if !is_ip_or_cidr(a) {
             return Err(format!(
-                "[hardening] ip_address_allow entry \"{a}\" is not an IP address or CIDR range (e.g. \"10.0.0.5\", \"10.0.0.0/24\", \"fd00::/8\"), or \"{IP_ANY}\""
+                "[hardening] ip_address_allow entry \"{a}\" is not an IP address or CIDR range (e.g. \"10.0.0.5\", \"10.0.0.0/24\", \"fd00::/8\"), \"{IP_LOCALHOST}\" or \"{IP_ANY}\""
             ));
         }
     }

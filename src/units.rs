@@ -135,7 +135,7 @@ pub fn render(app: &AppPlan) -> Result<Vec<UnitFile>> {
         // systemd must not give up on a start before the health gate does.
         timeout_start_s: app.health.timeout_s.max(90),
         hardening: &app.hardening,
-        ip_address_allow: ip_address_allow(&app.hardening.ip_address_allow),
+        ip_address_allow: ip_address_allow(app.hardening.ip_address_allow.as_deref()),
     };
     let [service, socket, target, next_service, next_socket] = paths(app);
     let unit = |path: PathBuf, name: &str, source: &str, slot: Slot| -> Result<UnitFile> {
@@ -150,12 +150,28 @@ pub fn render(app: &AppPlan) -> Result<Vec<UnitFile>> {
     ])
 }
 
-/// localhost and the manifest's entries, or `None` for `["any"]`.
-fn ip_address_allow(extra: &[String]) -> Option<String> {
-    if extra.iter().any(|a| a == crate::manifest::IP_ANY) {
+/// localhost and the manifest's entries, or `None` (no filter) when it has none or `["any"]`.
+pub fn ip_address_allow(allow: Option<&[String]>) -> Option<String> {
+    use crate::manifest::{IP_ANY, IP_LOCALHOST};
+    let allow = allow?;
+    if allow.iter().any(|a| a == IP_ANY) {
         return None;
     }
-    Some(std::iter::once("localhost").chain(extra.iter().map(String::as_str)).collect::<Vec<_>>().join(" "))
+    let extra = allow.iter().map(String::as_str).filter(|a| *a != IP_LOCALHOST);
+    Some(std::iter::once(IP_LOCALHOST).chain(extra).collect::<Vec<_>>().join(" "))
+}
+
+/// What `relctl logs` and `status` say when the app's IP filter is on and a line of its journal
+/// shows a refused connection ("Operation not permitted", what a dropped connect() returns): the
+/// filter and the key that changes it. None when there is no filter or nothing was refused.
+pub fn ip_filter_note(app: &str, allow: Option<&[String]>, message: &str) -> Option<String> {
+    let allowed = ip_address_allow(allow)?;
+    if !message.contains("Operation not permitted") {
+        return None;
+    }
+    Some(format!(
+        "note: {app}'s service may use IP only with {allowed} (IPAddressAllow=, from [hardening] ip_address_allow in relctl.toml); a connection to any other address fails with \"Operation not permitted\". Add the address to ip_address_allow, or remove the key to lift the filter, then relctl build."
+    ))
 }
 
 #[cfg(test)]
@@ -191,8 +207,6 @@ mod hardening_tests {
         "SystemCallFilter=~@privileged @resources",
         "SystemCallErrorNumber=EPERM",
         "UMask=0077",
-        "IPAddressDeny=any",
-        "IPAddressAllow=localhost",
     ];
 
     #[test]
@@ -220,21 +234,36 @@ mod hardening_tests {
             ("private_users = false", &["PrivateUsers=yes"], &["PrivateUsers=no"]),
             ("proc_subset = \"all\"", &["ProcSubset=pid"], &["ProcSubset=all"]),
             ("umask = \"0027\"", &["UMask=0077"], &["UMask=0027"]),
+        ];
+        let open = [
+            "# No IP address filter: the app reaches its database, mail server and APIs over IP. It listens on",
+            "# no IP port (its socket is the unix socket above; relctl's gate refuses a release that listens",
+            "# on IP). [hardening] ip_address_allow = [\"localhost\", ...] limits IP to those addresses.",
+        ];
+        let filtered = |allow: &'static str| -> Vec<&'static str> {
+            vec![
+                "# IP only to and from localhost and [hardening] ip_address_allow (nginx uses the unix socket);",
+                "# anything else is dropped: connect() to another host times out.",
+                "IPAddressDeny=any",
+                allow,
+            ]
+        };
+        let filters: &[(&str, Vec<&str>)] = &[
             (
                 "ip_address_allow = [\"10.0.0.5\", \"192.168.0.0/16\", \"fd00::/8\"]",
-                &["IPAddressAllow=localhost"],
-                &["IPAddressAllow=localhost 10.0.0.5 192.168.0.0/16 fd00::/8"],
+                filtered("IPAddressAllow=localhost 10.0.0.5 192.168.0.0/16 fd00::/8"),
             ),
-            (
-                "ip_address_allow = [\"any\"]",
-                &[
-                    "# IP only to and from localhost and [hardening] ip_address_allow (nginx uses the unix socket).",
-                    "IPAddressDeny=any",
-                    "IPAddressAllow=localhost",
-                ],
-                &["# No IP address filter ([hardening] ip_address_allow = [\"any\"])."],
-            ),
+            ("ip_address_allow = [\"localhost\"]", filtered("IPAddressAllow=localhost")),
+            ("ip_address_allow = []", filtered("IPAddressAllow=localhost")),
+            ("ip_address_allow = [\"10.0.0.5\", \"localhost\"]", filtered("IPAddressAllow=localhost 10.0.0.5")),
         ];
+        for (key, added) in filters {
+            let open_unit = service("");
+            let strict = service(&format!("[hardening]\n{key}\n"));
+            let (gone, new) = line_diff(&open_unit, &strict);
+            assert_eq!((gone.as_slice(), new.as_slice()), (&open[..], added.as_slice()), "{key}");
+        }
+        assert_eq!(service("[hardening]\nip_address_allow = [\"any\"]\n"), service(""), "any is the default");
         for (key, removed, added) in cases {
             let relaxed = service(&format!("[hardening]\n{key}\n"));
             assert!(relaxed.contains("\n\n[Install]\n") && !relaxed.contains("\n\n\n"), "{relaxed}");
@@ -242,8 +271,19 @@ mod hardening_tests {
             assert_eq!((gone.as_slice(), new.as_slice()), (*removed, *added), "{key}");
         }
         // Restating the defaults changes nothing.
-        let defaults = "[hardening]\nmemory_deny_write_execute = true\nprivate_users = true\nproc_subset = \"pid\"\numask = \"0077\"\nip_address_allow = []\n";
+        let defaults = "[hardening]\nmemory_deny_write_execute = true\nprivate_users = true\nproc_subset = \"pid\"\numask = \"0077\"\n";
         assert_eq!(service(defaults), strict);
+    }
+
+    #[test]
+    fn a_refused_connection_names_the_filter_and_its_key() {
+        let strict = vec!["10.0.0.5".to_string()];
+        let refused = "OSError: [Errno 1] Operation not permitted";
+        let note = ip_filter_note("shop", Some(&strict), refused).unwrap();
+        assert!(note.starts_with("note: shop's service may use IP only with localhost 10.0.0.5 (IPAddressAllow=, from [hardening] ip_address_allow in relctl.toml)"), "{note}");
+        assert_eq!(ip_filter_note("shop", None, refused), None, "no filter by default");
+        assert_eq!(ip_filter_note("shop", Some(&["any".to_string()]), refused), None);
+        assert_eq!(ip_filter_note("shop", Some(&strict), "GET / 200"), None);
     }
 
     #[test]
@@ -266,7 +306,7 @@ mod hardening_tests {
             ("ip_address_allow = [\"fd00::/129\"]", "entry \"fd00::/129\""),
             ("ip_address_allow = [\"10.0.0.1/+8\"]", "entry \"10.0.0.1/+8\""),
             ("ip_address_allow = [\"10.0.0.1 ; x\"]", "entry \"10.0.0.1 ; x\""),
-            ("ip_address_allow = [\"localhost\"]", "entry \"localhost\""),
+            ("ip_address_allow = [\"localhost:5432\"]", "entry \"localhost:5432\""),
             ("ip_address_allow = [\"any\", \"10.0.0.1\"]", "\"any\" lifts the IP filter; list it alone"),
             ("proc_subset = \"none\"", "unknown variant `none`"),
             ("private_user = false", "unknown field `private_user`"),

@@ -9,6 +9,7 @@ use crate::logfmt::{self, Formatter, Output};
 use crate::manifest::Loaded;
 use crate::plan;
 use crate::report::{Mode, Report};
+use crate::units;
 
 pub fn run(loaded: &Loaded, args: &LogsArgs, report: &Report) -> Result<Outcome> {
     let app = plan::app(loaded)?;
@@ -30,7 +31,15 @@ pub fn run(loaded: &Loaded, args: &LogsArgs, report: &Report) -> Result<Outcome>
     let tz = jiff::tz::TimeZone::system();
     let mut formatter = Formatter::new(&instances, output, tz);
     let mut out = std::io::BufWriter::new(stdout.lock());
+    let allow = loaded.manifest.hardening.ip_address_allow.as_deref();
+    let mut filter_note = None;
     let count = journal::read(&query, |entry| {
+        if filter_note.is_none() {
+            filter_note = units::ip_filter_note(&app.layout.app, allow, &entry.message);
+            if let (Some(note), true) = (&filter_note, args.follow) {
+                report.warn(format!("relctl: {note}"));
+            }
+        }
         let written = writeln!(out, "{}", formatter.format(&entry)).and_then(|()| match args.follow {
             true => out.flush(),
             false => Ok(()),
@@ -46,6 +55,9 @@ pub fn run(loaded: &Loaded, args: &LogsArgs, report: &Report) -> Result<Outcome>
     match out.flush() {
         Err(e) if e.kind() != ErrorKind::BrokenPipe => return Err(e).context("writing to stdout"),
         _ => {}
+    }
+    if let (Some(note), false) = (&filter_note, args.follow) {
+        report.warn(format!("relctl: {note}"));
     }
     if count == 0 && !journal::sees_system_journal() {
         report.warn(
