@@ -329,6 +329,12 @@ pub enum Command {
 pub struct InitArgs {
     /// The project's directory, where relctl.toml is written; default: the current directory.
     pub dir: Option<PathBuf>,
+
+    /// The app's name (^[a-z][a-z0-9-]{0,31}$): its system user, units and /opt/<APP>/ are named
+    /// after it. Default: the directory's name, or the project's when the directory's is generic
+    /// (app, src, backend, ...).
+    #[arg(long, value_name = "APP")]
+    pub app: Option<String>,
 }
 
 #[derive(Debug, Args)]

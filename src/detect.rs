@@ -23,6 +23,8 @@ const REQUIREMENTS: &[&str] =
 /// Settings module names that are meant for a developer's machine; a sibling from
 /// [`BASE_SETTINGS`] is used instead when there is one.
 const LOCAL_SETTINGS: &[&str] = &["local", "dev", "development", "test", "tests", "testing"];
+/// Settings module names meant for servers: used for every build when a settings package has one.
+const PRODUCTION_SETTINGS: &[&str] = &["production", "prod", "live"];
 /// The module of a settings package that holds the shared settings.
 const BASE_SETTINGS: &[&str] = &["base", "common", "defaults", "default", "shared", "settings"];
 
@@ -30,14 +32,49 @@ const BASE_SETTINGS: &[&str] = &["base", "common", "defaults", "default", "share
 const HEALTH_NAMES: &[&str] =
     &["health", "healthz", "healthcheck", "health-check", "health_check", "ping", "livez", "readyz"];
 
+/// Directory names that say nothing about the app (a checkout in `/srv/app`, `~/src`): the app is
+/// named after the project's package instead.
+const GENERIC_NAMES: &[&str] = &[
+    "app",
+    "apps",
+    "src",
+    "code",
+    "project",
+    "projects",
+    "repo",
+    "web",
+    "site",
+    "website",
+    "backend",
+    "server",
+    "www",
+    "current",
+    "checkout",
+    "build",
+    "workspace",
+    "srv",
+    "main",
+    "api",
+    "deploy",
+    "release",
+    "config",
+    "settings",
+    "core",
+    "conf",
+];
+
 /// Everything found in one project directory.
 #[derive(Debug, Clone, Serialize)]
 pub struct Project {
     /// The project directory, absolute.
     pub dir: PathBuf,
-    /// The app name derived from the directory's name.
+    /// The app name: the directory's, or the project's when the directory's says nothing.
     pub app: String,
+    /// Where the name comes from, for people (`the directory's name`).
+    pub app_from: String,
     pub django: Option<Django>,
+    /// A Flask, FastAPI or Starlette app, when there is no Django project.
+    pub python_app: Option<PythonApp>,
     pub deps: Option<PythonDeps>,
     /// Directories directly in the project that are virtualenvs (they hold `pyvenv.cfg`).
     pub local_venvs: Vec<String>,
@@ -65,6 +102,54 @@ pub struct SettingsModule {
     pub module: String,
     /// Where it was found, for people (`DJANGO_SETTINGS_MODULE in manage.py`).
     pub found_in: String,
+    /// The settings package's module for a developer's machine (`mysite.settings.dev`), when
+    /// another module (production's) was chosen.
+    pub dev_module: Option<String>,
+    /// The environment variable the settings package's `__init__.py` chooses its module by.
+    pub switch: Option<String>,
+}
+
+/// The web framework of a project without Django.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Framework {
+    Flask,
+    FastApi,
+    Starlette,
+}
+
+impl Framework {
+    pub fn name(self) -> &'static str {
+        match self {
+            Framework::Flask => "Flask",
+            Framework::FastApi => "FastAPI",
+            Framework::Starlette => "Starlette",
+        }
+    }
+
+    pub fn interface(self) -> Interface {
+        match self {
+            Framework::Flask => Interface::Wsgi,
+            Framework::FastApi | Framework::Starlette => Interface::Asgi,
+        }
+    }
+}
+
+/// A Flask, FastAPI or Starlette application and how gunicorn finds it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PythonApp {
+    pub framework: Framework,
+    /// The directory the module imports from, relative to the project (`.`, `src`).
+    pub workdir: String,
+    /// e.g. `flaskr`, `app.main`
+    pub module: String,
+    /// gunicorn's name for the app in the module: `app`, or a factory call `create_app()`.
+    pub callable: String,
+    /// The file it was found in, relative to the project.
+    pub found_in: String,
+    /// Flask's instance folder (`instance` beside the package), relative to the project: where
+    /// the app keeps its database and config, writable at run time.
+    pub instance_dir: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -140,14 +225,41 @@ impl PythonDeps {
 /// Looks at the project in `dir` (absolute).
 pub fn detect(dir: &Path) -> Project {
     let django = find_django(dir);
-    let workdir = django.as_ref().map(|d| d.workdir.clone());
-    Project {
-        dir: dir.to_path_buf(),
-        app: app_name(dir.file_name().map(|n| n.to_string_lossy()).as_deref().unwrap_or("")),
-        deps: find_deps(dir, workdir.as_deref()),
-        local_venvs: local_venvs(dir),
-        django,
+    let python_app = if django.is_none() { find_python_app(dir) } else { None };
+    let workdir = django.as_ref().map(|d| d.workdir.clone()).or_else(|| python_app.as_ref().map(|a| a.workdir.clone()));
+    let deps = find_deps(dir, workdir.as_deref());
+    let (app, app_from) = name_the_app(dir, django.as_ref(), python_app.as_ref());
+    Project { dir: dir.to_path_buf(), app, app_from, deps, local_venvs: local_venvs(dir), django, python_app }
+}
+
+/// The app's name and where it comes from: the directory's name, unless it says nothing about the
+/// app ([`GENERIC_NAMES`]); then the `[project] name` of a pyproject.toml, the Django project's
+/// package or the app's module.
+fn name_the_app(dir: &Path, django: Option<&Django>, python_app: Option<&PythonApp>) -> (String, String) {
+    let dir_name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let from_dir = app_name(&dir_name);
+    if !GENERIC_NAMES.contains(&from_dir.as_str()) {
+        return (from_dir, format!("the directory's name, {dir_name}"));
     }
+    let pyproject = std::fs::read_to_string(dir.join("pyproject.toml"))
+        .ok()
+        .and_then(|t| t.parse::<toml::Table>().ok())
+        .and_then(|t| t.get("project")?.get("name")?.as_str().map(str::to_string));
+    let package = django
+        .and_then(|d| d.settings.as_ref())
+        .map(|s| s.module.split('.').next().unwrap_or("").to_string())
+        .or_else(|| python_app.map(|a| a.module.split('.').next().unwrap_or("").to_string()));
+    let candidates = [
+        pyproject.map(|n| (n.clone(), format!("[project] name \"{n}\" in pyproject.toml"))),
+        package.map(|p| (p.clone(), format!("the project's package, {p}"))),
+    ];
+    for (name, from) in candidates.into_iter().flatten() {
+        let name = app_name(&name);
+        if !GENERIC_NAMES.contains(&name.as_str()) {
+            return (name, format!("{from}; the directory's name, {dir_name}, says nothing about the app"));
+        }
+    }
+    (from_dir, format!("the directory's name, {dir_name}"))
 }
 
 /// An app name (`^[a-z][a-z0-9-]{0,31}$`) made from a directory name: lowercase, other characters
@@ -335,22 +447,57 @@ fn settings_in_package(package_dir: &Path, module: &str) -> String {
     }
 }
 
-/// Refines a settings module named somewhere: a package becomes its settings module, and a
-/// developer's module (`config.settings.local`) its shared sibling (`config.settings.base`) when
-/// there is one.
+/// Refines a settings module named somewhere: in a settings package (`config/settings/`, or a
+/// package named as the module) its production module when it has one (`production`, `prod`,
+/// `live`: every build runs on a server); else a package becomes its settings module, and a
+/// developer's module (`config.settings.local`) its shared sibling (`config.settings.base`).
 fn refine_settings(work: &Path, module: &str) -> Option<String> {
     let file = module_file(work, module)?;
-    if file.ends_with("__init__.py") {
-        return Some(settings_in_package(file.parent()?, module));
+    let is_package = file.ends_with("__init__.py");
+    let (dir, package) = match (is_package, module.rsplit_once('.')) {
+        (true, _) => (file.parent()?, module),
+        (false, Some((package, _))) if file.parent()?.ends_with("settings") => (file.parent()?, package),
+        _ => return Some(module.to_string()),
+    };
+    if let Some(prod) = PRODUCTION_SETTINGS.iter().find(|p| dir.join(format!("{p}.py")).is_file()) {
+        return Some(format!("{package}.{prod}"));
     }
-    let (package, last) = module.rsplit_once('.').unwrap_or(("", module));
-    if !package.is_empty() && LOCAL_SETTINGS.contains(&last) {
-        let dir = file.parent()?;
+    if is_package {
+        return Some(settings_in_package(dir, module));
+    }
+    let last = module.rsplit('.').next().unwrap_or(module);
+    if LOCAL_SETTINGS.contains(&last) {
         if let Some(base) = BASE_SETTINGS.iter().find(|b| dir.join(format!("{b}.py")).is_file()) {
             return Some(format!("{package}.{base}"));
         }
     }
     Some(module.to_string())
+}
+
+/// What a settings package tells about the module chosen in it: its developer's module (when
+/// that is not the one chosen) and the variable its `__init__.py` switches on.
+fn settings_package_facts(work: &Path, module: &str) -> (Option<String>, Option<String>) {
+    let Some(file) = module_file(work, module) else { return (None, None) };
+    let (dir, package) = match module.rsplit_once('.') {
+        Some((package, _))
+            if !file.ends_with("__init__.py") && file.parent().is_some_and(|p| p.join("__init__.py").is_file()) =>
+        {
+            (file.parent().unwrap_or(work).to_path_buf(), package.to_string())
+        }
+        _ => return (None, None),
+    };
+    let dev = LOCAL_SETTINGS
+        .iter()
+        .find(|d| dir.join(format!("{d}.py")).is_file())
+        .map(|d| format!("{package}.{d}"))
+        .filter(|d| d != module);
+    let init = std::fs::read_to_string(dir.join("__init__.py")).unwrap_or_default();
+    let switch = ["os.environ.get(", "os.getenv(", "os.environ[", "env("].iter().find_map(|call| {
+        let code: String = init.lines().map(|l| l.split('#').next().unwrap_or("")).collect::<Vec<_>>().join("\n");
+        let at = code.find(call)?;
+        first_string_literal(&code[at + call.len()..])
+    });
+    (dev, switch)
 }
 
 /// The packages directly in `work` (directories with `__init__.py`), by name.
@@ -374,10 +521,13 @@ fn find_settings(work: &Path, manage: &Path, rel: &dyn Fn(&Path) -> String) -> O
         if let Some(module) = refine_settings(work, &named) {
             let found_in = if module == named {
                 format!("DJANGO_SETTINGS_MODULE in {}", rel(file))
+            } else if PRODUCTION_SETTINGS.iter().any(|p| module.ends_with(&format!(".{p}"))) {
+                format!("the production module of the package {named} (DJANGO_SETTINGS_MODULE in {}) is in", rel(file))
             } else {
                 format!("{named} (DJANGO_SETTINGS_MODULE in {}) imports it", rel(file))
             };
-            return Some(SettingsModule { module, found_in });
+            let (dev_module, switch) = settings_package_facts(work, &module);
+            return Some(SettingsModule { module, found_in, dev_module, switch });
         }
     }
     // Else a package with a settings module or package: `mysite/settings.py`, `api/settings/`.
@@ -385,7 +535,8 @@ fn find_settings(work: &Path, manage: &Path, rel: &dyn Fn(&Path) -> String) -> O
         let name = p.file_name()?.to_string_lossy().into_owned();
         let module = refine_settings(work, &format!("{name}.settings"))?;
         let found_in = rel(&module_file(work, &module)?);
-        Some(SettingsModule { module, found_in })
+        let (dev_module, switch) = settings_package_facts(work, &module);
+        Some(SettingsModule { module, found_in, dev_module, switch })
     })
 }
 
@@ -432,6 +583,85 @@ fn find_entry(
         }
     }
     None
+}
+
+/// How deep below the project a Flask, FastAPI or Starlette app is looked for (`app.py`,
+/// `flaskr/__init__.py`, `src/shop/main.py`).
+const APP_DEPTH: usize = 3;
+
+/// A Flask, FastAPI or Starlette application in the project: the first module, shallowest first,
+/// that makes one (`app = Flask(__name__)`, `app = FastAPI()`), with its factory when the module
+/// defines one (`def create_app(`). Modules are named from the project or, in a `src/` layout,
+/// from `src/`.
+fn find_python_app(dir: &Path) -> Option<PythonApp> {
+    let walk = walkdir::WalkDir::new(dir).max_depth(APP_DEPTH).sort_by_file_name().into_iter();
+    let mut files: Vec<(usize, PathBuf)> = walk
+        .filter_entry(|e| {
+            let name = e.file_name().to_string_lossy();
+            e.depth() == 0
+                || !e.file_type().is_dir()
+                || !(name.starts_with('.')
+                    || SKIPPED_DIRS.contains(&name.as_ref())
+                    || ["tests", "test", "docs", "migrations"].contains(&name.as_ref())
+                    || is_venv(e.path()))
+        })
+        .flatten()
+        .filter(|e| e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "py"))
+        .map(|e| (e.depth(), e.into_path()))
+        .collect();
+    files.sort();
+    for (_, file) in files {
+        let Ok(text) = std::fs::read_to_string(&file) else { continue };
+        let code: String = text.lines().filter(|l| !l.trim_start().starts_with('#')).collect::<Vec<_>>().join("\n");
+        let found =
+            [("Flask(", Framework::Flask), ("FastAPI(", Framework::FastApi), ("Starlette(", Framework::Starlette)]
+                .into_iter()
+                .find_map(|(call, framework)| assigned_from(&code, call).map(|var| (framework, var)));
+        let Some((framework, var)) = found else { continue };
+        let Some((workdir, module)) = module_of(dir, &file) else { continue };
+        let factory =
+            ["create_app", "make_app", "app_factory"].into_iter().find(|f| code.contains(&format!("def {f}(")));
+        let callable = match factory {
+            Some(f) => format!("{f}()"),
+            None => var,
+        };
+        let instance_dir = (framework == Framework::Flask).then(|| {
+            // Flask's default instance folder: beside the app's top package, or beside the module.
+            join(&workdir, "instance")
+        });
+        return Some(PythonApp { framework, workdir, module, callable, found_in: relative(dir, &file), instance_dir });
+    }
+    None
+}
+
+/// The variable a call is assigned to at the start of a line: `app = Flask(__name__)` -> `app`.
+fn assigned_from(code: &str, call: &str) -> Option<String> {
+    code.lines().find_map(|line| {
+        let (lhs, rhs) = line.split_once('=')?;
+        let var = lhs.trim();
+        let rhs = rhs.trim_start();
+        let starts = rhs.starts_with(call) || rhs.split_once('.').is_some_and(|(_, r)| r.starts_with(call));
+        (starts && is_dotted(var) && !var.contains('.') && line.starts_with(var)).then(|| var.to_string())
+    })
+}
+
+/// The directory a Python file imports from and its dotted module name: its top package is the
+/// highest directory with `__init__.py` above it; the directory above that is the workdir
+/// (relative to the project).
+fn module_of(dir: &Path, file: &Path) -> Option<(String, String)> {
+    let mut parts: Vec<String> = Vec::new();
+    let stem = file.file_stem()?.to_string_lossy().into_owned();
+    if stem != "__init__" {
+        parts.push(stem);
+    }
+    let mut at = file.parent()?;
+    while at != dir && at.join("__init__.py").is_file() {
+        parts.push(at.file_name()?.to_string_lossy().into_owned());
+        at = at.parent()?;
+    }
+    parts.reverse();
+    let module = parts.join(".");
+    is_dotted(&module).then(|| (relative(dir, at), module))
 }
 
 /// The root URL configuration: `ROOT_URLCONF` of the settings, else `urls.py` beside them.

@@ -27,6 +27,11 @@ pub const GUNICORN_CONF_NAME: &str = "gunicorn.conf.py";
 /// The build `init` declares, and the command it tells the user to run next.
 pub const FIRST_BUILD: &str = "development";
 
+/// gunicorn's own ASGI worker (gunicorn 24 and later) with the build's route as its root path:
+/// the app routes under the route and generates URLs with it (uvicorn's worker ignores both the
+/// SCRIPT_NAME header and the route).
+const ASGI_WORKER: &str = "--worker-class asgi --root-path \"$RELCTL_SCRIPT_NAME\"";
+
 /// The interpreter the virtualenv is made with, when the host has it.
 const SYSTEM_PYTHON: &str = "/usr/bin/python3";
 
@@ -48,12 +53,17 @@ pub struct InitPlan {
 
 /// Looks at the project in `dir` (absolute) and renders its manifest. Refuses, before looking,
 /// when `dir` already has a relctl.toml.
-pub fn plan(dir: &Path) -> Result<InitPlan> {
+pub fn plan(dir: &Path, app: Option<&str>) -> Result<InitPlan> {
     let path = dir.join(manifest::FILE_NAME);
     if std::fs::symlink_metadata(&path).is_ok() {
         return Err(already_there(&path).into());
     }
-    let project = detect::detect(dir);
+    let mut project = detect::detect(dir);
+    if let Some(app) = app {
+        manifest::check_app_name(app).map_err(|e| UsageError(format!("--app: {e}")))?;
+        project.app = app.to_string();
+        project.app_from = "--app".into();
+    }
     let view = View::new(&project);
     let text = render(&view)?;
     // What init writes must load as it is: a failure here is relctl's bug, not the user's.
@@ -116,6 +126,12 @@ struct View {
     found_lines: Vec<String>,
     note_lines: Vec<String>,
     django: bool,
+    /// A Flask, FastAPI or Starlette app (no Django).
+    python_app: Option<PythonAppView>,
+    /// Comment lines on the settings module chosen (a settings package's other modules).
+    settings_lines: Vec<String>,
+    /// Why [health] checks what it checks.
+    health_lines: Vec<String>,
     /// `manage.py`, for a comment.
     manage_py: String,
     workdir: Option<String>,
@@ -130,13 +146,24 @@ struct View {
     deps: Option<DepsView>,
     /// The interpreter, as a shell word.
     python: String,
-    health: Option<detect::HealthUrl>,
+    health: detect::HealthUrl,
     urls_file: Option<String>,
     exclude: Vec<String>,
     migrate: String,
     collectstatic: String,
     /// Where collectstatic puts the static files in the release (`[static] dir`).
     static_dir: String,
+}
+
+#[derive(Debug, Serialize)]
+struct PythonAppView {
+    framework: &'static str,
+    /// The release hooks' and the service's Flask instance folder, linked to the state directory.
+    instance_dir: Option<String>,
+    /// The build hook that links it.
+    link_instance: Option<String>,
+    /// A release hook that initializes the database once per build (Flask's `init-db`).
+    init_db: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -169,10 +196,15 @@ struct Log {
 impl View {
     fn new(p: &Project) -> View {
         let mut log = Log::default();
+        log.found.push(format!(
+            "app name {} (from {}); to change it: relctl init --app NAME, or edit app = before the first build",
+            p.app, p.app_from
+        ));
         let python = interpreter(&mut log);
         let django = p.django.as_ref();
-        match django {
-            Some(d) => {
+        let python_app = p.python_app.as_ref();
+        match (django, python_app) {
+            (Some(d), _) => {
                 log.found.push(format!("a Django project: {}", d.manage_py));
                 if !d.other_manage_py.is_empty() {
                     log.notes.push(format!(
@@ -182,21 +214,41 @@ impl View {
                     ));
                 }
             }
-            None => log.found.push(format!(
-                "no Django project (no manage.py in it or up to {} directories below)",
+            (None, Some(a)) => log.found.push(format!(
+                "a {} app: {}:{} ({}, {})",
+                a.framework.name(),
+                a.module,
+                a.callable,
+                a.found_in,
+                match a.framework.interface() {
+                    Interface::Wsgi => "WSGI",
+                    Interface::Asgi => "ASGI",
+                }
+            )),
+            (None, None) => log.found.push(format!(
+                "no Django, Flask, FastAPI or Starlette project (no manage.py in it or up to {} directories below, no module that makes an app)",
                 detect::MANAGE_PY_DEPTH - 1
             )),
         }
-        let workdir = django.map(|d| d.workdir.clone());
+        let workdir = django.map(|d| d.workdir.clone()).or_else(|| python_app.map(|a| a.workdir.clone()));
         let settings = django.and_then(|d| settings_view(d, &mut log));
+        let settings_lines = django
+            .and_then(|d| d.settings.as_ref())
+            .map(|s| settings_comment(s).iter().flat_map(|l| comment_lines(l, "# ", "# ")).collect())
+            .unwrap_or_default();
         let entry = django.and_then(|d| d.entry.as_ref());
-        let asgi = entry.is_some_and(|e| e.interface == Interface::Asgi);
+        let asgi = entry.is_some_and(|e| e.interface == Interface::Asgi)
+            || python_app.is_some_and(|a| a.framework.interface() == Interface::Asgi);
         let gunicorn_conf = detect::join(workdir.as_deref().unwrap_or("."), GUNICORN_CONF_NAME);
-        let write_gunicorn_conf = django.is_some() && gunicorn_conf_view(&p.dir.join(&gunicorn_conf), &mut log);
-        let exec = exec(django.is_some(), entry, settings.as_ref(), &mut log);
+        let python_project = django.is_some() || python_app.is_some();
+        let write_gunicorn_conf = python_project && gunicorn_conf_view(&p.dir.join(&gunicorn_conf), &mut log);
+        let exec = match python_app {
+            Some(a) => app_exec(a),
+            None => exec(django.is_some(), entry, settings.as_ref(), &mut log),
+        };
 
         let mut needed = vec!["gunicorn"];
-        if asgi {
+        if asgi && python_app.is_none() {
             needed.push("uvicorn-worker");
         }
         let deps = p.deps.as_ref().map(|d| {
@@ -204,19 +256,24 @@ impl View {
             deps_view(d, &python, &missing, &mut log)
         });
         if deps.is_none() {
-            let what = if django.is_some() { "Django and gunicorn" } else { "your packages and gunicorn" };
+            let what = match (django, python_app) {
+                (Some(_), _) => "Django and gunicorn".to_string(),
+                (None, Some(a)) => format!("{} and gunicorn", a.framework.name()),
+                (None, None) => "your packages and gunicorn".to_string(),
+            };
             log.notes.push(format!(
                 "no requirements.txt or pyproject.toml found: [deps.venv] is left commented out, so there is no .venv for [service] exec yet. Add a requirements.txt with {what}, then uncomment it."
             ));
         }
 
-        let health = django.and_then(|d| d.health.clone());
+        let found_health = django.and_then(|d| d.health.clone());
         let urls_file = django.and_then(|d| d.urls_file.clone());
-        match (&health, &urls_file) {
+        match (&found_health, &urls_file) {
             (Some(h), _) => log.found.push(format!("health URL {} ({})", h.path, h.found_in)),
             (None, Some(u)) => log.found.push(format!("no health URL in {u}")),
             (None, None) => {}
         }
+        let (health, health_lines) = health_view(found_health, urls_file.as_deref());
 
         let mut exclude: Vec<String> = ["__pycache__/", "*.pyc", ".venv/", "db.sqlite3"].map(String::from).to_vec();
         exclude.extend(p.local_venvs.iter().filter(|v| *v != ".venv").map(|v| format!("/{v}/")));
@@ -225,8 +282,12 @@ impl View {
         if django.is_some() {
             exclude.push(format!("/{static_dir}/"));
         }
+        let app_view = python_app.map(|a| python_app_view(a, &p.dir, &mut exclude, &mut log));
         let manage_py = django.map_or("manage.py", |d| d.manage_py.as_str());
         let manage = shell_word(manage_py);
+        log.found.push(format!(
+            "one build, {FIRST_BUILD}, at the route /dev (nginx-snippet routes /dev/ to it); change or add builds under [builds]"
+        ));
         View {
             dir: comment_text(&p.dir.display().to_string()),
             app: p.app.clone(),
@@ -235,13 +296,16 @@ impl View {
             found: log.found,
             notes: log.notes,
             django: django.is_some(),
+            python_app: app_view,
+            settings_lines,
+            health_lines,
             manage_py: comment_text(manage_py),
             workdir,
             exec,
             gunicorn_conf,
             write_gunicorn_conf,
             asgi,
-            entry_found: entry.is_some(),
+            entry_found: entry.is_some() || python_app.is_some(),
             settings,
             deps,
             python: shell_word(&python),
@@ -253,6 +317,93 @@ impl View {
             static_dir,
         }
     }
+}
+
+/// `[health]`: the health URL found, else the route's root, where any answer but a server error
+/// passes; with the comment lines that say why.
+fn health_view(found: Option<detect::HealthUrl>, urls_file: Option<&str>) -> (detect::HealthUrl, Vec<String>) {
+    match found {
+        Some(h) => {
+            let why = format!(
+                "After every start, relctl GETs this path through the build's socket, as nginx will (route in front, SCRIPT_NAME), until it answers 2xx or 3xx (for at most timeout_s seconds) before the release takes requests; else the release fails and the one before keeps serving. Found in {}.",
+                h.found_in
+            );
+            (h, comment_lines(&why, "# ", "# "))
+        }
+        None => {
+            let searched = urls_file
+                .map(|u| format!(" relctl init found no health URL in {u} (it looks for health, healthz, ping, ...)."))
+                .unwrap_or_default();
+            let why = format!(
+                "After every start, relctl GETs the build's root through its socket, as nginx will (route in front, SCRIPT_NAME), before the release takes requests: an error page (5xx) or no answer fails the release and the one before keeps serving. A 404 or a redirect to a login page passes (accept = \"not-5xx\"): the root is the app's to answer as it likes.{searched} A view that answers 200 without logging in makes a better check: route it (e.g. path(\"health\", lambda request: HttpResponse(\"ok\")) in Django's urls.py), set path to it and remove accept."
+            );
+            (detect::HealthUrl { path: "/".into(), found_in: String::new() }, comment_lines(&why, "# ", "# "))
+        }
+    }
+}
+
+/// Comment lines on the settings module chosen: the package's other modules and its switch.
+fn settings_comment(s: &detect::SettingsModule) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(dev) = &s.dev_module {
+        lines.push(format!(
+            "Every build imports {} (a server's settings: DEBUG from vars.debug, collectstatic, nginx in front); {dev} is for `manage.py runserver` on a developer's machine. To run a build on it anyway: vars = {{ settings_module = \"{dev}\" }} on that build.",
+            s.module
+        ));
+    }
+    if let Some(var) = &s.switch {
+        lines.push(format!(
+            "The settings package's __init__.py chooses a module by ${var}; the rendered settings import {} directly. If __init__.py needs ${var} anyway, set it in [service] environment.",
+            s.module
+        ));
+    }
+    lines
+}
+
+/// `[service] exec` for a Flask, FastAPI or Starlette app: gunicorn's own ASGI worker for ASGI
+/// apps, which takes the build's route as its root path (`$RELCTL_SCRIPT_NAME`).
+fn app_exec(a: &detect::PythonApp) -> String {
+    let target = shell_word(&format!("{}:{}", a.module, a.callable));
+    let worker = match a.framework.interface() {
+        Interface::Wsgi => String::new(),
+        Interface::Asgi => format!("{ASGI_WORKER} "),
+    };
+    format!(".venv/bin/python -m gunicorn --config {GUNICORN_CONF_NAME} --preload --workers 2 {worker}{target}")
+}
+
+/// A Flask app's instance folder, linked to the build's state directory; its database command.
+fn python_app_view(a: &detect::PythonApp, dir: &Path, exclude: &mut Vec<String>, log: &mut Log) -> PythonAppView {
+    let instance_dir = a.instance_dir.clone();
+    let link_instance = instance_dir.as_ref().map(|d| {
+        exclude.push(format!("/{d}/"));
+        log.found.push(format!(
+            "Flask's instance folder {d}: linked to the build's state directory in each release (the release itself is read-only to the app), and your own {d}/ is not copied"
+        ));
+        format!("ln -sfn \"$RELCTL_STATE_DIR\" {}", shell_word(d))
+    });
+    let init_db = (a.framework == detect::Framework::Flask && defines_command(dir, "init-db")).then(|| {
+        let top = a.module.split('.').next().unwrap_or(&a.module);
+        log.found.push(format!(
+            "a `flask init-db` command: run once per build by a release hook, before the first release takes requests (never again: it drops the tables)"
+        ));
+        format!(
+            "test -e \"$RELCTL_STATE_DIR/.relctl-init-db-done\" || {{ .venv/bin/python -m flask --app {} init-db && touch \"$RELCTL_STATE_DIR/.relctl-init-db-done\"; }}",
+            shell_word(top)
+        )
+    });
+    PythonAppView { framework: a.framework.name(), instance_dir, link_instance, init_db }
+}
+
+/// Whether a Python file of the project (3 levels deep) defines the click command `name`.
+fn defines_command(dir: &Path, name: &str) -> bool {
+    let quoted = [format!("command(\"{name}\")"), format!("command('{name}')")];
+    walkdir::WalkDir::new(dir)
+        .max_depth(3)
+        .into_iter()
+        .filter_entry(|e| !e.file_name().to_string_lossy().starts_with('.') && e.file_name() != "node_modules")
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "py"))
+        .any(|e| std::fs::read_to_string(e.path()).is_ok_and(|t| quoted.iter().any(|q| t.contains(q.as_str()))))
 }
 
 /// The interpreter the virtualenv is made with: the system's python3.
@@ -481,7 +632,7 @@ mod tests {
         assert!(out.success());
         let dir = tmp.path().join("medctrl");
         std::fs::remove_file(dir.join("relctl.toml")).unwrap();
-        let plan = plan(&dir).unwrap();
+        let plan = plan(&dir, None).unwrap();
         write_plan(&plan);
         let text = plan.text.replace("[builds.development]", "[builds.dev-2]");
         std::fs::write(&plan.path, text).unwrap();
@@ -504,7 +655,7 @@ mod tests {
     fn an_existing_manifest_is_refused_before_anything_else() {
         let tmp = tempfile::tempdir().unwrap();
         write(tmp.path(), "relctl.toml", "app = \"mine\"\n");
-        let err = plan(tmp.path()).unwrap_err();
+        let err = plan(tmp.path(), None).unwrap_err();
         assert!(err.is::<UsageError>());
         let path = tmp.path().join("relctl.toml");
         assert_eq!(
@@ -513,7 +664,7 @@ mod tests {
         );
         // Written meanwhile: still refused, and left alone.
         let tmp = tempfile::tempdir().unwrap();
-        let p = plan(tmp.path()).unwrap();
+        let p = plan(tmp.path(), None).unwrap();
         write(tmp.path(), "relctl.toml", "app = \"theirs\"\n");
         assert!(super::write(&p).unwrap_err().is::<UsageError>());
         assert_eq!(std::fs::read_to_string(&p.path).unwrap(), "app = \"theirs\"\n");
@@ -524,13 +675,16 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("Empty Dir");
         std::fs::create_dir(&dir).unwrap();
-        let p = plan(&dir).unwrap();
+        let p = plan(&dir, None).unwrap();
         let m = manifest::parse(&p.text).unwrap();
         assert_eq!(m.app, "empty-dir");
-        assert!(m.settings.is_none() && m.deps.is_empty() && m.health.is_none() && m.hooks.release.is_empty());
-        assert!(p.found[0].starts_with("no Django project"), "{:?}", p.found);
+        assert!(m.settings.is_none() && m.deps.is_empty() && m.hooks.release.is_empty());
+        let h = m.health.unwrap();
+        assert_eq!((h.path.as_str(), h.accept), ("/", crate::health::Accept::NoServerError));
+        assert_eq!(p.found[0], "app name empty-dir (from the directory's name, Empty Dir); to change it: relctl init --app NAME, or edit app = before the first build");
+        assert!(p.found[1].starts_with("no Django, Flask, FastAPI or Starlette project"), "{:?}", p.found);
         assert!(p.text.contains("This is a generic starter"), "{}", p.text);
-        assert!(p.text.contains("# [deps.venv]") && p.text.contains("# [health]"), "{}", p.text);
+        assert!(p.text.contains("# [deps.venv]") && p.text.contains("\n[health]\n"), "{}", p.text);
     }
 
     #[test]
@@ -548,12 +702,19 @@ mod tests {
         write(&dir, "mysite/wsgi.py", "application = get_wsgi_application()\n");
         write(&dir, "requirements.txt", "Django==5.2\n");
         write(&dir, "env/pyvenv.cfg", "home = /usr/bin\n");
-        let p = plan(&dir).unwrap();
+        let p = plan(&dir, None).unwrap();
         let m = manifest::parse(&p.text).unwrap();
         assert_eq!(m.service.workdir.as_deref(), Some("."));
         assert_eq!(m.settings.unwrap().path, "mysite/deploy_{{ build }}.py");
-        assert!(m.health.is_none());
-        assert!(p.text.contains("# relctl init found no health URL in mysite/urls.py"), "{}", p.text);
+        let h = m.health.unwrap();
+        assert_eq!((h.path.as_str(), h.accept), ("/", crate::health::Accept::NoServerError));
+        assert!(
+            p.text.contains("# After every start, relctl GETs the build's root through its socket, as nginx will"),
+            "{}",
+            p.text
+        );
+        assert!(p.text.contains("\n[health]\npath = \"/\"\naccept = \"not-5xx\"\ntimeout_s = 30\n"), "{}", p.text);
+        assert!(p.found.iter().any(|f| f == "no health URL in mysite/urls.py"), "{:?}", p.found);
         assert_eq!(m.hooks.release, [".venv/bin/python manage.py migrate --noinput"]);
         assert!(m.deps["venv"].build[1].ends_with("-r requirements.txt gunicorn"), "{:?}", m.deps["venv"].build);
         assert!(p.notes.iter().any(|n| n.starts_with("gunicorn is not listed in requirements.txt")), "{:?}", p.notes);
@@ -571,7 +732,7 @@ mod tests {
         write(&dir, "src/manage.py", "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'shop.settings')\n");
         write(&dir, "src/shop/settings.py", "WSGI_APPLICATION = 'shop.wsgi.application'\n");
         write(&dir, "src/shop/wsgi.py", "application = get_wsgi_application()\n");
-        let p = plan(&dir).unwrap();
+        let p = plan(&dir, None).unwrap();
         let conf = dir.join("src/gunicorn.conf.py");
         assert_eq!(p.gunicorn_conf.as_deref(), Some(conf.as_path()));
         let m = manifest::parse(&p.text).unwrap();
@@ -604,7 +765,7 @@ mod tests {
         // A project's own settings are used as they are, and never written over.
         std::fs::remove_file(dir.join("relctl.toml")).unwrap();
         std::fs::write(&conf, "workers = 4\n").unwrap();
-        let p = plan(&dir).unwrap();
+        let p = plan(&dir, None).unwrap();
         assert_eq!(p.gunicorn_conf, None);
         assert!(p
             .found
@@ -622,10 +783,11 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         write(tmp.path(), "backend/manage.py", "");
         write(tmp.path(), "backend/core/__init__.py", "");
-        let p = plan(tmp.path()).unwrap();
+        let p = plan(tmp.path(), None).unwrap();
         let m = manifest::parse(&p.text).unwrap();
         assert_eq!(m.service.workdir.as_deref(), Some("backend"));
-        assert!(m.settings.is_none() && m.deps.is_empty() && m.health.is_none());
+        assert!(m.settings.is_none() && m.deps.is_empty());
+        assert_eq!(m.health.unwrap().path, "/");
         assert_eq!(m.hooks.release, [".venv/bin/python backend/manage.py migrate --noinput"]);
         let notes = p.notes.join("\n");
         for missing in
@@ -654,7 +816,7 @@ mod tests {
             "pyproject.toml",
             "[project]\nname = \"shop\"\nversion = \"1\"\ndependencies = [\"Django\", \"gunicorn\"]\n",
         );
-        let p = plan(&dir).unwrap();
+        let p = plan(&dir, None).unwrap();
         let m = manifest::parse(&p.text).unwrap();
         assert_eq!(
             m.service.exec,

@@ -19,7 +19,7 @@ pub fn run(args: &InitArgs, g: &GlobalArgs, report: &Report) -> Result<Outcome> 
         .ok()
         .filter(|d| d.is_dir())
         .ok_or_else(|| UsageError(format!("{} is not a directory", given.display())))?;
-    let plan = init::plan(&dir)?;
+    let plan = init::plan(&dir, args.app.as_deref())?;
     let conf = init::write(&plan)?;
     // As root, relctl uses only a manifest only root can change: say so now, in a checkout of
     // one's own, rather than at the first `sudo relctl build`.
@@ -47,11 +47,11 @@ pub fn run(args: &InitArgs, g: &GlobalArgs, report: &Report) -> Result<Outcome> 
     for note in &plan.notes {
         report.warn(format!("  note: {note}"));
     }
-    if plan.project.django.is_some() {
+    if plan.project.django.is_some() || plan.project.python_app.is_some() {
         report.say(format!("next: check it, then run: {next}"));
     } else {
         report.say(format!(
-            "no Django project found: the file is a generic starter; fill in [service] exec and what else you need, then run: {next}"
+            "no Django, Flask, FastAPI or Starlette app found: the file is a generic starter; fill in [service] exec and what else you need, then run: {next}"
         ));
     }
     report.json(&serde_json::json!({ "written": plan.path, "also_written": Vec::from_iter(conf), "found": plan.found, "notes": plan.notes, "project": plan.project, "next": next }));
