@@ -383,9 +383,9 @@ fn python_app_view(a: &detect::PythonApp, dir: &Path, exclude: &mut Vec<String>,
     });
     let init_db = (a.framework == detect::Framework::Flask && defines_command(dir, "init-db")).then(|| {
         let top = a.module.split('.').next().unwrap_or(&a.module);
-        log.found.push(format!(
-            "a `flask init-db` command: run once per build by a release hook, before the first release takes requests (never again: it drops the tables)"
-        ));
+        log.found.push(
+            "a `flask init-db` command: run once per build by a release hook, before the first release takes requests (never again: it drops the tables)".to_string(),
+        );
         format!(
             "test -e \"$RELCTL_STATE_DIR/.relctl-init-db-done\" || {{ .venv/bin/python -m flask --app {} init-db && touch \"$RELCTL_STATE_DIR/.relctl-init-db-done\"; }}",
             shell_word(top)
