@@ -522,7 +522,7 @@ fn find_settings(work: &Path, manage: &Path, rel: &dyn Fn(&Path) -> String) -> O
             let found_in = if module == named {
                 format!("DJANGO_SETTINGS_MODULE in {}", rel(file))
             } else if PRODUCTION_SETTINGS.iter().any(|p| module.ends_with(&format!(".{p}"))) {
-                format!("the production module of the package {named} (DJANGO_SETTINGS_MODULE in {}) is in", rel(file))
+                format!("the production module beside {named}, which DJANGO_SETTINGS_MODULE in {} names", rel(file))
             } else {
                 format!("{named} (DJANGO_SETTINGS_MODULE in {}) imports it", rel(file))
             };
@@ -634,14 +634,16 @@ fn find_python_app(dir: &Path) -> Option<PythonApp> {
     None
 }
 
-/// The variable a call is assigned to at the start of a line: `app = Flask(__name__)` -> `app`.
+/// The variable a call is assigned to: `app = Flask(__name__)` or `app = flask.Flask(...)`
+/// (indented too, as in a factory) -> `app`. `call` is the callee with its `(`.
 fn assigned_from(code: &str, call: &str) -> Option<String> {
+    let name = call.trim_end_matches('(');
     code.lines().find_map(|line| {
-        let (lhs, rhs) = line.split_once('=')?;
+        let (lhs, rhs) = line.trim_start().split_once('=')?;
         let var = lhs.trim();
-        let rhs = rhs.trim_start();
-        let starts = rhs.starts_with(call) || rhs.split_once('.').is_some_and(|(_, r)| r.starts_with(call));
-        (starts && is_dotted(var) && !var.contains('.') && line.starts_with(var)).then(|| var.to_string())
+        let (callee, _) = rhs.trim_start().split_once('(')?;
+        let calls = callee.rsplit('.').next() == Some(name) && is_dotted(callee);
+        (calls && is_dotted(var) && !var.contains('.')).then(|| var.to_string())
     })
 }
 
@@ -925,6 +927,85 @@ mod tests {
         let e = d.entry.unwrap();
         assert_eq!((e.interface, e.module.as_str()), (Interface::Asgi, "config.asgi"));
         assert_eq!(d.health.unwrap().path, "/healthz", "found through ROOT_URLCONF of base.py");
+    }
+
+    #[test]
+    fn a_wagtail_site_runs_on_its_production_settings_and_is_named_after_its_package() {
+        let tmp = tempfile::tempdir().unwrap();
+        // `wagtail start cms` in a checkout at .../app: manage.py and wsgi.py name the dev module.
+        let dir = tmp.path().join("app");
+        write(&dir, "manage.py", "    os.environ.setdefault(\"DJANGO_SETTINGS_MODULE\", \"cms.settings.dev\")\n");
+        write(&dir, "cms/__init__.py", "");
+        write(&dir, "cms/wsgi.py", "os.environ.setdefault(\"DJANGO_SETTINGS_MODULE\", \"cms.settings.dev\")\napplication = get_wsgi_application()\n");
+        write(&dir, "cms/settings/__init__.py", "");
+        write(
+            &dir,
+            "cms/settings/base.py",
+            "ROOT_URLCONF = \"cms.urls\"\nWSGI_APPLICATION = \"cms.wsgi.application\"\n",
+        );
+        write(&dir, "cms/settings/dev.py", "from .base import *\nSECRET_KEY = \"django-insecure-x\"\n");
+        write(&dir, "cms/settings/production.py", "from .base import *\nDEBUG = False\n");
+        write(&dir, "cms/urls.py", "urlpatterns = [path(\"admin/\", include(wagtailadmin_urls))]\n");
+        write(&dir, "requirements.txt", "Django>=5.2,<5.3\nwagtail>=7.0,<7.1\n");
+        let p = detect(&dir);
+        assert_eq!(p.app, "cms");
+        assert_eq!(p.app_from, "the project's package, cms; the directory's name, app, says nothing about the app");
+        let s = p.django.unwrap().settings.unwrap();
+        assert_eq!(s.module, "cms.settings.production");
+        assert_eq!(s.dev_module.as_deref(), Some("cms.settings.dev"));
+        assert_eq!(s.switch, None);
+        assert_eq!(
+            s.found_in,
+            "the production module beside cms.settings.dev, which DJANGO_SETTINGS_MODULE in manage.py names"
+        );
+        // A settings package whose __init__.py switches on a variable: its production module.
+        std::fs::remove_file(dir.join("cms/settings/production.py")).unwrap();
+        write(&dir, "cms/settings/prod.py", "from .base import *\n");
+        write(&dir, "cms/settings/__init__.py", "import os\nif os.environ.get('DJANGO_ENV') == 'prod':\n    from .prod import *\nelse:\n    from .dev import *\n");
+        write(&dir, "manage.py", "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'cms.settings')\n");
+        let s = detect(&dir).django.unwrap().settings.unwrap();
+        assert_eq!((s.module.as_str(), s.switch.as_deref()), ("cms.settings.prod", Some("DJANGO_ENV")));
+    }
+
+    #[test]
+    fn flask_and_fastapi_apps_are_found_with_their_factory() {
+        let tmp = tempfile::tempdir().unwrap();
+        // The Flask tutorial: a package with an application factory and a click command.
+        let dir = tmp.path().join("flask-tutorial");
+        write(&dir, "flaskr/__init__.py", "import os\nfrom flask import Flask\n\ndef create_app(test_config=None):\n    app = Flask(__name__, instance_relative_config=True)\n    return app\n");
+        write(&dir, "flaskr/db.py", "@click.command('init-db')\ndef init_db_command():\n    pass\n");
+        write(&dir, "tests/conftest.py", "app = Flask(__name__)\n");
+        write(
+            &dir,
+            "pyproject.toml",
+            "[project]\nname = \"flaskr\"\nversion = \"1.0.0\"\ndependencies = [\"flask\"]\n",
+        );
+        let p = detect(&dir);
+        assert!(p.django.is_none());
+        let a = p.python_app.unwrap();
+        assert_eq!(a.framework, Framework::Flask);
+        assert_eq!((a.workdir.as_str(), a.module.as_str(), a.callable.as_str()), (".", "flaskr", "create_app()"));
+        assert_eq!((a.found_in.as_str(), a.instance_dir.as_deref()), ("flaskr/__init__.py", Some("instance")));
+        assert_eq!(p.app, "flask-tutorial");
+        // FastAPI in main.py of a checkout called "backend", named by its pyproject.toml.
+        let dir = tmp.path().join("backend");
+        write(
+            &dir,
+            "main.py",
+            "from fastapi import FastAPI\n\napp = FastAPI()\n\n@app.get(\"/\")\ndef root():\n    return {}\n",
+        );
+        write(&dir, "pyproject.toml", "[project]\nname = \"Orders API\"\ndependencies = [\"fastapi\"]\n");
+        let p = detect(&dir);
+        let a = p.python_app.unwrap();
+        assert_eq!((a.framework, a.module.as_str(), a.callable.as_str()), (Framework::FastApi, "main", "app"));
+        assert_eq!(a.instance_dir, None);
+        assert_eq!(p.app, "orders-api");
+        // A src/ layout: the module imports from src.
+        let dir = tmp.path().join("shop");
+        write(&dir, "src/shop/__init__.py", "");
+        write(&dir, "src/shop/web.py", "import starlette\napplication = starlette.applications.Starlette(routes=[])\n");
+        let a = detect(&dir).python_app.unwrap();
+        assert_eq!((a.workdir.as_str(), a.module.as_str(), a.callable.as_str()), ("src", "shop.web", "application"));
     }
 
     #[test]

@@ -58,7 +58,7 @@ fn init_on_fresh_startproject_trees_writes_manifests_that_build_and_serve() {
     assert!(said.ends_with("next: check it, then run: sudo relctl build development"), "{said}");
     assert_eq!(stderr(&out), "", "gunicorn is in requirements.txt: nothing to note");
     let text = std::fs::read_to_string(dir.join("relctl.toml")).unwrap();
-    assert!(text.contains("\n# [health]\n# path = \"/health\"\n"), "no [health], explained:\n{text}");
+    assert!(text.contains("\n[health]\npath = \"/\"\naccept = \"not-5xx\"\n"), "the root, as nginx asks it:\n{text}");
 
     let built = build_in(&env, &dir, "mysite@development.service");
     assert!(built.contains("mysite development is live at release"), "{built}");
@@ -110,7 +110,7 @@ fn init_on_the_example_without_its_manifest_writes_one_that_builds_it() {
     assert!(said.ends_with(&format!("next: check it, then run: cd {} && sudo relctl build development", app.display())));
 
     let built = build_in(&env, app, "medctrl@development.service");
-    assert!(built.contains("GET /health -> 200"), "the health URL init found is the gate: {built}");
+    assert!(built.contains("GET /dev/health -> 200"), "the health URL init found is the gate: {built}");
     let (status, body) = get(&env, "/opt/medctrl/app/development/gunicorn.sock", "/x?q=1");
     assert_eq!(status, 200, "{body}");
     let answer: serde_json::Value = serde_json::from_str(&body).unwrap();

@@ -28,6 +28,7 @@ mod releases;
 mod remote;
 mod review;
 mod sandbox_smoke;
+mod starters;
 mod trust;
 mod websocket;
 mod zero_impact;
