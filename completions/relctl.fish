@@ -50,6 +50,7 @@ complete -c relctl -n "__fish_relctl_needs_command" -f -a "nginx-snippet" -d 'Pr
 complete -c relctl -n "__fish_relctl_needs_command" -f -a "exec" -d 'Run CMD in BUILD\'s current release as the service runs: as its user, with its environment, secrets and sandbox'
 complete -c relctl -n "__fish_relctl_needs_command" -f -a "completions" -d 'Print a shell completion script for relctl on stdout'
 complete -c relctl -n "__fish_relctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c relctl -n "__fish_relctl_using_subcommand init" -l app -d 'The app\'s name (^[a-z][a-z0-9-]{0,31}$): its system user, units and /opt/<APP>/ are named after it. Default: the directory\'s name, or the project\'s when the directory\'s is generic (app, src, backend, ...)' -r
 complete -c relctl -n "__fish_relctl_using_subcommand init" -s f -l manifest -d 'Use this manifest instead of searching for relctl.toml upwards from the current directory' -r -F
 complete -c relctl -n "__fish_relctl_using_subcommand init" -s H -l host -d 'Run the command on HOST over SSH, like `systemctl -H`: `[user@]host[:port]`' -r
 complete -c relctl -n "__fish_relctl_using_subcommand init" -l hosts -d 'Roll the command across these hosts (comma-separated, each as for -H), instead of the build\'s `hosts` in the manifest' -r
