@@ -20,6 +20,15 @@ pub const FILE_NAME: &str = ".relctl-secret-key";
 /// Creates `path` with a new random key unless it exists; returns whether it made one. A file
 /// that is there is kept as it is (its key is the build's), whatever made it.
 pub fn ensure(path: &Path) -> Result<bool> {
+    // Looked at first so that a build that has its key leaves its directory untouched (not even
+    // a temporary file, whose removal would change the directory's times).
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => return Ok(false),
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!("looking for the build's secret key {}", path.display())))
+        }
+    }
     let mut bytes = [0u8; 32];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
