@@ -74,7 +74,7 @@ fn health_gate_rolls_back_bad_releases_and_rollback_restores_settings() {
     let out = env.build_with(&sick, "development");
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let last = stderr(&out).lines().last().unwrap().to_string();
-    assert!(last.contains("health check GET /health") && last.contains("HTTP 500: database unreachable"), "{last}");
+    assert!(last.contains("health check GET /api/health (SCRIPT_NAME: /api)") && last.contains("HTTP 500: database unreachable"), "{last}");
     assert!(last.contains(&format!("release {r1} kept serving, untouched")), "{last}");
     assert_eq!(env.get("development", "/")["release"], r1.as_str());
     assert_eq!(env.main_pid("development"), pid1);
@@ -229,11 +229,11 @@ fn builds_serialize_and_a_killed_build_leaves_the_old_release_serving() {
     let doc = env.releases(&manifest, "testing");
     assert!(doc["releases"].as_array().unwrap().iter().all(|r| r["state"] != "incomplete"), "{doc}");
     // What is left: the instance that serves, its socket and link; main's socket file and link
-    // stay (main's units are the enabled ones, started at boot).
+    // stay (main's units are the enabled ones, started at boot); the build's secret key.
     let expected = if env.serving_unit("testing").starts_with("medctrl_next@") {
-        ".relctl-live.sock .relctl-main .relctl-next.sock current gunicorn.sock next releases"
+        ".relctl-live.sock .relctl-main .relctl-next.sock .relctl-secret-key current gunicorn.sock next releases"
     } else {
-        ".relctl-live.sock .relctl-main current gunicorn.sock releases"
+        ".relctl-live.sock .relctl-main .relctl-secret-key current gunicorn.sock releases"
     };
     assert_eq!(env.sh("ls -A /opt/medctrl/backend/testing | sort | tr '\\n' ' '"), expected);
 
