@@ -74,7 +74,11 @@ fn health_gate_rolls_back_bad_releases_and_rollback_restores_settings() {
     let out = env.build_with(&sick, "development");
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let last = stderr(&out).lines().last().unwrap().to_string();
-    assert!(last.contains("health check GET /api/health (SCRIPT_NAME: /api)") && last.contains("HTTP 500: database unreachable"), "{last}");
+    assert!(
+        last.contains("health check GET /api/health (SCRIPT_NAME: /api)")
+            && last.contains("HTTP 500: database unreachable"),
+        "{last}"
+    );
     assert!(last.contains(&format!("release {r1} kept serving, untouched")), "{last}");
     assert_eq!(env.get("development", "/")["release"], r1.as_str());
     assert_eq!(env.main_pid("development"), pid1);

@@ -1,0 +1,398 @@
+//! Build, release and verify hooks: shell commands run in the new release directory. Build and
+//! verify hooks run as root, from relctl; release hooks run the way the service runs, in a
+//! transient unit of their own ([`run_in_unit`]).
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use crate::systemd::Systemd;
+use serde::Serialize;
+
+/// When a hook runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HookStage {
+    /// In the new release directory, as root, right after the copy (venv, pip, collectstatic).
+    Build,
+    /// As the service user with the build's environment and secrets, before the switch (migrations).
+    Release,
+    /// As root, against the new instance once it passed the health gate and before it takes
+    /// traffic, with `RELCTL_SOCKET` (its own socket) and `RELCTL_URL` (smoke tests).
+    Verify,
+}
+
+impl HookStage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HookStage::Build => "build",
+            HookStage::Release => "release",
+            HookStage::Verify => "verify",
+        }
+    }
+}
+
+impl std::fmt::Display for HookStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Hook {
+    pub stage: HookStage,
+    pub command: String,
+}
+
+const TAIL_LINES: usize = 20;
+
+/// Variables of relctl's environment a hook never gets: the admin's SSH agent (a build hook runs
+/// the source tree's code as root; with the agent it would reach every host the admin can) and
+/// what ties it to the admin's login session.
+pub const NOT_FOR_HOOKS: &[&str] =
+    &["SSH_AUTH_SOCK", "SSH_AGENT_PID", "SSH_CONNECTION", "SSH_CLIENT", "SSH_TTY", "DBUS_SESSION_BUS_ADDRESS"];
+
+/// Runs `hook` with `sh -c` in `cwd` as root, with `env` added to relctl's environment (less
+/// [`NOT_FOR_HOOKS`]) and no terminal (stdin is /dev/null). stdout and stderr are captured
+/// together; a failure is an error with the exit status, and the tail of the output is in the
+/// error (printed by the caller). Returns what the hook printed.
+pub fn run(hook: &Hook, cwd: &Path, env: &BTreeMap<String, String>) -> Result<String> {
+    let (mut reader, writer) = std::io::pipe().context("creating a pipe for hook output")?;
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c").arg(&hook.command).current_dir(cwd).stdin(Stdio::null());
+    for var in NOT_FOR_HOOKS {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env).stdout(writer.try_clone()?).stderr(writer);
+    let mut child =
+        cmd.spawn().with_context(|| format!("{} hook `{}`: cannot start /bin/sh", hook.stage, hook.command))?;
+    drop(cmd); // closes our copies of the pipe's write end
+    let mut raw = Vec::new();
+    reader.read_to_end(&mut raw).context("reading hook output")?;
+    let status = child.wait().context("waiting for hook")?;
+    let output = String::from_utf8_lossy(&raw).into_owned();
+    if !status.success() {
+        let how = match status.code() {
+            Some(code) => format!("exited with status {code}"),
+            None => format!("was killed ({status})"),
+        };
+        return Err(HookFailed {
+            stage: hook.stage,
+            command: hook.command.clone(),
+            how,
+            tail: tail(&output, TAIL_LINES),
+        }
+        .into());
+    }
+    Ok(output)
+}
+
+/// A release hook's transient unit: `<app>-hook-<build>-<8 hex digits>.service`, with the
+/// service's settings (see [`service_unit_properties`]), the release as working directory, no
+/// terminal, and a time limit.
+#[derive(Debug, Clone, Serialize)]
+pub struct HookUnit {
+    pub unit: String,
+    pub description: String,
+    /// `Key=Value` settings for `systemd-run --property`, in order.
+    pub properties: Vec<String>,
+    /// Variables of relctl's own (never secrets: they show in the unit's properties).
+    pub env: BTreeMap<String, String>,
+    pub timeout: Duration,
+}
+
+/// A fresh hook unit name that says what it runs.
+pub fn unit_name(app: &str, build: &str) -> String {
+    format!("{app}-hook-{build}-{:08x}.service", fastrand::u32(..))
+}
+
+/// The unit files a release hook's settings come from: the service unit relctl is about to
+/// install and the drop-ins systemd would apply to the build's service.
+pub struct ServiceSources<'a> {
+    /// The service's unit file (`<app>@.service`) and its rendered text.
+    pub service: (&'a Path, &'a str),
+    /// `<app>@<build>.service`
+    pub service_unit: &'a str,
+    /// Where the unit files and drop-ins live (`/etc/systemd/system`).
+    pub unit_dir: &'a Path,
+    /// relctl's own drop-in and its text as this release has it (none: the build has none).
+    pub relctl_dropin: (&'a Path, Option<&'a str>),
+    /// The service's `User=`.
+    pub user: &'a str,
+}
+
+/// The `[Service]` settings a release hook of `release_dir` runs with: those of `src.service`,
+/// then the drop-ins systemd would apply to `src.service_unit` from `src.unit_dir` (the
+/// template's and the instance's, ordered by file name as systemd orders them), with relctl's own
+/// drop-in as this release has it — so the hook gets the user, sandbox, `UMask=`, state directory
+/// and environment files (the release's, and the secrets) the service will get, with `links`
+/// pinned to `release_dir`. Then the hook's own: the release as working directory and
+/// `TimeoutStartSec=`.
+pub fn service_unit_properties(
+    src: &ServiceSources,
+    links: &[&Path],
+    release_dir: &Path,
+    timeout: Duration,
+) -> Result<Vec<String>> {
+    let (service_unit, unit_dir, user) = (src.service_unit, src.unit_dir, src.user);
+    let service = src.service;
+    let mut sources = vec![(service.0.to_path_buf(), service.1.to_string())];
+    let template = match service_unit.split_once('@') {
+        Some((prefix, _)) => format!("{prefix}@.service"),
+        None => service_unit.to_string(),
+    };
+    let mut drop_ins: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for dir in [unit_dir.join(format!("{template}.d")), unit_dir.join(format!("{service_unit}.d"))] {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("reading the drop-ins in {}", dir.display())),
+        };
+        for entry in entries {
+            let entry = entry.with_context(|| format!("reading the drop-ins in {}", dir.display()))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".conf") {
+                // The instance's drop-in of a name overrides the template's (systemd.unit(5)).
+                drop_ins.insert(name, entry.path());
+            }
+        }
+    }
+    let (relctl_path, relctl_text) = src.relctl_dropin;
+    drop_ins.retain(|_, p| p != relctl_path);
+    if relctl_text.is_some() {
+        if let Some(name) = relctl_path.file_name() {
+            drop_ins.insert(name.to_string_lossy().into_owned(), relctl_path.to_path_buf());
+        }
+    }
+    for path in drop_ins.into_values() {
+        let text = match (path == relctl_path, relctl_text) {
+            (true, Some(t)) => t.to_string(),
+            _ => std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}, a drop-in of {service_unit}", path.display()))?,
+        };
+        sources.push((path, text));
+    }
+    let specifiers = crate::exec::Specifiers { unit: service_unit, user };
+    let mut properties = crate::exec::service_properties(&sources, &specifiers, links, release_dir)?;
+    properties.push(format!("WorkingDirectory={}", release_dir.display()));
+    properties.push(format!("TimeoutStartSec={}", timeout.as_secs()));
+    // What a hook leaves running is stopped with it, without the service's grace for requests.
+    properties.push("TimeoutStopSec=10".into());
+    Ok(properties)
+}
+
+/// Runs `hook` in its own transient unit (`spec`) with `systemd-run`, no terminal, and returns
+/// what it printed. It ends when the command does, when systemd stops it at its time limit, or
+/// when relctl is interrupted (then relctl stops the unit): nothing of it stays running, and a
+/// hook that is stopped or hangs fails naming the unit and the limit.
+pub fn run_in_unit(hook: &Hook, spec: &HookUnit, systemd: &Systemd) -> Result<String> {
+    let systemd_run = which::which("systemd-run").context(
+        "release hooks run in a unit of their own through systemd-run, which is not installed (it comes with systemd)",
+    )?;
+    let mut args: Vec<String> = vec![
+        format!("--unit={}", spec.unit),
+        format!("--description={}", spec.description),
+        "--quiet".into(),
+        "--collect".into(),
+        "--wait".into(),
+        "--pipe".into(),
+        "--service-type=oneshot".into(),
+    ];
+    args.extend(spec.properties.iter().map(|p| format!("--property={p}")));
+    args.extend(spec.env.iter().map(|(k, v)| format!("--setenv={k}={v}")));
+    args.push("--".into());
+    // systemd expands `$VAR` in ExecStart= arguments: the command's own `$` are given as `$$`.
+    args.extend(["/bin/sh".to_string(), "-c".into(), hook.command.replace('$', "$$")]);
+
+    let caught = Arc::new(AtomicUsize::new(0));
+    let mut registered = Vec::new();
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+        registered.push(
+            signal_hook::flag::register_usize(sig, Arc::clone(&caught), sig as usize)
+                .context("setting up relctl's signal handlers")?,
+        );
+    }
+    let outcome = (|| -> Result<(std::process::ExitStatus, Vec<u8>, Duration)> {
+        let (mut reader, writer) = std::io::pipe().context("creating a pipe for hook output")?;
+        let mut cmd = Command::new(&systemd_run);
+        cmd.args(&args).stdin(Stdio::null()).stdout(writer.try_clone()?).stderr(writer);
+        let started = Instant::now();
+        let mut child = cmd.spawn().with_context(|| format!("starting {}", systemd_run.display()))?;
+        drop(cmd); // closes our copies of the pipe's write end
+        let output = std::thread::spawn(move || {
+            let mut raw = Vec::new();
+            reader.read_to_end(&mut raw).map(|_| raw)
+        });
+        let mut stopping = false;
+        let status = loop {
+            if let Some(status) = child.try_wait().context("waiting for systemd-run")? {
+                break status;
+            }
+            if caught.load(Ordering::SeqCst) != 0 && !stopping {
+                stopping = true;
+                systemd.stop_if_running(&spec.unit)?;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let elapsed = started.elapsed();
+        // systemd-run returns once the unit ended, unless it was killed itself.
+        systemd.stop_if_running(&spec.unit)?;
+        let raw = output.join().map_err(|_| anyhow::anyhow!("reading hook output: the reader panicked"))?;
+        Ok((status, raw.context("reading hook output")?, elapsed))
+    })();
+    for id in registered {
+        signal_hook::low_level::unregister(id);
+    }
+    let (status, raw, elapsed) = outcome?;
+    let output = String::from_utf8_lossy(&raw).into_owned();
+    let interrupted = caught.load(Ordering::SeqCst);
+    if status.success() && interrupted == 0 {
+        return Ok(output);
+    }
+    let how = if interrupted != 0 {
+        format!("was stopped: relctl was interrupted (signal {interrupted}); {} stopped", spec.unit)
+    } else if elapsed >= spec.timeout {
+        format!(
+            "did not finish within {} s ([hooks] release_timeout_s): systemd stopped {} (a hook stopped by a signal, e.g. SIGSTOP from the running service, ends so too)",
+            spec.timeout.as_secs(),
+            spec.unit
+        )
+    } else {
+        match status.code() {
+            Some(code @ 200..=243) => format!(
+                "could not be started by systemd (exit status {code}, see systemd.exec(5) \"Process exit codes\"; journalctl -u {})",
+                spec.unit
+            ),
+            Some(code) => format!("exited with status {code} (unit {})", spec.unit),
+            None => format!("was killed ({status}; unit {})", spec.unit),
+        }
+    };
+    Err(HookFailed { stage: hook.stage, command: hook.command.clone(), how, tail: tail(&output, TAIL_LINES) }.into())
+}
+
+/// A hook that failed; `tail` is the end of what it printed.
+#[derive(Debug)]
+pub struct HookFailed {
+    pub stage: HookStage,
+    pub command: String,
+    pub how: String,
+    pub tail: String,
+}
+
+impl std::fmt::Display for HookFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} hook `{}` {}", self.stage, self.command, self.how)
+    }
+}
+
+impl std::error::Error for HookFailed {}
+
+fn tail(output: &str, n: usize) -> String {
+    let lines: Vec<&str> = output.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hook(cmd: &str) -> Hook {
+        Hook { stage: HookStage::Build, command: cmd.into() }
+    }
+
+    #[test]
+    fn release_hooks_get_the_services_settings_its_drop_ins_and_this_releases_secrets() {
+        let text = "app = \"medctrl\"\ncomponent = \"backend\"\n[service]\nexec = \"x\"\n[builds.development]\n";
+        let loaded = crate::manifest::Loaded {
+            path: "/srv/relctl.toml".into(),
+            dir: "/srv".into(),
+            manifest: crate::manifest::parse(text).unwrap(),
+        };
+        let app = crate::plan::app(&loaded).unwrap();
+        let unit = crate::plan::units::render(&app).unwrap().swap_remove(0);
+        let units = tempfile::tempdir().unwrap();
+        let write = |rel: &str, text: &str| {
+            let p = units.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        // The admin's drop-ins (the template's and the instance's) and relctl's from an earlier
+        // release, which named another secrets file.
+        write("medctrl@.service.d/10-admin.conf", "[Service]\nReadWritePaths=/srv/media\n");
+        write("medctrl@development.service.d/60-admin.conf", "[Service]\nEnvironment=ADMIN=%i\n");
+        write("medctrl@development.service.d/50-relctl.conf", "[Service]\nEnvironmentFile=/old/secrets.env\n");
+        write("medctrl@development.service.d/notes.txt", "[Service]\nUser=root\n");
+        let dropin = units.path().join("medctrl@development.service.d/50-relctl.conf");
+        let b = app.layout.build("development");
+        let main = app.layout.instance("development", crate::release::layout::Slot::Main);
+        let release = Path::new("/opt/medctrl/backend/development/releases/20261123T130501Z");
+        let src = ServiceSources {
+            service: (&unit.path, &unit.contents),
+            service_unit: &b.service_unit,
+            unit_dir: units.path(),
+            relctl_dropin: (&dropin, Some("[Service]\nEnvironmentFile=/etc/relctl/new.env\n")),
+            user: &app.user,
+        };
+        let p = service_unit_properties(&src, &[&main.link, &b.current], release, Duration::from_secs(900)).unwrap();
+        let at = |want: &str| p.iter().position(|x| x == want).unwrap_or_else(|| panic!("no {want:?} in {p:#?}"));
+        at("User=medctrl");
+        at("UMask=0077");
+        at("StateDirectory=medctrl/backend/development");
+        at("PrivateTmp=yes");
+        let env = at(&format!("EnvironmentFile={}/.relctl/environment", release.display()));
+        let (admin, secrets, admin2) = (
+            at("ReadWritePaths=/srv/media"),
+            at("EnvironmentFile=/etc/relctl/new.env"),
+            at("Environment=ADMIN=development"),
+        );
+        assert!(env < admin && admin < secrets && secrets < admin2, "systemd's order: {p:#?}");
+        assert!(!p.iter().any(|x| x.contains("/old/secrets.env") || x == "User=root"), "{p:#?}");
+        assert_eq!(
+            &p[p.len() - 3..],
+            [
+                format!("WorkingDirectory={}", release.display()),
+                "TimeoutStartSec=900".into(),
+                "TimeoutStopSec=10".into()
+            ]
+        );
+
+        // A build without secrets: relctl's old drop-in is not applied.
+        let src = ServiceSources { relctl_dropin: (&dropin, None), ..src };
+        let p = service_unit_properties(&src, &[&main.link], release, Duration::from_secs(5)).unwrap();
+        assert!(!p.iter().any(|x| x.contains("secrets.env") || x.contains("new.env")), "{p:#?}");
+    }
+
+    #[test]
+    fn runs_in_cwd_with_env_and_captures_both_streams() {
+        let env = [("RELCTL_BUILD".to_string(), "development".to_string())].into();
+        let r = run(&hook("pwd; echo $RELCTL_BUILD; echo err >&2"), Path::new("/usr"), &env).unwrap();
+        assert_eq!(r, "/usr\ndevelopment\nerr\n");
+    }
+
+    #[test]
+    fn hooks_get_no_ssh_agent_and_no_terminal() {
+        // No other test reads SSH_AUTH_SOCK.
+        std::env::set_var("SSH_AUTH_SOCK", "/tmp/ssh-agent.sock");
+        let r = run(
+            &hook("echo \"agent=${SSH_AUTH_SOCK-none}\"; readlink /proc/self/fd/0"),
+            Path::new("/"),
+            &BTreeMap::new(),
+        );
+        assert_eq!(r.unwrap(), "agent=none\n/dev/null\n");
+    }
+
+    #[test]
+    fn failure_reports_status_and_tail() {
+        let err = run(&hook("seq 1 30; exit 7"), Path::new("/"), &BTreeMap::new()).unwrap_err();
+        let failed = err.downcast_ref::<HookFailed>().unwrap();
+        assert_eq!(err.to_string(), "build hook `seq 1 30; exit 7` exited with status 7");
+        assert_eq!(failed.tail.lines().count(), TAIL_LINES);
+        assert!(failed.tail.ends_with("30"));
+    }
+}

@@ -1,0 +1,408 @@
+//! The app's unit files, rendered from relctl's templates in `units/` (compiled into the binary):
+//! `<app>@.service`, `<app>@.socket`, `<app>.target`. Rendered only where they are written.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::error::UsageError;
+use crate::host::atomic;
+use crate::plan::AppPlan;
+use crate::release::layout::Slot;
+use crate::release::render;
+
+/// A file relctl writes for systemd.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnitFile {
+    pub path: PathBuf,
+    pub contents: String,
+}
+
+const SERVICE_TEMPLATE: &str = include_str!("../../units/app@.service.tera");
+const SOCKET_TEMPLATE: &str = include_str!("../../units/app@.socket.tera");
+const TARGET_TEMPLATE: &str = include_str!("../../units/app.target.tera");
+
+/// What the unit templates see.
+#[derive(Debug, Serialize)]
+struct UnitContext<'a> {
+    app: &'a str,
+    component: &'a str,
+    root: &'a Path,
+    user: &'a str,
+    socket_name: &'a str,
+    socket_group: &'a str,
+    socket_mode: String,
+    /// The unit name before `@`: `<app>` (main) or `<app>_next` (next).
+    unit: String,
+    role: &'static str,
+    description_suffix: &'static str,
+    /// The symlink in the build directory the instance runs: `current` or `next`.
+    link: &'static str,
+    /// The socket file the instance listens on, in the build directory.
+    listen: &'static str,
+    runtime_suffix: &'static str,
+    /// Enabled into `<app>.target` (main); next only runs when a deploy hands the build to it.
+    enabled: bool,
+    /// Main only: the build's switch lock (`lock::switch_lock_path`, with `%i`); main takes the
+    /// public socket when it starts while relctl does not hold it.
+    switch_lock: Option<String>,
+    switch_lock_dir: &'static str,
+    timeout_start_s: u64,
+    hardening: &'a crate::manifest::Hardening,
+    /// `IPAddressAllow=` (with `IPAddressDeny=any`); `None`: no IP address filter.
+    ip_address_allow: Option<String>,
+}
+
+/// The mode of every build's socket (`SocketMode=` in the socket unit).
+pub const SOCKET_MODE: u32 = 0o660;
+
+/// The line every unit file relctl writes carries: files without it are not relctl's.
+pub const MARKER: &str = "Written by relctl";
+
+/// Where systemd looks for unit files, most important first.
+const UNIT_PATHS: [&str; 4] =
+    ["/etc/systemd/system", "/run/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/system"];
+
+/// Refuses an app whose unit names are taken by units relctl did not write (e.g. app `getty`
+/// would shadow the system's `getty@.service`), naming the file; but those in `adopting` (a
+/// hand-made setup `build --adopt` takes over).
+pub fn check_ours(app: &AppPlan, adopting: &[PathBuf]) -> Result<()> {
+    check_ours_in(app, &UNIT_PATHS.map(Path::new), adopting)
+}
+
+fn check_ours_in(app: &AppPlan, dirs: &[&Path], adopting: &[PathBuf]) -> Result<()> {
+    for name in paths(app).iter().filter_map(|p| p.file_name()) {
+        for dir in dirs {
+            let path = dir.join(name);
+            if adopting.contains(&path) {
+                continue;
+            }
+            let Some(bytes) = atomic::read_if_exists(&path)? else { continue };
+            if !String::from_utf8_lossy(&bytes).contains(MARKER) {
+                return Err(UsageError(format!(
+                    "{} exists and relctl did not write it (it has no \"{MARKER}\" line): app \"{}\" would replace or shadow it; choose another app name; if it is a hand-made setup of this app, take it over with `relctl build <BUILD> --adopt` (relctl build <BUILD> names what it finds)",
+                    path.display(),
+                    app.layout.app
+                ))
+                .into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The paths of the app's unit files, in the order they are written: main's service
+/// and socket, the target, next's service and socket.
+pub fn paths(app: &AppPlan) -> [PathBuf; 5] {
+    let l = &app.layout;
+    let next = Slot::Next.unit_prefix(&l.app);
+    [l.service_template(), l.socket_template(), l.target(), format!("{next}@.service"), format!("{next}@.socket")]
+        .map(|name| l.unit_dir.join(name))
+}
+
+/// Renders the app's three unit files.
+pub fn render(app: &AppPlan) -> Result<Vec<UnitFile>> {
+    let l = &app.layout;
+    let ctx = |slot: Slot| UnitContext {
+        app: &l.app,
+        component: &l.component,
+        root: &l.root,
+        user: &app.user,
+        socket_name: &l.socket_name,
+        socket_group: &app.socket_group,
+        socket_mode: format!("{SOCKET_MODE:04o}"),
+        unit: slot.unit_prefix(&l.app),
+        role: match slot {
+            Slot::Main => "the main instance",
+            Slot::Next => "the next instance (where a deploy verifies a release while main serves)",
+        },
+        description_suffix: match slot {
+            Slot::Main => "",
+            Slot::Next => " (next)",
+        },
+        link: slot.link(),
+        listen: slot.socket_file(),
+        runtime_suffix: match slot {
+            Slot::Main => "",
+            Slot::Next => "-next",
+        },
+        enabled: slot == Slot::Main,
+        switch_lock_dir: crate::host::lock::LOCK_DIR,
+        switch_lock: (slot == Slot::Main).then(|| {
+            crate::host::lock::switch_lock_path(Path::new(crate::host::lock::LOCK_DIR), &l.app, "%i")
+                .display()
+                .to_string()
+        }),
+        // systemd must not give up on a start before the health gate does.
+        timeout_start_s: app.health.timeout_s.max(90),
+        hardening: &app.hardening,
+        ip_address_allow: ip_address_allow(app.hardening.ip_address_allow.as_deref()),
+    };
+    let [service, socket, target, next_service, next_socket] = paths(app);
+    let unit = |path: PathBuf, name: &str, source: &str, slot: Slot| -> Result<UnitFile> {
+        Ok(UnitFile { path, contents: render::render_value(name, source, &ctx(slot))? })
+    };
+    Ok(vec![
+        unit(service, "units/app@.service.tera", SERVICE_TEMPLATE, Slot::Main)?,
+        unit(socket, "units/app@.socket.tera", SOCKET_TEMPLATE, Slot::Main)?,
+        unit(target, "units/app.target.tera", TARGET_TEMPLATE, Slot::Main)?,
+        unit(next_service, "units/app@.service.tera", SERVICE_TEMPLATE, Slot::Next)?,
+        unit(next_socket, "units/app@.socket.tera", SOCKET_TEMPLATE, Slot::Next)?,
+    ])
+}
+
+/// localhost and the manifest's entries, or `None` (no filter) when it has none or `["any"]`.
+pub fn ip_address_allow(allow: Option<&[String]>) -> Option<String> {
+    use crate::manifest::{IP_ANY, IP_LOCALHOST};
+    let allow = allow?;
+    if allow.iter().any(|a| a == IP_ANY) {
+        return None;
+    }
+    let extra = allow.iter().map(String::as_str).filter(|a| *a != IP_LOCALHOST);
+    Some(std::iter::once(IP_LOCALHOST).chain(extra).collect::<Vec<_>>().join(" "))
+}
+
+/// What `relctl logs` and `status` say when the app's IP filter is on and a line of its journal
+/// shows a refused connection ("Operation not permitted", what a dropped connect() returns): the
+/// filter and the key that changes it. None when there is no filter or nothing was refused.
+pub fn ip_filter_note(app: &str, allow: Option<&[String]>, message: &str) -> Option<String> {
+    let allowed = ip_address_allow(allow)?;
+    if !message.contains("Operation not permitted") {
+        return None;
+    }
+    Some(format!(
+        "note: {app}'s service may use IP only with {allowed} (IPAddressAllow=, from [hardening] ip_address_allow in relctl.toml); a connection to any other address fails with \"Operation not permitted\". Add the address to ip_address_allow, or remove the key to lift the filter, then relctl build."
+    ))
+}
+
+#[cfg(test)]
+mod hardening_tests {
+    use super::*;
+    use crate::manifest::{self, Loaded};
+
+    const EXAMPLE: &str = "app = \"medctrl\"\ncomponent = \"backend\"\n[service]\nexec = \"x\"\n[builds.development]\n";
+
+    /// The example's service unit, with `extra` appended to its manifest.
+    fn service(extra: &str) -> String {
+        let text = format!("{EXAMPLE}{extra}");
+        let manifest = manifest::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let loaded = Loaded { path: "/srv/relctl.toml".into(), dir: "/srv".into(), manifest };
+        render(&crate::plan::app(&loaded).unwrap()).unwrap().swap_remove(0).contents
+    }
+
+    const HARDENED: &[&str] = &[
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "PrivateDevices=yes",
+        "PrivateMounts=yes",
+        "PrivateUsers=yes",
+        "ProtectProc=invisible",
+        "ProcSubset=pid",
+        "RemoveIPC=yes",
+        "MemoryDenyWriteExecute=yes",
+        "CapabilityBoundingSet=",
+        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+        "SystemCallFilter=@system-service",
+        "SystemCallFilter=~@privileged @resources",
+        "SystemCallErrorNumber=EPERM",
+        "UMask=0077",
+    ];
+
+    #[test]
+    fn service_is_hardened_by_default() {
+        let c = service("");
+        let lines: Vec<&str> = c.lines().collect();
+        for want in HARDENED {
+            assert!(lines.contains(want), "missing {want:?}:\n{c}");
+        }
+        assert!(!c.contains("\n\n\n") && !c.contains("%I"), "{c}");
+        assert_eq!(service(""), service("[hardening]\n"), "an empty [hardening] is the default");
+    }
+
+    /// The lines only in `a` and the lines only in `b`.
+    fn line_diff<'a>(a: &'a str, b: &'a str) -> (Vec<&'a str>, Vec<&'a str>) {
+        let only = |x: &'a str, y: &'a str| x.lines().filter(|l| !y.lines().any(|m| m == *l)).collect();
+        (only(a, b), only(b, a))
+    }
+
+    #[test]
+    fn each_hardening_key_changes_exactly_its_setting() {
+        let strict = service("");
+        let cases: &[(&str, &[&str], &[&str])] = &[
+            ("memory_deny_write_execute = false", &["MemoryDenyWriteExecute=yes"], &["MemoryDenyWriteExecute=no"]),
+            ("private_users = false", &["PrivateUsers=yes"], &["PrivateUsers=no"]),
+            ("proc_subset = \"all\"", &["ProcSubset=pid"], &["ProcSubset=all"]),
+            ("umask = \"0027\"", &["UMask=0077"], &["UMask=0027"]),
+        ];
+        let open = [
+            "# No IP address filter: the app reaches its database, mail server and APIs over IP. It listens on",
+            "# no IP port (its socket is the unix socket above; relctl's gate refuses a release that listens",
+            "# on IP). [hardening] ip_address_allow = [\"localhost\", ...] limits IP to those addresses.",
+        ];
+        let filtered = |allow: &'static str| -> Vec<&'static str> {
+            vec![
+                "# IP only to and from localhost and [hardening] ip_address_allow (nginx uses the unix socket);",
+                "# anything else is dropped: connect() to another host times out.",
+                "IPAddressDeny=any",
+                allow,
+            ]
+        };
+        let filters: &[(&str, Vec<&str>)] = &[
+            (
+                "ip_address_allow = [\"10.0.0.5\", \"192.168.0.0/16\", \"fd00::/8\"]",
+                filtered("IPAddressAllow=localhost 10.0.0.5 192.168.0.0/16 fd00::/8"),
+            ),
+            ("ip_address_allow = [\"localhost\"]", filtered("IPAddressAllow=localhost")),
+            ("ip_address_allow = []", filtered("IPAddressAllow=localhost")),
+            ("ip_address_allow = [\"10.0.0.5\", \"localhost\"]", filtered("IPAddressAllow=localhost 10.0.0.5")),
+        ];
+        for (key, added) in filters {
+            let open_unit = service("");
+            let strict = service(&format!("[hardening]\n{key}\n"));
+            let (gone, new) = line_diff(&open_unit, &strict);
+            assert_eq!((gone.as_slice(), new.as_slice()), (&open[..], added.as_slice()), "{key}");
+        }
+        assert_eq!(service("[hardening]\nip_address_allow = [\"any\"]\n"), service(""), "any is the default");
+        for (key, removed, added) in cases {
+            let relaxed = service(&format!("[hardening]\n{key}\n"));
+            assert!(relaxed.contains("\n\n[Install]\n") && !relaxed.contains("\n\n\n"), "{relaxed}");
+            let (gone, new) = line_diff(&strict, &relaxed);
+            assert_eq!((gone.as_slice(), new.as_slice()), (*removed, *added), "{key}");
+        }
+        // Restating the defaults changes nothing.
+        let defaults = "[hardening]\nmemory_deny_write_execute = true\nprivate_users = true\nproc_subset = \"pid\"\numask = \"0077\"\n";
+        assert_eq!(service(defaults), strict);
+    }
+
+    #[test]
+    fn a_refused_connection_names_the_filter_and_its_key() {
+        let strict = vec!["10.0.0.5".to_string()];
+        let refused = "OSError: [Errno 1] Operation not permitted";
+        let note = ip_filter_note("shop", Some(&strict), refused).unwrap();
+        assert!(note.starts_with("note: shop's service may use IP only with localhost 10.0.0.5 (IPAddressAllow=, from [hardening] ip_address_allow in relctl.toml)"), "{note}");
+        assert_eq!(ip_filter_note("shop", None, refused), None, "no filter by default");
+        assert_eq!(ip_filter_note("shop", Some(&["any".to_string()]), refused), None);
+        assert_eq!(ip_filter_note("shop", Some(&strict), "GET / 200"), None);
+    }
+
+    #[test]
+    fn hardening_keys_are_checked() {
+        let parse = |body: &str| manifest::parse(&format!("{EXAMPLE}[hardening]\n{body}\n"));
+        for ok in [
+            "umask = \"022\"",
+            "umask = \"0027\"",
+            "ip_address_allow = [\"10.0.0.5\", \"10.0.0.0/8\", \"::1\", \"2001:db8::/32\", \"0.0.0.0/0\"]",
+            "ip_address_allow = [\"any\"]",
+        ] {
+            assert!(parse(ok).is_ok(), "{ok}: {:?}", parse(ok).err());
+        }
+        for (bad, msg) in [
+            ("umask = \"27\"", "[hardening] umask \"27\" must be 3 or 4 octal digits"),
+            ("umask = \"0028\"", "[hardening] umask \"0028\""),
+            ("umask = \"1077\"", "[hardening] umask \"1077\""),
+            ("ip_address_allow = [\"db.example.com\"]", "entry \"db.example.com\" is not an IP address or CIDR range"),
+            ("ip_address_allow = [\"10.0.0.0/33\"]", "entry \"10.0.0.0/33\""),
+            ("ip_address_allow = [\"fd00::/129\"]", "entry \"fd00::/129\""),
+            ("ip_address_allow = [\"10.0.0.1/+8\"]", "entry \"10.0.0.1/+8\""),
+            ("ip_address_allow = [\"10.0.0.1 ; x\"]", "entry \"10.0.0.1 ; x\""),
+            ("ip_address_allow = [\"localhost:5432\"]", "entry \"localhost:5432\""),
+            ("ip_address_allow = [\"any\", \"10.0.0.1\"]", "\"any\" lifts the IP filter; list it alone"),
+            ("proc_subset = \"none\"", "unknown variant `none`"),
+            ("private_user = false", "unknown field `private_user`"),
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert!(err.contains(msg), "{bad}: {err}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{self, Loaded};
+
+    fn example() -> AppPlan {
+        app("medctrl")
+    }
+
+    fn app(name: &str) -> AppPlan {
+        let text =
+            format!("app = \"{name}\"\ncomponent = \"backend\"\n[service]\nexec = \"x\"\n[builds.development]\n");
+        let loaded =
+            Loaded { path: "/srv/relctl.toml".into(), dir: "/srv".into(), manifest: manifest::parse(&text).unwrap() };
+        crate::plan::app(&loaded).unwrap()
+    }
+
+    #[test]
+    fn units_use_the_instance_name_and_resolve_exec_against_the_instance_link() {
+        let units = render(&example()).unwrap();
+        let service = &units[0];
+        assert_eq!(service.path, Path::new("/etc/systemd/system/medctrl@.service"));
+        let c = &service.contents;
+        assert!(c.contains(" /opt/medctrl/backend/%i/.relctl-main/.relctl/start\n"), "{c}");
+        assert!(c.contains("WorkingDirectory=/opt/medctrl/backend/%i/.relctl-main\n"));
+        assert!(c.contains("EnvironmentFile=/opt/medctrl/backend/%i/.relctl-main/.relctl/environment\n"));
+        assert!(c.contains("Requires=medctrl@%i.socket\n") && c.contains("PartOf=medctrl.target\n"));
+        assert!(c.contains("StateDirectory=medctrl/backend/%i\n") && c.contains("User=medctrl\n"));
+        // The service user's home is /nonexistent; the service gets a writable one of its own.
+        assert!(c.contains("CacheDirectory=medctrl/backend/%i\nRuntimeDirectory=medctrl/backend/%i\n"), "{c}");
+        assert!(c.contains("Environment=HOME=%C/medctrl/backend/%i XDG_RUNTIME_DIR=%t/medctrl/backend/%i\n"));
+        assert!(c.contains("Type=notify\n") && c.contains("ProtectSystem=strict\n"));
+        assert!(!c.contains("%I"), "use %i, never %I");
+        let socket = &units[1].contents;
+        assert!(socket.contains("ListenStream=/opt/medctrl/backend/%i/.relctl-live.sock\n"), "{socket}");
+        assert!(socket.contains("WantedBy=medctrl.target\n") && !socket.contains("RemoveOnStop"));
+        let next_service = &units[3].contents;
+        assert_eq!(units[3].path, Path::new("/etc/systemd/system/medctrl_next@.service"));
+        assert!(next_service.contains(" /opt/medctrl/backend/%i/next/.relctl/start\n"), "{next_service}");
+        assert!(
+            next_service.contains("Requires=medctrl_next@%i.socket\n")
+                && next_service.contains("PartOf=medctrl.target\n")
+        );
+        assert!(next_service.contains("RuntimeDirectory=medctrl/backend/%i-next\n"));
+        assert!(!next_service.contains("[Install]"), "next is never enabled");
+        // systemctl stop|restart of main reaches next; main started by anyone but relctl takes
+        // the public socket, atomically, unless relctl holds the build's switch lock.
+        assert!(next_service.contains("PartOf=medctrl@%i.service\n") && !c.contains("PartOf=medctrl@%i.service"));
+        let takeover = "ExecStartPost=+/bin/sh -c 'mkdir -p -m 0700 /run/relctl && exec flock -n -E 0 /run/relctl/medctrl@%i.switch -c \"ln -sfn .relctl-live.sock /opt/medctrl/backend/%i/.relctl-public.tmp && mv -fT /opt/medctrl/backend/%i/.relctl-public.tmp /opt/medctrl/backend/%i/gunicorn.sock\"'\n";
+        assert!(c.contains(takeover), "{c}");
+        assert!(!next_service.contains("flock"), "{next_service}");
+        let next_socket = &units[4].contents;
+        assert!(next_socket.contains("ListenStream=/opt/medctrl/backend/%i/.relctl-next.sock\n"));
+        assert!(next_socket.contains("RemoveOnStop=yes\n") && !next_socket.contains("[Install]"), "{next_socket}");
+        assert!(socket.contains("SocketGroup=www-data\n") && socket.contains("SocketMode=0660\n"));
+        assert!(units[2].contents.contains("WantedBy=multi-user.target"));
+    }
+
+    #[test]
+    fn units_relctl_did_not_write_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = [dir.path()];
+        assert!(check_ours_in(&app("getty"), &dirs, &[]).is_ok(), "nothing there yet");
+        for unit in render(&app("getty")).unwrap() {
+            std::fs::write(dir.path().join(unit.path.file_name().unwrap()), &unit.contents).unwrap();
+        }
+        assert!(check_ours_in(&app("getty"), &dirs, &[]).is_ok(), "relctl's own units are fine");
+        std::fs::write(dir.path().join("getty@.service"), "[Unit]\nDescription=Getty on %I\n").unwrap();
+        let err = check_ours_in(&app("getty"), &dirs, &[]).unwrap_err();
+        assert!(err.is::<UsageError>());
+        let expected = format!("{}/getty@.service exists and relctl did not write it", dir.path().display());
+        assert!(err.to_string().starts_with(&expected), "{err}");
+        assert!(err.to_string().contains("relctl build <BUILD> --adopt"), "{err}");
+        let adopting = [dir.path().join("getty@.service")];
+        assert!(check_ours_in(&app("getty"), &dirs, &adopting).is_ok(), "a hand-made unit being adopted");
+    }
+
+    #[test]
+    fn the_systems_own_units_are_refused_on_this_host() {
+        // Debian's systemd ships getty@.service and user@.service.
+        for name in ["getty", "user"] {
+            let unit = format!("/lib/systemd/system/{name}@.service");
+            assert!(Path::new(&unit).exists(), "{unit} missing: install systemd (apt-get install systemd)");
+            assert!(check_ours(&app(name), &[]).is_err(), "{name}");
+        }
+    }
+}
