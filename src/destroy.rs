@@ -16,12 +16,12 @@ use anyhow::{Context, Result};
 use fs_err as fs;
 use serde::Serialize;
 
-use crate::deps;
 use crate::error::UsageError;
-use crate::layout::{BuildLayout, Instance};
 use crate::manifest::Loaded;
 use crate::nginx;
 use crate::plan::{self, AppPlan};
+use crate::release::deps;
+use crate::release::layout::{BuildLayout, Instance};
 use crate::report::Report;
 use crate::systemd::Systemd;
 

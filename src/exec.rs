@@ -48,10 +48,10 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::error::UsageError;
-use crate::layout::BuildLayout;
 use crate::plan::{self, AppPlan};
+use crate::release::id::ReleaseId;
+use crate::release::layout::BuildLayout;
 use crate::report::Report;
-use crate::store::ReleaseId;
 use crate::systemd::{Systemd, UnitFiles};
 
 /// Service settings that do not apply to one command run to its end: how a long-running service
@@ -147,12 +147,12 @@ pub fn plan(
 ) -> Result<ExecPlan> {
     let mut sources = Vec::new();
     let fragment = read(&files.fragment)?;
-    if !fragment.contains(crate::units::MARKER) {
+    if !fragment.contains(crate::plan::units::MARKER) {
         bail!(
             "{} (which systemd runs {} from) was not written by relctl (it has no \"{}\" line); relctl exec only runs commands with the settings of relctl's units",
             files.fragment.display(),
             build.service_unit,
-            crate::units::MARKER
+            crate::plan::units::MARKER
         );
     }
     sources.push((files.fragment.clone(), fragment));
@@ -161,7 +161,7 @@ pub fn plan(
     }
     let release_dir = build.release_dir(release);
     let specifiers = Specifiers { unit: &build.service_unit, user: &app.user };
-    let main = app.layout.instance(&build.build, crate::layout::Slot::Main);
+    let main = app.layout.instance(&build.build, crate::release::layout::Slot::Main);
     let properties = service_properties(&sources, &specifiers, &[&main.link, &build.current], &release_dir)?;
     Ok(ExecPlan {
         unit: unit_name(&app.layout.app, &build.build),
@@ -440,14 +440,14 @@ fn env_file(unit: &str, env: &BTreeMap<String, String>) -> Result<Option<tempfil
     if env.is_empty() {
         return Ok(None);
     }
-    let dir = Path::new(crate::lock::LOCK_DIR);
-    crate::lock::private_dir(dir)?;
+    let dir = Path::new(crate::host::lock::LOCK_DIR);
+    crate::host::lock::private_dir(dir)?;
     let mut file = tempfile::Builder::new()
         .prefix(&format!("{unit}-"))
         .suffix(".env")
         .tempfile_in(dir)
         .with_context(|| format!("creating the -e environment file in {}", dir.display()))?;
-    file.write_all(crate::render::env_file(env)?.as_bytes())
+    file.write_all(crate::release::render::env_file(env)?.as_bytes())
         .and_then(|()| file.flush())
         .with_context(|| format!("writing {}", file.path().display()))?;
     Ok(Some(file))
@@ -493,7 +493,7 @@ mod tests {
     /// The exec unit's properties for the example's development build, from its rendered service
     /// unit and `drop_ins`.
     fn properties(app: &AppPlan, drop_ins: &[&str]) -> Result<Vec<String>> {
-        let unit = crate::units::render(app).unwrap().swap_remove(0);
+        let unit = crate::plan::units::render(app).unwrap().swap_remove(0);
         let mut sources = vec![(unit.path, unit.contents)];
         for (i, d) in drop_ins.iter().enumerate() {
             sources.push((
@@ -503,7 +503,7 @@ mod tests {
         }
         let b = app.layout.build("development");
         let specifiers = Specifiers { unit: &b.service_unit, user: &app.user };
-        let main = app.layout.instance("development", crate::layout::Slot::Main);
+        let main = app.layout.instance("development", crate::release::layout::Slot::Main);
         service_properties(&sources, &specifiers, &[&main.link, &b.current], Path::new(RELEASE))
     }
 
@@ -537,7 +537,7 @@ mod tests {
         }
         assert!(!p.iter().any(|x| x.contains('%') || x.contains("/current") || x.contains(".relctl-main")), "{p:#?}");
         // Every hardening line of the service is there, in the service's order.
-        let unit = crate::units::render(&app("[hardening]\nip_address_allow = [\"localhost\"]\n"))
+        let unit = crate::plan::units::render(&app("[hardening]\nip_address_allow = [\"localhost\"]\n"))
             .unwrap()
             .swap_remove(0)
             .contents;

@@ -7,40 +7,22 @@
 //! SSH (`-H`); `fleet` rolls one across hosts (`--hosts`, a build's `hosts`).
 //! `commands` is the glue between them, and opens the one `Session` every changing command needs.
 
-pub mod adopt;
-pub mod atomic;
 pub mod cli;
 mod commands;
 pub mod deploy;
-pub mod deps;
 pub mod destroy;
-pub mod detect;
 pub mod error;
 pub mod exec;
-pub mod fleet;
-pub mod git;
-pub mod health;
-pub mod hooks;
-pub mod init;
-pub mod journal;
-pub mod layout;
-pub mod listener;
-pub mod lock;
-pub mod logfmt;
+pub mod host;
 pub mod manifest;
 pub mod nginx;
 pub mod plan;
+pub mod project;
+pub mod release;
 pub mod remote;
-pub mod render;
 pub mod report;
 pub mod route;
-pub mod secret_key;
-pub mod stage;
-pub mod store;
 pub mod systemd;
-pub mod trust;
-pub mod units;
-pub mod users;
 
 use std::process::ExitCode;
 

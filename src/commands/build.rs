@@ -2,10 +2,10 @@ use anyhow::Result;
 
 use super::Session;
 use crate::cli::{BuildArgs, GlobalArgs};
-use crate::deps::KeyCommands;
 use crate::error::{Outcome, UsageError};
 use crate::manifest::Loaded;
 use crate::plan;
+use crate::release::deps::KeyCommands;
 use crate::report::{Mode, Report};
 
 pub fn run(loaded: &Loaded, args: &BuildArgs, g: &GlobalArgs, report: &mut Report) -> Result<Outcome> {

@@ -2,7 +2,7 @@ use anyhow::{Context, Result};
 
 use crate::cli::{GlobalArgs, InitArgs};
 use crate::error::{Outcome, UsageError};
-use crate::init::{self, FIRST_BUILD};
+use crate::project::init::{self, FIRST_BUILD};
 use crate::report::Report;
 
 pub fn run(args: &InitArgs, g: &GlobalArgs, report: &Report) -> Result<Outcome> {
@@ -23,8 +23,8 @@ pub fn run(args: &InitArgs, g: &GlobalArgs, report: &Report) -> Result<Outcome> 
     let conf = init::write(&plan)?;
     // As root, relctl uses only a manifest only root can change: say so now, in a checkout of
     // one's own, rather than at the first `sudo relctl build`.
-    let refused = match crate::trust::check(&plan.path, "manifest", crate::trust::Trust::RootOnly) {
-        Err(crate::trust::Error::NotRootOnly(e)) => Some(e),
+    let refused = match crate::host::trust::check(&plan.path, "manifest", crate::host::trust::Trust::RootOnly) {
+        Err(crate::host::trust::Error::NotRootOnly(e)) => Some(e),
         _ => None,
     };
     let command = match refused {

@@ -4,12 +4,12 @@ use anyhow::{Context, Result};
 
 use crate::cli::LogsArgs;
 use crate::error::Outcome;
-use crate::journal::{self, Flow, Query};
-use crate::logfmt::{self, Formatter, Output};
 use crate::manifest::Loaded;
 use crate::plan;
+use crate::plan::units;
 use crate::report::{Mode, Report};
-use crate::units;
+use crate::systemd::journal::{self, Flow, Query};
+use crate::systemd::logfmt::{self, Formatter, Output};
 
 pub fn run(loaded: &Loaded, args: &LogsArgs, report: &Report) -> Result<Outcome> {
     let app = plan::app(loaded)?;

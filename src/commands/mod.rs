@@ -19,10 +19,10 @@ use anyhow::{bail, Context, Result};
 use crate::cli::{Cli, Command, GlobalArgs};
 use crate::deploy::Deploy;
 use crate::error::{Outcome, UsageError};
-use crate::layout::BuildLayout;
-use crate::lock::{self, AppLock};
+use crate::host::lock::{self, AppLock};
 use crate::manifest::{self, Loaded};
 use crate::plan::{self, AppPlan};
+use crate::release::layout::BuildLayout;
 use crate::report::{Mode, Report};
 use crate::systemd::Systemd;
 

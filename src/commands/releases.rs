@@ -7,8 +7,9 @@ use crate::cli::{GlobalArgs, RollbackArgs};
 use crate::error::{Outcome, UsageError};
 use crate::manifest::Loaded;
 use crate::plan;
+use crate::release::id::ReleaseId;
+use crate::release::store;
 use crate::report::{Mode, Report};
-use crate::store::{self, ReleaseId};
 
 pub fn list(loaded: &Loaded, build: &str, report: &Report) -> Result<Outcome> {
     let app = plan::app(loaded)?;

@@ -5,8 +5,9 @@ use anyhow::Result;
 
 use crate::cli::{Cli, Command};
 use crate::error::{Outcome, UsageError};
-use crate::fleet::{self, HostState, Job};
-use crate::remote::{self, Output, Target};
+use crate::remote::fleet::{self, HostState, Job};
+use crate::remote::ssh::{self, Output};
+use crate::remote::target::Target;
 use crate::report::{Mode, Report};
 
 /// Where a command runs.
@@ -61,7 +62,7 @@ pub fn place(cli: &Cli) -> Result<Place> {
 
 fn job(cli: &Cli) -> Result<Job> {
     let loaded = super::load(&cli.global)?;
-    let args = remote::forwarded_args(&std::env::args_os().skip(1).collect::<Vec<_>>())?;
+    let args = ssh::forwarded_args(&std::env::args_os().skip(1).collect::<Vec<_>>())?;
     let reported = match &cli.command {
         Command::Build(_) | Command::Rollback(_) | Command::Promote(_) | Command::Restart(_) => build_of(&cli.command),
         _ => None,

@@ -2,11 +2,11 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::error::Outcome;
-use crate::layout::{self, Slot};
 use crate::manifest::Loaded;
 use crate::plan;
+use crate::release::id::ReleaseId;
+use crate::release::layout::{self, Slot};
 use crate::report::{Mode, Report};
-use crate::store::ReleaseId;
 use crate::systemd::{ActiveState, Systemd, UnitState};
 
 #[derive(Debug, Serialize)]

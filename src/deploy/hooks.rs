@@ -12,51 +12,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+use crate::host::command::NOT_FOR_HOOKS;
+use crate::plan::hook::{Hook, HookStage};
 use crate::systemd::Systemd;
 use serde::Serialize;
 
-/// When a hook runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HookStage {
-    /// In the new release directory, as root, right after the copy (venv, pip, collectstatic).
-    Build,
-    /// As the service user with the build's environment and secrets, before the switch (migrations).
-    Release,
-    /// As root, against the new instance once it passed the health gate and before it takes
-    /// traffic, with `RELCTL_SOCKET` (its own socket) and `RELCTL_URL` (smoke tests).
-    Verify,
-}
-
-impl HookStage {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HookStage::Build => "build",
-            HookStage::Release => "release",
-            HookStage::Verify => "verify",
-        }
-    }
-}
-
-impl std::fmt::Display for HookStage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Hook {
-    pub stage: HookStage,
-    pub command: String,
-}
-
 const TAIL_LINES: usize = 20;
-
-/// Variables of relctl's environment a hook never gets: the admin's SSH agent (a build hook runs
-/// the source tree's code as root; with the agent it would reach every host the admin can) and
-/// what ties it to the admin's login session.
-pub const NOT_FOR_HOOKS: &[&str] =
-    &["SSH_AUTH_SOCK", "SSH_AGENT_PID", "SSH_CONNECTION", "SSH_CLIENT", "SSH_TTY", "DBUS_SESSION_BUS_ADDRESS"];
 
 /// Runs `hook` with `sh -c` in `cwd` as root, with `env` added to relctl's environment (less
 /// [`NOT_FOR_HOOKS`]) and no terminal (stdin is /dev/null). stdout and stderr are captured

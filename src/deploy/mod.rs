@@ -20,22 +20,24 @@ use anyhow::{bail, Context, Result};
 use fs_err as fs;
 use serde::{Deserialize, Serialize};
 
-use crate::deploy::hooks::{Hook, HookFailed, HookStage};
+use crate::deploy::hooks::HookFailed;
 use crate::destroy;
 use crate::error::UsageError;
 use crate::host::atomic;
 use crate::host::health;
 use crate::host::listener;
 use crate::host::users::{self, RunAs};
+use crate::plan::hook::{Hook, HookStage};
 use crate::plan::units::{self, UnitFile};
 use crate::plan::{AdoptPlan, AppPlan, BuildPlan};
 use crate::release::deps::{self, DepPlan};
 use crate::release::handmade;
+use crate::release::id::ReleaseId;
 use crate::release::layout::{self, BuildLayout, Instance, Slot};
 use crate::release::render;
 use crate::release::secret_key;
 use crate::release::stage;
-use crate::release::store::{self, ReleaseId, ReleaseMeta, ReleaseState};
+use crate::release::store::{self, ReleaseMeta, ReleaseState};
 use crate::report::{self, Report};
 use crate::systemd::{ActiveState, JobKind, Systemd, UnitState};
 

@@ -664,7 +664,7 @@ fn check(m: &Manifest) -> Result<(), String> {
             check_plain_path(&format!("[builds.{name}] htpasswd"), p)?;
         }
         for h in &b.hosts {
-            h.parse::<crate::remote::ssh::Target>().map_err(|e| format!("[builds.{name}] hosts: {e}"))?;
+            h.parse::<crate::remote::target::Target>().map_err(|e| format!("[builds.{name}] hosts: {e}"))?;
         }
         if let Some(dup) = b.hosts.iter().enumerate().find(|(i, h)| b.hosts[..*i].contains(h)).map(|(_, h)| h) {
             return Err(format!("[builds.{name}] hosts lists {dup} twice"));

@@ -27,7 +27,7 @@ use fs_err as fs;
 use serde::Serialize;
 
 use crate::host::atomic;
-use crate::release::store::ReleaseId;
+use crate::release::id::ReleaseId;
 use crate::systemd::{JobKind, LoadState, Systemd};
 
 pub const PROXY_PARAMS: &str = "/etc/nginx/proxy_params";

@@ -1,6 +1,7 @@
 //! Parse → **plan** → act: arguments and manifest resolved into plain data (paths, files, units,
 //! hooks, jobs) before anything is touched. `--dry-run` prints a plan; the domain modules act on it.
 
+pub mod hook;
 pub mod units;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -11,18 +12,19 @@ use anyhow::{Context, Result};
 use fs_err as fs;
 use serde::Serialize;
 
-use crate::deploy::hooks::{Hook, HookStage};
 use crate::error::UsageError;
 use crate::host::trust::{self, Trust};
 use crate::manifest::{self, Loaded, Manifest};
+use crate::plan::hook::{Hook, HookStage};
 use crate::plan::units::UnitFile;
 use crate::release::deps::{self, DepPlan, KeyCommands};
 use crate::release::git::{self, GitRevision};
 use crate::release::handmade;
+use crate::release::id::ReleaseId;
 use crate::release::layout::{self, AppLayout, BuildLayout};
 use crate::release::render::{self, TemplateContext};
 use crate::release::stage::CopySpec;
-use crate::release::store::{self, ReleaseId};
+use crate::release::store;
 
 /// Everything about an app that does not depend on a build.
 #[derive(Debug, Clone, Serialize)]

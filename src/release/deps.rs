@@ -104,7 +104,7 @@ pub fn plan(root: &Path, source: &Path, name: &str, dep: &Dep, key_commands: Key
     for c in &dep.key_commands {
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-c").arg(c).current_dir(source).stdin(std::process::Stdio::null());
-        for var in crate::deploy::hooks::NOT_FOR_HOOKS {
+        for var in crate::host::command::NOT_FOR_HOOKS {
             cmd.env_remove(var);
         }
         let out = cmd.output().with_context(|| format!("[deps.{name}] running key command `{c}`"))?;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::release::store::ReleaseId;
+use crate::release::id::ReleaseId;
 
 /// The paths of one app: where its builds and units live.
 #[derive(Debug, Clone, Serialize)]

@@ -11,79 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::host::atomic;
 use crate::release::git::GitRevision;
+use crate::release::id::ReleaseId;
 use crate::release::layout::BuildLayout;
-
-/// A release id: UTC time to the second (`20261123T130501Z`), then `-<git short hash>` and
-/// `-dirty` when known, or `-adopted` for the files of a hand-made setup `build --adopt` took over. The time comes first and has a fixed width, so ids order by time.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct ReleaseId(String);
-
-const TIME_FORMAT: &str = "%Y%m%dT%H%M%SZ";
-const ID_SHAPE: &str = "20261123T130501Z[-<git hash>[-dirty]|-adopted]";
-const ADOPTED: &str = "adopted";
-
-impl ReleaseId {
-    pub fn new(at: jiff::Timestamp, git: Option<&GitRevision>) -> ReleaseId {
-        let time = at.strftime(TIME_FORMAT).to_string();
-        ReleaseId(match git {
-            Some(g) => format!("{time}-{}", g.label()),
-            None => time,
-        })
-    }
-
-    /// The id of a hand-made setup's files taken over at `at` (`20261123T130501Z-adopted`).
-    pub fn adopted(at: jiff::Timestamp) -> ReleaseId {
-        ReleaseId(format!("{}-{ADOPTED}", at.strftime(TIME_FORMAT)))
-    }
-
-    /// Checks a release id typed by a user or found on disk.
-    pub fn parse(s: &str) -> Result<ReleaseId, String> {
-        let (time, rest) = s.split_at_checked(16).unwrap_or((s, ""));
-        let time_ok = time.len() == 16
-            && time.char_indices().all(|(i, c)| match i {
-                8 => c == 'T',
-                15 => c == 'Z',
-                _ => c.is_ascii_digit(),
-            });
-        let rest_ok = match rest.strip_prefix('-') {
-            None => rest.is_empty(),
-            Some(ADOPTED) => true,
-            Some(git) => {
-                let hash = git.strip_suffix("-dirty").unwrap_or(git);
-                (4..=40).contains(&hash.len()) && hash.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
-            }
-        };
-        if time_ok && rest_ok {
-            Ok(ReleaseId(s.to_string()))
-        } else {
-            Err(format!("\"{}\" is not a release id (they look like {ID_SHAPE})", s.escape_debug()))
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for ReleaseId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl TryFrom<String> for ReleaseId {
-    type Error = String;
-    fn try_from(s: String) -> Result<ReleaseId, String> {
-        ReleaseId::parse(&s)
-    }
-}
-
-impl From<ReleaseId> for String {
-    fn from(id: ReleaseId) -> String {
-        id.0
-    }
-}
 
 /// Written last when a release is complete (staged, rendered, hooks passed).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -399,7 +328,7 @@ mod tests {
     #[test]
     fn a_release_being_staged_is_incomplete_to_other_users() {
         const AS_NOBODY: &str = "RELCTL_TEST_LIST_AS_NOBODY";
-        let name = "store::tests::a_release_being_staged_is_incomplete_to_other_users";
+        let name = "release::store::tests::a_release_being_staged_is_incomplete_to_other_users";
         if let Ok(dir) = std::env::var(AS_NOBODY) {
             let b = layout(Path::new(&dir));
             assert_eq!(states(&b), [(r(1), ReleaseState::Current), (r(2), ReleaseState::Incomplete)]);
@@ -478,7 +407,7 @@ mod tests {
             "20261123T130501Z-adopted-dirty",
         ] {
             let err = ReleaseId::parse(bad).unwrap_err();
-            assert!(err.contains("is not a release id") && err.contains(ID_SHAPE), "{bad}: {err}");
+            assert!(err.contains("is not a release id") && err.contains(crate::release::id::ID_SHAPE), "{bad}: {err}");
         }
     }
 

@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Outcome;
 use crate::manifest::Loaded;
-use crate::release::store::ReleaseId;
-use crate::remote::ssh::{Output, Remote, Shipment, Target};
+use crate::release::id::ReleaseId;
+use crate::remote::ssh::{Output, Remote, Shipment};
+use crate::remote::target::Target;
 use crate::report::{self, terminal_safe, Mode};
 
 /// What a command run elsewhere ships and runs there.
