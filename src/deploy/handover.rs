@@ -1,0 +1,284 @@
+//! The hand-over: a release goes live in the instance that does not serve, passes the gate, takes
+//! the public socket; the instance that served drains and is kept ready through the probation.
+
+use super::*;
+
+impl Deploy<'_> {
+    /// Makes `to` live (`from` is what serves now, if anything; the same release for a restart).
+    /// With an instance serving, `to` is verified in the other one first and the users never see
+    /// a release that fails the gate; the switch is journaled until it is verified.
+    pub(super) fn go_live(&mut self, to: &ReleaseId, from: Option<&ReleaseId>) -> Result<Verified> {
+        let b = self.build;
+        self.hold_switch_lock()?;
+        secret_key::ensure(&b.secret_key_file())?;
+        let journal = b.switch_journal();
+        let pending = PendingSwitch { from: from.cloned(), to: to.clone(), pid: std::process::id() };
+        let json = serde_json::to_vec(&pending).context("serializing the switch journal")?;
+        atomic::write(&journal, &json, 0o644, None)?;
+        let outcome = match (from, self.serving()?) {
+            (Some(from), Some(serving)) => self.hand_over(to, from, serving),
+            _ => self.cold_start(to, from),
+        };
+        let outcome = outcome.and_then(|v| {
+            let dir = b.release_dir(to);
+            store::mark_verified(&dir, &report::utc(jiff::Timestamp::now())).with_context(|| {
+                format!("release {to} of build {} is live and verified, but recording that failed", b.build)
+            })?;
+            Ok(v)
+        });
+        let cleared = atomic::remove_if_exists(&journal);
+        match (outcome, cleared) {
+            (Ok(v), Ok(_)) => Ok(v),
+            (Ok(_), Err(e)) => Err(e.context(format!(
+                "release {to} of build {} is live and verified, but its switch journal could not be removed; remove {} by hand, or the next build will treat {to} as interrupted and switch away from it",
+                b.build,
+                journal.display()
+            ))),
+            (Err(e), Ok(_)) => Err(e),
+            (Err(e), Err(j)) => {
+                Err(e.context(format!("the switch journal {} could not be removed either ({j:#})", journal.display())))
+            }
+        }
+    }
+
+    /// Nothing serves yet (a first build, or a stopped build): main starts on `to`.
+    pub(super) fn cold_start(&mut self, to: &ReleaseId, from: Option<&ReleaseId>) -> Result<Verified> {
+        let main = self.instance(Slot::Main);
+        let t = Instant::now();
+        self.stop_instance(&self.instance(Slot::Next))?;
+        self.switch(&main, to)?;
+        self.set_current(to)?;
+        self.point_public(&main)?;
+        failpoint("switch");
+        let was = from.map(|p| format!(" (was {p})")).unwrap_or_default();
+        self.report.step("switch", t, format!("current -> releases/{to}{was}"));
+        let started = self
+            .start_and_verify(&main)
+            .and_then(|v| self.verify(&main, to, "live").map(|()| v))
+            .and_then(|(first, health)| self.probation(&main, &first, health));
+        started.map_err(|cause| self.fail_back(to, from, cause))
+    }
+
+    /// `serving` serves `from`: `to` starts in the other instance, the candidate, and must pass
+    /// the gate through the candidate's own socket before the public socket points at it. Then
+    /// `serving` drains and is kept ready through the candidate's probation (a failure switches
+    /// back to it at once), and stops. `current` points at `to` from the hand-over on.
+    pub(super) fn hand_over(&mut self, to: &ReleaseId, from: &ReleaseId, serving: Instance) -> Result<Verified> {
+        let candidate = self.instance(serving.slot.other());
+        let b = self.build;
+        let t = Instant::now();
+        // An instance that does not serve (one that served before a `systemctl restart` of main
+        // took the build back) is stopped before it runs `to`.
+        self.stop_instance(&candidate)?;
+        self.switch(&candidate, to)?;
+        let verified =
+            self.start_and_verify(&candidate).and_then(|v| self.verify(&candidate, to, "candidate").map(|()| v));
+        failpoint("candidate");
+        let (first, health) = match verified {
+            Ok(v) => v,
+            Err(cause) => {
+                self.report.warn(self.diagnose(&candidate.service_unit));
+                let stopped = self.stop_instance(&candidate).and_then(|()| self.current_back(from));
+                let marked = self.mark_failed(to, Some(from), &cause);
+                let err = cause.context(format!(
+                    "release {to} of build {} failed in {} before it took any traffic{marked}; release {from} kept serving, untouched",
+                    b.build, candidate.service_unit
+                ));
+                return Err(match stopped {
+                    Ok(()) => err,
+                    Err(e) => err.context(format!("stopping {} failed too ({e:#})", candidate.service_unit)),
+                });
+            }
+        };
+        self.point_public(&candidate)?;
+        match self.adoption {
+            Some(a) if !a.release_dir.exists() => self.retire_hand_made(a)?,
+            // Connections already queued on the instance that served are served before it stops.
+            _ => self.drain(&serving.socket)?,
+        }
+        failpoint("handover");
+        self.report.step(
+            "handover",
+            t,
+            format!("{} serves release {to}; {} drained, kept ready", candidate.service_unit, serving.service_unit),
+        );
+        if to != from {
+            let t = Instant::now();
+            self.set_current(to)?;
+            self.report.step("switch", t, format!("current -> releases/{to} (was {from})"));
+        }
+        failpoint("switch");
+        match self.probation(&candidate, &first, health) {
+            Ok(v) => {
+                let t = Instant::now();
+                self.stop_instance(&serving)?;
+                if serving.slot == Slot::Main {
+                    // Stopped, main runs `current` again when something starts it.
+                    self.switch(&serving, to)?;
+                }
+                self.report.step(
+                    "retire",
+                    t,
+                    format!("{} stopped; {} serves release {to}", serving.service_unit, candidate.service_unit),
+                );
+                Ok(v)
+            }
+            Err(cause) => Err(self.switch_back(to, from, &serving, &candidate, cause)),
+        }
+    }
+
+    /// The candidate failed its probation after it took the public socket: the public socket goes
+    /// back to `serving`, which was kept ready, `current` back to `from`, the candidate stops.
+    /// Without `serving` up (a retired hand-made setup), main starts on `from` instead.
+    pub(super) fn switch_back(
+        &mut self,
+        to: &ReleaseId,
+        from: &ReleaseId,
+        serving: &Instance,
+        candidate: &Instance,
+        cause: anyhow::Error,
+    ) -> anyhow::Error {
+        if !self.systemd.unit_state(&serving.service_unit).is_ok_and(|s| s.active_state.is_up()) {
+            return self.fail_back(to, Some(from), cause);
+        }
+        self.report.warn(self.diagnose(&candidate.service_unit));
+        let marked = format!("failed{}", self.mark_failed(to, Some(from), &cause));
+        let t = Instant::now();
+        let back = self
+            .point_public(serving)
+            .and_then(|()| self.stop_instance(candidate))
+            .and_then(|()| self.current_back(from))
+            .map(|()| self.report.step("back", t, format!("{} serves release {from} again", serving.service_unit)));
+        let b = &self.build.build;
+        match back {
+            Ok(()) => cause.context(format!(
+                "release {to} of build {b} {marked}; switched back to {from}, which {} kept serving",
+                serving.service_unit
+            )),
+            Err(e) => cause.context(format!(
+                "release {to} of build {b} {marked}, and switching back to {from} failed too ({})",
+                crate::error::one_line(&e)
+            )),
+        }
+    }
+
+    /// `current` back on `from`, and main's link too once main is stopped (a failed candidate that
+    /// was main had it on the new release).
+    pub(super) fn current_back(&self, from: &ReleaseId) -> Result<()> {
+        if self.build.current_release()?.as_ref() != Some(from) {
+            self.set_current(from)?;
+        }
+        let main = self.instance(Slot::Main);
+        if !self.systemd.unit_state(&main.service_unit)?.active_state.is_up() {
+            self.switch(&main, from)?;
+        }
+        Ok(())
+    }
+
+    /// Points `current`, the build's current release, at `release`.
+    pub(super) fn set_current(&self, release: &ReleaseId) -> Result<()> {
+        atomic::switch_symlink(&self.build.current, &layout::release_target(release))
+    }
+
+    /// Marks `to` bad for `cause`, unless it is the release that was serving (a restart), and says
+    /// how that went, for the error message: "", " and is marked bad" or why it could not be.
+    pub(super) fn mark_failed(&self, to: &ReleaseId, from: Option<&ReleaseId>, cause: &anyhow::Error) -> String {
+        if Some(to) == from {
+            return String::new();
+        }
+        match store::mark_bad(&self.build.release_dir(to), &crate::error::one_line(cause)) {
+            Ok(()) => " and is marked bad".to_string(),
+            Err(e) => format!(" and could not be marked bad ({e:#})"),
+        }
+    }
+
+    /// `to` failed in main with nothing else serving: mark it bad and start main on `from`, with
+    /// the public socket on it and next stopped. Returns the error to report, which says what
+    /// state the build is left in.
+    pub(super) fn fail_back(
+        &mut self,
+        to: &ReleaseId,
+        from: Option<&ReleaseId>,
+        cause: anyhow::Error,
+    ) -> anyhow::Error {
+        let b = self.build;
+        let main = self.instance(Slot::Main);
+        self.report.warn(self.diagnose(&main.service_unit));
+        let marked = format!("failed{}", self.mark_failed(to, from, &cause));
+        let Some(prev) = from else {
+            return cause.context(format!(
+                "release {to} of build {} {marked}; there is no previous release to switch back to",
+                b.build
+            ));
+        };
+        let t = Instant::now();
+        let back = self.switch(&main, prev).and_then(|()| self.set_current(prev)).and_then(|()| {
+            let (first, health) = self.start_and_verify(&main)?;
+            self.point_public(&main)?;
+            self.stop_instance(&self.instance(Slot::Next))?;
+            self.report.step("back", t, format!("current -> releases/{prev}, {} restarted", main.service_unit));
+            self.probation(&main, &first, health)
+        });
+        match back {
+            Ok(_) => cause.context(format!(
+                "release {to} of build {} {marked}; switched back to {prev}, which is serving",
+                b.build
+            )),
+            Err(e) => cause.context(format!(
+                "release {to} of build {} {marked}, and switching back to {prev} failed too ({})",
+                b.build,
+                crate::error::one_line(&e)
+            )),
+        }
+    }
+
+    /// Points the build's public socket at `inst`'s socket: a new symlink renamed over it, so
+    /// every `connect(2)` reaches one instance or the other, never nothing.
+    pub(super) fn point_public(&self, inst: &Instance) -> Result<()> {
+        let target = Path::new(inst.slot.socket_file());
+        if std::fs::read_link(&self.build.socket).is_ok_and(|t| t == target) {
+            return Ok(());
+        }
+        atomic::switch_symlink(&self.build.socket, target)
+    }
+
+    /// Waits until nothing is queued on the listening socket bound at `socket` any more (its
+    /// backlog was accepted), at most 10 s.
+    pub(super) fn drain(&self, socket: &Path) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            match listener::queued(socket)? {
+                Some(n) if n > 0 => std::thread::sleep(Duration::from_millis(20)),
+                _ => return Ok(()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops an instance's service (gunicorn finishes its in-flight requests), then its socket;
+    /// next's `next` link goes with it. Each alone (`Systemd::stop_alone`): a stop of main must
+    /// not reach next, which is `PartOf=` it for `systemctl`'s sake.
+    pub(super) fn stop_instance(&self, inst: &Instance) -> Result<()> {
+        for unit in [&inst.service_unit, &inst.socket_unit] {
+            if self.systemd.unit_state(unit)?.active_state != ActiveState::Inactive {
+                self.systemd.stop_alone(unit)?;
+            }
+        }
+        if inst.slot == Slot::Next {
+            atomic::remove_if_exists(&inst.link)?;
+        }
+        Ok(())
+    }
+
+    /// Points `inst`'s link (`current`, `next`) at `release` and installs the drop-in recorded with
+    /// that release for the instance.
+    pub(super) fn switch(&self, inst: &Instance, release: &ReleaseId) -> Result<()> {
+        let b = self.build;
+        atomic::switch_symlink(&inst.link, &layout::release_target(release))?;
+        let recorded = store::recorded_dropin(&b.release_dir(release))?;
+        if super::install::apply_dropin(inst, recorded.as_deref())? {
+            self.systemd.reload()?;
+        }
+        Ok(())
+    }
+}
