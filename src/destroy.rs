@@ -23,7 +23,8 @@ use crate::plan::{self, AppPlan};
 use crate::release::deps;
 use crate::release::layout::{BuildLayout, Instance};
 use crate::report::Report;
-use crate::systemd::Systemd;
+use crate::systemd::dbus::Systemd;
+use crate::systemd::manager::Manager;
 
 /// What a build directory is renamed to under `<root>` before it is removed:
 /// `.relctl-destroyed-<build>`.

@@ -52,7 +52,9 @@ use crate::plan::{self, AppPlan};
 use crate::release::id::ReleaseId;
 use crate::release::layout::BuildLayout;
 use crate::report::Report;
-use crate::systemd::{Systemd, UnitFiles};
+use crate::systemd::dbus::Systemd;
+use crate::systemd::manager::Manager;
+use crate::systemd::unit::UnitFiles;
 
 /// Service settings that do not apply to one command run to its end: how a long-running service
 /// starts, reports, restarts, times out and stops, and its standard input and output (the

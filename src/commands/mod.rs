@@ -24,7 +24,7 @@ use crate::manifest::{self, Loaded};
 use crate::plan::{self, AppPlan};
 use crate::release::layout::BuildLayout;
 use crate::report::{Mode, Report};
-use crate::systemd::Systemd;
+use crate::systemd::dbus::Systemd;
 
 pub fn dispatch(cli: Cli) -> Result<Outcome> {
     let g = &cli.global;

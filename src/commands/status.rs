@@ -7,7 +7,8 @@ use crate::plan;
 use crate::release::id::ReleaseId;
 use crate::release::layout::{self, Slot};
 use crate::report::{Mode, Report};
-use crate::systemd::{ActiveState, Systemd, UnitState};
+use crate::systemd::dbus::Systemd;
+use crate::systemd::unit::{ActiveState, UnitState};
 
 #[derive(Debug, Serialize)]
 struct BuildStatus {

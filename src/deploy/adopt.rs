@@ -1,6 +1,16 @@
 //! Taking over a hand-made setup (`build --adopt`) without a failed request.
 
-use super::*;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use crate::deploy::Deploy;
+use crate::host::atomic;
+use crate::plan::AdoptPlan;
+use crate::release::layout::Slot;
+use crate::release::{handmade, stage, store};
 
 impl Deploy<'_> {
     /// Takes the hand-made setup of `build --adopt` out of service, once nothing hand-made is

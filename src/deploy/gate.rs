@@ -1,7 +1,34 @@
 //! The gate every release passes before it takes traffic: the unit is up, holds the socket systemd
 //! passes it, answers `[health]`, passes the verify hooks and stays up through its probation.
 
-use super::*;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+
+use crate::deploy::{failpoint, Deploy, Verified};
+use crate::host::health;
+use crate::release::id::ReleaseId;
+use crate::release::layout::Instance;
+use crate::release::store;
+use crate::systemd::unit::{JobKind, UnitState};
+
+/// What an instance is to the verify hooks (`RELCTL_INSTANCE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Started beside the instance that serves; takes traffic only once verified.
+    Candidate,
+    /// Nothing else serves: a first or cold start.
+    Live,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Candidate => "candidate",
+            Role::Live => "live",
+        }
+    }
+}
 
 impl Deploy<'_> {
     /// Starts `inst`'s socket, starts its service afresh (stopped first, alone, if it runs: a
@@ -36,14 +63,14 @@ impl Deploy<'_> {
                 first.result
             );
         }
-        if !listener::holds(first.main_pid, &inst.socket)? {
+        if !self.probe.holds(first.main_pid, &inst.socket)? {
             bail!(
                 "{unit} is active, but its main process (PID {}) does not hold the listening socket {}: the service must take its socket from systemd (LISTEN_FDS), not bind one of its own (for gunicorn: no --bind)",
                 first.main_pid,
                 inst.socket.display()
             );
         }
-        let own = listener::own_tcp_listeners(first.main_pid)?;
+        let own = self.probe.own_tcp_listeners(first.main_pid)?;
         if !own.is_empty() {
             bail!(
                 "{unit}'s main process (PID {}) listens on {} of its own instead of serving the socket systemd passes it ({}): the service must take its socket from systemd (LISTEN_FDS; for gunicorn: no --bind)",
@@ -54,7 +81,7 @@ impl Deploy<'_> {
         }
         let h = &self.app.health;
         let request = health::Request { script_name: self.app.script_name(&self.build.build), path: h.path.clone() };
-        let response = health::wait_healthy(&inst.socket, &request, h.accept, Duration::from_secs(h.timeout_s))?;
+        let response = self.probe.wait_healthy(&inst.socket, &request, h.accept, Duration::from_secs(h.timeout_s))?;
         let answered = format!("; GET {} -> {}", request.uri(), response.status);
         let health = Some(response);
         self.report.step("verify", t, format!("{unit} active, main PID {}{answered}", first.main_pid));
@@ -98,7 +125,7 @@ impl Deploy<'_> {
     /// traffic: as root in the release, with the release's environment, `RELCTL_SOCKET` (the
     /// instance's own socket) and `RELCTL_URL` (`http://localhost`, for `curl --unix-socket`).
     /// `role`: `candidate` (beside the instance that serves) or `live` (nothing else serves).
-    pub(super) fn verify(&mut self, inst: &Instance, release: &ReleaseId, role: &str) -> Result<()> {
+    pub(super) fn verify(&mut self, inst: &Instance, release: &ReleaseId, role: Role) -> Result<()> {
         if self.app.verify.is_empty() {
             return Ok(());
         }
@@ -107,7 +134,7 @@ impl Deploy<'_> {
         env.insert("RELCTL_RELEASE_DIR".into(), dir.display().to_string());
         env.insert("RELCTL_SOCKET".into(), inst.socket.display().to_string());
         env.insert("RELCTL_URL".into(), "http://localhost".into());
-        env.insert("RELCTL_INSTANCE".into(), role.into());
+        env.insert("RELCTL_INSTANCE".into(), role.as_str().into());
         for hook in &self.app.verify {
             self.run_hook(hook, &dir, &env)?;
         }
@@ -123,48 +150,7 @@ impl Deploy<'_> {
             ),
             Err(e) => format!("{unit}: state unknown ({e:#})"),
         };
-        let journal = std::process::Command::new("journalctl")
-            .args(["-u", unit, "-n", "200", "--no-pager", "-o", "short-precise"])
-            .output()
-            .map(|o| last_error(&String::from_utf8_lossy(&o.stdout)))
-            .unwrap_or_else(|e| format!("(journalctl could not run: {e})\n"));
+        let journal = self.probe.journal(unit);
         format!("--- {state}; last journal lines ---\n{journal}---")
-    }
-}
-
-/// The journal lines worth showing: from the start of the last error the app logged (a Python
-/// traceback, Django's "Internal Server Error: <path>") when it is among them, at most 60 lines,
-/// else the last 15.
-pub(super) fn last_error(journal: &str) -> String {
-    let lines: Vec<&str> = journal.lines().collect();
-    let starts = |l: &&str| l.contains("Traceback (most recent call last):") || l.contains("Internal Server Error: ");
-    let from = match lines.iter().rposition(starts) {
-        // Django's message comes right before its traceback.
-        Some(i) if i > 0 && lines[i - 1].contains("Internal Server Error: ") => i - 1,
-        Some(i) => i,
-        None => lines.len().saturating_sub(15),
-    };
-    let shown = &lines[from..lines.len().min(from + 60)];
-    shown.iter().map(|l| format!("{l}\n")).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_failed_gate_shows_the_apps_last_error_from_its_start() {
-        let mut journal: Vec<String> = (0..100).map(|i| format!("Dec 02 gunicorn[1]: noise {i}")).collect();
-        journal.push("Dec 02 gunicorn[7]: Internal Server Error: /".into());
-        journal.push("Dec 02 gunicorn[7]: Traceback (most recent call last):".into());
-        journal.extend((0..40).map(|i| format!("Dec 02 gunicorn[7]:   File \"x.py\", line {i}")));
-        journal.push("Dec 02 gunicorn[7]: django.core.exceptions.ImproperlyConfigured: boom".into());
-        journal.push("Dec 02 systemd[1]: Stopping x".into());
-        let shown = last_error(&journal.join("\n"));
-        assert!(shown.starts_with("Dec 02 gunicorn[7]: Internal Server Error: /\n"), "{shown}");
-        assert!(shown.contains("ImproperlyConfigured: boom\nDec 02 systemd[1]: Stopping x\n"), "{shown}");
-        let quiet: Vec<String> = (0..30).map(|i| format!("line {i}")).collect();
-        let shown = last_error(&quiet.join("\n"));
-        assert!(shown.starts_with("line 15\n") && shown.ends_with("line 29\n"), "{shown}");
     }
 }

@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 
 use crate::host::command::NOT_FOR_HOOKS;
 use crate::plan::hook::{Hook, HookStage};
-use crate::systemd::Systemd;
+use crate::systemd::manager::Manager;
 use serde::Serialize;
 
 const TAIL_LINES: usize = 20;
@@ -152,7 +152,7 @@ pub fn service_unit_properties(
 /// what it printed. It ends when the command does, when systemd stops it at its time limit, or
 /// when relctl is interrupted (then relctl stops the unit): nothing of it stays running, and a
 /// hook that is stopped or hangs fails naming the unit and the limit.
-pub fn run_in_unit(hook: &Hook, spec: &HookUnit, systemd: &Systemd) -> Result<String> {
+pub fn run_in_unit(hook: &Hook, spec: &HookUnit, systemd: &dyn Manager) -> Result<String> {
     let systemd_run = which::which("systemd-run").context(
         "release hooks run in a unit of their own through systemd-run, which is not installed (it comes with systemd)",
     )?;

@@ -1,7 +1,17 @@
 //! Installing a build's units and sockets, and refusing a change to what every build shares while
 //! other builds run on the old units.
 
-use super::*;
+use std::time::Instant;
+
+use anyhow::Result;
+
+use crate::deploy::Deploy;
+use crate::error::UsageError;
+use crate::host::atomic;
+use crate::plan::units::UnitFile;
+use crate::plan::BuildPlan;
+use crate::release::layout::{self, Instance, Slot};
+use crate::systemd::unit::{ActiveState, JobKind};
 
 impl Deploy<'_> {
     /// Writes the unit files, enables the build, and reloads systemd when either changed anything
@@ -40,7 +50,7 @@ impl Deploy<'_> {
             }
             return Ok(());
         }
-        if let Some(why) = self.socket_mismatch(inst)? {
+        if let Some(why) = self.probe.socket_mismatch(&inst.socket, &inst.socket_unit, &self.app.socket_group)? {
             self.systemd.stop_alone(&inst.service_unit)?;
             self.systemd.stop_alone(&inst.socket_unit)?;
             self.systemd.run_job(JobKind::Start, &inst.socket_unit)?;
@@ -49,28 +59,6 @@ impl Deploy<'_> {
             self.report.step("socket", t, detail);
         }
         Ok(())
-    }
-
-    /// Why the live socket at `inst`'s path is not what its unit says, if it is not.
-    pub(super) fn socket_mismatch(&self, inst: &Instance) -> Result<Option<String>> {
-        if !listener::is_listening(&inst.socket)? {
-            return Ok(Some(format!("{} was active but nothing listened at its path", inst.socket_unit)));
-        }
-        let meta =
-            std::fs::symlink_metadata(&inst.socket).with_context(|| format!("reading {}", inst.socket.display()))?;
-        let group = nix::unistd::Group::from_name(&self.app.socket_group)
-            .with_context(|| format!("looking up group {}", self.app.socket_group))?;
-        if group.is_some_and(|g| g.gid.as_raw() != meta.gid()) {
-            return Ok(Some(format!("its group is gid {}, the unit says {}", meta.gid(), self.app.socket_group)));
-        }
-        if meta.mode() & 0o777 != units::SOCKET_MODE {
-            return Ok(Some(format!(
-                "its mode is {:04o}, the unit says {:04o}",
-                meta.mode() & 0o777,
-                units::SOCKET_MODE
-            )));
-        }
-        Ok(None)
     }
 
     /// A manifest change to what every build shares (the socket unit: root, socket, socket_group;

@@ -5,47 +5,49 @@
 //! the public socket points at it; the one that served drains, is kept running through the
 //! candidate's probation and then stops. A failure before the hand-over leaves the serving
 //! instance untouched; one during the probation switches straight back to it.
-//! The switch is journaled in `<build_dir>/.relctl-switch` until it is verified, so a relctl
-//! killed in between is recovered from by the next build or rollback.
+//! The switch is a state machine (`switch`) whose phase is journaled in
+//! `<build_dir>/.relctl-switch` before each step, so a relctl killed at any point is recovered
+//! from (`recover`) by the next build or rollback.
+//!
+//! The steps, in files: `staging` (copy, render, dependencies, hooks), `install` (units and
+//! sockets), `handover` (the switch, phase by phase), `gate` (gate, verify hooks, probation),
+//! `recover`, `adopt` (taking over a hand-made setup). systemd is reached through
+//! `systemd::manager::Manager` and the instances are checked through `probe::Probe`, so the unit
+//! tests drive every branch against fakes.
 
 mod adopt;
 mod gate;
 mod handover;
 pub mod hooks;
 mod install;
+pub mod probe;
 mod recover;
 mod staging;
+pub mod switch;
+#[cfg(test)]
+mod tests;
 
-use std::collections::BTreeMap;
-use std::os::unix::fs::{chown, MetadataExt, PermissionsExt};
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
-use fs_err as fs;
-use serde::{Deserialize, Serialize};
+use anyhow::{Context, Result};
+use serde::Serialize;
 
-use crate::deploy::hooks::HookFailed;
+use crate::deploy::probe::{Host, Probe};
 use crate::destroy;
-use crate::error::UsageError;
-use crate::host::atomic;
 use crate::host::health;
-use crate::host::listener;
 use crate::host::users::{self, RunAs};
-use crate::plan::hook::{Hook, HookStage};
-use crate::plan::units::{self, UnitFile};
+use crate::plan::units;
 use crate::plan::{AdoptPlan, AppPlan, BuildPlan};
-use crate::release::deps::{self, DepPlan};
+use crate::release::deps;
 use crate::release::handmade;
 use crate::release::id::ReleaseId;
-use crate::release::layout::{self, BuildLayout, Instance, Slot};
-use crate::release::render;
+use crate::release::layout::{BuildLayout, Instance, Slot};
 use crate::release::secret_key;
-use crate::release::stage;
-use crate::release::store::{self, ReleaseMeta, ReleaseState};
-use crate::report::{self, Report};
-use crate::systemd::{ActiveState, JobKind, Systemd, UnitState};
+use crate::release::store::{self, ReleaseState};
+use crate::report::Report;
+use crate::systemd::manager::Manager;
+use crate::systemd::unit::{JobKind, UnitState};
 
 /// A build that passed verification: its unit and the health answer.
 #[derive(Debug, Serialize)]
@@ -83,20 +85,12 @@ fn failpoint(name: &str) {
     }
 }
 
-/// The journal of a switch in progress; present only between the switch and its verification.
-#[derive(Debug, Serialize, Deserialize)]
-struct PendingSwitch {
-    from: Option<ReleaseId>,
-    to: ReleaseId,
-    pid: u32,
-}
-
 /// Everything that changes one build, with what it needs: the app, the build's paths, systemd
 /// and the report.
 pub struct Deploy<'a> {
     app: &'a AppPlan,
     build: &'a BuildLayout,
-    systemd: &'a Systemd,
+    systemd: &'a dyn Manager,
     report: &'a mut Report,
     /// A hand-made setup this build takes over (`build --adopt`).
     adoption: Option<&'a AdoptPlan>,
@@ -106,11 +100,34 @@ pub struct Deploy<'a> {
     switch_lock: Option<crate::host::lock::AppLock>,
     /// `--no-wait`: fail at once when the switch lock is held.
     no_wait: bool,
+    /// How the instances are checked: this host's sockets and journal, or a test's fake.
+    probe: &'a dyn Probe,
+    /// Where the switch lock lives (`lock::LOCK_DIR`; a test's own directory).
+    lock_dir: PathBuf,
 }
 
 impl<'a> Deploy<'a> {
-    pub fn new(app: &'a AppPlan, build: &'a BuildLayout, systemd: &'a Systemd, report: &'a mut Report) -> Self {
-        Deploy { app, build, systemd, report, adoption: None, user: None, switch_lock: None, no_wait: false }
+    pub fn new(app: &'a AppPlan, build: &'a BuildLayout, systemd: &'a dyn Manager, report: &'a mut Report) -> Self {
+        Deploy {
+            app,
+            build,
+            systemd,
+            report,
+            adoption: None,
+            user: None,
+            switch_lock: None,
+            no_wait: false,
+            probe: &Host,
+            lock_dir: PathBuf::from(crate::host::lock::LOCK_DIR),
+        }
+    }
+
+    /// Checks the instances through `probe` and keeps the switch lock in `lock_dir` (unit tests).
+    #[cfg(test)]
+    fn with_fakes(mut self, probe: &'a dyn Probe, lock_dir: PathBuf) -> Self {
+        self.probe = probe;
+        self.lock_dir = lock_dir;
+        self
     }
 
     /// With `--no-wait`: a held switch lock fails at once instead of being waited for.
@@ -263,7 +280,7 @@ impl<'a> Deploy<'a> {
     /// public socket to relctl (see `lock::switch_lock`).
     fn hold_switch_lock(&mut self) -> Result<()> {
         if self.switch_lock.is_none() {
-            let dir = Path::new(crate::host::lock::LOCK_DIR);
+            let dir = &self.lock_dir;
             let wait = (!self.no_wait).then_some(crate::host::lock::SWITCH_LOCK_WAIT);
             self.switch_lock =
                 Some(crate::host::lock::switch_lock(dir, &self.app.layout.app, &self.build.build, wait)?);

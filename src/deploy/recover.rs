@@ -1,93 +1,131 @@
-//! Recovering from a relctl killed between a switch and its verification.
+//! Recovering from a relctl killed during a switch, from the phase its journal recorded (see
+//! `switch`): a switch that had passed the candidate's probation is completed; any other goes
+//! back to the release it came from, in the instance the journal says was kept ready for it.
 
-use super::*;
+use anyhow::Result;
+
+use crate::deploy::switch::{self, Record};
+use crate::deploy::Deploy;
+use crate::host::atomic;
+use crate::release::id::ReleaseId;
+use crate::release::layout::{Instance, Slot};
+use crate::release::store;
+use crate::report;
+use crate::systemd::unit::{ActiveState, JobKind};
 
 impl Deploy<'_> {
-    /// A previous relctl was killed between a switch and its verification: the build goes back to
-    /// the release it came from — the instance still running it takes the public socket (or main
-    /// starts on it), the other one stops, `current` points at it. Returns what was done.
+    /// A previous relctl was killed during a switch: the switch is completed or undone, as its
+    /// phase says, and its journal removed. Returns what was done.
     pub(super) fn recover(&mut self) -> Result<Option<String>> {
         let b = self.build;
         let journal = b.switch_journal();
-        let Some(bytes) = atomic::read_if_exists(&journal)? else { return Ok(None) };
-        let p: PendingSwitch = serde_json::from_slice(&bytes).with_context(|| {
-            format!(
-                "reading the switch journal {}; remove it once `current` points at the release that should serve",
-                journal.display()
-            )
-        })?;
+        let Some(record) = switch::read(&journal)? else { return Ok(None) };
         self.hold_switch_lock()?;
-        let interrupted = b.release_dir(&p.to);
-        if Some(&p.to) != p.from.as_ref() && interrupted.is_dir() {
+        let completed = record.phase.is_some_and(|p| p.is_done()) && b.release_dir(&record.to).is_dir();
+        let done = if completed { self.complete(&record)? } else { self.go_back(&record)? };
+        atomic::remove_if_exists(&journal)?;
+        Ok(Some(done))
+    }
+
+    /// The switch had passed everything: the candidate keeps serving, the instance that served
+    /// stops, the release is marked verified.
+    fn complete(&mut self, r: &Record) -> Result<String> {
+        let b = self.build;
+        self.report.warn(format!(
+            "relctl: an interrupted relctl (pid {}) left build {} switching to release {}, which had passed its probation; completing the switch",
+            r.pid, b.build, r.to
+        ));
+        let candidate = self.instance(r.candidate.unwrap_or(Slot::Main));
+        let mut done = Vec::new();
+        if self.is_up(&candidate)? {
+            self.point_public(&candidate)?;
+        }
+        if let Some(serving) = r.serving.filter(|s| *s != candidate.slot).map(|s| self.instance(s)) {
+            if self.is_up(&serving)? {
+                done.push(format!("stopped {}", serving.service_unit));
+            }
+            self.stop_instance(&serving)?;
+            if serving.slot == Slot::Main {
+                self.switch(&serving, &r.to)?;
+            }
+        }
+        store::mark_verified(&b.release_dir(&r.to), &report::utc(jiff::Timestamp::now()))?;
+        Ok(format!(
+            "recovered from an interrupted relctl (pid {}): release {} had passed its probation and is kept{}",
+            r.pid,
+            r.to,
+            notes(&done)
+        ))
+    }
+
+    /// The switch had not passed everything: `to` is marked bad and the build goes back to `from`
+    /// — the instance kept ready for it takes the public socket and the other one stops, or main
+    /// restarts on it when none was kept — with `current` on it.
+    fn go_back(&mut self, r: &Record) -> Result<String> {
+        let b = self.build;
+        let interrupted = b.release_dir(&r.to);
+        if Some(&r.to) != r.from.as_ref() && interrupted.is_dir() {
             store::mark_bad(&interrupted, "its build was interrupted after the switch, before verification")?;
         }
         let mut done = Vec::new();
-        if let Some(from) = p.from.filter(|f| b.release_dir(f).is_dir()) {
+        if let Some(from) = r.from.as_ref().filter(|f| b.release_dir(f).is_dir()) {
             self.report.warn(format!(
                 "relctl: an interrupted relctl (pid {}) left build {} switching to unverified release {}; going back to {from}",
-                p.pid, b.build, p.to
+                r.pid, b.build, r.to
             ));
-            let serving = self.serving()?;
-            let mut runs_from = None;
-            for slot in [
-                serving.as_ref().map_or(Slot::Main, |s| s.slot),
-                serving.as_ref().map_or(Slot::Next, |s| s.slot.other()),
-            ] {
-                let inst = self.instance(slot);
-                if self.runs(&inst, &from)? {
-                    runs_from = Some(inst);
-                    break;
-                }
+            done = self.back_to(r, from)?;
+            if b.current_release()?.as_ref() != Some(from) {
+                done.push(format!("switched back from {} to {from}", r.to));
             }
-            match runs_from {
-                Some(inst) => {
-                    if serving.as_ref().is_none_or(|s| s.slot != inst.slot) {
-                        self.point_public(&inst)?;
-                        done.push(format!("public socket back on {}", inst.service_unit));
-                    }
-                    let other = self.instance(inst.slot.other());
-                    if self.systemd.unit_state(&other.service_unit)?.active_state != ActiveState::Inactive {
-                        done.push(format!("stopped {}", other.service_unit));
-                    }
-                    self.stop_instance(&other)?;
-                }
-                None if serving.is_some() => {
-                    let main = self.instance(Slot::Main);
-                    self.stop_instance(&self.instance(Slot::Next))?;
-                    self.switch(&main, &from)?;
-                    self.systemd.stop_alone(&main.service_unit)?;
-                    self.ensure_socket(&main)?;
-                    self.systemd.run_job(JobKind::Start, &main.service_unit)?;
-                    self.point_public(&main)?;
-                    done.push(format!("{} restarted on {from}", main.service_unit));
-                }
-                None => {}
-            }
-            if b.current_release()?.as_ref() != Some(&from) {
-                done.push(format!("switched back from {} to {from}", p.to));
-            }
-            self.current_back(&from)?;
+            self.current_back(from)?;
         }
-        atomic::remove_if_exists(&journal)?;
-        Ok(Some(format!(
-            "recovered from an interrupted relctl (pid {}): release {} marked bad{}",
-            p.pid,
-            p.to,
-            done.iter().map(|d| format!(", {d}")).collect::<String>()
-        )))
+        Ok(format!("recovered from an interrupted relctl (pid {}): release {} marked bad{}", r.pid, r.to, notes(&done)))
     }
 
-    /// Whether `inst` is up and runs `release`: its link points at it, or its main process works in
-    /// it (main keeps running the release it started on after `current` moved on).
-    pub(super) fn runs(&self, inst: &Instance, release: &ReleaseId) -> Result<bool> {
-        let state = self.systemd.unit_state(&inst.service_unit)?;
-        if !state.active_state.is_up() {
-            return Ok(false);
+    /// Puts the public socket back on the instance that serves `from`; returns what it did.
+    fn back_to(&mut self, r: &Record, from: &ReleaseId) -> Result<Vec<String>> {
+        let mut done = Vec::new();
+        // The instance that served `from` and was kept ready for it (a journal of an earlier
+        // relctl does not say which: main restarts on `from` then).
+        let kept = match r.serving.map(|s| self.instance(s)) {
+            Some(inst) if self.is_up(&inst)? => Some(inst),
+            _ => None,
+        };
+        match kept {
+            Some(inst) => {
+                let public = std::fs::read_link(&self.build.socket).ok();
+                if public.as_deref() != Some(std::path::Path::new(inst.slot.socket_file())) {
+                    self.point_public(&inst)?;
+                    done.push(format!("public socket back on {}", inst.service_unit));
+                }
+                let other = self.instance(inst.slot.other());
+                if self.systemd.unit_state(&other.service_unit)?.active_state != ActiveState::Inactive {
+                    done.push(format!("stopped {}", other.service_unit));
+                }
+                self.stop_instance(&other)?;
+            }
+            None if self.serving()?.is_some() => {
+                let main = self.instance(Slot::Main);
+                self.stop_instance(&self.instance(Slot::Next))?;
+                self.switch(&main, from)?;
+                self.systemd.stop_alone(&main.service_unit)?;
+                self.ensure_socket(&main)?;
+                self.systemd.run_job(JobKind::Start, &main.service_unit)?;
+                self.point_public(&main)?;
+                done.push(format!("{} restarted on {from}", main.service_unit));
+            }
+            None => {}
         }
-        let linked = layout::link_release(&inst.link).is_ok_and(|r| r.as_ref() == Some(release));
-        let dir = self.build.release_dir(release);
-        let works_in = state.main_pid > 0
-            && std::fs::read_link(format!("/proc/{}/cwd", state.main_pid)).is_ok_and(|cwd| cwd.starts_with(&dir));
-        Ok(linked || works_in)
+        Ok(done)
     }
+
+    /// Whether `inst`'s service is running or on its way there.
+    fn is_up(&self, inst: &Instance) -> Result<bool> {
+        Ok(self.systemd.unit_state(&inst.service_unit)?.active_state.is_up())
+    }
+}
+
+/// `, a, b` for the notes `a` and `b`.
+fn notes(done: &[String]) -> String {
+    done.iter().map(|d| format!(", {d}")).collect()
 }

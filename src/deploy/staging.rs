@@ -1,6 +1,26 @@
 //! Staging a release: the copy, its files, dependencies and hooks. Nothing live changes here.
 
-use super::*;
+use std::collections::BTreeMap;
+use std::os::unix::fs::{chown, MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use fs_err as fs;
+
+use crate::deploy::hooks::{self, HookFailed};
+use crate::deploy::{failpoint, Deploy};
+use crate::host::atomic;
+use crate::host::users::RunAs;
+use crate::plan::hook::{Hook, HookStage};
+use crate::plan::units::UnitFile;
+use crate::plan::BuildPlan;
+use crate::release::deps::{self, DepPlan};
+use crate::release::id::ReleaseId;
+use crate::release::layout::Slot;
+use crate::release::store::{self, ReleaseMeta};
+use crate::release::{render, secret_key, stage};
+use crate::report;
 
 impl Deploy<'_> {
     /// Copies the sources, writes the release's files and runs the hooks. Nothing live changes

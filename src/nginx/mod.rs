@@ -28,7 +28,9 @@ use serde::Serialize;
 
 use crate::host::atomic;
 use crate::release::id::ReleaseId;
-use crate::systemd::{JobKind, LoadState, Systemd};
+use crate::systemd::dbus::Systemd;
+use crate::systemd::manager::Manager;
+use crate::systemd::unit::{JobKind, LoadState};
 
 pub const PROXY_PARAMS: &str = "/etc/nginx/proxy_params";
 

@@ -5,7 +5,7 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::release::id::ReleaseId;
 
@@ -51,7 +51,7 @@ pub const UNIT_DIR: &str = "/etc/systemd/system";
 /// starts in the other one, the candidate, and takes the public socket once it passed the gate;
 /// the one that served then drains and stops. Starting main takes the public socket back (its
 /// `ExecStartPost=`), unless relctl holds the build's switch lock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Slot {
     Main,

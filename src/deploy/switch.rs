@@ -1,0 +1,237 @@
+//! The hand-over as a state machine: its phases, the transitions allowed between them, and the
+//! switch journal (`<build_dir>/.relctl-switch`) that records the phase before each step, so that
+//! a relctl killed at any point is recovered from by reading where it was (see `recover`).
+//!
+//! ```text
+//! prepared → candidate-up → gated → handed-over → probation → retired
+//!     └──────────┴────────────┴──────────┴────────────┴──→ switching-back
+//! ```
+//!
+//! A build with no instance serving (a first build, a stopped build) starts its release in main
+//! and goes from `gated` straight to `probation`: there is nothing to hand over from.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::host::atomic;
+use crate::release::id::ReleaseId;
+use crate::release::layout::Slot;
+
+/// Where a switch is. Each phase is recorded before its step begins: recovery treats the step as
+/// possibly half done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// The journal is written; nothing live has changed.
+    Prepared,
+    /// The candidate is stopped, pointed at the new release, started and put through the gate;
+    /// the public socket stays with the instance that serves.
+    CandidateUp,
+    /// The candidate passed the gate; the verify hooks run against it.
+    Gated,
+    /// The public socket moves to the candidate, `current` to the new release; the instance that
+    /// served drains and is kept ready.
+    HandedOver,
+    /// The candidate serves through its probation; the instance that served is still ready.
+    Probation,
+    /// The candidate passed everything: the instance that served stops. Recovery completes the
+    /// switch rather than undoing it.
+    Retired,
+    /// Something failed: the build goes back to the release it came from.
+    SwitchingBack,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Prepared => "prepared",
+            Phase::CandidateUp => "candidate-up",
+            Phase::Gated => "gated",
+            Phase::HandedOver => "handed-over",
+            Phase::Probation => "probation",
+            Phase::Retired => "retired",
+            Phase::SwitchingBack => "switching-back",
+        }
+    }
+
+    /// The phases a switch may enter from this one.
+    pub fn next(self) -> &'static [Phase] {
+        match self {
+            Phase::Prepared => &[Phase::CandidateUp, Phase::SwitchingBack],
+            Phase::CandidateUp => &[Phase::Gated, Phase::SwitchingBack],
+            Phase::Gated => &[Phase::HandedOver, Phase::Probation, Phase::SwitchingBack],
+            Phase::HandedOver => &[Phase::Probation, Phase::SwitchingBack],
+            Phase::Probation => &[Phase::Retired, Phase::SwitchingBack],
+            Phase::Retired | Phase::SwitchingBack => &[],
+        }
+    }
+
+    /// Whether the release switched to has passed everything: recovery completes the switch.
+    pub fn is_done(self) -> bool {
+        self == Phase::Retired
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the switch journal holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// The release that served before (none for a first build).
+    pub from: Option<ReleaseId>,
+    /// The release switched to (the same as `from` for a restart).
+    pub to: ReleaseId,
+    /// The relctl that wrote it.
+    pub pid: u32,
+    /// Where the switch is. Absent in journals of relctl versions before phases were recorded.
+    #[serde(default)]
+    pub phase: Option<Phase>,
+    /// The instance `to` starts in.
+    #[serde(default)]
+    pub candidate: Option<Slot>,
+    /// The instance that served `from` and is kept ready until the candidate passed its
+    /// probation; none when nothing served.
+    #[serde(default)]
+    pub serving: Option<Slot>,
+}
+
+/// A switch in progress, recorded in its journal until it ends.
+#[derive(Debug)]
+pub struct Switch {
+    path: PathBuf,
+    record: Record,
+}
+
+impl Switch {
+    /// Writes the journal of a new switch, in phase `prepared`.
+    pub fn begin(
+        path: &Path,
+        from: Option<&ReleaseId>,
+        to: &ReleaseId,
+        candidate: Slot,
+        serving: Option<Slot>,
+    ) -> Result<Switch> {
+        let record = Record {
+            from: from.cloned(),
+            to: to.clone(),
+            pid: std::process::id(),
+            phase: Some(Phase::Prepared),
+            candidate: Some(candidate),
+            serving,
+        };
+        let switch = Switch { path: path.to_path_buf(), record };
+        switch.write()?;
+        Ok(switch)
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.record.phase.unwrap_or(Phase::Prepared)
+    }
+
+    /// Records `phase` before its step begins. A transition the state machine does not allow is
+    /// a bug in relctl, refused before anything is recorded.
+    pub fn enter(&mut self, phase: Phase) -> Result<()> {
+        let now = self.phase();
+        if !now.next().contains(&phase) {
+            bail!("relctl bug: the switch to {} cannot go from {now} to {phase}", self.record.to);
+        }
+        self.record.phase = Some(phase);
+        self.write()?;
+        #[cfg(test)]
+        tests::kill_point(phase);
+        Ok(())
+    }
+
+    /// The switch ended (verified, or back where it came from): the journal goes.
+    pub fn finish(self) -> Result<bool> {
+        atomic::remove_if_exists(&self.path)
+    }
+
+    fn write(&self) -> Result<()> {
+        let json = serde_json::to_vec(&self.record).context("serializing the switch journal")?;
+        atomic::write(&self.path, &json, 0o644, None)?;
+        Ok(())
+    }
+}
+
+/// The journal at `path`, if a switch was interrupted there.
+pub fn read(path: &Path) -> Result<Option<Record>> {
+    let Some(bytes) = atomic::read_if_exists(path)? else { return Ok(None) };
+    let record = serde_json::from_slice(&bytes).with_context(|| {
+        format!(
+            "reading the switch journal {}; remove it once `current` points at the release that should serve",
+            path.display()
+        )
+    })?;
+    Ok(Some(record))
+}
+
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    thread_local! {
+        static KILL_AT: Cell<Option<Phase>> = const { Cell::new(None) };
+    }
+
+    /// Makes the next switch on this thread panic right after it recorded `phase`, as a relctl
+    /// killed there would stop: nothing after it runs, the journal says `phase`.
+    pub fn kill_at(phase: Option<Phase>) {
+        KILL_AT.with(|k| k.set(phase));
+    }
+
+    pub(super) fn kill_point(phase: Phase) {
+        if KILL_AT.with(|k| k.get()) == Some(phase) {
+            KILL_AT.with(|k| k.set(None));
+            panic!("killed at {phase}");
+        }
+    }
+
+    fn id(n: u32) -> ReleaseId {
+        ReleaseId::parse(&format!("2026120{n}T000000Z")).unwrap()
+    }
+
+    #[test]
+    fn every_phase_is_recorded_before_its_step_and_only_allowed_transitions_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".relctl-switch");
+        let mut s = Switch::begin(&path, Some(&id(1)), &id(2), Slot::Next, Some(Slot::Main)).unwrap();
+        assert_eq!(read(&path).unwrap().unwrap().phase, Some(Phase::Prepared));
+        for phase in [Phase::CandidateUp, Phase::Gated, Phase::HandedOver, Phase::Probation, Phase::Retired] {
+            s.enter(phase).unwrap();
+            let r = read(&path).unwrap().unwrap();
+            assert_eq!((r.phase, r.candidate, r.serving), (Some(phase), Some(Slot::Next), Some(Slot::Main)));
+        }
+        let err = s.enter(Phase::SwitchingBack).unwrap_err().to_string();
+        assert!(err.contains("cannot go from retired to switching-back"), "{err}");
+        assert!(s.finish().unwrap());
+        assert!(read(&path).unwrap().is_none());
+
+        let mut s = Switch::begin(&path, None, &id(2), Slot::Main, None).unwrap();
+        let err = s.enter(Phase::HandedOver).unwrap_err().to_string();
+        assert!(err.contains("cannot go from prepared to handed-over"), "{err}");
+        assert_eq!(read(&path).unwrap().unwrap().phase, Some(Phase::Prepared), "a refused step records nothing");
+        for phase in [Phase::CandidateUp, Phase::Gated, Phase::Probation, Phase::SwitchingBack] {
+            s.enter(phase).unwrap();
+        }
+        assert!(Phase::SwitchingBack.next().is_empty() && Phase::Retired.is_done());
+    }
+
+    #[test]
+    fn a_journal_of_an_earlier_relctl_reads_without_a_phase() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".relctl-switch");
+        std::fs::write(&path, r#"{"from":"20261201T000000Z","to":"20261202T000000Z","pid":7}"#).unwrap();
+        let r = read(&path).unwrap().unwrap();
+        assert_eq!((r.phase, r.candidate, r.serving, r.pid), (None, None, None, 7));
+        std::fs::write(&path, "{").unwrap();
+        assert!(read(&path).unwrap_err().to_string().contains("remove it once `current` points"));
+    }
+}

@@ -1,0 +1,416 @@
+//! The hand-over, switch-back and recovery driven against a fake systemd and fake instance checks:
+//! the happy paths, each failure, every call made to fail, and a kill at each recorded phase.
+//! The release store, the links and the journal are real files in a temporary directory.
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+
+use crate::deploy::probe::Probe;
+use crate::deploy::switch::{self, Phase};
+use crate::deploy::Deploy;
+use crate::host::health;
+use crate::manifest::{self, Loaded};
+use crate::plan::AppPlan;
+use crate::release::id::ReleaseId;
+use crate::release::layout::{self, BuildLayout, Instance, Slot};
+use crate::release::store::{self, ReleaseMeta};
+use crate::report::{Mode, Report};
+use crate::systemd::fake::{Fake, Fate};
+
+const MANIFEST: &str = "app = \"medctrl\"\ncomponent = \"backend\"\n[service]\nexec = \"x\"\n[builds.development]\n";
+
+/// Instance checks by the release an instance's link points at: a release in `sick` answers 500.
+struct FakeProbe {
+    sd: Rc<Fake>,
+    sick: RefCell<BTreeSet<ReleaseId>>,
+    /// A unit that dies when the gate asks a candidate for its health (the instance that served,
+    /// lost during the hand-over).
+    dies_on_health: RefCell<Option<String>>,
+}
+
+impl Probe for FakeProbe {
+    fn holds(&self, pid: u32, _socket: &Path) -> Result<bool> {
+        Ok(pid > 0)
+    }
+
+    fn own_tcp_listeners(&self, _pid: u32) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
+    fn wait_healthy(
+        &self,
+        socket: &Path,
+        request: &health::Request,
+        _accept: health::Accept,
+        _timeout: Duration,
+    ) -> Result<health::Response> {
+        if let Some(unit) = self.dies_on_health.borrow_mut().take() {
+            self.sd.set_active(&unit, false);
+        }
+        let slot = socket.file_name().and_then(|f| Slot::of_socket_file(Path::new(f))).expect("an instance's socket");
+        let link = socket.with_file_name(slot.link());
+        let release = layout::link_release(&link)?.expect("the instance's link points at a release");
+        if self.sick.borrow().contains(&release) {
+            bail!("health check GET {} answered HTTP 500: database unreachable", request.uri());
+        }
+        Ok(health::Response { status: 200, body: release.to_string() })
+    }
+
+    fn queued(&self, _socket: &Path) -> Result<Option<u32>> {
+        Ok(Some(0))
+    }
+
+    fn socket_mismatch(&self, _socket: &Path, _unit: &str, _group: &str) -> Result<Option<String>> {
+        Ok(None)
+    }
+
+    fn journal(&self, _unit: &str) -> String {
+        String::new()
+    }
+}
+
+/// One build of an app whose files live in a temporary directory, on a fake systemd.
+struct World {
+    _dir: tempfile::TempDir,
+    app: AppPlan,
+    build: BuildLayout,
+    lock_dir: PathBuf,
+    sd: Rc<Fake>,
+    probe: FakeProbe,
+}
+
+impl World {
+    fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let loaded = Loaded {
+            path: "/srv/relctl.toml".into(),
+            dir: "/srv".into(),
+            manifest: manifest::parse(MANIFEST).unwrap(),
+        };
+        let mut app = crate::plan::app(&loaded).unwrap();
+        app.layout.root = dir.path().join("root");
+        app.layout.unit_dir = dir.path().join("units");
+        app.probation_s = 0;
+        let build = app.layout.build("development");
+        std::fs::create_dir_all(&build.releases_dir).unwrap();
+        let sd = Rc::new(Fake::new());
+        let probe = FakeProbe { sd: Rc::clone(&sd), sick: Default::default(), dies_on_health: Default::default() };
+        World { lock_dir: dir.path().join("lock"), _dir: dir, app, build, sd, probe }
+    }
+
+    /// A complete release `n`.
+    fn release(&self, n: u32) -> ReleaseId {
+        let id = ReleaseId::parse(&format!("2026120{n}T000000Z")).unwrap();
+        let dir = self.build.release_dir(&id);
+        std::fs::create_dir_all(&dir).unwrap();
+        let meta = ReleaseMeta {
+            id: id.clone(),
+            app: "medctrl".into(),
+            build: "development".into(),
+            created: "2026-12-01 00:00:00 UTC".into(),
+            git: None,
+            promoted_from: None,
+            settings: None,
+        };
+        store::mark_complete(&dir, &meta).unwrap();
+        id
+    }
+
+    /// Main serves `r`, as after a build of it.
+    fn live(&self, r: &ReleaseId) {
+        for link in [&self.build.current, &self.inst(Slot::Main).link] {
+            crate::host::atomic::switch_symlink(link, &layout::release_target(r)).unwrap();
+        }
+        crate::host::atomic::switch_symlink(&self.build.socket, Path::new(Slot::Main.socket_file())).unwrap();
+        self.sd.set_active(&self.inst(Slot::Main).socket_unit, true);
+        self.sd.set_active(&self.inst(Slot::Main).service_unit, true);
+        store::mark_verified(&self.build.release_dir(r), "then").unwrap();
+    }
+
+    fn inst(&self, slot: Slot) -> Instance {
+        self.app.layout.instance("development", slot)
+    }
+
+    /// Runs `f` on a deploy of this build; the report's steps are returned with its result.
+    fn with<T>(&self, f: impl FnOnce(&mut Deploy) -> T) -> T {
+        let mut report = Report::new(Mode::Quiet, false);
+        let mut d =
+            Deploy::new(&self.app, &self.build, &*self.sd, &mut report).with_fakes(&self.probe, self.lock_dir.clone());
+        f(&mut d)
+    }
+
+    fn go_live(&self, to: &ReleaseId, from: Option<&ReleaseId>) -> Result<()> {
+        self.with(|d| d.go_live(to, from).map(|_| ()))
+    }
+
+    fn recover(&self) -> Option<String> {
+        self.with(|d| d.recover()).unwrap()
+    }
+
+    /// The instance the public socket points at.
+    fn public(&self) -> Slot {
+        let target = std::fs::read_link(&self.build.socket).unwrap();
+        Slot::of_socket_file(&target).unwrap()
+    }
+
+    fn up(&self, slot: Slot) -> bool {
+        self.sd.state(&self.inst(slot).service_unit).active_state.is_up()
+    }
+
+    fn pid(&self, slot: Slot) -> u32 {
+        self.sd.state(&self.inst(slot).service_unit).main_pid
+    }
+
+    fn runs(&self, slot: Slot) -> Option<ReleaseId> {
+        layout::link_release(&self.inst(slot).link).unwrap()
+    }
+
+    fn current(&self) -> Option<ReleaseId> {
+        self.build.current_release().unwrap()
+    }
+
+    fn bad(&self, r: &ReleaseId) -> bool {
+        store::bad_reason(&self.build.release_dir(r)).unwrap().is_some()
+    }
+
+    fn verified(&self, r: &ReleaseId) -> bool {
+        store::verified(&self.build.release_dir(r)).unwrap().is_some()
+    }
+
+    fn journal(&self) -> Option<switch::Record> {
+        switch::read(&self.build.switch_journal()).unwrap()
+    }
+
+    /// What a user would check of a build at rest: the public socket on an instance that is up,
+    /// the other one stopped, `current` on the release it runs, that release not bad, no journal.
+    /// Returns the release that serves.
+    fn at_rest(&self) -> ReleaseId {
+        let public = self.public();
+        assert!(self.up(public), "the public socket points at {public:?}, which is up");
+        assert!(!self.up(public.other()), "the other instance is stopped");
+        let serves = self.runs(public).expect("the serving instance's link");
+        assert_eq!(self.current(), Some(serves.clone()), "`current` is what serves");
+        assert!(!self.bad(&serves), "{serves} serves and is not marked bad");
+        assert_eq!(self.journal(), None, "no switch journal left");
+        serves
+    }
+}
+
+#[test]
+fn a_hand_over_verifies_the_candidate_then_moves_the_public_socket_and_retires_main() {
+    let w = World::new();
+    let (r1, r2) = (w.release(1), w.release(2));
+    w.live(&r1);
+    w.sd.clear_calls();
+    w.go_live(&r2, Some(&r1)).unwrap();
+    assert_eq!(w.at_rest(), r2);
+    assert_eq!(w.public(), Slot::Next);
+    assert_eq!(w.runs(Slot::Main), Some(r2.clone()), "stopped main runs current when started");
+    assert!(w.verified(&r2) && !w.bad(&r1));
+    let calls = w.sd.calls();
+    let start_next = calls.iter().position(|c| c == "start medctrl_next@development.service").unwrap();
+    let stop_main = calls.iter().position(|c| c == "stop-alone medctrl@development.service").unwrap();
+    assert!(start_next < stop_main, "main stops only after next passed: {calls:?}");
+
+    // And back: the next release starts in main while next serves.
+    let r3 = w.release(3);
+    w.go_live(&r3, Some(&r2)).unwrap();
+    assert_eq!((w.at_rest(), w.public()), (r3, Slot::Main));
+    assert!(!w.inst(Slot::Next).link.exists(), "next's link goes with it");
+}
+
+#[test]
+fn a_restart_hands_the_same_release_over_and_marks_nothing() {
+    let w = World::new();
+    let r1 = w.release(1);
+    w.live(&r1);
+    let pid = w.pid(Slot::Main);
+    w.go_live(&r1, Some(&r1)).unwrap();
+    assert_eq!((w.at_rest(), w.public()), (r1.clone(), Slot::Next));
+    assert_ne!(w.pid(Slot::Next), pid);
+}
+
+#[test]
+fn a_candidate_that_fails_its_gate_never_takes_traffic() {
+    for fate in ["sick", "fails to start"] {
+        let w = World::new();
+        let (r1, r2) = (w.release(1), w.release(2));
+        w.live(&r1);
+        let pid = w.pid(Slot::Main);
+        match fate {
+            "sick" => {
+                w.probe.sick.borrow_mut().insert(r2.clone());
+            }
+            _ => w.sd.fate("medctrl_next@development.service", Fate::FailsToStart),
+        }
+        let err = format!("{:#}", w.go_live(&r2, Some(&r1)).unwrap_err());
+        assert!(
+            err.contains(&format!(
+                "release {r2} of build development failed in medctrl_next@development.service before it took any traffic and is marked bad; release {r1} kept serving, untouched"
+            )),
+            "{fate}: {err}"
+        );
+        assert_eq!(w.at_rest(), r1, "{fate}");
+        assert_eq!((w.public(), w.pid(Slot::Main)), (Slot::Main, pid), "{fate}: main never touched");
+        assert!(w.bad(&r2), "{fate}");
+    }
+}
+
+#[test]
+fn a_candidate_that_fails_its_probation_is_switched_back_from_at_once() {
+    let w = World::new();
+    let (r1, r2) = (w.release(1), w.release(2));
+    w.live(&r1);
+    let pid = w.pid(Slot::Main);
+    // next's main process is replaced between the gate and the end of the probation
+    w.sd.fate("medctrl_next@development.service", Fate::RestartsAfter(1));
+    let err = format!("{:#}", w.go_live(&r2, Some(&r1)).unwrap_err());
+    assert!(err.contains("did not stay up for the 0s probation"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "release {r2} of build development failed and is marked bad; switched back to {r1}, which medctrl@development.service kept serving"
+        )),
+        "{err}"
+    );
+    assert_eq!((w.at_rest(), w.public(), w.pid(Slot::Main)), (r1.clone(), Slot::Main, pid));
+    assert!(w.bad(&r2));
+}
+
+#[test]
+fn when_the_instance_kept_ready_is_gone_main_starts_on_the_old_release() {
+    let w = World::new();
+    let (r1, r2) = (w.release(1), w.release(2));
+    w.live(&r1);
+    w.sd.fate("medctrl_next@development.service", Fate::RestartsAfter(1));
+    *w.probe.dies_on_health.borrow_mut() = Some("medctrl@development.service".into());
+    let err = format!("{:#}", w.go_live(&r2, Some(&r1)).unwrap_err());
+    assert!(err.contains(&format!("failed and is marked bad; switched back to {r1}, which is serving")), "{err}");
+    assert_eq!((w.at_rest(), w.public()), (r1, Slot::Main));
+}
+
+#[test]
+fn a_cold_start_runs_main_and_a_failed_one_goes_back_to_the_previous_release() {
+    // A first build.
+    let w = World::new();
+    let r1 = w.release(1);
+    w.go_live(&r1, None).unwrap();
+    assert_eq!((w.at_rest(), w.public()), (r1.clone(), Slot::Main));
+    assert!(w.verified(&r1));
+
+    // A stopped build, started on a release that fails: main goes back to the previous one.
+    let r2 = w.release(2);
+    w.with(|d| d.stop()).unwrap();
+    w.probe.sick.borrow_mut().insert(r2.clone());
+    let err = format!("{:#}", w.go_live(&r2, Some(&r1)).unwrap_err());
+    assert!(err.contains(&format!("failed and is marked bad; switched back to {r1}, which is serving")), "{err}");
+    assert_eq!((w.at_rest(), w.public()), (r1, Slot::Main));
+    assert!(w.bad(&r2));
+
+    // A first build that fails has nothing to go back to, and says so.
+    let w = World::new();
+    let r1 = w.release(1);
+    w.probe.sick.borrow_mut().insert(r1.clone());
+    let err = format!("{:#}", w.go_live(&r1, None).unwrap_err());
+    assert!(err.contains("there is no previous release to switch back to"), "{err}");
+    assert!(w.bad(&r1) && w.journal().is_none());
+}
+
+/// Every call the hand-over makes (reads of unit state included), made to fail in turn: the build
+/// ends at rest on the old release or on the new one verified — at once, or through the journal
+/// the next relctl recovers from.
+#[test]
+fn any_failing_call_leaves_the_build_at_rest_or_recoverable() {
+    let calls = {
+        let w = World::new();
+        let (r1, r2) = (w.release(1), w.release(2));
+        w.live(&r1);
+        w.sd.clear_calls();
+        w.go_live(&r2, Some(&r1)).unwrap();
+        w.sd.all_calls()
+    };
+    assert!(calls.len() > 10, "{calls:?}");
+    let mut seen = BTreeSet::new();
+    for call in calls.iter().filter(|c| seen.insert(c.to_string())) {
+        let w = World::new();
+        let (r1, r2) = (w.release(1), w.release(2));
+        w.live(&r1);
+        w.sd.fail(call);
+        let err = w.go_live(&r2, Some(&r1)).expect_err(call);
+        w.sd.heal(call);
+        let recovered = w.journal().map(|_| w.recover());
+        let serves = w.at_rest();
+        assert!(
+            serves == r1 && !w.verified(&r2) || serves == r2 && w.verified(&r2),
+            "{call}: {serves} serves; {err:#}; recovered: {recovered:?}"
+        );
+    }
+}
+
+/// A relctl killed right after it recorded each phase: the next one reads the phase and brings
+/// the build to rest — back on the old release before the candidate passed, on the new one after.
+#[test]
+fn a_kill_at_each_recorded_phase_is_recovered_from() {
+    let phases = [Phase::CandidateUp, Phase::Gated, Phase::HandedOver, Phase::Probation, Phase::Retired];
+    for phase in phases {
+        let w = World::new();
+        let (r1, r2) = (w.release(1), w.release(2));
+        w.live(&r1);
+        switch::tests::kill_at(Some(phase));
+        let killed = catch_unwind(AssertUnwindSafe(|| w.go_live(&r2, Some(&r1))));
+        switch::tests::kill_at(None);
+        assert!(killed.is_err(), "{phase}: killed");
+        assert_eq!(w.journal().and_then(|j| j.phase), Some(phase), "{phase}: the journal says where it was");
+        let done = w.recover().unwrap();
+        let serves = w.at_rest();
+        if phase.is_done() {
+            assert_eq!(serves, r2, "{phase}: {done}");
+            assert!(w.verified(&r2) && done.contains("had passed its probation and is kept"), "{phase}: {done}");
+        } else {
+            assert_eq!((serves, w.public()), (r1.clone(), Slot::Main), "{phase}: {done}");
+            assert!(w.bad(&r2) && done.contains("marked bad"), "{phase}: {done}");
+        }
+    }
+
+    // Killed while switching back from a candidate that failed its probation.
+    let w = World::new();
+    let (r1, r2) = (w.release(1), w.release(2));
+    w.live(&r1);
+    w.sd.fate("medctrl_next@development.service", Fate::RestartsAfter(1));
+    switch::tests::kill_at(Some(Phase::SwitchingBack));
+    assert!(catch_unwind(AssertUnwindSafe(|| w.go_live(&r2, Some(&r1)))).is_err());
+    switch::tests::kill_at(None);
+    assert_eq!(w.public(), Slot::Next, "killed before the public socket went back");
+    let done = w.recover().unwrap();
+    assert!(done.contains("public socket back on medctrl@development.service"), "{done}");
+    assert_eq!((w.at_rest(), w.public()), (r1, Slot::Main));
+
+    // Killed during a cold start: main restarts on the release it came from.
+    let w = World::new();
+    let (r1, r2) = (w.release(1), w.release(2));
+    w.live(&r1);
+    w.with(|d| d.stop()).unwrap();
+    switch::tests::kill_at(Some(Phase::Gated));
+    assert!(catch_unwind(AssertUnwindSafe(|| w.go_live(&r2, Some(&r1)))).is_err());
+    switch::tests::kill_at(None);
+    let done = w.recover().unwrap();
+    assert!(done.contains(&format!("medctrl@development.service restarted on {r1}")), "{done}");
+    assert_eq!(w.at_rest(), r1);
+}
+
+#[test]
+fn a_journal_of_an_earlier_relctl_goes_back_to_where_it_came_from() {
+    let w = World::new();
+    let (r1, r2) = (w.release(1), w.release(2));
+    w.live(&r1);
+    let json = format!(r#"{{"from":"{r1}","to":"{r2}","pid":7}}"#);
+    std::fs::write(w.build.switch_journal(), json).unwrap();
+    let done = w.recover().unwrap();
+    assert!(done.starts_with(&format!("recovered from an interrupted relctl (pid 7): release {r2} marked bad")));
+    assert_eq!(w.at_rest(), r1);
+}
