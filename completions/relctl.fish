@@ -24,213 +24,213 @@ function __fish_relctl_using_subcommand
     contains -- $cmd[1] $argv
 end
 
-complete -c relctl -n "__fish_relctl_needs_command" -s f -l manifest -d 'Use this manifest instead of searching for relctl.toml upwards from the current directory' -r -F
-complete -c relctl -n "__fish_relctl_needs_command" -s H -l host -d 'Run the command on HOST over SSH, like `systemctl -H`: `[user@]host[:port]`' -r
-complete -c relctl -n "__fish_relctl_needs_command" -l hosts -d 'Roll the command across these hosts (comma-separated, each as for -H), instead of the build\'s `hosts` in the manifest' -r
+complete -c relctl -n "__fish_relctl_needs_command" -s f -l manifest -d 'Use this manifest instead of searching upwards for relctl.toml' -r -F
+complete -c relctl -n "__fish_relctl_needs_command" -s H -l host -d 'Run the command on HOST over SSH, like `systemctl -H`' -r
+complete -c relctl -n "__fish_relctl_needs_command" -l hosts -d 'Roll the command over these hosts instead of the build\'s `hosts`' -r
 complete -c relctl -n "__fish_relctl_needs_command" -l serial -d 'How many hosts of a roll run at a time' -r
-complete -c relctl -n "__fish_relctl_needs_command" -l json -d 'Print one JSON document on stdout instead of the human-readable account (`logs`: one JSON object a line)'
+complete -c relctl -n "__fish_relctl_needs_command" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c relctl -n "__fish_relctl_needs_command" -s q -l quiet -d 'Print nothing but errors'
-complete -c relctl -n "__fish_relctl_needs_command" -s v -l verbose -d 'Print more: the full output of every hook; for exec, the systemd-run command line'
-complete -c relctl -n "__fish_relctl_needs_command" -l no-wait -d 'When another relctl is changing the same app (build, promote, rollback, start, stop, restart, reload, destroy), fail at once instead of waiting for it'
+complete -c relctl -n "__fish_relctl_needs_command" -s v -l verbose -d 'Print more: the full output of every hook'
+complete -c relctl -n "__fish_relctl_needs_command" -l no-wait -d 'Fail at once if another relctl is changing the same app'
 complete -c relctl -n "__fish_relctl_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c relctl -n "__fish_relctl_needs_command" -s V -l version -d 'Print version'
-complete -c relctl -n "__fish_relctl_needs_command" -f -a "init" -d 'Write a commented starter relctl.toml for the project in DIR (default: the current directory)'
+complete -c relctl -n "__fish_relctl_needs_command" -f -a "init" -d 'Write a commented starter relctl.toml for a project'
 complete -c relctl -n "__fish_relctl_needs_command" -f -a "build" -d 'Build a new release of BUILD and make it live'
-complete -c relctl -n "__fish_relctl_needs_command" -f -a "start" -d 'Start BUILD (its socket and service) and wait until systemd\'s job is done'
-complete -c relctl -n "__fish_relctl_needs_command" -f -a "stop" -d 'Stop BUILD (both its instances, services and sockets) and wait until systemd\'s jobs are done'
+complete -c relctl -n "__fish_relctl_needs_command" -f -a "start" -d 'Start BUILD and wait until systemd\'s job is done'
+complete -c relctl -n "__fish_relctl_needs_command" -f -a "stop" -d 'Stop BUILD and wait until systemd\'s jobs are done'
 complete -c relctl -n "__fish_relctl_needs_command" -f -a "restart" -d 'Restart BUILD without users noticing; without BUILD, restart `<app>.target`'
-complete -c relctl -n "__fish_relctl_needs_command" -f -a "releases" -d 'List BUILD\'s releases, oldest first: id, created, git revision, state, origin'
-complete -c relctl -n "__fish_relctl_needs_command" -f -a "rollback" -d 'Switch BUILD back to an earlier release, restart it and verify it like `build` does'
-complete -c relctl -n "__fish_relctl_needs_command" -f -a "promote" -d 'Ship exactly what FROM runs to TO: a new release of TO with the same files, verified and handed over like `build`'
-complete -c relctl -n "__fish_relctl_needs_command" -f -a "reload" -d 'Reload BUILD gracefully: systemd\'s reload (SIGHUP to gunicorn) and wait for the job, verify'
-complete -c relctl -n "__fish_relctl_needs_command" -f -a "destroy" -d 'Tear BUILD down: stop it, disable its units and remove it from disk; the other builds keep serving'
-complete -c relctl -n "__fish_relctl_needs_command" -f -a "status" -d 'Show every declared build and every member of a family (`[builds."pr-*"]`) that exists on disk (or only BUILD): the state, release, since and main PID of the instance that serves (the one the public socket points at; main when none does), the route, that instance, and the other instance and its release while it runs (a deploy\'s candidate)'
+complete -c relctl -n "__fish_relctl_needs_command" -f -a "releases" -d 'List BUILD\'s releases: id, created, git revision, state, origin'
+complete -c relctl -n "__fish_relctl_needs_command" -f -a "rollback" -d 'Switch BUILD back to an earlier release, verified like `build`'
+complete -c relctl -n "__fish_relctl_needs_command" -f -a "promote" -d 'Ship exactly what FROM runs to TO, verified and handed over like `build`'
+complete -c relctl -n "__fish_relctl_needs_command" -f -a "reload" -d 'Reload BUILD gracefully: new gunicorn workers, same main process'
+complete -c relctl -n "__fish_relctl_needs_command" -f -a "destroy" -d 'Tear BUILD down while the other builds keep serving'
+complete -c relctl -n "__fish_relctl_needs_command" -f -a "status" -d 'Show each build\'s state, release, main PID, route and serving instance'
 complete -c relctl -n "__fish_relctl_needs_command" -f -a "logs" -d 'Show BUILD\'s journal: both instances\' services and sockets, oldest first'
 complete -c relctl -n "__fish_relctl_needs_command" -f -a "nginx-snippet" -d 'Print nginx location blocks that route each build\'s URL prefix to its socket'
-complete -c relctl -n "__fish_relctl_needs_command" -f -a "exec" -d 'Run CMD in BUILD\'s current release as the service runs: as its user, with its environment, secrets and sandbox'
+complete -c relctl -n "__fish_relctl_needs_command" -f -a "exec" -d 'Run CMD as BUILD\'s service runs: its user, environment, secrets, sandbox'
 complete -c relctl -n "__fish_relctl_needs_command" -f -a "completions" -d 'Print a shell completion script for relctl on stdout'
 complete -c relctl -n "__fish_relctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c relctl -n "__fish_relctl_using_subcommand init" -l app -d 'The app\'s name (^[a-z][a-z0-9-]{0,31}$): its system user, units and /opt/<APP>/ are named after it. Default: the directory\'s name, or the project\'s when the directory\'s is generic (app, src, backend, ...)' -r
-complete -c relctl -n "__fish_relctl_using_subcommand init" -s f -l manifest -d 'Use this manifest instead of searching for relctl.toml upwards from the current directory' -r -F
-complete -c relctl -n "__fish_relctl_using_subcommand init" -s H -l host -d 'Run the command on HOST over SSH, like `systemctl -H`: `[user@]host[:port]`' -r
-complete -c relctl -n "__fish_relctl_using_subcommand init" -l hosts -d 'Roll the command across these hosts (comma-separated, each as for -H), instead of the build\'s `hosts` in the manifest' -r
+complete -c relctl -n "__fish_relctl_using_subcommand init" -l app -d 'The app\'s name, for its system user, units and /opt/<APP>/' -r
+complete -c relctl -n "__fish_relctl_using_subcommand init" -s f -l manifest -d 'Use this manifest instead of searching upwards for relctl.toml' -r -F
+complete -c relctl -n "__fish_relctl_using_subcommand init" -s H -l host -d 'Run the command on HOST over SSH, like `systemctl -H`' -r
+complete -c relctl -n "__fish_relctl_using_subcommand init" -l hosts -d 'Roll the command over these hosts instead of the build\'s `hosts`' -r
 complete -c relctl -n "__fish_relctl_using_subcommand init" -l serial -d 'How many hosts of a roll run at a time' -r
-complete -c relctl -n "__fish_relctl_using_subcommand init" -l json -d 'Print one JSON document on stdout instead of the human-readable account (`logs`: one JSON object a line)'
+complete -c relctl -n "__fish_relctl_using_subcommand init" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c relctl -n "__fish_relctl_using_subcommand init" -s q -l quiet -d 'Print nothing but errors'
-complete -c relctl -n "__fish_relctl_using_subcommand init" -s v -l verbose -d 'Print more: the full output of every hook; for exec, the systemd-run command line'
-complete -c relctl -n "__fish_relctl_using_subcommand init" -l no-wait -d 'When another relctl is changing the same app (build, promote, rollback, start, stop, restart, reload, destroy), fail at once instead of waiting for it'
+complete -c relctl -n "__fish_relctl_using_subcommand init" -s v -l verbose -d 'Print more: the full output of every hook'
+complete -c relctl -n "__fish_relctl_using_subcommand init" -l no-wait -d 'Fail at once if another relctl is changing the same app'
 complete -c relctl -n "__fish_relctl_using_subcommand init" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c relctl -n "__fish_relctl_using_subcommand init" -s V -l version -d 'Print version'
-complete -c relctl -n "__fish_relctl_using_subcommand build" -s f -l manifest -d 'Use this manifest instead of searching for relctl.toml upwards from the current directory' -r -F
-complete -c relctl -n "__fish_relctl_using_subcommand build" -s H -l host -d 'Run the command on HOST over SSH, like `systemctl -H`: `[user@]host[:port]`' -r
-complete -c relctl -n "__fish_relctl_using_subcommand build" -l hosts -d 'Roll the command across these hosts (comma-separated, each as for -H), instead of the build\'s `hosts` in the manifest' -r
+complete -c relctl -n "__fish_relctl_using_subcommand build" -s f -l manifest -d 'Use this manifest instead of searching upwards for relctl.toml' -r -F
+complete -c relctl -n "__fish_relctl_using_subcommand build" -s H -l host -d 'Run the command on HOST over SSH, like `systemctl -H`' -r
+complete -c relctl -n "__fish_relctl_using_subcommand build" -l hosts -d 'Roll the command over these hosts instead of the build\'s `hosts`' -r
 complete -c relctl -n "__fish_relctl_using_subcommand build" -l serial -d 'How many hosts of a roll run at a time' -r
-complete -c relctl -n "__fish_relctl_using_subcommand build" -l dry-run -d 'Resolve the manifest and print the plan (paths, units, files, hooks, jobs); change nothing'
+complete -c relctl -n "__fish_relctl_using_subcommand build" -l dry-run -d 'Print the plan (paths, units, files, hooks, jobs); change nothing'
 complete -c relctl -n "__fish_relctl_using_subcommand build" -l adopt -d 'Take over a build set up by hand (e.g. by the app\'s own deployment guide)'
-complete -c relctl -n "__fish_relctl_using_subcommand build" -l json -d 'Print one JSON document on stdout instead of the human-readable account (`logs`: one JSON object a line)'
+complete -c relctl -n "__fish_relctl_using_subcommand build" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c relctl -n "__fish_relctl_using_subcommand build" -s q -l quiet -d 'Print nothing but errors'
-complete -c relctl -n "__fish_relctl_using_subcommand build" -s v -l verbose -d 'Print more: the full output of every hook; for exec, the systemd-run command line'
-complete -c relctl -n "__fish_relctl_using_subcommand build" -l no-wait -d 'When another relctl is changing the same app (build, promote, rollback, start, stop, restart, reload, destroy), fail at once instead of waiting for it'
+complete -c relctl -n "__fish_relctl_using_subcommand build" -s v -l verbose -d 'Print more: the full output of every hook'
+complete -c relctl -n "__fish_relctl_using_subcommand build" -l no-wait -d 'Fail at once if another relctl is changing the same app'
 complete -c relctl -n "__fish_relctl_using_subcommand build" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c relctl -n "__fish_relctl_using_subcommand build" -s V -l version -d 'Print version'
-complete -c relctl -n "__fish_relctl_using_subcommand start" -s f -l manifest -d 'Use this manifest instead of searching for relctl.toml upwards from the current directory' -r -F
-complete -c relctl -n "__fish_relctl_using_subcommand start" -s H -l host -d 'Run the command on HOST over SSH, like `systemctl -H`: `[user@]host[:port]`' -r
-complete -c relctl -n "__fish_relctl_using_subcommand start" -l hosts -d 'Roll the command across these hosts (comma-separated, each as for -H), instead of the build\'s `hosts` in the manifest' -r
+complete -c relctl -n "__fish_relctl_using_subcommand start" -s f -l manifest -d 'Use this manifest instead of searching upwards for relctl.toml' -r -F
+complete -c relctl -n "__fish_relctl_using_subcommand start" -s H -l host -d 'Run the command on HOST over SSH, like `systemctl -H`' -r
+complete -c relctl -n "__fish_relctl_using_subcommand start" -l hosts -d 'Roll the command over these hosts instead of the build\'s `hosts`' -r
 complete -c relctl -n "__fish_relctl_using_subcommand start" -l serial -d 'How many hosts of a roll run at a time' -r
-complete -c relctl -n "__fish_relctl_using_subcommand start" -l json -d 'Print one JSON document on stdout instead of the human-readable account (`logs`: one JSON object a line)'
+complete -c relctl -n "__fish_relctl_using_subcommand start" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c relctl -n "__fish_relctl_using_subcommand start" -s q -l quiet -d 'Print nothing but errors'
-complete -c relctl -n "__fish_relctl_using_subcommand start" -s v -l verbose -d 'Print more: the full output of every hook; for exec, the systemd-run command line'
-complete -c relctl -n "__fish_relctl_using_subcommand start" -l no-wait -d 'When another relctl is changing the same app (build, promote, rollback, start, stop, restart, reload, destroy), fail at once instead of waiting for it'
+complete -c relctl -n "__fish_relctl_using_subcommand start" -s v -l verbose -d 'Print more: the full output of every hook'
+complete -c relctl -n "__fish_relctl_using_subcommand start" -l no-wait -d 'Fail at once if another relctl is changing the same app'
 complete -c relctl -n "__fish_relctl_using_subcommand start" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c relctl -n "__fish_relctl_using_subcommand start" -s V -l version -d 'Print version'
-complete -c relctl -n "__fish_relctl_using_subcommand stop" -s f -l manifest -d 'Use this manifest instead of searching for relctl.toml upwards from the current directory' -r -F
-complete -c relctl -n "__fish_relctl_using_subcommand stop" -s H -l host -d 'Run the command on HOST over SSH, like `systemctl -H`: `[user@]host[:port]`' -r
-complete -c relctl -n "__fish_relctl_using_subcommand stop" -l hosts -d 'Roll the command across these hosts (comma-separated, each as for -H), instead of the build\'s `hosts` in the manifest' -r
+complete -c relctl -n "__fish_relctl_using_subcommand stop" -s f -l manifest -d 'Use this manifest instead of searching upwards for relctl.toml' -r -F
+complete -c relctl -n "__fish_relctl_using_subcommand stop" -s H -l host -d 'Run the command on HOST over SSH, like `systemctl -H`' -r
+complete -c relctl -n "__fish_relctl_using_subcommand stop" -l hosts -d 'Roll the command over these hosts instead of the build\'s `hosts`' -r
 complete -c relctl -n "__fish_relctl_using_subcommand stop" -l serial -d 'How many hosts of a roll run at a time' -r
-complete -c relctl -n "__fish_relctl_using_subcommand stop" -l json -d 'Print one JSON document on stdout instead of the human-readable account (`logs`: one JSON object a line)'
+complete -c relctl -n "__fish_relctl_using_subcommand stop" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c relctl -n "__fish_relctl_using_subcommand stop" -s q -l quiet -d 'Print nothing but errors'
-complete -c relctl -n "__fish_relctl_using_subcommand stop" -s v -l verbose -d 'Print more: the full output of every hook; for exec, the systemd-run command line'
-complete -c relctl -n "__fish_relctl_using_subcommand stop" -l no-wait -d 'When another relctl is changing the same app (build, promote, rollback, start, stop, restart, reload, destroy), fail at once instead of waiting for it'
+complete -c relctl -n "__fish_relctl_using_subcommand stop" -s v -l verbose -d 'Print more: the full output of every hook'
+complete -c relctl -n "__fish_relctl_using_subcommand stop" -l no-wait -d 'Fail at once if another relctl is changing the same app'
 complete -c relctl -n "__fish_relctl_using_subcommand stop" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c relctl -n "__fish_relctl_using_subcommand stop" -s V -l version -d 'Print version'
-complete -c relctl -n "__fish_relctl_using_subcommand restart" -s f -l manifest -d 'Use this manifest instead of searching for relctl.toml upwards from the current directory' -r -F
-complete -c relctl -n "__fish_relctl_using_subcommand restart" -s H -l host -d 'Run the command on HOST over SSH, like `systemctl -H`: `[user@]host[:port]`' -r
-complete -c relctl -n "__fish_relctl_using_subcommand restart" -l hosts -d 'Roll the command across these hosts (comma-separated, each as for -H), instead of the build\'s `hosts` in the manifest' -r
+complete -c relctl -n "__fish_relctl_using_subcommand restart" -s f -l manifest -d 'Use this manifest instead of searching upwards for relctl.toml' -r -F
+complete -c relctl -n "__fish_relctl_using_subcommand restart" -s H -l host -d 'Run the command on HOST over SSH, like `systemctl -H`' -r
+complete -c relctl -n "__fish_relctl_using_subcommand restart" -l hosts -d 'Roll the command over these hosts instead of the build\'s `hosts`' -r
 complete -c relctl -n "__fish_relctl_using_subcommand restart" -l serial -d 'How many hosts of a roll run at a time' -r
-complete -c relctl -n "__fish_relctl_using_subcommand restart" -l json -d 'Print one JSON document on stdout instead of the human-readable account (`logs`: one JSON object a line)'
+complete -c relctl -n "__fish_relctl_using_subcommand restart" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c relctl -n "__fish_relctl_using_subcommand restart" -s q -l quiet -d 'Print nothing but errors'
-complete -c relctl -n "__fish_relctl_using_subcommand restart" -s v -l verbose -d 'Print more: the full output of every hook; for exec, the systemd-run command line'
-complete -c relctl -n "__fish_relctl_using_subcommand restart" -l no-wait -d 'When another relctl is changing the same app (build, promote, rollback, start, stop, restart, reload, destroy), fail at once instead of waiting for it'
+complete -c relctl -n "__fish_relctl_using_subcommand restart" -s v -l verbose -d 'Print more: the full output of every hook'
+complete -c relctl -n "__fish_relctl_using_subcommand restart" -l no-wait -d 'Fail at once if another relctl is changing the same app'
 complete -c relctl -n "__fish_relctl_using_subcommand restart" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c relctl -n "__fish_relctl_using_subcommand restart" -s V -l version -d 'Print version'
-complete -c relctl -n "__fish_relctl_using_subcommand releases" -s f -l manifest -d 'Use this manifest instead of searching for relctl.toml upwards from the current directory' -r -F
-complete -c relctl -n "__fish_relctl_using_subcommand releases" -s H -l host -d 'Run the command on HOST over SSH, like `systemctl -H`: `[user@]host[:port]`' -r
-complete -c relctl -n "__fish_relctl_using_subcommand releases" -l hosts -d 'Roll the command across these hosts (comma-separated, each as for -H), instead of the build\'s `hosts` in the manifest' -r
+complete -c relctl -n "__fish_relctl_using_subcommand releases" -s f -l manifest -d 'Use this manifest instead of searching upwards for relctl.toml' -r -F
+complete -c relctl -n "__fish_relctl_using_subcommand releases" -s H -l host -d 'Run the command on HOST over SSH, like `systemctl -H`' -r
+complete -c relctl -n "__fish_relctl_using_subcommand releases" -l hosts -d 'Roll the command over these hosts instead of the build\'s `hosts`' -r
 complete -c relctl -n "__fish_relctl_using_subcommand releases" -l serial -d 'How many hosts of a roll run at a time' -r
-complete -c relctl -n "__fish_relctl_using_subcommand releases" -l json -d 'Print one JSON document on stdout instead of the human-readable account (`logs`: one JSON object a line)'
+complete -c relctl -n "__fish_relctl_using_subcommand releases" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c relctl -n "__fish_relctl_using_subcommand releases" -s q -l quiet -d 'Print nothing but errors'
-complete -c relctl -n "__fish_relctl_using_subcommand releases" -s v -l verbose -d 'Print more: the full output of every hook; for exec, the systemd-run command line'
-complete -c relctl -n "__fish_relctl_using_subcommand releases" -l no-wait -d 'When another relctl is changing the same app (build, promote, rollback, start, stop, restart, reload, destroy), fail at once instead of waiting for it'
+complete -c relctl -n "__fish_relctl_using_subcommand releases" -s v -l verbose -d 'Print more: the full output of every hook'
+complete -c relctl -n "__fish_relctl_using_subcommand releases" -l no-wait -d 'Fail at once if another relctl is changing the same app'
 complete -c relctl -n "__fish_relctl_using_subcommand releases" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c relctl -n "__fish_relctl_using_subcommand releases" -s V -l version -d 'Print version'
-complete -c relctl -n "__fish_relctl_using_subcommand rollback" -l to -d 'The release to return to (see `relctl releases BUILD`), e.g. 20261123T130501Z-abc1234' -r
-complete -c relctl -n "__fish_relctl_using_subcommand rollback" -s f -l manifest -d 'Use this manifest instead of searching for relctl.toml upwards from the current directory' -r -F
-complete -c relctl -n "__fish_relctl_using_subcommand rollback" -s H -l host -d 'Run the command on HOST over SSH, like `systemctl -H`: `[user@]host[:port]`' -r
-complete -c relctl -n "__fish_relctl_using_subcommand rollback" -l hosts -d 'Roll the command across these hosts (comma-separated, each as for -H), instead of the build\'s `hosts` in the manifest' -r
+complete -c relctl -n "__fish_relctl_using_subcommand rollback" -l to -d 'The release to return to, e.g. 20261123T130501Z-abc1234' -r
+complete -c relctl -n "__fish_relctl_using_subcommand rollback" -s f -l manifest -d 'Use this manifest instead of searching upwards for relctl.toml' -r -F
+complete -c relctl -n "__fish_relctl_using_subcommand rollback" -s H -l host -d 'Run the command on HOST over SSH, like `systemctl -H`' -r
+complete -c relctl -n "__fish_relctl_using_subcommand rollback" -l hosts -d 'Roll the command over these hosts instead of the build\'s `hosts`' -r
 complete -c relctl -n "__fish_relctl_using_subcommand rollback" -l serial -d 'How many hosts of a roll run at a time' -r
-complete -c relctl -n "__fish_relctl_using_subcommand rollback" -l json -d 'Print one JSON document on stdout instead of the human-readable account (`logs`: one JSON object a line)'
+complete -c relctl -n "__fish_relctl_using_subcommand rollback" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c relctl -n "__fish_relctl_using_subcommand rollback" -s q -l quiet -d 'Print nothing but errors'
-complete -c relctl -n "__fish_relctl_using_subcommand rollback" -s v -l verbose -d 'Print more: the full output of every hook; for exec, the systemd-run command line'
-complete -c relctl -n "__fish_relctl_using_subcommand rollback" -l no-wait -d 'When another relctl is changing the same app (build, promote, rollback, start, stop, restart, reload, destroy), fail at once instead of waiting for it'
+complete -c relctl -n "__fish_relctl_using_subcommand rollback" -s v -l verbose -d 'Print more: the full output of every hook'
+complete -c relctl -n "__fish_relctl_using_subcommand rollback" -l no-wait -d 'Fail at once if another relctl is changing the same app'
 complete -c relctl -n "__fish_relctl_using_subcommand rollback" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c relctl -n "__fish_relctl_using_subcommand rollback" -s V -l version -d 'Print version'
-complete -c relctl -n "__fish_relctl_using_subcommand promote" -s f -l manifest -d 'Use this manifest instead of searching for relctl.toml upwards from the current directory' -r -F
-complete -c relctl -n "__fish_relctl_using_subcommand promote" -s H -l host -d 'Run the command on HOST over SSH, like `systemctl -H`: `[user@]host[:port]`' -r
-complete -c relctl -n "__fish_relctl_using_subcommand promote" -l hosts -d 'Roll the command across these hosts (comma-separated, each as for -H), instead of the build\'s `hosts` in the manifest' -r
+complete -c relctl -n "__fish_relctl_using_subcommand promote" -s f -l manifest -d 'Use this manifest instead of searching upwards for relctl.toml' -r -F
+complete -c relctl -n "__fish_relctl_using_subcommand promote" -s H -l host -d 'Run the command on HOST over SSH, like `systemctl -H`' -r
+complete -c relctl -n "__fish_relctl_using_subcommand promote" -l hosts -d 'Roll the command over these hosts instead of the build\'s `hosts`' -r
 complete -c relctl -n "__fish_relctl_using_subcommand promote" -l serial -d 'How many hosts of a roll run at a time' -r
-complete -c relctl -n "__fish_relctl_using_subcommand promote" -l dry-run -d 'Resolve both builds and print the plan (what is copied from where, settings, hooks, jobs); change nothing'
-complete -c relctl -n "__fish_relctl_using_subcommand promote" -l json -d 'Print one JSON document on stdout instead of the human-readable account (`logs`: one JSON object a line)'
+complete -c relctl -n "__fish_relctl_using_subcommand promote" -l dry-run -d 'Print the plan; change nothing'
+complete -c relctl -n "__fish_relctl_using_subcommand promote" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c relctl -n "__fish_relctl_using_subcommand promote" -s q -l quiet -d 'Print nothing but errors'
-complete -c relctl -n "__fish_relctl_using_subcommand promote" -s v -l verbose -d 'Print more: the full output of every hook; for exec, the systemd-run command line'
-complete -c relctl -n "__fish_relctl_using_subcommand promote" -l no-wait -d 'When another relctl is changing the same app (build, promote, rollback, start, stop, restart, reload, destroy), fail at once instead of waiting for it'
+complete -c relctl -n "__fish_relctl_using_subcommand promote" -s v -l verbose -d 'Print more: the full output of every hook'
+complete -c relctl -n "__fish_relctl_using_subcommand promote" -l no-wait -d 'Fail at once if another relctl is changing the same app'
 complete -c relctl -n "__fish_relctl_using_subcommand promote" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c relctl -n "__fish_relctl_using_subcommand promote" -s V -l version -d 'Print version'
-complete -c relctl -n "__fish_relctl_using_subcommand reload" -s f -l manifest -d 'Use this manifest instead of searching for relctl.toml upwards from the current directory' -r -F
-complete -c relctl -n "__fish_relctl_using_subcommand reload" -s H -l host -d 'Run the command on HOST over SSH, like `systemctl -H`: `[user@]host[:port]`' -r
-complete -c relctl -n "__fish_relctl_using_subcommand reload" -l hosts -d 'Roll the command across these hosts (comma-separated, each as for -H), instead of the build\'s `hosts` in the manifest' -r
+complete -c relctl -n "__fish_relctl_using_subcommand reload" -s f -l manifest -d 'Use this manifest instead of searching upwards for relctl.toml' -r -F
+complete -c relctl -n "__fish_relctl_using_subcommand reload" -s H -l host -d 'Run the command on HOST over SSH, like `systemctl -H`' -r
+complete -c relctl -n "__fish_relctl_using_subcommand reload" -l hosts -d 'Roll the command over these hosts instead of the build\'s `hosts`' -r
 complete -c relctl -n "__fish_relctl_using_subcommand reload" -l serial -d 'How many hosts of a roll run at a time' -r
-complete -c relctl -n "__fish_relctl_using_subcommand reload" -l json -d 'Print one JSON document on stdout instead of the human-readable account (`logs`: one JSON object a line)'
+complete -c relctl -n "__fish_relctl_using_subcommand reload" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c relctl -n "__fish_relctl_using_subcommand reload" -s q -l quiet -d 'Print nothing but errors'
-complete -c relctl -n "__fish_relctl_using_subcommand reload" -s v -l verbose -d 'Print more: the full output of every hook; for exec, the systemd-run command line'
-complete -c relctl -n "__fish_relctl_using_subcommand reload" -l no-wait -d 'When another relctl is changing the same app (build, promote, rollback, start, stop, restart, reload, destroy), fail at once instead of waiting for it'
+complete -c relctl -n "__fish_relctl_using_subcommand reload" -s v -l verbose -d 'Print more: the full output of every hook'
+complete -c relctl -n "__fish_relctl_using_subcommand reload" -l no-wait -d 'Fail at once if another relctl is changing the same app'
 complete -c relctl -n "__fish_relctl_using_subcommand reload" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c relctl -n "__fish_relctl_using_subcommand reload" -s V -l version -d 'Print version'
-complete -c relctl -n "__fish_relctl_using_subcommand destroy" -s o -l output -d 'First rewrite the nginx snippet FILE without BUILD\'s routes, atomically (mode 0644), as `nginx-snippet --output FILE` writes it for the other builds' -r -F
-complete -c relctl -n "__fish_relctl_using_subcommand destroy" -s f -l manifest -d 'Use this manifest instead of searching for relctl.toml upwards from the current directory' -r -F
-complete -c relctl -n "__fish_relctl_using_subcommand destroy" -s H -l host -d 'Run the command on HOST over SSH, like `systemctl -H`: `[user@]host[:port]`' -r
-complete -c relctl -n "__fish_relctl_using_subcommand destroy" -l hosts -d 'Roll the command across these hosts (comma-separated, each as for -H), instead of the build\'s `hosts` in the manifest' -r
+complete -c relctl -n "__fish_relctl_using_subcommand destroy" -s o -l output -d 'First rewrite the nginx snippet FILE without BUILD\'s routes' -r -F
+complete -c relctl -n "__fish_relctl_using_subcommand destroy" -s f -l manifest -d 'Use this manifest instead of searching upwards for relctl.toml' -r -F
+complete -c relctl -n "__fish_relctl_using_subcommand destroy" -s H -l host -d 'Run the command on HOST over SSH, like `systemctl -H`' -r
+complete -c relctl -n "__fish_relctl_using_subcommand destroy" -l hosts -d 'Roll the command over these hosts instead of the build\'s `hosts`' -r
 complete -c relctl -n "__fish_relctl_using_subcommand destroy" -l serial -d 'How many hosts of a roll run at a time' -r
-complete -c relctl -n "__fish_relctl_using_subcommand destroy" -l purge -d 'Also remove the build\'s state directory /var/lib/<app>/<component>/<BUILD> (its database and uploads: gone for good) and its cache directory /var/cache/<app>/<component>/<BUILD>'
-complete -c relctl -n "__fish_relctl_using_subcommand destroy" -l dry-run -d 'Print what would be stopped, disabled and removed (with --json, as JSON); change nothing'
-complete -c relctl -n "__fish_relctl_using_subcommand destroy" -l check -d 'Validate the new snippet with the host\'s `nginx -t` before writing it, and the host\'s full config once it is in place; if that fails, the previous file is put back and nothing of BUILD changes'
-complete -c relctl -n "__fish_relctl_using_subcommand destroy" -l reload -d 'After writing --output, reload nginx and wait until it serves the new configuration; if the reload fails, the previous file is put back and nothing of BUILD changes'
-complete -c relctl -n "__fish_relctl_using_subcommand destroy" -l json -d 'Print one JSON document on stdout instead of the human-readable account (`logs`: one JSON object a line)'
+complete -c relctl -n "__fish_relctl_using_subcommand destroy" -l purge -d 'Also remove the build\'s state and cache (database, uploads)'
+complete -c relctl -n "__fish_relctl_using_subcommand destroy" -l dry-run -d 'Print what would be stopped, disabled and removed; change nothing'
+complete -c relctl -n "__fish_relctl_using_subcommand destroy" -l check -d 'Validate the new snippet with the host\'s `nginx -t` before writing it'
+complete -c relctl -n "__fish_relctl_using_subcommand destroy" -l reload -d 'After writing --output, reload nginx and wait for the new configuration'
+complete -c relctl -n "__fish_relctl_using_subcommand destroy" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c relctl -n "__fish_relctl_using_subcommand destroy" -s q -l quiet -d 'Print nothing but errors'
-complete -c relctl -n "__fish_relctl_using_subcommand destroy" -s v -l verbose -d 'Print more: the full output of every hook; for exec, the systemd-run command line'
-complete -c relctl -n "__fish_relctl_using_subcommand destroy" -l no-wait -d 'When another relctl is changing the same app (build, promote, rollback, start, stop, restart, reload, destroy), fail at once instead of waiting for it'
+complete -c relctl -n "__fish_relctl_using_subcommand destroy" -s v -l verbose -d 'Print more: the full output of every hook'
+complete -c relctl -n "__fish_relctl_using_subcommand destroy" -l no-wait -d 'Fail at once if another relctl is changing the same app'
 complete -c relctl -n "__fish_relctl_using_subcommand destroy" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c relctl -n "__fish_relctl_using_subcommand destroy" -s V -l version -d 'Print version'
-complete -c relctl -n "__fish_relctl_using_subcommand status" -s f -l manifest -d 'Use this manifest instead of searching for relctl.toml upwards from the current directory' -r -F
-complete -c relctl -n "__fish_relctl_using_subcommand status" -s H -l host -d 'Run the command on HOST over SSH, like `systemctl -H`: `[user@]host[:port]`' -r
-complete -c relctl -n "__fish_relctl_using_subcommand status" -l hosts -d 'Roll the command across these hosts (comma-separated, each as for -H), instead of the build\'s `hosts` in the manifest' -r
+complete -c relctl -n "__fish_relctl_using_subcommand status" -s f -l manifest -d 'Use this manifest instead of searching upwards for relctl.toml' -r -F
+complete -c relctl -n "__fish_relctl_using_subcommand status" -s H -l host -d 'Run the command on HOST over SSH, like `systemctl -H`' -r
+complete -c relctl -n "__fish_relctl_using_subcommand status" -l hosts -d 'Roll the command over these hosts instead of the build\'s `hosts`' -r
 complete -c relctl -n "__fish_relctl_using_subcommand status" -l serial -d 'How many hosts of a roll run at a time' -r
-complete -c relctl -n "__fish_relctl_using_subcommand status" -l json -d 'Print one JSON document on stdout instead of the human-readable account (`logs`: one JSON object a line)'
+complete -c relctl -n "__fish_relctl_using_subcommand status" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c relctl -n "__fish_relctl_using_subcommand status" -s q -l quiet -d 'Print nothing but errors'
-complete -c relctl -n "__fish_relctl_using_subcommand status" -s v -l verbose -d 'Print more: the full output of every hook; for exec, the systemd-run command line'
-complete -c relctl -n "__fish_relctl_using_subcommand status" -l no-wait -d 'When another relctl is changing the same app (build, promote, rollback, start, stop, restart, reload, destroy), fail at once instead of waiting for it'
+complete -c relctl -n "__fish_relctl_using_subcommand status" -s v -l verbose -d 'Print more: the full output of every hook'
+complete -c relctl -n "__fish_relctl_using_subcommand status" -l no-wait -d 'Fail at once if another relctl is changing the same app'
 complete -c relctl -n "__fish_relctl_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c relctl -n "__fish_relctl_using_subcommand status" -s V -l version -d 'Print version'
 complete -c relctl -n "__fish_relctl_using_subcommand logs" -s n -l lines -d 'Only the last N entries (default: all of them, or 10 with --follow)' -r
-complete -c relctl -n "__fish_relctl_using_subcommand logs" -l since -d 'Only entries at or after TIME, in journalctl\'s syntax: `2026-11-23 13:05:00`, `today`, `-1h`, `10 min ago` (passed to journalctl as it is)' -r
-complete -c relctl -n "__fish_relctl_using_subcommand logs" -s f -l manifest -d 'Use this manifest instead of searching for relctl.toml upwards from the current directory' -r -F
-complete -c relctl -n "__fish_relctl_using_subcommand logs" -s H -l host -d 'Run the command on HOST over SSH, like `systemctl -H`: `[user@]host[:port]`' -r
-complete -c relctl -n "__fish_relctl_using_subcommand logs" -l hosts -d 'Roll the command across these hosts (comma-separated, each as for -H), instead of the build\'s `hosts` in the manifest' -r
+complete -c relctl -n "__fish_relctl_using_subcommand logs" -l since -d 'Only entries at or after TIME, in journalctl\'s syntax' -r
+complete -c relctl -n "__fish_relctl_using_subcommand logs" -s f -l manifest -d 'Use this manifest instead of searching upwards for relctl.toml' -r -F
+complete -c relctl -n "__fish_relctl_using_subcommand logs" -s H -l host -d 'Run the command on HOST over SSH, like `systemctl -H`' -r
+complete -c relctl -n "__fish_relctl_using_subcommand logs" -l hosts -d 'Roll the command over these hosts instead of the build\'s `hosts`' -r
 complete -c relctl -n "__fish_relctl_using_subcommand logs" -l serial -d 'How many hosts of a roll run at a time' -r
-complete -c relctl -n "__fish_relctl_using_subcommand logs" -s F -l follow -d 'Keep printing entries as they are written, until interrupted (after the last 10, unless --lines or --since says otherwise). `-F`, as `-f` is --manifest'
-complete -c relctl -n "__fish_relctl_using_subcommand logs" -l json -d 'Print one JSON document on stdout instead of the human-readable account (`logs`: one JSON object a line)'
+complete -c relctl -n "__fish_relctl_using_subcommand logs" -s F -l follow -d 'Keep printing entries as they are written, until interrupted'
+complete -c relctl -n "__fish_relctl_using_subcommand logs" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c relctl -n "__fish_relctl_using_subcommand logs" -s q -l quiet -d 'Print nothing but errors'
-complete -c relctl -n "__fish_relctl_using_subcommand logs" -s v -l verbose -d 'Print more: the full output of every hook; for exec, the systemd-run command line'
-complete -c relctl -n "__fish_relctl_using_subcommand logs" -l no-wait -d 'When another relctl is changing the same app (build, promote, rollback, start, stop, restart, reload, destroy), fail at once instead of waiting for it'
+complete -c relctl -n "__fish_relctl_using_subcommand logs" -s v -l verbose -d 'Print more: the full output of every hook'
+complete -c relctl -n "__fish_relctl_using_subcommand logs" -l no-wait -d 'Fail at once if another relctl is changing the same app'
 complete -c relctl -n "__fish_relctl_using_subcommand logs" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c relctl -n "__fish_relctl_using_subcommand logs" -s V -l version -d 'Print version'
 complete -c relctl -n "__fish_relctl_using_subcommand nginx-snippet" -l build -d 'Only this build (repeatable)' -r
 complete -c relctl -n "__fish_relctl_using_subcommand nginx-snippet" -s o -l output -d 'Write the snippet to FILE atomically (mode 0644) instead of printing it' -r -F
-complete -c relctl -n "__fish_relctl_using_subcommand nginx-snippet" -s f -l manifest -d 'Use this manifest instead of searching for relctl.toml upwards from the current directory' -r -F
-complete -c relctl -n "__fish_relctl_using_subcommand nginx-snippet" -s H -l host -d 'Run the command on HOST over SSH, like `systemctl -H`: `[user@]host[:port]`' -r
-complete -c relctl -n "__fish_relctl_using_subcommand nginx-snippet" -l hosts -d 'Roll the command across these hosts (comma-separated, each as for -H), instead of the build\'s `hosts` in the manifest' -r
+complete -c relctl -n "__fish_relctl_using_subcommand nginx-snippet" -s f -l manifest -d 'Use this manifest instead of searching upwards for relctl.toml' -r -F
+complete -c relctl -n "__fish_relctl_using_subcommand nginx-snippet" -s H -l host -d 'Run the command on HOST over SSH, like `systemctl -H`' -r
+complete -c relctl -n "__fish_relctl_using_subcommand nginx-snippet" -l hosts -d 'Roll the command over these hosts instead of the build\'s `hosts`' -r
 complete -c relctl -n "__fish_relctl_using_subcommand nginx-snippet" -l serial -d 'How many hosts of a roll run at a time' -r
-complete -c relctl -n "__fish_relctl_using_subcommand nginx-snippet" -l check -d 'Validate the snippet with the host\'s `nginx -t` (inside a throwaway wrapper config) before printing or writing it; with --output, also run the host\'s full `nginx -t` once it is in place, and put the previous file back if that fails'
-complete -c relctl -n "__fish_relctl_using_subcommand nginx-snippet" -l reload -d 'After writing --output, reload nginx (over D-Bus when nginx.service is a systemd unit, else `nginx -s reload`); if the reload fails, the previous file is put back'
-complete -c relctl -n "__fish_relctl_using_subcommand nginx-snippet" -l json -d 'Print one JSON document on stdout instead of the human-readable account (`logs`: one JSON object a line)'
+complete -c relctl -n "__fish_relctl_using_subcommand nginx-snippet" -l check -d 'Validate the snippet with the host\'s `nginx -t` first'
+complete -c relctl -n "__fish_relctl_using_subcommand nginx-snippet" -l reload -d 'After writing --output, reload nginx'
+complete -c relctl -n "__fish_relctl_using_subcommand nginx-snippet" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c relctl -n "__fish_relctl_using_subcommand nginx-snippet" -s q -l quiet -d 'Print nothing but errors'
-complete -c relctl -n "__fish_relctl_using_subcommand nginx-snippet" -s v -l verbose -d 'Print more: the full output of every hook; for exec, the systemd-run command line'
-complete -c relctl -n "__fish_relctl_using_subcommand nginx-snippet" -l no-wait -d 'When another relctl is changing the same app (build, promote, rollback, start, stop, restart, reload, destroy), fail at once instead of waiting for it'
+complete -c relctl -n "__fish_relctl_using_subcommand nginx-snippet" -s v -l verbose -d 'Print more: the full output of every hook'
+complete -c relctl -n "__fish_relctl_using_subcommand nginx-snippet" -l no-wait -d 'Fail at once if another relctl is changing the same app'
 complete -c relctl -n "__fish_relctl_using_subcommand nginx-snippet" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c relctl -n "__fish_relctl_using_subcommand nginx-snippet" -s V -l version -d 'Print version'
-complete -c relctl -n "__fish_relctl_using_subcommand exec" -s e -l env -d 'Set KEY to VALUE for CMD, or to the value KEY has in relctl\'s environment when `=VALUE` is left out (repeatable; `-e KEY` keeps a password off relctl\'s command line). These win over the service\'s environment and secrets; relctl hands them to systemd in a file only root can read, so they do not show in the unit\'s properties (`systemctl show`) or CMD\'s command line' -r
-complete -c relctl -n "__fish_relctl_using_subcommand exec" -s f -l manifest -d 'Use this manifest instead of searching for relctl.toml upwards from the current directory' -r -F
-complete -c relctl -n "__fish_relctl_using_subcommand exec" -s H -l host -d 'Run the command on HOST over SSH, like `systemctl -H`: `[user@]host[:port]`' -r
-complete -c relctl -n "__fish_relctl_using_subcommand exec" -l hosts -d 'Roll the command across these hosts (comma-separated, each as for -H), instead of the build\'s `hosts` in the manifest' -r
+complete -c relctl -n "__fish_relctl_using_subcommand exec" -s e -l env -d 'Set KEY to VALUE for CMD, or to relctl\'s own KEY (repeatable)' -r
+complete -c relctl -n "__fish_relctl_using_subcommand exec" -s f -l manifest -d 'Use this manifest instead of searching upwards for relctl.toml' -r -F
+complete -c relctl -n "__fish_relctl_using_subcommand exec" -s H -l host -d 'Run the command on HOST over SSH, like `systemctl -H`' -r
+complete -c relctl -n "__fish_relctl_using_subcommand exec" -l hosts -d 'Roll the command over these hosts instead of the build\'s `hosts`' -r
 complete -c relctl -n "__fish_relctl_using_subcommand exec" -l serial -d 'How many hosts of a roll run at a time' -r
-complete -c relctl -n "__fish_relctl_using_subcommand exec" -l json -d 'Print one JSON document on stdout instead of the human-readable account (`logs`: one JSON object a line)'
+complete -c relctl -n "__fish_relctl_using_subcommand exec" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c relctl -n "__fish_relctl_using_subcommand exec" -s q -l quiet -d 'Print nothing but errors'
-complete -c relctl -n "__fish_relctl_using_subcommand exec" -s v -l verbose -d 'Print more: the full output of every hook; for exec, the systemd-run command line'
-complete -c relctl -n "__fish_relctl_using_subcommand exec" -l no-wait -d 'When another relctl is changing the same app (build, promote, rollback, start, stop, restart, reload, destroy), fail at once instead of waiting for it'
+complete -c relctl -n "__fish_relctl_using_subcommand exec" -s v -l verbose -d 'Print more: the full output of every hook'
+complete -c relctl -n "__fish_relctl_using_subcommand exec" -l no-wait -d 'Fail at once if another relctl is changing the same app'
 complete -c relctl -n "__fish_relctl_using_subcommand exec" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c relctl -n "__fish_relctl_using_subcommand exec" -s V -l version -d 'Print version'
-complete -c relctl -n "__fish_relctl_using_subcommand completions" -s f -l manifest -d 'Use this manifest instead of searching for relctl.toml upwards from the current directory' -r -F
-complete -c relctl -n "__fish_relctl_using_subcommand completions" -s H -l host -d 'Run the command on HOST over SSH, like `systemctl -H`: `[user@]host[:port]`' -r
-complete -c relctl -n "__fish_relctl_using_subcommand completions" -l hosts -d 'Roll the command across these hosts (comma-separated, each as for -H), instead of the build\'s `hosts` in the manifest' -r
+complete -c relctl -n "__fish_relctl_using_subcommand completions" -s f -l manifest -d 'Use this manifest instead of searching upwards for relctl.toml' -r -F
+complete -c relctl -n "__fish_relctl_using_subcommand completions" -s H -l host -d 'Run the command on HOST over SSH, like `systemctl -H`' -r
+complete -c relctl -n "__fish_relctl_using_subcommand completions" -l hosts -d 'Roll the command over these hosts instead of the build\'s `hosts`' -r
 complete -c relctl -n "__fish_relctl_using_subcommand completions" -l serial -d 'How many hosts of a roll run at a time' -r
-complete -c relctl -n "__fish_relctl_using_subcommand completions" -l json -d 'Print one JSON document on stdout instead of the human-readable account (`logs`: one JSON object a line)'
+complete -c relctl -n "__fish_relctl_using_subcommand completions" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c relctl -n "__fish_relctl_using_subcommand completions" -s q -l quiet -d 'Print nothing but errors'
-complete -c relctl -n "__fish_relctl_using_subcommand completions" -s v -l verbose -d 'Print more: the full output of every hook; for exec, the systemd-run command line'
-complete -c relctl -n "__fish_relctl_using_subcommand completions" -l no-wait -d 'When another relctl is changing the same app (build, promote, rollback, start, stop, restart, reload, destroy), fail at once instead of waiting for it'
+complete -c relctl -n "__fish_relctl_using_subcommand completions" -s v -l verbose -d 'Print more: the full output of every hook'
+complete -c relctl -n "__fish_relctl_using_subcommand completions" -l no-wait -d 'Fail at once if another relctl is changing the same app'
 complete -c relctl -n "__fish_relctl_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c relctl -n "__fish_relctl_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c relctl -n "__fish_relctl_using_subcommand help; and not __fish_seen_subcommand_from init build start stop restart releases rollback promote reload destroy status logs nginx-snippet exec completions help" -f -a "init" -d 'Write a commented starter relctl.toml for the project in DIR (default: the current directory)'
+complete -c relctl -n "__fish_relctl_using_subcommand help; and not __fish_seen_subcommand_from init build start stop restart releases rollback promote reload destroy status logs nginx-snippet exec completions help" -f -a "init" -d 'Write a commented starter relctl.toml for a project'
 complete -c relctl -n "__fish_relctl_using_subcommand help; and not __fish_seen_subcommand_from init build start stop restart releases rollback promote reload destroy status logs nginx-snippet exec completions help" -f -a "build" -d 'Build a new release of BUILD and make it live'
-complete -c relctl -n "__fish_relctl_using_subcommand help; and not __fish_seen_subcommand_from init build start stop restart releases rollback promote reload destroy status logs nginx-snippet exec completions help" -f -a "start" -d 'Start BUILD (its socket and service) and wait until systemd\'s job is done'
-complete -c relctl -n "__fish_relctl_using_subcommand help; and not __fish_seen_subcommand_from init build start stop restart releases rollback promote reload destroy status logs nginx-snippet exec completions help" -f -a "stop" -d 'Stop BUILD (both its instances, services and sockets) and wait until systemd\'s jobs are done'
+complete -c relctl -n "__fish_relctl_using_subcommand help; and not __fish_seen_subcommand_from init build start stop restart releases rollback promote reload destroy status logs nginx-snippet exec completions help" -f -a "start" -d 'Start BUILD and wait until systemd\'s job is done'
+complete -c relctl -n "__fish_relctl_using_subcommand help; and not __fish_seen_subcommand_from init build start stop restart releases rollback promote reload destroy status logs nginx-snippet exec completions help" -f -a "stop" -d 'Stop BUILD and wait until systemd\'s jobs are done'
 complete -c relctl -n "__fish_relctl_using_subcommand help; and not __fish_seen_subcommand_from init build start stop restart releases rollback promote reload destroy status logs nginx-snippet exec completions help" -f -a "restart" -d 'Restart BUILD without users noticing; without BUILD, restart `<app>.target`'
-complete -c relctl -n "__fish_relctl_using_subcommand help; and not __fish_seen_subcommand_from init build start stop restart releases rollback promote reload destroy status logs nginx-snippet exec completions help" -f -a "releases" -d 'List BUILD\'s releases, oldest first: id, created, git revision, state, origin'
-complete -c relctl -n "__fish_relctl_using_subcommand help; and not __fish_seen_subcommand_from init build start stop restart releases rollback promote reload destroy status logs nginx-snippet exec completions help" -f -a "rollback" -d 'Switch BUILD back to an earlier release, restart it and verify it like `build` does'
-complete -c relctl -n "__fish_relctl_using_subcommand help; and not __fish_seen_subcommand_from init build start stop restart releases rollback promote reload destroy status logs nginx-snippet exec completions help" -f -a "promote" -d 'Ship exactly what FROM runs to TO: a new release of TO with the same files, verified and handed over like `build`'
-complete -c relctl -n "__fish_relctl_using_subcommand help; and not __fish_seen_subcommand_from init build start stop restart releases rollback promote reload destroy status logs nginx-snippet exec completions help" -f -a "reload" -d 'Reload BUILD gracefully: systemd\'s reload (SIGHUP to gunicorn) and wait for the job, verify'
-complete -c relctl -n "__fish_relctl_using_subcommand help; and not __fish_seen_subcommand_from init build start stop restart releases rollback promote reload destroy status logs nginx-snippet exec completions help" -f -a "destroy" -d 'Tear BUILD down: stop it, disable its units and remove it from disk; the other builds keep serving'
-complete -c relctl -n "__fish_relctl_using_subcommand help; and not __fish_seen_subcommand_from init build start stop restart releases rollback promote reload destroy status logs nginx-snippet exec completions help" -f -a "status" -d 'Show every declared build and every member of a family (`[builds."pr-*"]`) that exists on disk (or only BUILD): the state, release, since and main PID of the instance that serves (the one the public socket points at; main when none does), the route, that instance, and the other instance and its release while it runs (a deploy\'s candidate)'
+complete -c relctl -n "__fish_relctl_using_subcommand help; and not __fish_seen_subcommand_from init build start stop restart releases rollback promote reload destroy status logs nginx-snippet exec completions help" -f -a "releases" -d 'List BUILD\'s releases: id, created, git revision, state, origin'
+complete -c relctl -n "__fish_relctl_using_subcommand help; and not __fish_seen_subcommand_from init build start stop restart releases rollback promote reload destroy status logs nginx-snippet exec completions help" -f -a "rollback" -d 'Switch BUILD back to an earlier release, verified like `build`'
+complete -c relctl -n "__fish_relctl_using_subcommand help; and not __fish_seen_subcommand_from init build start stop restart releases rollback promote reload destroy status logs nginx-snippet exec completions help" -f -a "promote" -d 'Ship exactly what FROM runs to TO, verified and handed over like `build`'
+complete -c relctl -n "__fish_relctl_using_subcommand help; and not __fish_seen_subcommand_from init build start stop restart releases rollback promote reload destroy status logs nginx-snippet exec completions help" -f -a "reload" -d 'Reload BUILD gracefully: new gunicorn workers, same main process'
+complete -c relctl -n "__fish_relctl_using_subcommand help; and not __fish_seen_subcommand_from init build start stop restart releases rollback promote reload destroy status logs nginx-snippet exec completions help" -f -a "destroy" -d 'Tear BUILD down while the other builds keep serving'
+complete -c relctl -n "__fish_relctl_using_subcommand help; and not __fish_seen_subcommand_from init build start stop restart releases rollback promote reload destroy status logs nginx-snippet exec completions help" -f -a "status" -d 'Show each build\'s state, release, main PID, route and serving instance'
 complete -c relctl -n "__fish_relctl_using_subcommand help; and not __fish_seen_subcommand_from init build start stop restart releases rollback promote reload destroy status logs nginx-snippet exec completions help" -f -a "logs" -d 'Show BUILD\'s journal: both instances\' services and sockets, oldest first'
 complete -c relctl -n "__fish_relctl_using_subcommand help; and not __fish_seen_subcommand_from init build start stop restart releases rollback promote reload destroy status logs nginx-snippet exec completions help" -f -a "nginx-snippet" -d 'Print nginx location blocks that route each build\'s URL prefix to its socket'
-complete -c relctl -n "__fish_relctl_using_subcommand help; and not __fish_seen_subcommand_from init build start stop restart releases rollback promote reload destroy status logs nginx-snippet exec completions help" -f -a "exec" -d 'Run CMD in BUILD\'s current release as the service runs: as its user, with its environment, secrets and sandbox'
+complete -c relctl -n "__fish_relctl_using_subcommand help; and not __fish_seen_subcommand_from init build start stop restart releases rollback promote reload destroy status logs nginx-snippet exec completions help" -f -a "exec" -d 'Run CMD as BUILD\'s service runs: its user, environment, secrets, sandbox'
 complete -c relctl -n "__fish_relctl_using_subcommand help; and not __fish_seen_subcommand_from init build start stop restart releases rollback promote reload destroy status logs nginx-snippet exec completions help" -f -a "completions" -d 'Print a shell completion script for relctl on stdout'
 complete -c relctl -n "__fish_relctl_using_subcommand help; and not __fish_seen_subcommand_from init build start stop restart releases rollback promote reload destroy status logs nginx-snippet exec completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -33,12 +33,17 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Use this manifest instead of searching for relctl.toml upwards from the current directory.
+    /// Use this manifest instead of searching upwards for relctl.toml.
+    ///
+    /// Without it, relctl uses the relctl.toml it finds first in the current directory or one of
+    /// its parents.
     #[arg(short = 'f', long = "manifest", value_name = "PATH", global = true)]
     pub manifest: Option<PathBuf>,
 
-    /// Print one JSON document on stdout instead of the human-readable account (`logs`: one JSON
-    /// object a line).
+    /// Print one JSON document on stdout instead of text.
+    ///
+    /// The document replaces the human-readable account; `logs` prints one JSON object a line
+    /// instead.
     #[arg(long, global = true)]
     pub json: bool,
 
@@ -46,13 +51,15 @@ pub struct GlobalArgs {
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
 
-    /// Print more: the full output of every hook; for exec, the systemd-run command line.
+    /// Print more: the full output of every hook.
+    ///
+    /// For exec, also the systemd-run command line.
     #[arg(short, long, global = true)]
     pub verbose: bool,
 
-    /// Run the command on HOST over SSH, like `systemctl -H`: `[user@]host[:port]`.
+    /// Run the command on HOST over SSH, like `systemctl -H`.
     ///
-    /// Your OpenSSH client does the connecting, with your ~/.ssh/config, agent, known hosts and
+    /// HOST is `[user@]host[:port]`. Your OpenSSH client does the connecting, with your ~/.ssh/config, agent, known hosts and
     /// ProxyJump (set RELCTL_SSH to another ssh command line, e.g. `ssh -F deploy/ssh_config`);
     /// the host needs sshd and relctl of this same version, nothing else. The manifest is read and
     /// checked here; it, the settings template and (for `build`) the sources, packed with the
@@ -63,8 +70,10 @@ pub struct GlobalArgs {
     #[arg(short = 'H', long = "host", value_name = "HOST", global = true)]
     pub host: Option<crate::remote::ssh::Target>,
 
-    /// Roll the command across these hosts (comma-separated, each as for -H), instead of the
-    /// build's `hosts` in the manifest.
+    /// Roll the command over these hosts instead of the build's `hosts`.
+    ///
+    /// A comma-separated list, each host as for -H; it replaces the build's `hosts` in the
+    /// manifest.
     ///
     /// `build`, `restart BUILD`, `rollback` and `promote` run on --serial hosts at a time, each
     /// through its full gate; the first failure stops the roll: a host that failed is back on its
@@ -80,17 +89,20 @@ pub struct GlobalArgs {
     #[arg(long, value_name = "N", default_value_t = 1, global = true, value_parser = clap::value_parser!(u16).range(1..))]
     pub serial: u16,
 
-    /// When another relctl is changing the same app (build, promote, rollback, start, stop, restart,
-    /// reload, destroy), fail at once instead of waiting for it.
+    /// Fail at once if another relctl is changing the same app.
+    ///
+    /// Without it, relctl waits while another relctl changes the same app (build, promote,
+    /// rollback, start, stop, restart, reload, destroy), saying who holds the app's lock; with it,
+    /// relctl exits 1 at once.
     #[arg(long, global = true)]
     pub no_wait: bool,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Write a commented starter relctl.toml for the project in DIR (default: the current directory).
+    /// Write a commented starter relctl.toml for a project.
     ///
-    /// It looks for a Django project: `manage.py` (in DIR or up to two directories below it,
+    /// DIR is the project's directory, by default the current one. It looks for a Django project: `manage.py` (in DIR or up to two directories below it,
     /// skipping hidden directories, virtualenvs and node_modules), its settings module
     /// (`DJANGO_SETTINGS_MODULE` in manage.py or wsgi.py, else `<package>/settings.py` or a
     /// settings package), the WSGI or ASGI module beside them, a health URL (`health`, `healthz`,
@@ -126,16 +138,18 @@ pub enum Command {
     /// release and leaves the running build alone.
     ///
     /// Then: write the unit files to /etc/systemd/system and reload systemd if they changed, and
-    /// enable `<app>@<build>.socket`, `<app>@<build>.service` and `<app>.target`. A build has two
-    /// instances, main `<app>@<build>` and next `<app>_next@<build>`, each with a socket of its
-    /// own; the public socket `<root>/<build>/<socket>` (a symlink) points at the one that serves.
-    /// When the build already serves, the new release starts in the other instance, the
-    /// candidate, and must pass the gate there (systemd's job done, the unit active, its
-    /// main process holding the socket systemd passes it, `[health]` answering 2xx/3xx), then the
+    /// enable `<app>@<build>.socket`, `<app>@<build>.service` and `<app>.target`.
+    ///
+    /// A build has two instances, main `<app>@<build>` and next `<app>_next@<build>`, each with a
+    /// socket of its own; the public socket `<root>/<build>/<socket>` (a symlink) points at the
+    /// one that serves. When the build already serves, the new release starts in the other
+    /// instance, the candidate, and must pass the gate there (systemd's job done, the unit active,
+    /// its main process holding the socket systemd passes it, `[health]` answering 2xx/3xx), then the
     /// `[hooks] verify` commands (as root in the release, with `RELCTL_SOCKET` the candidate's own
     /// socket and `RELCTL_URL=http://localhost`, e.g. `curl --fail --unix-socket "$RELCTL_SOCKET"
     /// "$RELCTL_URL/smoke"`): a release that fails is stopped and marked bad before it takes a
     /// single request, with the hook's last output lines, and relctl exits 1.
+    ///
     /// Once it passes, the public socket points at the candidate and `current` at the new release;
     /// the instance that served drains and is kept ready through the candidate's probation: if the
     /// candidate fails or does not stay up, the public socket and `current` go straight back to
@@ -143,10 +157,14 @@ pub enum Command {
     /// new release; if it fails, it is restarted on the previous one.
     Build(BuildArgs),
 
-    /// Start BUILD (its socket and service) and wait until systemd's job is done.
+    /// Start BUILD and wait until systemd's job is done.
+    ///
+    /// Starts its socket and service over D-Bus. A build that was never built is refused.
     Start(BuildArg),
 
-    /// Stop BUILD (both its instances, services and sockets) and wait until systemd's jobs are done.
+    /// Stop BUILD and wait until systemd's jobs are done.
+    ///
+    /// Stops both its instances, main and next: their services and sockets.
     Stop(BuildArg),
 
     /// Restart BUILD without users noticing; without BUILD, restart `<app>.target`.
@@ -159,9 +177,9 @@ pub enum Command {
     /// or restart of main reaches next too.
     Restart(OptionalBuildArg),
 
-    /// List BUILD's releases, oldest first: id, created, git revision, state, origin.
+    /// List BUILD's releases: id, created, git revision, state, origin.
     ///
-    /// Origin says `promoted from <build>@<id>` for a release `relctl promote` made. With --json,
+    /// Oldest first. Origin says `promoted from <build>@<id>` for a release `relctl promote` made. With --json,
     /// each release also has `verified`: when it last passed the gate and probation as the
     /// build's live release (what `promote` requires of the release it ships).
     ///
@@ -170,15 +188,14 @@ pub enum Command {
     /// build never finished; removed by the next build) or `good` (any other finished release).
     Releases(BuildArg),
 
-    /// Switch BUILD back to an earlier release, restart it and verify it like `build` does.
+    /// Switch BUILD back to an earlier release, verified like `build`.
     ///
-    /// Without --to: the newest good release older than the current one. The release left behind
+    /// The release starts and is verified and handed over as `build` does. Without --to: the newest good release older than the current one. The release left behind
     /// is marked bad. Code, settings, environment and the start command all come from the
     /// release, so they go back together.
     Rollback(RollbackArgs),
 
-    /// Ship exactly what FROM runs to TO: a new release of TO with the same files, verified and
-    /// handed over like `build`.
+    /// Ship exactly what FROM runs to TO, verified and handed over like `build`.
     ///
     /// TO gets a new release whose files are a byte-for-byte copy of FROM's current release
     /// (sources and what its build hooks made: collected static files, compiled assets), linked to
@@ -202,18 +219,18 @@ pub enum Command {
     /// such things in `[deps]`, which live outside releases.
     Promote(PromoteArgs),
 
-    /// Reload BUILD gracefully: systemd's reload (SIGHUP to gunicorn) and wait for the job, verify.
+    /// Reload BUILD gracefully: new gunicorn workers, same main process.
     ///
+    /// systemd's reload (SIGHUP to gunicorn); relctl waits for the job, then verifies the build.
     /// gunicorn starts new workers and retires the old ones once they finish their requests; the
     /// main process, its release and environment stay as they are (with --preload, the app code
     /// too). Nothing stops serving, so use it to refresh workers; use `restart` for a new process
     /// and `build` for new code.
     Reload(BuildArg),
 
-    /// Tear BUILD down: stop it, disable its units and remove it from disk; the other builds keep
-    /// serving.
+    /// Tear BUILD down while the other builds keep serving.
     ///
-    /// BUILD must be declared in the manifest (by name, or as a member of a family such as
+    /// Stops it, disables its units and removes it from disk. BUILD must be declared in the manifest (by name, or as a member of a family such as
     /// `pr-*`) and `<root>/<BUILD>` must be a directory; otherwise relctl exits 2 and changes
     /// nothing. In order: with --output, the nginx snippet is rewritten without BUILD's routes
     /// (every other build's, as `nginx-snippet --output` writes them), checked and nginx reloaded
@@ -240,8 +257,10 @@ pub enum Command {
     /// nothing changed.
     Destroy(DestroyArgs),
 
-    /// Show every declared build and every member of a family (`[builds."pr-*"]`) that exists on
-    /// disk (or only BUILD): the state, release, since and main PID of the instance that serves
+    /// Show each build's state, release, main PID, route and serving instance.
+    ///
+    /// Every declared build and every member of a family (`[builds."pr-*"]`) that exists on disk
+    /// (or only BUILD): the state, release, since and main PID of the instance that serves
     /// (the one the public socket points at; main when none does), the route, that instance, and
     /// the other instance and its release while it runs (a deploy's candidate).
     ///
@@ -284,10 +303,10 @@ pub enum Command {
     #[command(name = "nginx-snippet")]
     NginxSnippet(NginxArgs),
 
-    /// Run CMD in BUILD's current release as the service runs: as its user, with its environment,
-    /// secrets and sandbox.
+    /// Run CMD as BUILD's service runs: its user, environment, secrets, sandbox.
     ///
-    /// CMD runs in a transient unit `<app>-exec-<build>-<random>.service` that carries the
+    /// CMD runs in BUILD's current release as the service runs: as its user, with its
+    /// environment, secrets and sandbox. It runs in a transient unit `<app>-exec-<build>-<random>.service` that carries the
     /// `[Service]` settings systemd runs `<app>@<build>.service` with (the unit file relctl wrote
     /// and its drop-ins: `50-relctl.conf` with the secrets file, and your own), so what works here
     /// works in the service: the service user, `EnvironmentFile=` (the release's environment, then
@@ -327,25 +346,32 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
-    /// The project's directory, where relctl.toml is written; default: the current directory.
+    /// The project's directory (default: the current one).
+    ///
+    /// relctl.toml is written there.
     pub dir: Option<PathBuf>,
 
-    /// The app's name (^[a-z][a-z0-9-]{0,31}$): its system user, units and /opt/<APP>/ are named
-    /// after it. Default: the directory's name, or the project's when the directory's is generic
-    /// (app, src, backend, ...).
+    /// The app's name, for its system user, units and /opt/<APP>/.
+    ///
+    /// It must match ^[a-z][a-z0-9-]{0,31}$. Default: the directory's name, or the project's when
+    /// the directory's is generic (app, src, backend, ...).
     #[arg(long, value_name = "APP")]
     pub app: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// The build to make, e.g. development; it must be declared as [builds.<BUILD>] in the
-    /// manifest, or belong to a family declared as [builds."<prefix>*"] (e.g. `pr-42` of
+    /// The build to make, e.g. development.
+    ///
+    /// It must be declared as [builds.<BUILD>] in the manifest, or belong to a family declared as [builds."<prefix>*"] (e.g. `pr-42` of
     /// [builds."pr-*"], a review build: `{{ build }}` in the family's `route` and `vars` becomes
     /// its name).
     pub build: String,
 
-    /// Resolve the manifest and print the plan (paths, units, files, hooks, jobs); change nothing.
+    /// Print the plan (paths, units, files, hooks, jobs); change nothing.
+    ///
+    /// The manifest is resolved as for a real build, but the `[deps]` key commands are not run.
+    /// Needs no root.
     #[arg(long)]
     pub dry_run: bool,
 
@@ -375,40 +401,51 @@ pub struct PromoteArgs {
     /// The build that gets it, e.g. production.
     pub to: String,
 
-    /// Resolve both builds and print the plan (what is copied from where, settings, hooks, jobs);
-    /// change nothing.
+    /// Print the plan; change nothing.
+    ///
+    /// Both builds are resolved; the plan says what is copied from where, the settings, hooks and
+    /// jobs.
     #[arg(long)]
     pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct DestroyArgs {
-    /// The build to tear down: declared as [builds.<BUILD>] in the manifest (or a member of a
-    /// family such as [builds."pr-*"]), with a directory `<root>/<BUILD>`.
+    /// The build to tear down.
+    ///
+    /// Declared as [builds.<BUILD>] in the manifest (or a member of a family such as
+    /// [builds."pr-*"]), with a directory `<root>/<BUILD>`.
     pub build: String,
 
-    /// Also remove the build's state directory /var/lib/<app>/<component>/<BUILD> (its database
-    /// and uploads: gone for good) and its cache directory /var/cache/<app>/<component>/<BUILD>.
+    /// Also remove the build's state and cache (database, uploads).
+    ///
+    /// The state directory /var/lib/<app>/<component>/<BUILD> (its database and uploads: gone for
+    /// good) and the cache directory /var/cache/<app>/<component>/<BUILD>.
     #[arg(long)]
     pub purge: bool,
 
-    /// Print what would be stopped, disabled and removed (with --json, as JSON); change nothing.
+    /// Print what would be stopped, disabled and removed; change nothing.
+    ///
+    /// With --json, as JSON.
     #[arg(long)]
     pub dry_run: bool,
 
-    /// First rewrite the nginx snippet FILE without BUILD's routes, atomically (mode 0644), as
-    /// `nginx-snippet --output FILE` writes it for the other builds.
+    /// First rewrite the nginx snippet FILE without BUILD's routes.
+    ///
+    /// Atomically (mode 0644), as `nginx-snippet --output FILE` writes it for the other builds.
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
-    /// Validate the new snippet with the host's `nginx -t` before writing it, and the host's full
-    /// config once it is in place; if that fails, the previous file is put back and nothing of
-    /// BUILD changes.
+    /// Validate the new snippet with the host's `nginx -t` before writing it.
+    ///
+    /// Then the host's full config once it is in place; if that fails, the previous file is put
+    /// back and nothing of BUILD changes.
     #[arg(long, requires = "output")]
     pub check: bool,
 
-    /// After writing --output, reload nginx and wait until it serves the new configuration; if
-    /// the reload fails, the previous file is put back and nothing of BUILD changes.
+    /// After writing --output, reload nginx and wait for the new configuration.
+    ///
+    /// If the reload fails, the previous file is put back and nothing of BUILD changes.
     #[arg(long, requires = "output")]
     pub reload: bool,
 }
@@ -418,8 +455,10 @@ pub struct LogsArgs {
     /// A build declared as [builds.<BUILD>] in the manifest.
     pub build: String,
 
-    /// Keep printing entries as they are written, until interrupted (after the last 10, unless
-    /// --lines or --since says otherwise). `-F`, as `-f` is --manifest.
+    /// Keep printing entries as they are written, until interrupted.
+    ///
+    /// It starts after the last 10 entries, unless --lines or --since says otherwise. `-F`, as
+    /// `-f` is --manifest.
     #[arg(short = 'F', long)]
     pub follow: bool,
 
@@ -427,8 +466,9 @@ pub struct LogsArgs {
     #[arg(short = 'n', long, value_name = "N")]
     pub lines: Option<u64>,
 
-    /// Only entries at or after TIME, in journalctl's syntax: `2026-11-23 13:05:00`, `today`,
-    /// `-1h`, `10 min ago` (passed to journalctl as it is).
+    /// Only entries at or after TIME, in journalctl's syntax.
+    ///
+    /// E.g. `2026-11-23 13:05:00`, `today`, `-1h`, `10 min ago` (passed to journalctl as it is).
     #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub since: Option<String>,
 }
@@ -438,24 +478,31 @@ pub struct RollbackArgs {
     /// A build declared as [builds.<BUILD>] in the manifest.
     pub build: String,
 
-    /// The release to return to (see `relctl releases BUILD`), e.g. 20261123T130501Z-abc1234.
+    /// The release to return to, e.g. 20261123T130501Z-abc1234.
+    ///
+    /// `relctl releases BUILD` lists them. Without --to: the newest good release older than the
+    /// current one.
     #[arg(long, value_name = "ID")]
     pub to: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct ExecArgs {
-    /// A build declared as [builds.<BUILD>] in the manifest, with a current release.
+    /// A build declared in the manifest, with a current release.
     pub build: String,
 
-    /// Set KEY to VALUE for CMD, or to the value KEY has in relctl's environment when `=VALUE` is
-    /// left out (repeatable; `-e KEY` keeps a password off relctl's command line). These win over
+    /// Set KEY to VALUE for CMD, or to relctl's own KEY (repeatable).
+    ///
+    /// Without `=VALUE`, KEY gets the value it has in relctl's environment (`-e KEY` keeps a
+    /// password off relctl's command line). These win over
     /// the service's environment and secrets; relctl hands them to systemd in a file only root can
     /// read, so they do not show in the unit's properties (`systemctl show`) or CMD's command line.
     #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
     pub env: Vec<String>,
 
-    /// The command and its arguments, after `--`, e.g. `-- .venv/bin/python API/manage.py shell`.
+    /// The command and its arguments, after `--`.
+    ///
+    /// E.g. `-- .venv/bin/python API/manage.py shell`.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
     pub command: Vec<String>,
 }
@@ -470,14 +517,18 @@ pub struct NginxArgs {
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
-    /// Validate the snippet with the host's `nginx -t` (inside a throwaway wrapper config) before
-    /// printing or writing it; with --output, also run the host's full `nginx -t` once it is in
-    /// place, and put the previous file back if that fails.
+    /// Validate the snippet with the host's `nginx -t` first.
+    ///
+    /// Inside a throwaway wrapper config, before printing or writing it; with --output, also run
+    /// the host's full `nginx -t` once it is in place, and put the previous file back if that
+    /// fails.
     #[arg(long)]
     pub check: bool,
 
-    /// After writing --output, reload nginx (over D-Bus when nginx.service is a systemd unit,
-    /// else `nginx -s reload`); if the reload fails, the previous file is put back.
+    /// After writing --output, reload nginx.
+    ///
+    /// Over D-Bus when nginx.service is a systemd unit, else `nginx -s reload`; if the reload
+    /// fails, the previous file is put back.
     #[arg(long, requires = "output")]
     pub reload: bool,
 }
@@ -490,7 +541,7 @@ pub struct BuildArg {
 
 #[derive(Debug, Args)]
 pub struct OptionalBuildArg {
-    /// A build declared as [builds.<BUILD>] in the manifest; all builds when left out.
+    /// A build declared as [builds.<BUILD>]; all builds when left out.
     pub build: Option<String>,
 }
 
