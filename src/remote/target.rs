@@ -70,3 +70,26 @@ impl std::fmt::Display for Target {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_and_print_back() {
+        for (text, user, host, port) in [
+            ("web1", None, "web1", None),
+            ("deploy@web1.example.com:2222", Some("deploy"), "web1.example.com", Some(2222)),
+            ("root@10.0.0.5", Some("root"), "10.0.0.5", None),
+            ("[fd00::5]:22", None, "fd00::5", Some(22)),
+        ] {
+            let t: Target = text.parse().unwrap();
+            assert_eq!((t.user.as_deref(), t.host.as_str(), t.port), (user, host, port), "{text}");
+            assert_eq!(t.to_string(), text);
+        }
+        for bad in ["", "-oProxyCommand=x", "web1:0", "web1:x", "a b", "@web1", "web1:22:33", "[fd00::5", "u;x@h"] {
+            let err = bad.parse::<Target>().unwrap_err();
+            assert!(err.contains("expected [user@]host[:port]"), "{bad}: {err}");
+        }
+    }
+}
