@@ -35,7 +35,7 @@ pub fn run(args: &InitArgs, g: &GlobalArgs, report: &Report) -> Result<Outcome> 
         if dir == cwd { command } else { format!("cd {} && {command}", shlex::try_quote(&dir.to_string_lossy())?) };
     if let Some(e) = &refused {
         report.warn(format!(
-            "  note: sudo relctl will refuse this manifest where it is ({e}); plan without sudo ({next}) and deploy from a copy only root can change, e.g. in /srv (README: \"Trust and permissions\")"
+            "  note: sudo relctl will refuse this manifest where it is ({e}); plan without sudo ({next}) and deploy from a copy only root can change, e.g. in /srv (docs/units-and-hardening.md: \"Trust and permissions\")"
         ));
     }
     for path in std::iter::once(plan.path.as_path()).chain(conf) {

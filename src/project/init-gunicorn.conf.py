@@ -6,8 +6,9 @@
 # every object it tracks whenever it runs, and once more as a worker exits: each write copies a
 # page. gc.freeze() right before each fork moves what the master holds where the collector never
 # looks, so the workers keep sharing it, and stopping an instance, which every restart and deploy
-# does, takes a fraction of the CPU (relctl's README, "What a restart costs"). Objects created
-# after the fork are collected as usual. https://docs.python.org/3/library/gc.html#gc.freeze
+# does, takes a fraction of the CPU (relctl's docs/benchmarks.md, "What a restart costs").
+# Objects created after the fork are collected as usual.
+# https://docs.python.org/3/library/gc.html#gc.freeze
 import gc
 
 

@@ -449,7 +449,7 @@ fn gunicorn_conf_view(path: &Path, log: &mut Log) -> bool {
     log.found.push(format!("gunicorn settings {shown} (yours, used as they are)"));
     if !std::fs::read_to_string(path).is_ok_and(|text| text.contains("gc.freeze")) {
         log.notes.push(format!(
-            "{shown} does not call gc.freeze(): with it in a pre_fork hook, stopping an instance (every restart and deploy) costs a fraction of the CPU; see relctl's README, \"What a restart costs\"."
+            "{shown} does not call gc.freeze(): with it in a pre_fork hook, stopping an instance (every restart and deploy) costs a fraction of the CPU; see relctl's docs/benchmarks.md, \"What a restart costs\"."
         ));
     }
     false
