@@ -1,11 +1,10 @@
 //! relctl: a systemd-native build-and-release tool for instanced services.
 //!
-//! Parse (`cli`) → plan (`plan`, from `manifest` and `layout`) → act (`deploy`, driving `stage`,
-//! `render`, `hooks`, `units`, `store`, `systemd` and `health`; `nginx` for the snippet; `exec`
-//! for a command run as the service runs; `destroy` to tear a build down). `init` writes a starter
-//! manifest from what `detect` finds in a project. `remote` runs a command on another host over
-//! SSH (`-H`); `fleet` rolls one across hosts (`--hosts`, a build's `hosts`).
-//! `commands` is the glue between them, and opens the one `Session` every changing command needs.
+//! Parse (`cli`) → plan (`plan`, from `manifest`) → act (`deploy` for one build, `destroy`, `exec`,
+//! `nginx`, `remote` for other hosts), with `commands` as the glue that opens the one `Session`
+//! every changing command needs. Beneath them: `project` (what `init` finds and writes),
+//! `systemd` (the manager as a trait, over D-Bus), `release` (a build's releases on disk) and
+//! `host` (this host as root sees it). ARCHITECTURE.md draws the wings and the flow of a build.
 
 pub mod cli;
 mod commands;
