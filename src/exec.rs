@@ -149,12 +149,12 @@ pub fn plan(
 ) -> Result<ExecPlan> {
     let mut sources = Vec::new();
     let fragment = read(&files.fragment)?;
-    if !fragment.contains(crate::plan::units::MARKER) {
+    if !fragment.contains(crate::release::layout::MARKER) {
         bail!(
             "{} (which systemd runs {} from) was not written by relctl (it has no \"{}\" line); relctl exec only runs commands with the settings of relctl's units",
             files.fragment.display(),
             build.service_unit,
-            crate::plan::units::MARKER
+            crate::release::layout::MARKER
         );
     }
     sources.push((files.fragment.clone(), fragment));

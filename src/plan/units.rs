@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::error::UsageError;
 use crate::host::atomic;
 use crate::plan::AppPlan;
-use crate::release::layout::Slot;
+use crate::release::layout::{Slot, MARKER};
 use crate::release::render;
 
 /// A file relctl writes for systemd.
@@ -56,9 +56,6 @@ struct UnitContext<'a> {
 
 /// The mode of every build's socket (`SocketMode=` in the socket unit).
 pub const SOCKET_MODE: u32 = 0o660;
-
-/// The line every unit file relctl writes carries: files without it are not relctl's.
-pub const MARKER: &str = "Written by relctl";
 
 /// Where systemd looks for unit files, most important first.
 const UNIT_PATHS: [&str; 4] =

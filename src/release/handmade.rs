@@ -10,7 +10,7 @@ use fs_err as fs;
 use serde::Serialize;
 
 use crate::host::atomic;
-use crate::plan::units::MARKER;
+use crate::release::layout::MARKER;
 use crate::release::layout::{BuildLayout, Slot};
 
 /// What relctl did not make, found where a build of the app lives.

@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::release::id::ReleaseId;
 
+/// The line every unit file relctl writes carries: files without it are not relctl's.
+pub const MARKER: &str = "Written by relctl";
+
 /// The paths of one app: where its builds and units live.
 #[derive(Debug, Clone, Serialize)]
 pub struct AppLayout {
