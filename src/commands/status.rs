@@ -56,9 +56,9 @@ pub fn run(loaded: &Loaded, only: Option<&str>, report: &Report) -> Result<Outco
         let [main, next] = app.layout.instances(name);
         let main_state = mains.remove(&main.service_unit).unwrap_or_else(|| UnitState::not_loaded(&main.service_unit));
         let next_state = nexts.remove(&next.service_unit).unwrap_or_else(|| UnitState::not_loaded(&next.service_unit));
-        // The instance the public socket points at serves, if it is up; else main is the build.
-        let public = std::fs::read_link(&b.socket).ok().and_then(|t| Slot::of_socket_file(&t));
-        let next_serves = public == Some(Slot::Next) && next_state.active_state.is_up();
+        // The instance that serves, if one does; else main is the build.
+        let up = |slot| Ok(if slot == Slot::Next { &next_state } else { &main_state }.active_state.is_up());
+        let next_serves = b.serving(up)? == Some(Slot::Next);
         let (unit, release, other, other_link) = if next_serves {
             (next_state, layout::link_release(&next.link)?, main_state, &main.link)
         } else {

@@ -266,14 +266,10 @@ impl<'a> Deploy<'a> {
         self.app.layout.instance(&self.build.build, slot)
     }
 
-    /// The instance that serves: the one the public socket points at, if its service is up. A
-    /// public socket that is no symlink of relctl's (a hand-made setup being adopted) is served
-    /// by main, if main is up.
+    /// The instance that serves (see `BuildLayout::serving`).
     fn serving(&self) -> Result<Option<Instance>> {
-        let slot =
-            std::fs::read_link(&self.build.socket).ok().and_then(|t| Slot::of_socket_file(&t)).unwrap_or(Slot::Main);
-        let inst = self.instance(slot);
-        Ok(self.systemd.unit_state(&inst.service_unit)?.active_state.is_up().then_some(inst))
+        let up = |slot| Ok(self.systemd.unit_state(&self.instance(slot).service_unit)?.active_state.is_up());
+        Ok(self.build.serving(up)?.map(|slot| self.instance(slot)))
     }
 
     /// Holds the build's switch lock from now on, so that main, started by relctl, leaves the

@@ -186,6 +186,14 @@ impl AppLayout {
 }
 
 impl BuildLayout {
+    /// The instance that serves, given which of them are up: the one the public socket points at
+    /// (main when the public socket is no symlink of relctl's, e.g. a hand-made setup being
+    /// adopted), if it is up. `relctl status` and the hand-over both ask this.
+    pub fn serving(&self, up: impl Fn(Slot) -> Result<bool>) -> Result<Option<Slot>> {
+        let slot = std::fs::read_link(&self.socket).ok().and_then(|t| Slot::of_socket_file(&t)).unwrap_or(Slot::Main);
+        Ok(up(slot)?.then_some(slot))
+    }
+
     pub fn release_dir(&self, id: &ReleaseId) -> PathBuf {
         self.releases_dir.join(id.as_str())
     }
