@@ -19,6 +19,7 @@ use serde::Serialize;
 use crate::error::UsageError;
 use crate::manifest::Loaded;
 use crate::nginx;
+use crate::nginx::control::Steps;
 use crate::plan::{self, AppPlan};
 use crate::release::deps;
 use crate::release::layout::{BuildLayout, Instance};
@@ -145,7 +146,7 @@ pub fn plan(
             let (routes, gone): (Vec<_>, Vec<_>) =
                 plan::nginx_routes(app, loaded, &[])?.into_iter().partition(|r| r.build != name);
             let removed = gone.into_iter().map(|r| r.route).collect();
-            let text = nginx::snippet(&routes, Path::new(nginx::PROXY_PARAMS).exists());
+            let text = nginx::snippet::render(&routes, Path::new(nginx::snippet::PROXY_PARAMS).exists());
             Some(SnippetPlan { output, routes, removed, text })
         }
         None => None,
@@ -443,15 +444,15 @@ impl<'a> Destroy<'a> {
     }
 
     /// Installs the snippet without the build's routes; on failure the previous file is back
-    /// (see [`nginx::install`]) and nothing else has changed.
+    /// (see [`nginx::control::install`]) and nothing else has changed.
     fn snippet(&mut self, n: &SnippetPlan) -> Result<()> {
         let t = Instant::now();
         let out = &n.output;
         let installed = (|| {
             if out.check {
-                nginx::check(&n.text)?;
+                nginx::control::check(&n.text)?;
             }
-            nginx::install(&out.output, &n.text, out.check, out.reload)
+            nginx::control::install(&out.output, &n.text, Steps { check: out.check, reload: out.reload })
         })();
         installed.with_context(|| {
             format!("updating the nginx snippet; build {} was left as it was", self.plan.build.build)

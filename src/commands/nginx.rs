@@ -4,15 +4,16 @@ use crate::cli::NginxArgs;
 use crate::error::Outcome;
 use crate::manifest::Loaded;
 use crate::nginx;
+use crate::nginx::control::Steps;
 use crate::plan;
 use crate::report::{Mode, Report};
 
 pub fn run(loaded: &Loaded, args: &NginxArgs, report: &Report) -> Result<Outcome> {
     let app = plan::app(loaded)?;
     let routes = plan::nginx_routes(&app, loaded, &args.builds)?;
-    let text = nginx::snippet(&routes, std::path::Path::new(nginx::PROXY_PARAMS).exists());
+    let text = nginx::snippet::render(&routes, std::path::Path::new(nginx::snippet::PROXY_PARAMS).exists());
     if args.check {
-        nginx::check(&text)?;
+        nginx::control::check(&text)?;
     }
     match &args.output {
         None => match report.mode {
@@ -21,7 +22,7 @@ pub fn run(loaded: &Loaded, args: &NginxArgs, report: &Report) -> Result<Outcome
         },
         Some(output) => {
             let t = std::time::Instant::now();
-            nginx::install(output, &text, args.check, args.reload)?;
+            nginx::control::install(output, &text, Steps { check: args.check, reload: args.reload })?;
             let seconds = t.elapsed().as_secs_f64();
             report.json(
                 &serde_json::json!({ "output": output, "routes": routes, "reloaded": args.reload, "seconds": seconds }),
