@@ -9,7 +9,9 @@ impl Deploy<'_> {
     /// service's settings).
     pub(super) fn stage(&mut self, plan: &BuildPlan, user: &RunAs, unit_files: &[UnitFile]) -> Result<()> {
         let t = Instant::now();
+        let waiting = self.report.waiting("stage", format!("copying the sources to {}", plan.release_dir.display()));
         let stats = plan.copy.copy_into(&plan.release_dir)?;
+        drop(waiting);
         failpoint("stage");
         let from = match plan.origin.promoted_from() {
             Some(p) => format!(" of {p}"),
@@ -119,9 +121,12 @@ impl Deploy<'_> {
             };
             self.report.verbose(format!("relctl: release hook in {}: {}", spec.unit, spec.properties.join(" ")));
             let t = Instant::now();
+            let step = format!("hook:{}", hook.stage);
+            let waiting = self.report.waiting(&step, &hook.command);
             let ran = hooks::run_in_unit(hook, &spec, self.systemd, &mut |line| self.report.verbose(line));
             self.show_output(ran)?;
-            self.report.step(&format!("hook:{}", hook.stage), t, &hook.command);
+            drop(waiting);
+            self.report.step(&step, t, &hook.command);
         }
         Ok(())
     }
@@ -134,8 +139,11 @@ impl Deploy<'_> {
         env: &std::collections::BTreeMap<String, String>,
     ) -> Result<()> {
         let t = Instant::now();
+        let step = format!("hook:{}", hook.stage);
+        let waiting = self.report.waiting(&step, &hook.command);
         self.run_quietly(hook, cwd, env)?;
-        self.report.step(&format!("hook:{}", hook.stage), t, &hook.command);
+        drop(waiting);
+        self.report.step(&step, t, &hook.command);
         Ok(())
     }
 
@@ -180,6 +188,7 @@ impl Deploy<'_> {
                 let hook = Hook { stage: HookStage::Build, command: command.clone() };
                 let mut env = plan.hook_env();
                 env.insert("RELCTL_DEP_DIR".into(), dep.entry.display().to_string());
+                let _waiting = self.report.waiting("deps", format!("{}: {command}", dep.name));
                 self.run_quietly(&hook, &plan.release_dir, &env)?;
             }
             failpoint("deps");
