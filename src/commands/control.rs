@@ -27,7 +27,9 @@ pub fn restart(loaded: &Loaded, build: Option<&str>, g: &GlobalArgs, report: &mu
         let session = Session::for_app(loaded, g, report, "restart")?;
         let t = Instant::now();
         let target = session.app.layout.target();
+        let waiting = report.waiting("restart", &target);
         let jobs = session.systemd.restart_target(&target, &format!("{}@", session.app.layout.app))?;
+        drop(waiting);
         let units: Vec<String> = jobs.iter().map(|(u, r)| format!("{u}: {r}")).collect();
         report.step("restart", t, units.join(", "));
         report.json(&serde_json::json!({ "target": target, "jobs": jobs, "steps": report.steps() }));

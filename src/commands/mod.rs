@@ -163,7 +163,14 @@ impl Session {
                 let holder = std::env::args().collect::<Vec<_>>().join(" ");
                 let dir = Path::new(lock::LOCK_DIR);
                 let wait = (!g.no_wait).then_some(lock::APP_LOCK_WAIT);
-                Some(lock::acquire(dir, &app.layout.app, &holder, wait, |msg| report.warn(msg))?)
+                // Shown from when another relctl turns out to hold the lock until it is taken.
+                let waiting = std::cell::RefCell::new(None);
+                let locked = lock::acquire(dir, &app.layout.app, &holder, wait, |msg| {
+                    report.warn(msg);
+                    waiting.replace(Some(report.waiting("lock", msg.trim_start_matches("relctl: "))));
+                });
+                drop(waiting);
+                Some(locked?)
             }
             None => None,
         };

@@ -80,7 +80,7 @@ impl Deploy<'_> {
                     std::thread::sleep(POLL);
                 }
             });
-            let stopped = self.systemd.stop_alone(unit);
+            let stopped = self.stop_alone(unit);
             stopping.store(false, Ordering::Release);
             let gap = watcher
                 .join()

@@ -41,9 +41,9 @@ impl Deploy<'_> {
         let before = self.systemd.unit_state(&inst.service_unit)?;
         let kind = if before.active_state.is_up() { JobKind::Restart } else { JobKind::Start };
         if kind == JobKind::Restart {
-            self.systemd.stop_alone(&inst.service_unit)?;
+            self.stop_alone(&inst.service_unit)?;
         }
-        self.systemd.run_job(JobKind::Start, &inst.service_unit)?;
+        self.run_job(JobKind::Start, &inst.service_unit)?;
         failpoint("restart");
         self.report.step(kind.verb(), t, format!("{} done", inst.service_unit));
         self.gate(inst)
@@ -81,7 +81,9 @@ impl Deploy<'_> {
         }
         let h = &self.app.health;
         let request = health::Request { script_name: self.app.script_name(&self.build.build), path: h.path.clone() };
+        let waiting = self.report.waiting("verify", format!("waiting for GET {} from {unit}", request.uri()));
         let response = self.probe.wait_healthy(&inst.socket, &request, h.accept, Duration::from_secs(h.timeout_s))?;
+        drop(waiting);
         let answered = format!("; GET {} -> {}", request.uri(), response.status);
         let health = Some(response);
         self.report.step("verify", t, format!("{unit} active, main PID {}{answered}", first.main_pid));
@@ -98,7 +100,9 @@ impl Deploy<'_> {
     ) -> Result<Verified> {
         let t = Instant::now();
         let unit = &inst.service_unit;
+        let waiting = self.report.waiting("probation", format!("{unit} {}s", self.app.probation_s));
         std::thread::sleep(Duration::from_secs(self.app.probation_s));
+        drop(waiting);
         let state = self.systemd.unit_state(unit)?;
         if !state.is_active() || state.n_restarts != first.n_restarts || state.main_pid != first.main_pid {
             bail!(

@@ -352,6 +352,7 @@ impl Deploy<'_> {
     /// backlog was accepted), at most 10 s.
     pub(super) fn drain(&self, socket: &Path) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(10);
+        let _waiting = self.report.waiting("handover", format!("draining {}", socket.display()));
         while Instant::now() < deadline {
             match self.probe.queued(socket)? {
                 Some(n) if n > 0 => std::thread::sleep(Duration::from_millis(20)),
@@ -367,7 +368,7 @@ impl Deploy<'_> {
     pub(super) fn stop_instance(&self, inst: &Instance) -> Result<()> {
         for unit in [&inst.service_unit, &inst.socket_unit] {
             if self.systemd.unit_state(unit)?.active_state != ActiveState::Inactive {
-                self.systemd.stop_alone(unit)?;
+                self.stop_alone(unit)?;
             }
         }
         if inst.slot == Slot::Next {

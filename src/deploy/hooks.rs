@@ -3,10 +3,11 @@
 //! transient unit of their own ([`run_in_unit`]).
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,10 +22,11 @@ const TAIL_LINES: usize = 20;
 
 /// Runs `hook` with `sh -c` in `cwd` as root, with `env` added to relctl's environment (less
 /// [`NOT_FOR_HOOKS`]) and no terminal (stdin is /dev/null). stdout and stderr are captured
-/// together; a failure is an error with the exit status, and the tail of the output is in the
-/// error (printed by the caller). Returns what the hook printed.
-pub fn run(hook: &Hook, cwd: &Path, env: &BTreeMap<String, String>) -> Result<String> {
-    let (mut reader, writer) = std::io::pipe().context("creating a pipe for hook output")?;
+/// together, and each line is handed to `on_line` as the hook prints it ([`read_lines`]); a
+/// failure is an error with the exit status, and the tail of the output is in the error (printed
+/// by the caller). Returns what the hook printed.
+pub fn run(hook: &Hook, cwd: &Path, env: &BTreeMap<String, String>, on_line: &mut dyn FnMut(&str)) -> Result<String> {
+    let (reader, writer) = std::io::pipe().context("creating a pipe for hook output")?;
     let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c").arg(&hook.command).current_dir(cwd).stdin(Stdio::null());
     for var in NOT_FOR_HOOKS {
@@ -34,8 +36,7 @@ pub fn run(hook: &Hook, cwd: &Path, env: &BTreeMap<String, String>) -> Result<St
     let mut child =
         cmd.spawn().with_context(|| format!("{} hook `{}`: cannot start /bin/sh", hook.stage, hook.command))?;
     drop(cmd); // closes our copies of the pipe's write end
-    let mut raw = Vec::new();
-    reader.read_to_end(&mut raw).context("reading hook output")?;
+    let raw = read_lines(reader, on_line).context("reading hook output")?;
     let status = child.wait().context("waiting for hook")?;
     let output = String::from_utf8_lossy(&raw).into_owned();
     if !status.success() {
@@ -52,6 +53,22 @@ pub fn run(hook: &Hook, cwd: &Path, env: &BTreeMap<String, String>) -> Result<St
         .into());
     }
     Ok(output)
+}
+
+/// Reads `from` to its end and returns all of it, handing each line to `on_line` as soon as it is
+/// complete: without its newline, invalid UTF-8 as U+FFFD; a last line without a newline too,
+/// at the end.
+fn read_lines(from: impl Read, on_line: &mut dyn FnMut(&str)) -> std::io::Result<Vec<u8>> {
+    let mut from = BufReader::new(from);
+    let mut raw = Vec::new();
+    loop {
+        let start = raw.len();
+        if from.read_until(b'\n', &mut raw)? == 0 {
+            return Ok(raw);
+        }
+        let line = &raw[start..];
+        on_line(&String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(line)));
+    }
 }
 
 /// A release hook's transient unit: `<app>-hook-<build>-<8 hex digits>.service`, with the
@@ -149,10 +166,16 @@ pub fn service_unit_properties(
 }
 
 /// Runs `hook` in its own transient unit (`spec`) with `systemd-run`, no terminal, and returns
-/// what it printed. It ends when the command does, when systemd stops it at its time limit, or
-/// when relctl is interrupted (then relctl stops the unit): nothing of it stays running, and a
-/// hook that is stopped or hangs fails naming the unit and the limit.
-pub fn run_in_unit(hook: &Hook, spec: &HookUnit, systemd: &dyn Manager) -> Result<String> {
+/// what it printed; each line is handed to `on_line` as the hook prints it (`--pipe`: the unit
+/// writes into relctl's pipe). It ends when the command does, when systemd stops it at its time
+/// limit, or when relctl is interrupted (then relctl stops the unit): nothing of it stays
+/// running, and a hook that is stopped or hangs fails naming the unit and the limit.
+pub fn run_in_unit(
+    hook: &Hook,
+    spec: &HookUnit,
+    systemd: &dyn Manager,
+    on_line: &mut dyn FnMut(&str),
+) -> Result<String> {
     let systemd_run = which::which("systemd-run").context(
         "release hooks run in a unit of their own through systemd-run, which is not installed (it comes with systemd)",
     )?;
@@ -180,15 +203,21 @@ pub fn run_in_unit(hook: &Hook, spec: &HookUnit, systemd: &dyn Manager) -> Resul
         );
     }
     let outcome = (|| -> Result<(std::process::ExitStatus, Vec<u8>, Duration)> {
-        let (mut reader, writer) = std::io::pipe().context("creating a pipe for hook output")?;
+        let (reader, writer) = std::io::pipe().context("creating a pipe for hook output")?;
         let mut cmd = Command::new(&systemd_run);
         cmd.args(&args).stdin(Stdio::null()).stdout(writer.try_clone()?).stderr(writer);
         let started = Instant::now();
         let mut child = cmd.spawn().with_context(|| format!("starting {}", systemd_run.display()))?;
         drop(cmd); // closes our copies of the pipe's write end
+
+        // The reader hands the lines over to this thread, which watches for signals meanwhile; it
+        // is not waited for when relctl gives up early.
+        let (lines, arriving) = mpsc::channel::<String>();
         let output = std::thread::spawn(move || {
-            let mut raw = Vec::new();
-            reader.read_to_end(&mut raw).map(|_| raw)
+            read_lines(reader, &mut |line| {
+                // Fails only once relctl gave up on the hook: the rest is not shown.
+                lines.send(line.to_owned()).ok();
+            })
         });
         let mut stopping = false;
         let status = loop {
@@ -199,12 +228,20 @@ pub fn run_in_unit(hook: &Hook, spec: &HookUnit, systemd: &dyn Manager) -> Resul
                 stopping = true;
                 systemd.stop_if_running(&spec.unit)?;
             }
-            std::thread::sleep(Duration::from_millis(50));
+            match arriving.recv_timeout(Duration::from_millis(50)) {
+                Ok(line) => on_line(&line),
+                Err(RecvTimeoutError::Timeout) => {}
+                // The unit closed its output and is ending.
+                Err(RecvTimeoutError::Disconnected) => std::thread::sleep(Duration::from_millis(50)),
+            }
         };
         let elapsed = started.elapsed();
         // systemd-run returns once the unit ended, unless it was killed itself.
         systemd.stop_if_running(&spec.unit)?;
         let raw = output.join().map_err(|_| anyhow::anyhow!("reading hook output: the reader panicked"))?;
+        for line in arriving.try_iter() {
+            on_line(&line);
+        }
         Ok((status, raw.context("reading hook output")?, elapsed))
     })();
     for id in registered {
@@ -332,7 +369,7 @@ mod tests {
     #[test]
     fn runs_in_cwd_with_env_and_captures_both_streams() {
         let env = [("RELCTL_BUILD".to_string(), "development".to_string())].into();
-        let r = run(&hook("pwd; echo $RELCTL_BUILD; echo err >&2"), Path::new("/usr"), &env).unwrap();
+        let r = run(&hook("pwd; echo $RELCTL_BUILD; echo err >&2"), Path::new("/usr"), &env, &mut |_| {}).unwrap();
         assert_eq!(r, "/usr\ndevelopment\nerr\n");
     }
 
@@ -344,16 +381,46 @@ mod tests {
             &hook("echo \"agent=${SSH_AUTH_SOCK-none}\"; readlink /proc/self/fd/0"),
             Path::new("/"),
             &BTreeMap::new(),
+            &mut |_| {},
         );
         assert_eq!(r.unwrap(), "agent=none\n/dev/null\n");
     }
 
     #[test]
     fn failure_reports_status_and_tail() {
-        let err = run(&hook("seq 1 30; exit 7"), Path::new("/"), &BTreeMap::new()).unwrap_err();
+        let mut seen = Vec::new();
+        let err = run(&hook("seq 1 30; exit 7"), Path::new("/"), &BTreeMap::new(), &mut |l| seen.push(l.to_string()))
+            .unwrap_err();
         let failed = err.downcast_ref::<HookFailed>().unwrap();
         assert_eq!(err.to_string(), "build hook `seq 1 30; exit 7` exited with status 7");
-        assert_eq!(failed.tail.lines().count(), TAIL_LINES);
-        assert!(failed.tail.ends_with("30"));
+        assert_eq!(failed.tail, (11..=30).map(|i| i.to_string()).collect::<Vec<_>>().join("\n"));
+        assert_eq!(seen, (1..=30).map(|i| i.to_string()).collect::<Vec<_>>(), "every line was handed over");
+    }
+
+    #[test]
+    fn lines_are_handed_over_as_the_hook_prints_them() {
+        let started = Instant::now();
+        let mut seen: Vec<(String, Duration)> = Vec::new();
+        let out = run(&hook("echo a; sleep 1; echo b >&2"), Path::new("/"), &BTreeMap::new(), &mut |l| {
+            seen.push((l.to_string(), started.elapsed()))
+        })
+        .unwrap();
+        let ended = started.elapsed();
+        assert_eq!(out, "a\nb\n");
+        let lines: Vec<&str> = seen.iter().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(lines, ["a", "b"]);
+        let a = seen[0].1;
+        assert!(a + Duration::from_millis(700) < ended, "`a` came at {a:?}, before the hook ended at {ended:?}");
+    }
+
+    #[test]
+    fn lines_keep_what_the_output_holds() {
+        let mut seen = Vec::new();
+        let raw = read_lines(&b"one\n\nt\xffo\r\nlast"[..], &mut |l| seen.push(l.to_string())).unwrap();
+        assert_eq!(raw, b"one\n\nt\xffo\r\nlast", "all of it, as it came");
+        assert_eq!(seen, ["one", "", "t\u{fffd}o\r", "last"], "a last line without a newline too");
+        let mut seen = Vec::new();
+        assert_eq!(read_lines(&b""[..], &mut |l| seen.push(l.to_string())).unwrap(), b"");
+        assert!(seen.is_empty());
     }
 }

@@ -44,16 +44,16 @@ impl Deploy<'_> {
         let t = Instant::now();
         let state = self.systemd.unit_state(&inst.socket_unit)?;
         if !state.is_active() {
-            self.systemd.run_job(JobKind::Start, &inst.socket_unit)?;
+            self.run_job(JobKind::Start, &inst.socket_unit)?;
             if state.active_state == ActiveState::Failed {
                 self.report.step("socket", t, format!("{} had failed; started it again", inst.socket_unit));
             }
             return Ok(());
         }
         if let Some(why) = self.probe.socket_mismatch(&inst.socket, &inst.socket_unit, &self.app.socket_group)? {
-            self.systemd.stop_alone(&inst.service_unit)?;
-            self.systemd.stop_alone(&inst.socket_unit)?;
-            self.systemd.run_job(JobKind::Start, &inst.socket_unit)?;
+            self.stop_alone(&inst.service_unit)?;
+            self.stop_alone(&inst.socket_unit)?;
+            self.run_job(JobKind::Start, &inst.socket_unit)?;
             let detail =
                 format!("re-bound {}: {why}; connections queued on the old socket were dropped", inst.socket.display());
             self.report.step("socket", t, detail);

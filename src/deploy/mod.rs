@@ -266,6 +266,18 @@ impl<'a> Deploy<'a> {
         self.app.layout.instance(&self.build.build, slot)
     }
 
+    /// Runs a systemd job on `unit` and waits for it ([`Manager::run_job`]), showing the wait.
+    fn run_job(&self, kind: JobKind, unit: &str) -> Result<()> {
+        let _waiting = self.report.waiting(kind.verb(), unit);
+        self.systemd.run_job(kind, unit)
+    }
+
+    /// Stops `unit` alone ([`Manager::stop_alone`]), showing the wait.
+    fn stop_alone(&self, unit: &str) -> Result<()> {
+        let _waiting = self.report.waiting("stop", unit);
+        self.systemd.stop_alone(unit)
+    }
+
     /// The instance that serves (see `BuildLayout::serving`).
     fn serving(&self) -> Result<Option<Instance>> {
         let up = |slot| Ok(self.systemd.unit_state(&self.instance(slot).service_unit)?.active_state.is_up());
@@ -299,7 +311,7 @@ impl<'a> Deploy<'a> {
         self.ensure_socket(&inst)?;
         self.point_public(&inst)?;
         let t = Instant::now();
-        self.systemd.run_job(JobKind::Start, &inst.service_unit)?;
+        self.run_job(JobKind::Start, &inst.service_unit)?;
         self.report.step("start", t, format!("{} and {} done", inst.socket_unit, inst.service_unit));
         let (first, health) = self.gate(&inst)?;
         self.probation(&inst, &first, health)
@@ -310,8 +322,8 @@ impl<'a> Deploy<'a> {
         let main = self.instance(Slot::Main);
         let t = Instant::now();
         self.stop_instance(&self.instance(Slot::Next))?;
-        self.systemd.run_job(JobKind::Stop, &main.service_unit)?;
-        self.systemd.run_job(JobKind::Stop, &main.socket_unit)?;
+        self.run_job(JobKind::Stop, &main.service_unit)?;
+        self.run_job(JobKind::Stop, &main.socket_unit)?;
         self.report.step("stop", t, format!("{} and {} stopped", main.service_unit, main.socket_unit));
         self.systemd.unit_state(&main.service_unit)
     }
@@ -332,7 +344,7 @@ impl<'a> Deploy<'a> {
     pub fn reload(&mut self) -> Result<Verified> {
         let inst = self.serving()?.unwrap_or_else(|| self.instance(Slot::Main));
         let t = Instant::now();
-        self.systemd.run_job(JobKind::Reload, &inst.service_unit)?;
+        self.run_job(JobKind::Reload, &inst.service_unit)?;
         self.report.step("reload", t, format!("{} done", inst.service_unit));
         let (first, health) = self.gate(&inst)?;
         self.probation(&inst, &first, health)

@@ -108,9 +108,9 @@ impl Deploy<'_> {
                 let main = self.instance(Slot::Main);
                 self.stop_instance(&self.instance(Slot::Next))?;
                 self.switch(&main, from)?;
-                self.systemd.stop_alone(&main.service_unit)?;
+                self.stop_alone(&main.service_unit)?;
                 self.ensure_socket(&main)?;
-                self.systemd.run_job(JobKind::Start, &main.service_unit)?;
+                self.run_job(JobKind::Start, &main.service_unit)?;
                 self.point_public(&main)?;
                 done.push(format!("{} restarted on {from}", main.service_unit));
             }

@@ -29,7 +29,9 @@ impl Deploy<'_> {
     /// service's settings).
     pub(super) fn stage(&mut self, plan: &BuildPlan, user: &RunAs, unit_files: &[UnitFile]) -> Result<()> {
         let t = Instant::now();
+        let waiting = self.report.waiting("stage", format!("copying the sources to {}", plan.release_dir.display()));
         let stats = plan.copy.copy_into(&plan.release_dir)?;
+        drop(waiting);
         failpoint("stage");
         let from = match plan.origin.promoted_from() {
             Some(p) => format!(" of {p}"),
@@ -139,8 +141,12 @@ impl Deploy<'_> {
             };
             self.report.verbose(format!("relctl: release hook in {}: {}", spec.unit, spec.properties.join(" ")));
             let t = Instant::now();
-            self.show_output(hooks::run_in_unit(hook, &spec, self.systemd))?;
-            self.report.step(&format!("hook:{}", hook.stage), t, &hook.command);
+            let step = format!("hook:{}", hook.stage);
+            let waiting = self.report.waiting(&step, &hook.command);
+            let ran = hooks::run_in_unit(hook, &spec, self.systemd, &mut |line| self.report.verbose(line));
+            self.show_output(ran)?;
+            drop(waiting);
+            self.report.step(&step, t, &hook.command);
         }
         Ok(())
     }
@@ -153,30 +159,39 @@ impl Deploy<'_> {
         env: &std::collections::BTreeMap<String, String>,
     ) -> Result<()> {
         let t = Instant::now();
+        let step = format!("hook:{}", hook.stage);
+        let waiting = self.report.waiting(&step, &hook.command);
         self.run_quietly(hook, cwd, env)?;
-        self.report.step(&format!("hook:{}", hook.stage), t, &hook.command);
+        drop(waiting);
+        self.report.step(&step, t, &hook.command);
         Ok(())
     }
 
-    /// Runs one command in `cwd`: its output shown with -v; a failure prints the tail of it.
+    /// Runs one command in `cwd`: its output streamed with -v, line by line as it comes; a
+    /// failure prints the tail of it.
     pub(super) fn run_quietly(
         &mut self,
         hook: &Hook,
         cwd: &Path,
         env: &std::collections::BTreeMap<String, String>,
     ) -> Result<()> {
-        self.show_output(hooks::run(hook, cwd, env))
+        let ran = hooks::run(hook, cwd, env, &mut |line| self.report.verbose(line));
+        self.show_output(ran)
     }
 
-    /// What a hook (or a dependency's build command) printed: shown with -v; when it failed, the
-    /// tail of it is shown.
+    /// The end of what a hook (or a dependency's build command) printed, whose lines were shown
+    /// with -v as they came: when it failed, the tail of it is shown; when it succeeded, -v closes
+    /// it with an empty line as relctl always did (none after a last line without a newline, which
+    /// got relctl's).
     pub(super) fn show_output(&self, ran: Result<String>) -> Result<()> {
         let output = ran.inspect_err(|e| {
             if let Some(f) = e.downcast_ref::<HookFailed>() {
                 self.report.warn(format!("--- last lines of `{}` ---\n{}\n---", f.command, f.tail));
             }
         })?;
-        self.report.verbose(&output);
+        if closes_with_empty_line(&output) {
+            self.report.verbose("");
+        }
         Ok(())
     }
 
@@ -193,6 +208,7 @@ impl Deploy<'_> {
                 let hook = Hook { stage: HookStage::Build, command: command.clone() };
                 let mut env = plan.hook_env();
                 env.insert("RELCTL_DEP_DIR".into(), dep.entry.display().to_string());
+                let _waiting = self.report.waiting("deps", format!("{}: {command}", dep.name));
                 self.run_quietly(&hook, &plan.release_dir, &env)?;
             }
             failpoint("deps");
@@ -211,6 +227,12 @@ impl Deploy<'_> {
         let half = if cleaned { ", after removing what an interrupted build left" } else { "" };
         Ok(format!("{}: built {} (keyed by {}){half}", dep.name, dep.entry.display(), dep.keyed_by.join(", ")))
     }
+}
+
+/// Whether -v closes a hook's streamed output with an empty line: relctl printed a hook's whole
+/// output and a newline before it streamed the lines, and the bytes stay the same.
+fn closes_with_empty_line(output: &str) -> bool {
+    output.is_empty() || output.ends_with('\n')
 }
 
 /// The release's `.relctl/environment` (0600 root: it may hold secrets, and systemd reads it as
@@ -278,6 +300,21 @@ pub(super) fn write_release_files(plan: &BuildPlan, user: &RunAs) -> Result<Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn streamed_verbose_output_is_what_it_was_byte_for_byte() {
+        for command in ["true", "echo a", "printf 'a\\nb'", "printf 'a\\n\\n'", "echo x; echo y >&2; printf z"] {
+            let hook = Hook { stage: HookStage::Build, command: command.into() };
+            let mut streamed = String::new();
+            let env = std::collections::BTreeMap::new();
+            let output =
+                hooks::run(&hook, Path::new("/"), &env, &mut |l| streamed.push_str(&format!("{l}\n"))).unwrap();
+            if closes_with_empty_line(&output) {
+                streamed.push('\n');
+            }
+            assert_eq!(streamed, format!("{output}\n"), "{command}");
+        }
+    }
 
     #[test]
     fn the_environment_file_is_written_for_root_alone() {
