@@ -19,7 +19,8 @@ use serde::Serialize;
 use crate::error::UsageError;
 use crate::manifest::Loaded;
 use crate::nginx;
-use crate::plan::{self, AppPlan};
+use crate::plan::routes;
+use crate::plan::AppPlan;
 use crate::release::deps;
 use crate::release::layout::{BuildLayout, Instance};
 use crate::report::Report;
@@ -142,7 +143,7 @@ pub fn plan(
     let nginx = match snippet {
         Some(output) => {
             let (routes, gone): (Vec<_>, Vec<_>) =
-                plan::nginx_routes(app, loaded, &[])?.into_iter().partition(|r| r.build != name);
+                routes::nginx_routes(app, loaded, &[])?.into_iter().partition(|r| r.build != name);
             let removed = gone.into_iter().map(|r| r.route).collect();
             let text = nginx::snippet(&routes, Path::new(nginx::PROXY_PARAMS).exists());
             Some(SnippetPlan { output, routes, removed, text })
@@ -483,6 +484,7 @@ fn join_paths(paths: &[PathBuf]) -> String {
 mod tests {
     use super::*;
     use crate::manifest;
+    use crate::plan;
 
     const EXAMPLE: &str = r#"
 app = "medctrl"

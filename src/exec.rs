@@ -48,7 +48,8 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::error::UsageError;
-use crate::plan::{self, AppPlan};
+use crate::plan::build::resolve_program;
+use crate::plan::AppPlan;
 use crate::release::id::ReleaseId;
 use crate::release::layout::BuildLayout;
 use crate::report::Report;
@@ -328,7 +329,7 @@ fn pin(value: &str, link: &Path, release_dir: &Path) -> String {
 fn exec_start(release_dir: &Path, command: &[String]) -> Vec<String> {
     let mut argv: Vec<String> = SHELL.iter().map(|s| s.to_string()).collect();
     if let Some((program, args)) = command.split_first() {
-        argv.push(plan::resolve_program(release_dir, program));
+        argv.push(resolve_program(release_dir, program));
         argv.extend(args.iter().cloned());
     }
     argv.into_iter().map(|a| a.replace('$', "$$")).collect()

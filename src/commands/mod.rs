@@ -21,6 +21,7 @@ use crate::deploy::Deploy;
 use crate::error::{Outcome, UsageError};
 use crate::host::lock::{self, AppLock};
 use crate::manifest::{self, Loaded};
+use crate::plan::host;
 use crate::plan::{self, AppPlan};
 use crate::release::layout::BuildLayout;
 use crate::report::{Mode, Report};
@@ -154,7 +155,7 @@ impl Session {
     }
 
     fn open(app: AppPlan, lock: Option<(&GlobalArgs, &Report)>, what: &str, adopting: &[PathBuf]) -> Result<Session> {
-        plan::check_host(&app, adopting)?;
+        host::check_host(&app, adopting)?;
         require_root(what)?;
         let systemd = Systemd::connect()?;
         let no_wait = lock.is_some_and(|(g, _)| g.no_wait);

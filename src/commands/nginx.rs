@@ -5,11 +5,12 @@ use crate::error::Outcome;
 use crate::manifest::Loaded;
 use crate::nginx;
 use crate::plan;
+use crate::plan::routes;
 use crate::report::{Mode, Report};
 
 pub fn run(loaded: &Loaded, args: &NginxArgs, report: &Report) -> Result<Outcome> {
     let app = plan::app(loaded)?;
-    let routes = plan::nginx_routes(&app, loaded, &args.builds)?;
+    let routes = routes::nginx_routes(&app, loaded, &args.builds)?;
     let text = nginx::snippet(&routes, std::path::Path::new(nginx::PROXY_PARAMS).exists());
     if args.check {
         nginx::check(&text)?;

@@ -32,7 +32,7 @@ impl Job {
     /// `ships_source`: the command builds a release from the sources (`build`); `build`: the build
     /// whose release a roll reports.
     pub fn new(loaded: Loaded, ships_source: bool, build: Option<&str>, args: Vec<String>) -> Result<Job> {
-        let source = if ships_source { Some(crate::plan::source_copy(&loaded)?) } else { None };
+        let source = if ships_source { Some(crate::plan::build::source_copy(&loaded)?) } else { None };
         let revision = match &source {
             Some(s) => crate::release::git::revision(&s.source)?.map(|r| r.label()),
             None => None,

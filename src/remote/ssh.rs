@@ -652,7 +652,7 @@ mod tests {
         )
         .unwrap();
         let loaded = crate::manifest::load(&app.join("relctl.toml")).unwrap();
-        let source = crate::plan::source_copy(&loaded).unwrap();
+        let source = crate::plan::build::source_copy(&loaded).unwrap();
         let shipment = Shipment::new(&loaded, Some(source)).unwrap();
         let entries = unpacked(&shipment);
         let find = |name: &str| entries.iter().rfind(|e| e.0 == name).cloned();
@@ -691,7 +691,7 @@ mod tests {
         )
         .unwrap();
         let loaded = crate::manifest::load(&app.join("relctl.toml")).unwrap();
-        let shipment = Shipment::new(&loaded, Some(crate::plan::source_copy(&loaded).unwrap())).unwrap();
+        let shipment = Shipment::new(&loaded, Some(crate::plan::build::source_copy(&loaded).unwrap())).unwrap();
         // The sources as a checkout made with umask 002 has them (packed as they are when shipped).
         std::fs::set_permissions(app.join("deploy"), std::fs::Permissions::from_mode(0o775)).unwrap();
         std::fs::set_permissions(app.join("deploy/other.py"), std::fs::Permissions::from_mode(0o4775)).unwrap();
