@@ -8,6 +8,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::name::BuildName;
+
 /// Build and release several builds of one web app side by side, under systemd.
 ///
 /// relctl copies your sources into a new release directory for a build (development, testing,
@@ -343,7 +345,7 @@ pub struct BuildArgs {
     /// manifest, or belong to a family declared as [builds."<prefix>*"] (e.g. `pr-42` of
     /// [builds."pr-*"], a review build: `{{ build }}` in the family's `route` and `vars` becomes
     /// its name).
-    pub build: String,
+    pub build: BuildName,
 
     /// Resolve the manifest and print the plan (paths, units, files, hooks, jobs); change nothing.
     #[arg(long)]
@@ -370,10 +372,10 @@ pub struct BuildArgs {
 #[derive(Debug, Args)]
 pub struct PromoteArgs {
     /// The build whose current release is shipped, e.g. testing.
-    pub from: String,
+    pub from: BuildName,
 
     /// The build that gets it, e.g. production.
-    pub to: String,
+    pub to: BuildName,
 
     /// Resolve both builds and print the plan (what is copied from where, settings, hooks, jobs);
     /// change nothing.
@@ -385,7 +387,7 @@ pub struct PromoteArgs {
 pub struct DestroyArgs {
     /// The build to tear down: declared as [builds.<BUILD>] in the manifest (or a member of a
     /// family such as [builds."pr-*"]), with a directory `<root>/<BUILD>`.
-    pub build: String,
+    pub build: BuildName,
 
     /// Also remove the build's state directory /var/lib/<app>/<component>/<BUILD> (its database
     /// and uploads: gone for good) and its cache directory /var/cache/<app>/<component>/<BUILD>.
@@ -416,7 +418,7 @@ pub struct DestroyArgs {
 #[derive(Debug, Args)]
 pub struct LogsArgs {
     /// A build declared as [builds.<BUILD>] in the manifest.
-    pub build: String,
+    pub build: BuildName,
 
     /// Keep printing entries as they are written, until interrupted (after the last 10, unless
     /// --lines or --since says otherwise). `-F`, as `-f` is --manifest.
@@ -436,7 +438,7 @@ pub struct LogsArgs {
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
     /// A build declared as [builds.<BUILD>] in the manifest.
-    pub build: String,
+    pub build: BuildName,
 
     /// The release to return to (see `relctl releases BUILD`), e.g. 20261123T130501Z-abc1234.
     #[arg(long, value_name = "ID")]
@@ -446,7 +448,7 @@ pub struct RollbackArgs {
 #[derive(Debug, Args)]
 pub struct ExecArgs {
     /// A build declared as [builds.<BUILD>] in the manifest, with a current release.
-    pub build: String,
+    pub build: BuildName,
 
     /// Set KEY to VALUE for CMD, or to the value KEY has in relctl's environment when `=VALUE` is
     /// left out (repeatable; `-e KEY` keeps a password off relctl's command line). These win over
@@ -464,7 +466,7 @@ pub struct ExecArgs {
 pub struct NginxArgs {
     /// Only this build (repeatable).
     #[arg(long = "build", value_name = "BUILD")]
-    pub builds: Vec<String>,
+    pub builds: Vec<BuildName>,
 
     /// Write the snippet to FILE atomically (mode 0644) instead of printing it.
     #[arg(long, short, value_name = "FILE")]
@@ -485,13 +487,13 @@ pub struct NginxArgs {
 #[derive(Debug, Args)]
 pub struct BuildArg {
     /// A build declared as [builds.<BUILD>] in the manifest.
-    pub build: String,
+    pub build: BuildName,
 }
 
 #[derive(Debug, Args)]
 pub struct OptionalBuildArg {
     /// A build declared as [builds.<BUILD>] in the manifest; all builds when left out.
-    pub build: Option<String>,
+    pub build: Option<BuildName>,
 }
 
 /// The clap command, for man pages and completions.

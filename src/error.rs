@@ -45,6 +45,16 @@ pub fn exit_code(err: &anyhow::Error) -> ExitCode {
     }
 }
 
+/// A value of the command line that relctl's own parser refused (a build name): its usage error,
+/// as it is. None for clap's own errors.
+pub fn usage_from_clap(e: &clap::Error) -> Option<String> {
+    if e.kind() != clap::error::ErrorKind::ValueValidation {
+        return None;
+    }
+    let source = std::error::Error::source(e)?;
+    source.downcast_ref::<UsageError>().map(|u| u.0.clone())
+}
+
 /// clap's usage error (several lines: the error, tips, usage) as one line: what was wrong and the
 /// tips, then where to look.
 pub fn one_line_usage(rendered: &str) -> String {

@@ -502,7 +502,7 @@ mod tests {
                 d.to_string(),
             ));
         }
-        let b = app.layout.build("development");
+        let b = app.layout.build(&"development".parse().unwrap());
         let specifiers = Specifiers { unit: &b.service_unit, user: &app.user };
         let main = app.layout.instance("development", crate::release::layout::Slot::Main);
         service_properties(&sources, &specifiers, &[&main.link, &b.current], Path::new(RELEASE))

@@ -15,6 +15,7 @@ pub mod error;
 pub mod exec;
 pub mod host;
 pub mod manifest;
+pub mod name;
 pub mod nginx;
 pub mod plan;
 pub mod project;
@@ -44,7 +45,8 @@ pub fn run() -> ExitCode {
         }
         // Everything else clap rejects is a usage error: one line, like every other error.
         Err(e) => {
-            report::err(format!("relctl: {}\n", error::one_line_usage(&e.render().to_string())));
+            let line = error::usage_from_clap(&e).unwrap_or_else(|| error::one_line_usage(&e.render().to_string()));
+            report::err(format!("relctl: {line}\n"));
             return ExitCode::from(2);
         }
     };

@@ -7,22 +7,23 @@ use crate::cli::GlobalArgs;
 use crate::deploy::Verified;
 use crate::error::Outcome;
 use crate::manifest::Loaded;
+use crate::name::BuildName;
 use crate::report::Report;
 
-pub fn start(loaded: &Loaded, build: &str, g: &GlobalArgs, report: &mut Report) -> Result<Outcome> {
+pub fn start(loaded: &Loaded, build: &BuildName, g: &GlobalArgs, report: &mut Report) -> Result<Outcome> {
     let (session, b) = Session::for_built(loaded, g, report, "start", build)?;
     let verified = session.deploy(&b, report).start()?;
     print_verified(build, verified, report)
 }
 
-pub fn stop(loaded: &Loaded, build: &str, g: &GlobalArgs, report: &mut Report) -> Result<Outcome> {
+pub fn stop(loaded: &Loaded, build: &BuildName, g: &GlobalArgs, report: &mut Report) -> Result<Outcome> {
     let (session, b) = Session::for_build(loaded, g, report, "stop", build)?;
     let unit = session.deploy(&b, report).stop()?;
     report.json(&serde_json::json!({ "build": build, "unit": unit, "steps": report.steps() }));
     Ok(Outcome::Ok)
 }
 
-pub fn restart(loaded: &Loaded, build: Option<&str>, g: &GlobalArgs, report: &mut Report) -> Result<Outcome> {
+pub fn restart(loaded: &Loaded, build: Option<&BuildName>, g: &GlobalArgs, report: &mut Report) -> Result<Outcome> {
     let Some(build) = build else {
         let session = Session::for_app(loaded, g, report, "restart")?;
         let t = Instant::now();
@@ -38,13 +39,13 @@ pub fn restart(loaded: &Loaded, build: Option<&str>, g: &GlobalArgs, report: &mu
     print_verified(build, verified, report)
 }
 
-pub fn reload(loaded: &Loaded, build: &str, g: &GlobalArgs, report: &mut Report) -> Result<Outcome> {
+pub fn reload(loaded: &Loaded, build: &BuildName, g: &GlobalArgs, report: &mut Report) -> Result<Outcome> {
     let (session, b) = Session::for_built(loaded, g, report, "reload", build)?;
     let verified = session.deploy(&b, report).reload()?;
     print_verified(build, verified, report)
 }
 
-fn print_verified(build: &str, v: Verified, report: &Report) -> Result<Outcome> {
+fn print_verified(build: &BuildName, v: Verified, report: &Report) -> Result<Outcome> {
     report.json(&serde_json::json!({ "build": build, "unit": v.unit, "health": v.health, "steps": report.steps() }));
     Ok(Outcome::Ok)
 }

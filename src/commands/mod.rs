@@ -21,6 +21,7 @@ use crate::deploy::Deploy;
 use crate::error::{Outcome, UsageError};
 use crate::host::lock::{self, AppLock};
 use crate::manifest::{self, Loaded};
+use crate::name::BuildName;
 use crate::plan::host;
 use crate::plan::{self, AppPlan};
 use crate::release::layout::BuildLayout;
@@ -40,13 +41,13 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
         Command::Build(args) => build::run(&load(g)?, &args, g, r),
         Command::Start(a) => control::start(&load(g)?, &a.build, g, r),
         Command::Stop(a) => control::stop(&load(g)?, &a.build, g, r),
-        Command::Restart(a) => control::restart(&load(g)?, a.build.as_deref(), g, r),
+        Command::Restart(a) => control::restart(&load(g)?, a.build.as_ref(), g, r),
         Command::Reload(a) => control::reload(&load(g)?, &a.build, g, r),
         Command::Releases(a) => releases::list(&load(g)?, &a.build, r),
         Command::Rollback(a) => releases::rollback(&load(g)?, &a, g, r),
         Command::Promote(a) => promote::run(&load(g)?, &a, g, r),
         Command::Destroy(args) => destroy::run(&load(g)?, &args, g, r),
-        Command::Status(a) => status::run(&load(g)?, a.build.as_deref(), r),
+        Command::Status(a) => status::run(&load(g)?, a.build.as_ref(), r),
         Command::Logs(a) => logs::run(&load(g)?, &a, r),
         Command::NginxSnippet(args) => nginx::run(&load(g)?, &args, r),
         Command::Exec(args) => exec::run(&load(g)?, &args, g, r),
@@ -95,7 +96,7 @@ impl Session {
         g: &GlobalArgs,
         report: &Report,
         verb: &str,
-        build: &str,
+        build: &BuildName,
     ) -> Result<(Session, BuildLayout)> {
         Session::open_build(loaded, Some((g, report)), verb, build, false, &[])
     }
@@ -106,7 +107,7 @@ impl Session {
         loaded: &Loaded,
         g: &GlobalArgs,
         report: &Report,
-        build: &str,
+        build: &BuildName,
         adopting: &[PathBuf],
     ) -> Result<(Session, BuildLayout)> {
         Session::open_build(loaded, Some((g, report)), "build", build, false, adopting)
@@ -119,7 +120,7 @@ impl Session {
         g: &GlobalArgs,
         report: &Report,
         verb: &str,
-        build: &str,
+        build: &BuildName,
     ) -> Result<(Session, BuildLayout)> {
         Session::open_build(loaded, Some((g, report)), verb, build, true, &[])
     }
@@ -127,7 +128,7 @@ impl Session {
     /// Like [`Session::for_built`], without the app's lock, for a command that changes nothing
     /// of the app's and may run for as long as its user likes (`exec`): it must not hold up
     /// deploys.
-    pub fn for_built_unlocked(loaded: &Loaded, verb: &str, build: &str) -> Result<(Session, BuildLayout)> {
+    pub fn for_built_unlocked(loaded: &Loaded, verb: &str, build: &BuildName) -> Result<(Session, BuildLayout)> {
         Session::open_build(loaded, None, verb, build, true, &[])
     }
 
@@ -136,7 +137,7 @@ impl Session {
         loaded: &Loaded,
         lock: Option<(&GlobalArgs, &Report)>,
         verb: &str,
-        build: &str,
+        build: &BuildName,
         must_be_built: bool,
         adopting: &[PathBuf],
     ) -> Result<(Session, BuildLayout)> {

@@ -6,12 +6,13 @@ use super::Session;
 use crate::cli::{GlobalArgs, RollbackArgs};
 use crate::error::{Outcome, UsageError};
 use crate::manifest::Loaded;
+use crate::name::BuildName;
 use crate::plan;
 use crate::release::id::ReleaseId;
 use crate::release::store;
 use crate::report::{Mode, Report};
 
-pub fn list(loaded: &Loaded, build: &str, report: &Report) -> Result<Outcome> {
+pub fn list(loaded: &Loaded, build: &BuildName, report: &Report) -> Result<Outcome> {
     let app = plan::app(loaded)?;
     loaded.build(build)?;
     let b = app.layout.build(build);

@@ -5,6 +5,7 @@ use anyhow::Result;
 
 use crate::cli::{Cli, Command};
 use crate::error::{Outcome, UsageError};
+use crate::name::BuildName;
 use crate::remote::fleet::{self, HostState, Job};
 use crate::remote::ssh::{self, Output};
 use crate::remote::target::Target;
@@ -18,13 +19,13 @@ pub enum Place {
 }
 
 /// The build a command is about (None: every build, or none).
-fn build_of(command: &Command) -> Option<&str> {
+fn build_of(command: &Command) -> Option<&BuildName> {
     match command {
         Command::Init(_) | Command::Completions { .. } | Command::NginxSnippet(_) => None,
         Command::Build(a) => Some(&a.build),
         Command::Rollback(a) => Some(&a.build),
         Command::Promote(a) => Some(&a.to),
-        Command::Restart(a) | Command::Status(a) => a.build.as_deref(),
+        Command::Restart(a) | Command::Status(a) => a.build.as_ref(),
         Command::Start(a) | Command::Stop(a) | Command::Reload(a) | Command::Releases(a) => Some(&a.build),
         Command::Destroy(a) => Some(&a.build),
         Command::Logs(a) => Some(&a.build),

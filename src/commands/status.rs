@@ -3,6 +3,7 @@ use serde::Serialize;
 
 use crate::error::Outcome;
 use crate::manifest::Loaded;
+use crate::name::BuildName;
 use crate::plan;
 use crate::release::id::ReleaseId;
 use crate::release::layout::{self, Slot};
@@ -11,7 +12,7 @@ use crate::systemd::{ActiveState, Systemd, UnitState};
 
 #[derive(Debug, Serialize)]
 struct BuildStatus {
-    build: String,
+    build: BuildName,
     unit: String,
     state: ActiveState,
     sub_state: String,
@@ -33,7 +34,7 @@ struct Other {
     release: Option<ReleaseId>,
 }
 
-pub fn run(loaded: &Loaded, only: Option<&str>, report: &Report) -> Result<Outcome> {
+pub fn run(loaded: &Loaded, only: Option<&BuildName>, report: &Report) -> Result<Outcome> {
     let app = plan::app(loaded)?;
     if let Some(b) = only {
         loaded.build(b)?;
@@ -76,7 +77,7 @@ pub fn run(loaded: &Loaded, only: Option<&str>, report: &Report) -> Result<Outco
             release,
             since: (unit.active_since_us > 0 && unit.is_active()).then(|| since(unit.active_since_us)),
             main_pid: (unit.main_pid > 0).then_some(unit.main_pid),
-            route: route.clone(),
+            route: route.as_ref().map(|r| r.as_written().to_string()),
             socket: b.socket.display().to_string(),
             active: unit.is_active(),
             unit: unit.unit,
@@ -101,7 +102,7 @@ fn print_table(rows: &[BuildStatus]) {
         .iter()
         .map(|r| {
             [
-                r.build.clone(),
+                r.build.to_string(),
                 format!("{} ({})", r.state, r.sub_state),
                 r.release.as_ref().map_or_else(dash, |id| id.to_string()),
                 r.since.clone().unwrap_or_else(dash),

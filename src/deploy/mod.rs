@@ -33,6 +33,7 @@ use crate::host::atomic;
 use crate::host::health;
 use crate::host::listener;
 use crate::host::users::{self, RunAs};
+use crate::name::BuildName;
 use crate::plan::adopt::AdoptPlan;
 use crate::plan::build::BuildPlan;
 use crate::plan::hook::{Hook, HookStage};
@@ -59,7 +60,7 @@ pub struct Verified {
 #[derive(Debug, Serialize)]
 pub struct BuildResult {
     pub app: String,
-    pub build: String,
+    pub build: BuildName,
     pub release: ReleaseId,
     pub previous: Option<ReleaseId>,
     pub release_dir: String,
@@ -70,7 +71,7 @@ pub struct BuildResult {
 
 #[derive(Debug, Serialize)]
 pub struct RollbackResult {
-    pub build: String,
+    pub build: BuildName,
     pub from: ReleaseId,
     pub to: ReleaseId,
     pub unit: UnitState,

@@ -61,7 +61,7 @@ impl Deploy<'_> {
         let meta = ReleaseMeta {
             id: release.clone(),
             app: self.app.layout.app.clone(),
-            build: self.build.build.clone(),
+            build: self.build.build.to_string(),
             created: report::utc(jiff::Timestamp::now()),
             git,
             promoted_from,

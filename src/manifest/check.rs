@@ -4,9 +4,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::error::UsageError;
 use crate::manifest::family::{is_family, member};
 use crate::manifest::schema::{Build, Hardening, Manifest, IP_ANY, IP_LOCALHOST};
+use crate::name::{matches_rule, BuildName, BUILD_RULE};
+use crate::route::Route;
 
 fn check_hardening(h: &Hardening) -> Result<(), String> {
     let u = &h.umask;
@@ -47,7 +48,7 @@ fn check_family(app: &str, key: &str, b: &Build) -> Result<(), String> {
     let prefix = key.strip_suffix('*').unwrap_or(key);
     let ok = !prefix.is_empty()
         && !is_family(prefix)
-        && check_build_name(&format!("{prefix}x")).is_ok()
+        && BuildName::parse(&format!("{prefix}x")).is_ok()
         && prefix.len() < 32;
     if !ok {
         return Err(format!(
@@ -57,14 +58,13 @@ fn check_family(app: &str, key: &str, b: &Build) -> Result<(), String> {
     }
     let samples = [format!("{prefix}1"), format!("{prefix}2")];
     let members: Vec<Build> = samples.iter().map(|n| member(app, key, b, n)).collect::<Result<_, _>>()?;
-    if let (Some(r1), Some(r2)) = (&members[0].route, &members[1].route) {
-        let n1 = crate::route::normalize(r1)
-            .map_err(|e| format!("[builds.\"{key}\"] {e} (as rendered for {})", samples[0]))?;
-        let n2 = crate::route::normalize(r2).map_err(|e| format!("[builds.\"{key}\"] {e}"))?;
+    if let (Some(r1), Some(r2)) = (&members[0].written_route, &members[1].written_route) {
+        let n1 = Route::parse(r1).map_err(|e| format!("[builds.\"{key}\"] {e} (as rendered for {})", samples[0]))?;
+        let n2 = Route::parse(r2).map_err(|e| format!("[builds.\"{key}\"] {e}"))?;
         if n1 == n2 {
             return Err(format!(
                 "[builds.\"{key}\"] route \"{}\" is the same for every member; put {{{{ build }}}} in it, e.g. \"/review/{{{{ build }}}}\"",
-                b.route.as_deref().unwrap_or_default()
+                b.written_route.as_deref().unwrap_or_default()
             ));
         }
     }
@@ -72,12 +72,6 @@ fn check_family(app: &str, key: &str, b: &Build) -> Result<(), String> {
 }
 
 pub const APP_RULE: &str = "^[a-z][a-z0-9-]{0,31}$";
-pub const BUILD_RULE: &str = "^[a-z0-9][a-z0-9_-]{0,31}$";
-
-fn matches_rule(s: &str, first: fn(char) -> bool, rest: fn(char) -> bool) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if first(c)) && s.len() <= 32 && chars.all(rest)
-}
 
 pub fn check_app_name(name: &str) -> Result<(), String> {
     let ok =
@@ -86,23 +80,6 @@ pub fn check_app_name(name: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("app name \"{name}\" is invalid: it must match {APP_RULE}"))
-    }
-}
-
-/// Build names become directory names and unit instance names, so they are kept plain.
-pub fn check_build_name(name: &str) -> Result<(), UsageError> {
-    let ok = matches_rule(
-        name,
-        |c| c.is_ascii_lowercase() || c.is_ascii_digit(),
-        |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_',
-    );
-    if ok {
-        Ok(())
-    } else {
-        Err(UsageError(format!(
-            "invalid build name \"{}\": it must match {BUILD_RULE} (lowercase letters, digits, '-' and '_'; no dots, slashes or '@')",
-            name.escape_debug()
-        )))
     }
 }
 
@@ -208,7 +185,8 @@ fn check_deps(m: &Manifest) -> Result<(), String> {
     Ok(())
 }
 
-pub(super) fn check(m: &Manifest) -> Result<(), String> {
+/// Checks every value of `m`, and sets the route of each build declared by name, parsed.
+pub(super) fn check(m: &mut Manifest) -> Result<(), String> {
     check_app_name(&m.app)?;
     if !matches_rule(
         &m.component,
@@ -227,6 +205,7 @@ pub(super) fn check(m: &Manifest) -> Result<(), String> {
             .map_err(|e| format!("exclude pattern \"{}\" is invalid: {e}", pattern.escape_debug()))?;
     }
     let mut routes: BTreeMap<String, &str> = BTreeMap::new();
+    let mut parsed: Vec<(String, Route)> = Vec::new();
     let families: Vec<&str> = m.builds.keys().filter(|k| is_family(k)).map(|k| k.trim_end_matches('*')).collect();
     for (name, b) in &m.builds {
         if is_family(name) {
@@ -238,15 +217,16 @@ pub(super) fn check(m: &Manifest) -> Result<(), String> {
                 ));
             }
         } else {
-            check_build_name(name).map_err(|e| format!("[builds.{name}]: {}", e.0))?;
+            BuildName::parse(name).map_err(|e| format!("[builds.{name}]: {}", e.0))?;
         }
-        if let Some(route) = b.route.as_ref().filter(|_| !is_family(name)) {
-            let normalized = crate::route::normalize(route).map_err(|e| format!("[builds.{name}] {e}"))?;
-            if let Some(other) = routes.insert(normalized.clone(), name) {
+        if let Some(route) = b.written_route.as_ref().filter(|_| !is_family(name)) {
+            let normalized = Route::parse(route).map_err(|e| format!("[builds.{name}] {e}"))?;
+            if let Some(other) = routes.insert(normalized.as_str().to_string(), name) {
                 return Err(format!(
                     "[builds.{name}] route \"{route}\" is also the route of build {other}; each build needs its own"
                 ));
             }
+            parsed.push((name.clone(), normalized));
         }
         for a in &b.allow {
             crate::route::check_allow(a).map_err(|e| format!("[builds.{name}] {e}"))?;
@@ -363,6 +343,11 @@ pub(super) fn check(m: &Manifest) -> Result<(), String> {
     }
     check_hardening(&m.hardening)?;
     check_deps(m)?;
+    for (name, route) in parsed {
+        if let Some(b) = m.builds.get_mut(&name) {
+            b.route = Some(route);
+        }
+    }
     Ok(())
 }
 
@@ -402,17 +387,6 @@ mod tests {
     fn bad_app_name_is_refused_with_the_rule() {
         let err = parse(&MINIMAL.replace("medctrl", "Med_ctrl")).unwrap_err();
         assert!(err.contains("app name \"Med_ctrl\"") && err.contains(APP_RULE), "{err}");
-    }
-
-    #[test]
-    fn build_names_follow_the_rule() {
-        for ok in ["development", "a", "v2_test-1", "0day"] {
-            assert!(check_build_name(ok).is_ok(), "{ok}");
-        }
-        for bad in ["", "Dev", "../x", "a.b", "a/b", "a@b", "-x", "_x", &"x".repeat(33)] {
-            let err = check_build_name(bad).unwrap_err().0;
-            assert!(err.contains(BUILD_RULE), "{err}");
-        }
     }
 
     #[test]

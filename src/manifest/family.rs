@@ -7,6 +7,7 @@ use anyhow::Result;
 
 use crate::error::UsageError;
 use crate::manifest::schema::{Build, Manifest};
+use crate::route::Route;
 
 /// Whether a `[builds.<key>]` declares a family of builds (`pr-*`) rather than one build.
 pub fn is_family(key: &str) -> bool {
@@ -40,8 +41,8 @@ pub(super) fn member(app: &str, pattern: &str, family: &Build, name: &str) -> Re
         crate::release::render::render_value(&format!("{what} {field}"), text, &ctx).map_err(|e| format!("{e:#}"))
     };
     let mut b = family.clone();
-    if let Some(route) = &family.route {
-        b.route = Some(render("route", route)?);
+    if let Some(route) = &family.written_route {
+        b.written_route = Some(render("route", route)?);
     }
     fn render_toml(v: &mut toml::Value, f: &dyn Fn(&str) -> Result<String, String>) -> Result<(), String> {
         match v {
@@ -67,13 +68,11 @@ pub fn declared_member(m: &Manifest, manifest_path: &Path, name: &str) -> Option
 }
 
 fn render_member(m: &Manifest, manifest_path: &Path, pattern: &str, family: &Build, name: &str) -> Result<Build> {
-    let member =
+    let mut member =
         member(&m.app, pattern, family, name).map_err(|e| UsageError(format!("{}: {e}", manifest_path.display())))?;
-    if let Some(route) = &member.route {
-        let normalized = crate::route::normalize(route).map_err(UsageError)?;
-        let taken = m.builds.iter().filter(|(n, _)| !is_family(n)).find(|(_, b)| {
-            b.route.as_deref().and_then(|r| crate::route::normalize(r).ok()).as_deref() == Some(normalized.as_str())
-        });
+    if let Some(route) = &member.written_route {
+        let normalized = Route::parse(route).map_err(UsageError)?;
+        let taken = m.builds.iter().filter(|(n, _)| !is_family(n)).find(|(_, b)| b.route.as_ref() == Some(&normalized));
         if let Some((other, _)) = taken {
             return Err(UsageError(format!(
                 "{}: build {name} of [builds.\"{pattern}\"] would take route {normalized}, the route of build {other}",
@@ -81,15 +80,16 @@ fn render_member(m: &Manifest, manifest_path: &Path, pattern: &str, family: &Bui
             ))
             .into());
         }
+        member.route = Some(normalized);
     }
     Ok(member)
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::manifest::check::BUILD_RULE;
     use crate::manifest::tests::MINIMAL;
     use crate::manifest::{parse, Loaded};
+    use crate::name::{BuildName, BUILD_RULE};
 
     const FAMILY: &str =
         "[builds.\"pr-*\"]\nroute = \"/review/{{ build }}\"\nvars = { title = \"Review {{ build }}\", n = 1 }\n";
@@ -101,17 +101,25 @@ mod tests {
             dir: "/x".into(),
             manifest: parse(&format!("{MINIMAL}{FAMILY}")).unwrap(),
         };
-        let b = loaded.build("pr-42").unwrap();
-        assert_eq!(b.route.as_deref(), Some("/review/pr-42"));
+        let b = loaded.build(&"pr-42".parse().unwrap()).unwrap();
+        assert_eq!(b.route.as_ref().map(|r| r.as_str()), Some("/review/pr-42"));
+        assert_eq!(b.written_route.as_deref(), Some("/review/pr-42"));
         assert_eq!(b.vars["title"].as_str(), Some("Review pr-42"));
         assert_eq!(b.vars["n"].as_integer(), Some(1));
-        assert_eq!(loaded.build("development").unwrap().route.as_deref(), Some("/api"));
-        for bad in ["pr-", "pr", "staging", "pr-X"] {
-            let err = loaded.build(bad).unwrap_err().to_string();
-            assert!(err.contains("is not declared") || err.contains(BUILD_RULE), "{bad}: {err}");
+        assert_eq!(
+            loaded.build(&"development".parse().unwrap()).unwrap().route.as_ref().map(|r| r.as_str()),
+            Some("/api")
+        );
+        for bad in ["pr-", "pr", "staging"] {
+            let err = loaded.build(&bad.parse().unwrap()).unwrap_err().to_string();
+            assert!(err.contains("is not declared"), "{bad}: {err}");
+        }
+        for bad in ["pr-X", "pr.1"] {
+            let err = bad.parse::<BuildName>().unwrap_err().to_string();
+            assert!(err.contains(BUILD_RULE), "{bad}: {err}");
         }
         assert_eq!(
-            loaded.build("staging").unwrap_err().to_string(),
+            loaded.build(&"staging".parse().unwrap()).unwrap_err().to_string(),
             "build \"staging\" is not declared in /x/relctl.toml; declared builds: development, pr-* (a family)"
         );
         assert_eq!(loaded.manifest.named_builds().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["development"]);
@@ -121,10 +129,13 @@ mod tests {
     fn a_named_build_wins_over_its_family_and_routes_may_not_collide() {
         let text = format!("{MINIMAL}{FAMILY}[builds.pr-main]\nroute = \"/main\"\n");
         let loaded = Loaded { path: "/x/relctl.toml".into(), dir: "/x".into(), manifest: parse(&text).unwrap() };
-        assert_eq!(loaded.build("pr-main").unwrap().route.as_deref(), Some("/main"));
+        assert_eq!(
+            loaded.build(&"pr-main".parse().unwrap()).unwrap().route.as_ref().map(|r| r.as_str()),
+            Some("/main")
+        );
         let text = format!("{MINIMAL}{FAMILY}[builds.other]\nroute = \"/review/pr-7\"\n");
         let loaded = Loaded { path: "/x/relctl.toml".into(), dir: "/x".into(), manifest: parse(&text).unwrap() };
-        let err = loaded.build("pr-7").unwrap_err().to_string();
+        let err = loaded.build(&"pr-7".parse().unwrap()).unwrap_err().to_string();
         assert!(err.ends_with("would take route /review/pr-7, the route of build other"), "{err}");
     }
 }

@@ -12,8 +12,9 @@ use anyhow::{Context, Result};
 
 use crate::error::UsageError;
 use crate::host::trust::{self, Trust};
+use crate::name::BuildName;
 
-pub use check::{check_app_name, check_build_name, check_one_line, static_url, APP_RULE, BUILD_RULE};
+pub use check::{check_app_name, check_one_line, static_url, APP_RULE};
 pub use family::is_family;
 pub use schema::{
     default_health_timeout, default_probation, Build, Dep, Hardening, Health, Hooks, Manifest, ProcSubset, Service,
@@ -40,12 +41,11 @@ impl Loaded {
         }
     }
 
-    /// Checks that `name` is a valid build name and is declared, as a build of its own or as a
+    /// The declaration of `name`, which must be declared, as a build of its own or as a
     /// member of a family (`[builds."pr-*"]`, whose `route` and `vars` are then rendered for it).
-    pub fn build(&self, name: &str) -> Result<Build> {
-        check_build_name(name)?;
+    pub fn build(&self, name: &BuildName) -> Result<Build> {
         let m = &self.manifest;
-        if let Some(b) = m.builds.get(name).filter(|_| !is_family(name)) {
+        if let Some(b) = m.builds.get(name.as_str()).filter(|_| !is_family(name)) {
             return Ok(b.clone());
         }
         if let Some(member) = family::declared_member(m, &self.path, name) {
@@ -100,11 +100,11 @@ pub fn load_as(path: &Path, trust: Trust) -> Result<Loaded> {
 /// Parses manifest text and checks every value in it. Errors are one line, without the file name.
 pub fn parse(text: &str) -> Result<Manifest, String> {
     let de = toml::Deserializer::parse(text).map_err(|e| one_line_toml_error(&e, text, None))?;
-    let manifest: Manifest = serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut manifest: Manifest = serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
         one_line_toml_error(e.inner(), text, Some(key.as_str()).filter(|k| *k != "."))
     })?;
-    check::check(&manifest)?;
+    check::check(&mut manifest)?;
     Ok(manifest)
 }
 
@@ -146,7 +146,16 @@ route = "/api"
         assert_eq!(m.keep_releases, 5);
         assert_eq!(m.service.socket, "gunicorn.sock");
         assert_eq!(m.service.socket_group, "www-data");
-        assert_eq!(m.builds["development"].route.as_deref(), Some("/api"));
+        assert_eq!(m.builds["development"].route.as_ref().map(|r| r.as_str()), Some("/api"));
+    }
+
+    #[test]
+    fn routes_are_parsed_once_with_the_manifest() {
+        let m = parse(&MINIMAL.replace("\"/api\"", "\"/api/\"")).unwrap();
+        let route = m.builds["development"].route.as_ref().unwrap();
+        assert_eq!((route.as_str(), route.as_written()), ("/api", "/api/"));
+        let m = parse(&format!("{MINIMAL}[builds.\"pr-*\"]\nroute = \"/review/{{{{ build }}}}\"\n")).unwrap();
+        assert!(m.builds["pr-*"].route.is_none(), "a family's route is a template, parsed per member");
     }
 
     #[test]
@@ -172,7 +181,7 @@ route = "/api"
     #[test]
     fn undeclared_build_lists_declared_ones() {
         let loaded = Loaded { path: "/x/relctl.toml".into(), dir: "/x".into(), manifest: parse(MINIMAL).unwrap() };
-        let err = loaded.build("staging").unwrap_err().to_string();
+        let err = loaded.build(&"staging".parse().unwrap()).unwrap_err().to_string();
         assert_eq!(err, "build \"staging\" is not declared in /x/relctl.toml; declared builds: development");
     }
 

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::route::Route;
+
 /// The manifest as written, with defaults applied. Paths are still as written; `Loaded` knows
 /// the directory they resolve against.
 #[derive(Debug, Clone, Deserialize)]
@@ -143,7 +145,14 @@ pub struct Health {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Build {
-    pub route: Option<String>,
+    /// The route as the manifest wrote it; a family's is a template (`/review/{{ build }}`).
+    #[serde(rename = "route")]
+    pub written_route: Option<String>,
+    /// The route, checked and normalized once: when the manifest is parsed (a build declared by
+    /// name) or a family's member is resolved (`Loaded::build`). None for a family's own
+    /// declaration.
+    #[serde(skip)]
+    pub route: Option<Route>,
     pub secrets: Option<PathBuf>,
     /// nginx `allow` entries (IP addresses or CIDR ranges); everything else is denied.
     #[serde(default)]

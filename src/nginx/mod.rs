@@ -27,6 +27,7 @@ use fs_err as fs;
 use serde::Serialize;
 
 use crate::host::atomic;
+use crate::name::BuildName;
 use crate::release::id::ReleaseId;
 use crate::systemd::{JobKind, LoadState, Systemd};
 
@@ -36,9 +37,9 @@ pub const PROXY_PARAMS: &str = "/etc/nginx/proxy_params";
 #[derive(Debug, Clone, Serialize)]
 pub struct Route {
     pub app: String,
-    pub build: String,
+    pub build: BuildName,
     /// Normalized: starts with `/`, no trailing `/` except for the root route `/`.
-    pub route: String,
+    pub route: crate::route::Route,
     pub socket: PathBuf,
     pub release: Option<ReleaseId>,
     pub allow: Vec<String>,
@@ -74,12 +75,12 @@ pub fn snippet(routes: &[Route], proxy_params: bool) -> String {
             r.socket.display()
         ));
         let access = access_lines(r);
-        if r.route != "/" {
+        if !r.route.is_root() {
             s.push_str(&format!("location = {} {{\n", r.route));
             s.push_str(&access);
             s.push_str(&format!("    return 308 {}/$is_args$args;\n}}\n", r.route));
         }
-        let prefix = if r.route == "/" { "/".to_string() } else { format!("{}/", r.route) };
+        let prefix = if r.route.is_root() { "/".to_string() } else { format!("{}/", r.route) };
         if let Some(st) = &r.static_files {
             s.push_str(&format!("location ^~ {prefix}{}/ {{\n", st.url));
             s.push_str(&access);
@@ -100,7 +101,7 @@ pub fn snippet(routes: &[Route], proxy_params: bool) -> String {
             ));
         }
         // The app's URL prefix; "" (not sent) on the root route, so a client cannot set one.
-        let script_name = if r.route == "/" { "\"\"" } else { r.route.as_str() };
+        let script_name = if r.route.is_root() { "\"\"" } else { r.route.as_str() };
         s.push_str(&format!("    proxy_set_header SCRIPT_NAME {script_name};\n"));
         if r.websocket {
             s.push_str(concat!(
@@ -310,8 +311,8 @@ mod tests {
     fn route(build: &str, route: &str) -> Route {
         Route {
             app: "medctrl".into(),
-            build: build.into(),
-            route: route.into(),
+            build: build.parse().unwrap(),
+            route: crate::route::Route::parse(route).unwrap(),
             socket: format!("/opt/medctrl/backend/{build}/gunicorn.sock").into(),
             release: Some(ReleaseId::parse("20261123T130501Z-abc1234").unwrap()),
             allow: vec![],

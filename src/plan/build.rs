@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::error::UsageError;
 use crate::host::trust::{self, Trust};
 use crate::manifest::{self, Loaded, Manifest};
+use crate::name::BuildName;
 use crate::plan::hook::{Hook, HookStage};
 use crate::plan::host::check_socket_path;
 use crate::plan::units::{self, UnitFile};
@@ -199,7 +200,7 @@ pub fn resolve_program(release_dir: &Path, program: &str) -> String {
 pub fn build(
     app: &AppPlan,
     loaded: &Loaded,
-    name: &str,
+    name: &BuildName,
     now: jiff::Timestamp,
     key_commands: KeyCommands,
 ) -> Result<BuildPlan> {
@@ -278,7 +279,13 @@ fn assemble(
 /// the same dependency entries, with TO's settings, environment and secrets, and TO's `release`
 /// hooks (no `build` hooks: the artefacts come with the files). FROM's current release must be
 /// complete, not bad, and verified (it passed the gate and probation as FROM's live release).
-pub fn promote(app: &AppPlan, loaded: &Loaded, from: &str, to: &str, now: jiff::Timestamp) -> Result<BuildPlan> {
+pub fn promote(
+    app: &AppPlan,
+    loaded: &Loaded,
+    from: &BuildName,
+    to: &BuildName,
+    now: jiff::Timestamp,
+) -> Result<BuildPlan> {
     let from_decl = loaded.build(from)?;
     let decl = loaded.build(to)?;
     if from == to {
@@ -433,11 +440,11 @@ pub(super) fn template_context(
 ) -> TemplateContext {
     let mut vars = m.vars.clone();
     vars.extend(decl.vars.clone());
-    let script_name = crate::route::script_name(decl.route.as_deref());
+    let script_name = crate::route::script_name(decl.route.as_ref());
     TemplateContext {
         app: m.app.clone(),
         component: m.component.clone(),
-        build: build.build.clone(),
+        build: build.build.to_string(),
         release: release.to_string(),
         root: app.layout.root.clone(),
         build_dir: build.build_dir.clone(),
@@ -509,7 +516,7 @@ pub(super) fn service_environment(
         environment.insert(k.clone(), value, secret);
     }
     environment.insert("RELCTL_APP".into(), m.app.clone(), false);
-    environment.insert("RELCTL_BUILD".into(), build.build.clone(), false);
+    environment.insert("RELCTL_BUILD".into(), build.build.to_string(), false);
     environment.insert("RELCTL_RELEASE".into(), release.to_string(), false);
     environment.insert("RELCTL_STATE_DIR".into(), build.state_dir.display().to_string(), false);
     // The build's route as a URL prefix ("" at / or without a route), for servers that take it
@@ -745,7 +752,7 @@ route = "/api"
     fn build_plan_resolves_paths_settings_and_environment() {
         let (_tmp, l) = loaded(EXAMPLE);
         let a = app(&l).unwrap();
-        let p = build(&a, &l, "development", now(), KeyCommands::Run).unwrap();
+        let p = build(&a, &l, &"development".parse().unwrap(), now(), KeyCommands::Run).unwrap();
         assert_eq!(p.build.build_dir, Path::new("/opt/medctrl/backend/development"));
         assert!(p.release.as_str().starts_with("20261123T130501Z"));
         assert_eq!(p.release_dir, Path::new("/opt/medctrl/backend/development/releases").join(p.release.as_str()));
@@ -781,7 +788,7 @@ route = "/api"
         );
         fs::write(l.dir.join("deploy/settings.py.tera"), "A = 1\nB = {{ vars.nope }}\n").unwrap();
         let a = app(&l).unwrap();
-        let err = build(&a, &l, "development", now(), KeyCommands::Run).unwrap_err();
+        let err = build(&a, &l, &"development".parse().unwrap(), now(), KeyCommands::Run).unwrap_err();
         assert!(err.chain().any(|e| e.is::<UsageError>()));
         assert!(err.to_string().starts_with("deploy/settings.py.tera:2: undefined variable `vars.nope`"), "{err}");
     }
@@ -791,19 +798,19 @@ route = "/api"
         let text = EXAMPLE.replace("template = \"deploy/settings.py.tera\"", "template = \"builtin:django\"");
         let (_tmp, l) = loaded(&text);
         let a = app(&l).unwrap();
-        let err = build(&a, &l, "development", now(), KeyCommands::Run).unwrap_err().to_string();
+        let err = build(&a, &l, &"development".parse().unwrap(), now(), KeyCommands::Run).unwrap_err().to_string();
         assert!(
             err.starts_with("builtin:django:") && err.contains("undefined variable `vars.settings_module`"),
             "{err}"
         );
         let (_tmp, l) = loaded(&format!("{text}\n[vars]\nsettings_module = \"api_settings.settings.common\"\n"));
-        let p = build(&a, &l, "development", now(), KeyCommands::Run).unwrap();
+        let p = build(&a, &l, &"development".parse().unwrap(), now(), KeyCommands::Run).unwrap();
         let c = &p.settings.unwrap().contents;
         assert!(c.contains("from api_settings.settings.common import *"), "{c}");
         assert!(c.contains("RELCTL_BUILD = \"development\"") && c.contains("DEBUG = False"), "{c}");
         assert!(c.contains("\"NAME\": \"/var/lib/medctrl/backend/development/db.sqlite3\""), "{c}");
         let (_tmp, l) = loaded(&text.replace("template = \"builtin:django\"", "template = \"builtin:flask\""));
-        assert!(build(&a, &l, "development", now(), KeyCommands::Run)
+        assert!(build(&a, &l, &"development".parse().unwrap(), now(), KeyCommands::Run)
             .unwrap_err()
             .to_string()
             .contains("builtins: builtin:django"));
@@ -816,10 +823,10 @@ route = "/api"
         fs::write(&f, "SECRET_KEY=hunter2\n").unwrap();
         fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
         let a = app(&l).unwrap();
-        let err = build(&a, &l, "development", now(), KeyCommands::Run).unwrap_err().to_string();
+        let err = build(&a, &l, &"development".parse().unwrap(), now(), KeyCommands::Run).unwrap_err().to_string();
         assert!(err.contains("world-readable (mode 0644)"), "{err}");
         fs::set_permissions(&f, std::fs::Permissions::from_mode(0o640)).unwrap();
-        let p = build(&a, &l, "development", now(), KeyCommands::Run).unwrap();
+        let p = build(&a, &l, &"development".parse().unwrap(), now(), KeyCommands::Run).unwrap();
         assert_eq!(p.secrets.names, ["SECRET_KEY"]);
         let dropin = p.dropin.as_ref().unwrap();
         assert!(dropin.contents.contains(&format!("EnvironmentFile={}", f.display())));
@@ -841,7 +848,7 @@ route = "/api"
         fs::write(&f, "DB_PASSWORD=hunter2\n").unwrap();
         fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
         let a = app(&l).unwrap();
-        let p = build(&a, &l, "development", now(), KeyCommands::Run).unwrap();
+        let p = build(&a, &l, &"development".parse().unwrap(), now(), KeyCommands::Run).unwrap();
         // The environment file and hooks get the value.
         assert_eq!(p.environment["DATABASE_URL"], "postgres://u:hunter2@h/db");
         assert!(p.hook_env()["DATABASE_URL"].contains("hunter2"));
@@ -861,7 +868,7 @@ route = "/api"
 
         // A secret that cannot go on one line is refused without being printed.
         fs::write(&f, "DB_PASSWORD=\"hunter2\nsecond line\"\n").unwrap();
-        let err = build(&a, &l, "development", now(), KeyCommands::Run).unwrap_err().to_string();
+        let err = build(&a, &l, &"development".parse().unwrap(), now(), KeyCommands::Run).unwrap_err().to_string();
         assert!(
             err.starts_with(
                 "[service] environment.DATABASE_URL contains the control character '\\n' as rendered from secrets"
@@ -873,7 +880,7 @@ route = "/api"
         let (_tmp3, l3) = loaded(&text.replace("LEN =", "DUMP = \"{{ __tera_context }}\", LEN ="));
         fs::write(l3.dir.join("dev.env"), "DB_PASSWORD=hunter2\n").unwrap();
         fs::set_permissions(l3.dir.join("dev.env"), std::fs::Permissions::from_mode(0o600)).unwrap();
-        let err = build(&a, &l3, "development", now(), KeyCommands::Run).unwrap_err().to_string();
+        let err = build(&a, &l3, &"development".parse().unwrap(), now(), KeyCommands::Run).unwrap_err().to_string();
         assert!(err.starts_with("[service] environment.DUMP contains the control character"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
 
@@ -882,7 +889,7 @@ route = "/api"
         let (_tmp2, l2) = loaded(&text.replace("deploy_{{ build }}.py", "deploy_{{ secrets.DB_PASSWORD }}.py"));
         fs::write(l2.dir.join("dev.env"), "DB_PASSWORD=hunter2\n").unwrap();
         fs::set_permissions(l2.dir.join("dev.env"), std::fs::Permissions::from_mode(0o600)).unwrap();
-        let err = build(&a, &l2, "development", now(), KeyCommands::Run).unwrap_err().to_string();
+        let err = build(&a, &l2, &"development".parse().unwrap(), now(), KeyCommands::Run).unwrap_err().to_string();
         assert!(err.contains("[settings] path") && err.contains("secrets.DB_PASSWORD"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
     }
@@ -893,14 +900,14 @@ route = "/api"
             "{EXAMPLE}[deps.venv]\npath = \".venv\"\nkey_commands = [\"touch ran\"]\nbuild = [\"true\"]\n"
         ));
         let a = app(&l).unwrap();
-        let p = build(&a, &l, "development", now(), KeyCommands::NotRun).unwrap();
+        let p = build(&a, &l, &"development".parse().unwrap(), now(), KeyCommands::NotRun).unwrap();
         assert!(!l.dir.join("ran").exists(), "the dry run ran a key command");
         let text = p.describe();
         assert!(
             text.contains("deps         venv: .venv -> /opt/medctrl/backend/.deps/venv-<computed by key commands at build time> (keyed by `touch ran`; the key commands run at build time, not on a dry run; then reused, or built by: true)"),
             "{text}"
         );
-        build(&a, &l, "development", now(), KeyCommands::Run).unwrap();
+        build(&a, &l, &"development".parse().unwrap(), now(), KeyCommands::Run).unwrap();
         assert!(l.dir.join("ran").exists(), "a build runs them");
     }
 
@@ -917,13 +924,13 @@ route = "/api"
         let htpasswd = l.dir.join("dev.htpasswd");
         fs::write(&htpasswd, "u:$apr1$x\n").unwrap();
         let template = l.dir.join("deploy/settings.py.tera");
-        build(&a, &l, "development", now(), KeyCommands::Run).unwrap();
+        build(&a, &l, &"development".parse().unwrap(), now(), KeyCommands::Run).unwrap();
         nginx_routes(&a, &l, &[]).unwrap();
         // Tests run as root: Trust::current() is RootOnly.
         let rule = "as root, relctl uses only files that only root can change";
 
         chown(&template, Some(65534), None).unwrap();
-        let err = build(&a, &l, "development", now(), KeyCommands::Run).unwrap_err();
+        let err = build(&a, &l, &"development".parse().unwrap(), now(), KeyCommands::Run).unwrap_err();
         assert!(err.is::<UsageError>());
         assert!(
             err.to_string().starts_with(&format!(
@@ -935,7 +942,7 @@ route = "/api"
         chown(&template, Some(0), None).unwrap();
 
         fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o620)).unwrap();
-        let err = build(&a, &l, "development", now(), KeyCommands::Run).unwrap_err().to_string();
+        let err = build(&a, &l, &"development".parse().unwrap(), now(), KeyCommands::Run).unwrap_err().to_string();
         assert_eq!(
             err,
             format!(

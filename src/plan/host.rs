@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 
 use crate::error::UsageError;
+use crate::name::BuildName;
 use crate::plan::units;
 use crate::plan::AppPlan;
 
@@ -35,7 +36,7 @@ pub fn check_host(app: &AppPlan, adopting: &[PathBuf]) -> Result<()> {
 }
 
 /// The build's socket path fits in a unix socket address.
-pub fn check_socket_path(app: &AppPlan, name: &str) -> Result<()> {
+pub fn check_socket_path(app: &AppPlan, name: &BuildName) -> Result<()> {
     let socket = app.layout.build(name).socket;
     let len = socket.as_os_str().len();
     if len > MAX_SOCKET_PATH {

@@ -20,8 +20,10 @@ use serde::Serialize;
 
 use crate::error::UsageError;
 use crate::manifest::{self, Loaded};
+use crate::name::BuildName;
 use crate::plan::hook::{Hook, HookStage};
 use crate::release::layout::{self, AppLayout};
+use crate::route::Route;
 
 /// Everything about an app that does not depend on a build.
 #[derive(Debug, Clone, Serialize)]
@@ -37,8 +39,10 @@ pub struct AppPlan {
     /// Seconds a (re)started service must stay up (same main PID, no restarts) to pass.
     pub probation_s: u64,
     pub keep_releases: usize,
-    /// Declared builds and their routes, in manifest order.
-    pub builds: Vec<(String, Option<String>)>,
+    /// Declared builds and their routes, in manifest order (then the members of families on
+    /// disk, by name). Routes are shown as the manifest wrote them.
+    #[serde(serialize_with = "routes_as_written")]
+    pub builds: Vec<(BuildName, Option<Route>)>,
     /// `[hardening]`: how strict the service unit is.
     pub hardening: manifest::Hardening,
     /// `[static]`: the release's directory nginx serves, and at which URL path under the route.
@@ -53,9 +57,19 @@ pub struct AppPlan {
 impl AppPlan {
     /// `build`'s route as a URL prefix, as nginx passes it in `SCRIPT_NAME` ("" at `/`).
     pub fn script_name(&self, build: &str) -> String {
-        let route = self.builds.iter().find(|(name, _)| name == build).and_then(|(_, r)| r.as_deref());
+        let route = self.builds.iter().find(|(name, _)| name == build).and_then(|(_, r)| r.as_ref());
         crate::route::script_name(route)
     }
+}
+
+/// `AppPlan::builds` as `--dry-run --json` has always shown them: each route as written.
+fn routes_as_written<S: serde::Serializer>(
+    builds: &[(BuildName, Option<Route>)],
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    let written: Vec<(&BuildName, Option<&str>)> =
+        builds.iter().map(|(name, route)| (name, route.as_ref().map(Route::as_written))).collect();
+    written.serialize(serializer)
 }
 
 /// `[static]`, checked.
@@ -151,10 +165,12 @@ pub fn app(loaded: &Loaded) -> Result<AppPlan> {
 
 /// The builds declared by name, in manifest order, then the members of families (`pr-*`) that
 /// exist on disk (`<root>/<member>/`), by name; each with its route.
-fn builds(loaded: &Loaded, root: &Path) -> Result<Vec<(String, Option<String>)>> {
+fn builds(loaded: &Loaded, root: &Path) -> Result<Vec<(BuildName, Option<Route>)>> {
     let m = &loaded.manifest;
-    let mut out: Vec<(String, Option<String>)> =
-        m.named_builds().map(|(name, b)| (name.clone(), b.route.clone())).collect();
+    let mut out = Vec::new();
+    for (name, b) in m.named_builds() {
+        out.push((BuildName::parse(name)?, b.route.clone()));
+    }
     if !m.builds.keys().any(|k| manifest::is_family(k)) {
         return Ok(out);
     }
@@ -166,12 +182,13 @@ fn builds(loaded: &Loaded, root: &Path) -> Result<Vec<(String, Option<String>)>>
     let mut members = Vec::new();
     for entry in entries {
         let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if entry.file_type()?.is_dir() && manifest::check_build_name(&name).is_ok() && m.family_of(&name).is_some() {
-            members.push((name.clone(), loaded.build(&name)?.route));
+        let Ok(name) = BuildName::parse(&entry.file_name().to_string_lossy()) else { continue };
+        if entry.file_type()?.is_dir() && m.family_of(&name).is_some() {
+            let route = loaded.build(&name)?.route;
+            members.push((name, route));
         }
     }
-    members.sort();
+    members.sort_by(|a, b| a.0.cmp(&b.0));
     out.extend(members);
     Ok(out)
 }

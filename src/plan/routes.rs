@@ -8,10 +8,11 @@ use anyhow::Result;
 use crate::error::UsageError;
 use crate::host::trust::{self, Trust};
 use crate::manifest::Loaded;
+use crate::name::BuildName;
 use crate::plan::AppPlan;
 
 /// The nginx routes of the declared builds that have one (only `only`, when given).
-pub fn nginx_routes(app: &AppPlan, loaded: &Loaded, only: &[String]) -> Result<Vec<crate::nginx::Route>> {
+pub fn nginx_routes(app: &AppPlan, loaded: &Loaded, only: &[BuildName]) -> Result<Vec<crate::nginx::Route>> {
     for name in only {
         if loaded.build(name)?.route.is_none() {
             return Err(UsageError(format!(
@@ -27,9 +28,8 @@ pub fn nginx_routes(app: &AppPlan, loaded: &Loaded, only: &[String]) -> Result<V
             continue;
         }
         let decl = loaded.build(name)?;
-        let Some(route) = &decl.route else { continue };
+        let Some(route) = decl.route.clone() else { continue };
         let b = app.layout.build(name);
-        let route = crate::route::normalize(route).map_err(UsageError)?;
         if let Some(other) = routes.iter().find(|r| r.route == route) {
             return Err(UsageError(format!(
                 "builds {} and {name} both have the route {route} in {}; each build needs its own",

@@ -610,7 +610,7 @@ mod tests {
             "\"$RELCTL_DEP_DIR/bin/python\" -m pip install --disable-pip-version-check -q -r requirements.txt"
         );
         assert_eq!(m.builds.keys().collect::<Vec<_>>(), ["development"]);
-        assert_eq!(m.builds["development"].route.as_deref(), Some("/dev"));
+        assert_eq!(m.builds["development"].route.as_ref().map(|r| r.as_str()), Some("/dev"));
         // Every section is explained, above its header or right below it.
         let lines: Vec<&str> = text.lines().collect();
         for section in
@@ -639,7 +639,14 @@ mod tests {
         let loaded = manifest::load(&plan.path).unwrap();
         let app = crate::plan::app(&loaded).unwrap();
         let now = "2026-11-23T13:05:01Z".parse().unwrap();
-        let b = crate::plan::build::build(&app, &loaded, "dev-2", now, crate::release::deps::KeyCommands::Run).unwrap();
+        let b = crate::plan::build::build(
+            &app,
+            &loaded,
+            &"dev-2".parse().unwrap(),
+            now,
+            crate::release::deps::KeyCommands::Run,
+        )
+        .unwrap();
         assert_eq!(b.settings.as_ref().unwrap().path, "API/api_settings/settings/deploy_dev-2.py");
         assert_eq!(b.environment["DJANGO_SETTINGS_MODULE"], "api_settings.settings.deploy_dev-2");
         assert!(b.settings.unwrap().contents.contains("from api_settings.settings.common import *"));

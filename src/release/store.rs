@@ -364,7 +364,7 @@ mod tests {
             unit_dir: UNIT_DIR.into(),
             socket_name: "s".into(),
         };
-        app.build("dev")
+        app.build(&"dev".parse().unwrap())
     }
 
     fn r(n: u8) -> ReleaseId {

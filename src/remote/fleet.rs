@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Outcome;
 use crate::manifest::Loaded;
+use crate::name::BuildName;
 use crate::release::id::ReleaseId;
 use crate::remote::ssh::{Output, Remote, Shipment};
 use crate::remote::target::Target;
@@ -31,7 +32,7 @@ pub struct Job {
 impl Job {
     /// `ships_source`: the command builds a release from the sources (`build`); `build`: the build
     /// whose release a roll reports.
-    pub fn new(loaded: Loaded, ships_source: bool, build: Option<&str>, args: Vec<String>) -> Result<Job> {
+    pub fn new(loaded: Loaded, ships_source: bool, build: Option<&BuildName>, args: Vec<String>) -> Result<Job> {
         let source = if ships_source { Some(crate::plan::build::source_copy(&loaded)?) } else { None };
         let revision = match &source {
             Some(s) => crate::release::git::revision(&s.source)?.map(|r| r.label()),
