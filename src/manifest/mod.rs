@@ -159,6 +159,24 @@ route = "/api"
     }
 
     #[test]
+    fn builds_keep_the_order_the_manifest_declares_them_in() {
+        let text = format!(
+            "{MINIMAL}[builds.production]\nroute = \"/\"\n[builds.\"pr-*\"]\n[builds.alpha]\nroute = \"/alpha\"\n"
+        );
+        let m = parse(&text).unwrap();
+        assert_eq!(m.builds.keys().collect::<Vec<_>>(), ["development", "production", "pr-*", "alpha"]);
+        assert_eq!(
+            m.named_builds().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+            ["development", "production", "alpha"]
+        );
+        let declared = Loaded { path: "/x/relctl.toml".into(), dir: "/x".into(), manifest: m }
+            .build(&"staging".parse().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(declared.ends_with("declared builds: development, production, pr-* (a family), alpha"), "{declared}");
+    }
+
+    #[test]
     fn unknown_key_is_an_error_with_line_and_column() {
         let text = MINIMAL.replace("route = \"/api\"", "route = \"/api\"\nrout = \"/x\"");
         let err = parse(&text).unwrap_err();

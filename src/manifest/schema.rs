@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 use crate::route::Route;
@@ -32,8 +33,9 @@ pub struct Manifest {
     pub health: Option<Health>,
     #[serde(default)]
     pub vars: toml::Table,
+    /// In the order the manifest declares them: `status`, `nginx-snippet` and the rest list them so.
     #[serde(default)]
-    pub builds: BTreeMap<String, Build>,
+    pub builds: IndexMap<String, Build>,
     #[serde(default)]
     pub hardening: Hardening,
     /// `[static]`: files nginx serves itself, from each build's current release.
