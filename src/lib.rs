@@ -24,6 +24,7 @@ pub mod remote;
 pub mod report;
 pub mod route;
 pub mod systemd;
+pub mod time;
 
 use std::process::ExitCode;
 

@@ -27,7 +27,7 @@ pub fn list(loaded: &Loaded, build: &BuildName, report: &Report) -> Result<Outco
                 .map(|r| {
                     [
                         r.id.to_string(),
-                        r.created.clone().unwrap_or_else(dash),
+                        r.created.map_or_else(dash, crate::report::utc),
                         r.git.clone().unwrap_or_else(dash),
                         r.state.as_str().to_string(),
                         r.promoted_from.as_ref().map_or_else(dash, |p| format!("promoted from {p}")),

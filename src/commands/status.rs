@@ -17,7 +17,8 @@ struct BuildStatus {
     state: ActiveState,
     sub_state: String,
     release: Option<ReleaseId>,
-    since: Option<String>,
+    #[serde(with = "crate::time::serde_rfc3339_option")]
+    since: Option<jiff::Timestamp>,
     main_pid: Option<u32>,
     route: Option<String>,
     socket: String,
@@ -75,7 +76,9 @@ pub fn run(loaded: &Loaded, only: Option<&BuildName>, report: &Report) -> Result
             state: unit.active_state.clone(),
             sub_state: unit.sub_state.clone(),
             release,
-            since: (unit.active_since_us > 0 && unit.is_active()).then(|| since(unit.active_since_us)),
+            since: (unit.active_since_us > 0 && unit.is_active())
+                .then(|| jiff::Timestamp::from_microsecond(unit.active_since_us as i64).ok())
+                .flatten(),
             main_pid: (unit.main_pid > 0).then_some(unit.main_pid),
             route: route.as_ref().map(|r| r.as_written().to_string()),
             socket: b.socket.display().to_string(),
@@ -92,10 +95,6 @@ pub fn run(loaded: &Loaded, only: Option<&BuildName>, report: &Report) -> Result
     Ok(if rows.iter().all(|r| r.active) { Outcome::Ok } else { Outcome::NotActive })
 }
 
-fn since(us: u64) -> String {
-    jiff::Timestamp::from_microsecond(us as i64).map(crate::report::utc).unwrap_or_default()
-}
-
 fn print_table(rows: &[BuildStatus]) {
     let dash = || "-".to_string();
     let table: Vec<[String; 8]> = rows
@@ -105,7 +104,7 @@ fn print_table(rows: &[BuildStatus]) {
                 r.build.to_string(),
                 format!("{} ({})", r.state, r.sub_state),
                 r.release.as_ref().map_or_else(dash, |id| id.to_string()),
-                r.since.clone().unwrap_or_else(dash),
+                r.since.map_or_else(dash, crate::report::utc),
                 r.main_pid.map(|p| p.to_string()).unwrap_or_else(dash),
                 r.route.clone().unwrap_or_else(dash),
                 r.unit.clone(),

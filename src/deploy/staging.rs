@@ -62,7 +62,7 @@ impl Deploy<'_> {
             id: release.clone(),
             app: self.app.layout.app.clone(),
             build: self.build.build.to_string(),
-            created: report::utc(jiff::Timestamp::now()),
+            created: jiff::Timestamp::now(),
             git,
             promoted_from,
             settings,
