@@ -16,7 +16,7 @@ use anyhow::{Context, Result};
 use fs_err as fs;
 use serde::Serialize;
 
-use crate::error::UsageError;
+use crate::error::Error;
 use crate::manifest::Loaded;
 use crate::name::BuildName;
 use crate::nginx;
@@ -102,7 +102,7 @@ pub struct Destroyed {
 pub fn require_on_disk(build: &BuildLayout) -> Result<()> {
     let is_dir = std::fs::symlink_metadata(&build.build_dir).is_ok_and(|m| m.is_dir());
     if !is_dir {
-        return Err(UsageError(format!(
+        return Err(Error::Usage(format!(
             "build {} does not exist on disk ({} is not a directory); nothing to destroy",
             build.build,
             build.build_dir.display()
@@ -590,7 +590,7 @@ route = "/testapi"
     fn a_build_not_on_disk_or_not_declared_is_a_usage_error() {
         let (_tmp, loaded, app) = setup(&["development"]);
         let err = plan(&app, &loaded, &"testing".parse().unwrap(), false, None).unwrap_err();
-        assert!(err.is::<UsageError>(), "{err}");
+        assert!(crate::error::is_usage(&err), "{err}");
         let path = app.layout.root.join("testing");
         assert_eq!(
             err.to_string(),
@@ -598,11 +598,11 @@ route = "/testapi"
         );
         std::os::unix::fs::symlink(app.layout.root.join("development"), &path).unwrap();
         assert!(
-            plan(&app, &loaded, &"testing".parse().unwrap(), false, None).unwrap_err().is::<UsageError>(),
+            crate::error::is_usage(&plan(&app, &loaded, &"testing".parse().unwrap(), false, None).unwrap_err()),
             "a symlink is not a build"
         );
         let err = plan(&app, &loaded, &"staging".parse().unwrap(), false, None).unwrap_err();
-        assert!(err.is::<UsageError>() && err.to_string().contains("\"staging\" is not declared"), "{err}");
+        assert!(crate::error::is_usage(&err) && err.to_string().contains("\"staging\" is not declared"), "{err}");
     }
 
     #[test]

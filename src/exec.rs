@@ -47,7 +47,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use crate::error::UsageError;
+use crate::error::Error;
 use crate::plan::build::resolve_program;
 use crate::plan::AppPlan;
 use crate::release::id::ReleaseId;
@@ -344,7 +344,7 @@ pub fn env_args(args: &[String], lookup: impl Fn(&str) -> Option<String>) -> Res
         let valid = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
-            return Err(UsageError(format!(
+            return Err(Error::Usage(format!(
                 "-e {arg}: \"{key}\" is not a variable name (letters, digits and '_', not starting with a digit)"
             ))
             .into());
@@ -352,13 +352,15 @@ pub fn env_args(args: &[String], lookup: impl Fn(&str) -> Option<String>) -> Res
         let value = match arg.split_once('=') {
             Some((_, v)) => v.to_string(),
             None => lookup(key).ok_or_else(|| {
-                UsageError(format!(
+                Error::Usage(format!(
                     "-e {key}: {key} is not set in relctl's environment (give its value: -e {key}=VALUE)"
                 ))
             })?,
         };
         if value.contains(['\n', '\r']) {
-            return Err(UsageError(format!("-e {key}: the value has a line break, which relctl does not pass")).into());
+            return Err(
+                Error::Usage(format!("-e {key}: the value has a line break, which relctl does not pass")).into()
+            );
         }
         env.insert(key.to_string(), value);
     }
@@ -642,7 +644,7 @@ mod tests {
             (&["A=x\ny"], "-e A: the value has a line break"),
         ] {
             let err = args(bad).unwrap_err();
-            assert!(err.is::<UsageError>() && err.to_string().contains(msg), "{bad:?}: {err}");
+            assert!(crate::error::is_usage(&err) && err.to_string().contains(msg), "{bad:?}: {err}");
         }
     }
 

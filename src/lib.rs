@@ -52,9 +52,11 @@ pub fn run() -> ExitCode {
         }
     };
     match commands::dispatch(cli) {
-        Ok(outcome) => outcome.into(),
+        Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            report::err(format!("relctl: {}\n", error::one_line(&err)));
+            if error::is_shown(&err) {
+                report::err(format!("relctl: {}\n", error::one_line(&err)));
+            }
             error::exit_code(&err)
         }
     }

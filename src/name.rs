@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::error::UsageError;
+use crate::error::Error;
 
 /// The rule every build name follows, as shown in errors.
 pub const BUILD_RULE: &str = "^[a-z0-9][a-z0-9_-]{0,31}$";
@@ -28,7 +28,7 @@ pub struct BuildName(String);
 
 impl BuildName {
     /// Checks `name` against [`BUILD_RULE`]; the error is a usage error naming the rule.
-    pub fn parse(name: &str) -> Result<BuildName, UsageError> {
+    pub fn parse(name: &str) -> Result<BuildName, Error> {
         let ok = matches_rule(
             name,
             |c| c.is_ascii_lowercase() || c.is_ascii_digit(),
@@ -37,7 +37,7 @@ impl BuildName {
         if ok {
             Ok(BuildName(name.to_string()))
         } else {
-            Err(UsageError(format!(
+            Err(Error::Usage(format!(
                 "invalid build name \"{}\": it must match {BUILD_RULE} (lowercase letters, digits, '-' and '_'; no dots, slashes or '@')",
                 name.escape_debug()
             )))
@@ -50,8 +50,8 @@ impl BuildName {
 }
 
 impl FromStr for BuildName {
-    type Err = UsageError;
-    fn from_str(s: &str) -> Result<BuildName, UsageError> {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<BuildName, Error> {
         BuildName::parse(s)
     }
 }
@@ -59,7 +59,7 @@ impl FromStr for BuildName {
 impl<'de> Deserialize<'de> for BuildName {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<BuildName, D::Error> {
         let s = String::deserialize(deserializer)?;
-        BuildName::parse(&s).map_err(|e| serde::de::Error::custom(e.0))
+        BuildName::parse(&s).map_err(serde::de::Error::custom)
     }
 }
 
@@ -140,11 +140,11 @@ mod tests {
             assert_eq!(BuildName::parse(ok).unwrap().as_str(), ok);
         }
         for bad in ["", "Dev", "../x", "a.b", "a/b", "a@b", "-x", "_x", &"x".repeat(33)] {
-            let err = BuildName::parse(bad).unwrap_err().0;
+            let err = BuildName::parse(bad).unwrap_err().to_string();
             assert!(err.contains(BUILD_RULE), "{err}");
         }
         assert_eq!(
-            "a.b".parse::<BuildName>().unwrap_err().0,
+            "a.b".parse::<BuildName>().unwrap_err().to_string(),
             "invalid build name \"a.b\": it must match ^[a-z0-9][a-z0-9_-]{0,31}$ (lowercase letters, digits, '-' and '_'; no dots, slashes or '@')"
         );
     }

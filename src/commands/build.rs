@@ -2,19 +2,19 @@ use anyhow::Result;
 
 use super::Session;
 use crate::cli::{BuildArgs, GlobalArgs};
-use crate::error::{Outcome, UsageError};
+use crate::error::Error;
 use crate::manifest::Loaded;
 use crate::plan;
 use crate::plan::adopt;
 use crate::release::deps::KeyCommands;
 use crate::report::{Mode, Report};
 
-pub fn run(loaded: &Loaded, args: &BuildArgs, g: &GlobalArgs, report: &mut Report) -> Result<Outcome> {
+pub fn run(loaded: &Loaded, args: &BuildArgs, g: &GlobalArgs, report: &mut Report) -> Result<()> {
     let app = plan::app(loaded)?;
     loaded.build(&args.build)?;
     let found = adopt::find_hand_made(&app, &app.layout.build(&args.build))?;
     if !found.is_empty() && !args.adopt {
-        return Err(UsageError(format!(
+        return Err(Error::Usage(format!(
             "build {b} was set up by hand, not by relctl: found {}; relctl does not replace it behind your back. To take it over (unit files backed up under {}, the hand-made files kept as a release to roll back to, the public socket serving throughout), run: relctl build {b} --adopt (add --dry-run to see the plan)",
             found.describe(),
             adopt::BACKUP_DIR,
@@ -38,7 +38,7 @@ pub fn run(loaded: &Loaded, args: &BuildArgs, g: &GlobalArgs, report: &mut Repor
                 }
             }
         }
-        return Ok(Outcome::Ok);
+        return Ok(());
     }
     // The lock first, then the plan: a build that ran while this one waited may have taken the
     // release id this one would have picked.
@@ -61,5 +61,5 @@ pub fn run(loaded: &Loaded, args: &BuildArgs, g: &GlobalArgs, report: &mut Repor
     }
     report.say(format!("relctl: {} {} is live at release {}", result.app, result.build, result.release));
     report.json(&serde_json::json!({ "result": result, "steps": report.steps() }));
-    Ok(Outcome::Ok)
+    Ok(())
 }

@@ -18,7 +18,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::cli::{Cli, Command, GlobalArgs};
 use crate::deploy::Deploy;
-use crate::error::{Outcome, UsageError};
+use crate::error::Error;
 use crate::host::lock::{self, AppLock};
 use crate::manifest::{self, Loaded};
 use crate::name::BuildName;
@@ -28,7 +28,7 @@ use crate::release::layout::BuildLayout;
 use crate::report::{Mode, Report};
 use crate::systemd::Systemd;
 
-pub fn dispatch(cli: Cli) -> Result<Outcome> {
+pub fn dispatch(cli: Cli) -> Result<()> {
     let g = &cli.global;
     let mut report = report(g);
     match remote::place(&cli)? {
@@ -56,7 +56,7 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut crate::cli::command(), "relctl", &mut script);
             crate::report::out_raw(&script);
-            Ok(Outcome::Ok)
+            Ok(())
         }
     }
 }
@@ -182,12 +182,12 @@ impl Session {
 fn require_release(layout: &BuildLayout) -> Result<()> {
     let build = &layout.build;
     match layout.current_release()? {
-        None => Err(UsageError(format!(
+        None => Err(Error::Usage(format!(
             "build {build} has no release yet ({} does not exist); run: relctl build {build}",
             layout.current.display()
         ))
         .into()),
-        Some(id) if !layout.release_dir(&id).is_dir() => Err(UsageError(format!(
+        Some(id) if !layout.release_dir(&id).is_dir() => Err(Error::Usage(format!(
             "build {build}'s current release {id} is missing ({} was removed); run relctl build {build}, or relctl rollback {build} to go back to an earlier release",
             layout.release_dir(&id).display()
         ))

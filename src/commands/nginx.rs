@@ -1,14 +1,13 @@
 use anyhow::Result;
 
 use crate::cli::NginxArgs;
-use crate::error::Outcome;
 use crate::manifest::Loaded;
 use crate::nginx;
 use crate::plan;
 use crate::plan::routes;
 use crate::report::{Mode, Report};
 
-pub fn run(loaded: &Loaded, args: &NginxArgs, report: &Report) -> Result<Outcome> {
+pub fn run(loaded: &Loaded, args: &NginxArgs, report: &Report) -> Result<()> {
     let app = plan::app(loaded)?;
     let routes = routes::nginx_routes(&app, loaded, &args.builds)?;
     let text = nginx::snippet(&routes, std::path::Path::new(nginx::PROXY_PARAMS).exists());
@@ -29,5 +28,5 @@ pub fn run(loaded: &Loaded, args: &NginxArgs, report: &Report) -> Result<Outcome
             );
         }
     }
-    Ok(Outcome::Ok)
+    Ok(())
 }

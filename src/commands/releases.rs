@@ -4,7 +4,7 @@ use anyhow::Result;
 
 use super::Session;
 use crate::cli::{GlobalArgs, RollbackArgs};
-use crate::error::{Outcome, UsageError};
+use crate::error::Error;
 use crate::manifest::Loaded;
 use crate::name::BuildName;
 use crate::plan;
@@ -12,7 +12,7 @@ use crate::release::id::ReleaseId;
 use crate::release::store;
 use crate::report::{Mode, Report};
 
-pub fn list(loaded: &Loaded, build: &BuildName, report: &Report) -> Result<Outcome> {
+pub fn list(loaded: &Loaded, build: &BuildName, report: &Report) -> Result<()> {
     let app = plan::app(loaded)?;
     loaded.build(build)?;
     let b = app.layout.build(build);
@@ -39,12 +39,12 @@ pub fn list(loaded: &Loaded, build: &BuildName, report: &Report) -> Result<Outco
         }
         Mode::Quiet => {}
     }
-    Ok(Outcome::Ok)
+    Ok(())
 }
 
-pub fn rollback(loaded: &Loaded, args: &RollbackArgs, g: &GlobalArgs, report: &mut Report) -> Result<Outcome> {
+pub fn rollback(loaded: &Loaded, args: &RollbackArgs, g: &GlobalArgs, report: &mut Report) -> Result<()> {
     let to = match &args.to {
-        Some(id) => Some(ReleaseId::parse(id).map_err(|e| UsageError(format!("--to: {e}")))?),
+        Some(id) => Some(ReleaseId::parse(id).map_err(|e| Error::Usage(format!("--to: {e}")))?),
         None => None,
     };
     // Checked before the lock, so that a release the build cannot go back to is a usage error.
@@ -59,5 +59,5 @@ pub fn rollback(loaded: &Loaded, args: &RollbackArgs, g: &GlobalArgs, report: &m
     report.step("rollback", t, format!("{} -> {} ({} marked bad)", result.from, result.to, result.from));
     report.say(format!("relctl: {} {} is live at release {}", session.app.layout.app, result.build, result.to));
     report.json(&serde_json::json!({ "result": result, "steps": report.steps() }));
-    Ok(Outcome::Ok)
+    Ok(())
 }

@@ -4,7 +4,7 @@
 use anyhow::Result;
 
 use crate::cli::{Cli, Command};
-use crate::error::{Outcome, UsageError};
+use crate::error::Error;
 use crate::name::BuildName;
 use crate::remote::fleet::{self, HostState, Job};
 use crate::remote::ssh::{self, Output};
@@ -57,7 +57,7 @@ pub fn place(cli: &Cli) -> Result<Place> {
     if hosts.is_empty() {
         return Ok(Place::Here);
     }
-    let hosts = hosts.iter().map(|h| h.parse().map_err(UsageError)).collect::<Result<Vec<Target>, _>>()?;
+    let hosts = hosts.iter().map(|h| h.parse().map_err(Error::Usage)).collect::<Result<Vec<Target>, _>>()?;
     Ok(Place::Many(hosts))
 }
 
@@ -71,19 +71,22 @@ fn job(cli: &Cli) -> Result<Job> {
     Job::new(loaded, matches!(cli.command, Command::Build(_)), reported, args)
 }
 
-pub fn run(cli: &Cli, place: Place, report: &Report) -> Result<Outcome> {
+pub fn run(cli: &Cli, place: Place, report: &Report) -> Result<()> {
     if let Command::Init(_) | Command::Completions { .. } = cli.command {
         let what = if matches!(cli.command, Command::Init(_)) { "init" } else { "completions" };
-        return Err(UsageError(format!("relctl {what} runs here, not on a host: leave out -H/--hosts")).into());
+        return Err(Error::Usage(format!("relctl {what} runs here, not on a host: leave out -H/--hosts")).into());
     }
     match place {
         Place::Here => unreachable!("commands::dispatch runs those here"),
-        Place::One(target) => job(cli)?.run_on(&target, &Output::Inherit).map(|(_, outcome, _)| outcome),
+        Place::One(target) => {
+            let (_, code, _) = job(cli)?.run_on(&target, &Output::Inherit)?;
+            Ok(Error::from_exit(code)?)
+        }
         Place::Many(hosts) => match &cli.command {
             Command::Build(_) | Command::Rollback(_) | Command::Promote(_) => roll(cli, &hosts, report),
             Command::Restart(a) if a.build.is_some() => roll(cli, &hosts, report),
             Command::Status(_) => status(cli, &hosts, report),
-            _ => Err(UsageError(format!(
+            _ => Err(Error::Usage(format!(
                 "this command runs on one host at a time; the build runs on {}: pick one with -H",
                 hosts.iter().map(Target::to_string).collect::<Vec<_>>().join(", ")
             ))
@@ -93,7 +96,7 @@ pub fn run(cli: &Cli, place: Place, report: &Report) -> Result<Outcome> {
 }
 
 /// `build`, `restart`, `rollback`, `promote` across hosts, `--serial` at a time.
-fn roll(cli: &Cli, hosts: &[Target], report: &Report) -> Result<Outcome> {
+fn roll(cli: &Cli, hosts: &[Target], report: &Report) -> Result<()> {
     let job = job(cli)?;
     let serial = cli.global.serial;
     let names: Vec<String> = hosts.iter().map(Target::to_string).collect();
@@ -106,31 +109,31 @@ fn roll(cli: &Cli, hosts: &[Target], report: &Report) -> Result<Outcome> {
     }
     match rows.iter().find(|r| r.result == HostState::Failed) {
         Some(first) => Err(anyhow::anyhow!("the roll stopped at {}; the hosts after it were not touched", first.host)),
-        None => Ok(Outcome::Ok),
+        None => Ok(()),
     }
 }
 
 /// `status` of every host, as one table.
-fn status(cli: &Cli, hosts: &[Target], report: &Report) -> Result<Outcome> {
+fn status(cli: &Cli, hosts: &[Target], report: &Report) -> Result<()> {
     let mut job = job(cli)?;
     if !job.args.iter().any(|a| a == "--json") {
         job.args.insert(0, "--json".into());
     }
     let statuses = fleet::status_of(&job, hosts);
-    let mut outcome = Outcome::Ok;
+    let mut end = Ok(());
     let mut docs = Vec::new();
     for h in &statuses {
         match &h.status {
             Ok((code, answer)) => {
-                if *code != Outcome::Ok && outcome == Outcome::Ok {
-                    outcome = Outcome::NotActive;
+                if *code != 0 && end.is_ok() {
+                    end = Err(Error::NotActive);
                 }
                 docs.push(serde_json::json!({ "host": h.host, "status": answer.doc }));
             }
             Err(why) => {
                 crate::report::err(format!("{} | relctl: {why}\n", h.host));
                 docs.push(serde_json::json!({ "host": h.host, "error": why }));
-                outcome = Outcome::Exited(1);
+                end = Err(Error::Exited(1));
             }
         }
     }
@@ -142,5 +145,5 @@ fn status(cli: &Cli, hosts: &[Target], report: &Report) -> Result<Outcome> {
         ),
         Mode::Quiet => {}
     }
-    Ok(outcome)
+    end.map_err(Into::into)
 }

@@ -1,7 +1,7 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::error::Outcome;
+use crate::error::Error;
 use crate::manifest::Loaded;
 use crate::name::BuildName;
 use crate::plan;
@@ -35,12 +35,12 @@ struct Other {
     release: Option<ReleaseId>,
 }
 
-pub fn run(loaded: &Loaded, only: Option<&BuildName>, report: &Report) -> Result<Outcome> {
+pub fn run(loaded: &Loaded, only: Option<&BuildName>, report: &Report) -> Result<()> {
     let app = plan::app(loaded)?;
     if let Some(b) = only {
         loaded.build(b)?;
         if !app.builds.iter().any(|(name, _)| name == b) {
-            return Err(crate::error::UsageError(format!(
+            return Err(crate::error::Error::Usage(format!(
                 "build {b} of the family [builds.\"{}\"] does not exist on disk; relctl build {b} makes it",
                 loaded.manifest.family_of(b).map_or("", |(pattern, _)| pattern)
             ))
@@ -92,7 +92,11 @@ pub fn run(loaded: &Loaded, only: Option<&BuildName>, report: &Report) -> Result
         Mode::Human => print_table(&rows),
         Mode::Quiet => {}
     }
-    Ok(if rows.iter().all(|r| r.active) { Outcome::Ok } else { Outcome::NotActive })
+    if rows.iter().all(|r| r.active) {
+        Ok(())
+    } else {
+        Err(Error::NotActive.into())
+    }
 }
 
 fn print_table(rows: &[BuildStatus]) {

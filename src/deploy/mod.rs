@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::deploy::hooks::HookFailed;
 use crate::destroy;
-use crate::error::UsageError;
+use crate::error::Error;
 use crate::host::atomic;
 use crate::host::health;
 use crate::host::listener;

@@ -217,7 +217,7 @@ pub(super) fn check(m: &mut Manifest) -> Result<(), String> {
                 ));
             }
         } else {
-            BuildName::parse(name).map_err(|e| format!("[builds.{name}]: {}", e.0))?;
+            BuildName::parse(name).map_err(|e| format!("[builds.{name}]: {e}"))?;
         }
         if let Some(route) = b.written_route.as_ref().filter(|_| !is_family(name)) {
             let normalized = Route::parse(route).map_err(|e| format!("[builds.{name}] {e}"))?;

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::error::UsageError;
+use crate::error::Error;
 use crate::manifest::schema::{Build, Manifest};
 use crate::route::Route;
 
@@ -69,12 +69,12 @@ pub fn declared_member(m: &Manifest, manifest_path: &Path, name: &str) -> Option
 
 fn render_member(m: &Manifest, manifest_path: &Path, pattern: &str, family: &Build, name: &str) -> Result<Build> {
     let mut member =
-        member(&m.app, pattern, family, name).map_err(|e| UsageError(format!("{}: {e}", manifest_path.display())))?;
+        member(&m.app, pattern, family, name).map_err(|e| Error::Usage(format!("{}: {e}", manifest_path.display())))?;
     if let Some(route) = &member.written_route {
-        let normalized = Route::parse(route).map_err(UsageError)?;
+        let normalized = Route::parse(route).map_err(Error::Usage)?;
         let taken = m.builds.iter().filter(|(n, _)| !is_family(n)).find(|(_, b)| b.route.as_ref() == Some(&normalized));
         if let Some((other, _)) = taken {
-            return Err(UsageError(format!(
+            return Err(Error::Usage(format!(
                 "{}: build {name} of [builds.\"{pattern}\"] would take route {normalized}, the route of build {other}",
                 manifest_path.display()
             ))

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::error::UsageError;
+use crate::error::Error;
 use crate::host::trust::{self, Trust};
 use crate::name::BuildName;
 
@@ -53,7 +53,7 @@ impl Loaded {
         }
         let declared: Vec<String> =
             m.builds.keys().map(|k| if is_family(k) { format!("{k} (a family)") } else { k.clone() }).collect();
-        Err(UsageError(format!(
+        Err(Error::Usage(format!(
             "build \"{name}\" is not declared in {}; declared builds: {}",
             self.path.display(),
             if declared.is_empty() { "none".to_string() } else { declared.join(", ") }
@@ -73,7 +73,7 @@ pub fn locate(explicit: Option<&Path>, start: &Path) -> Result<PathBuf> {
             return Ok(candidate);
         }
     }
-    Err(UsageError(format!(
+    Err(Error::Usage(format!(
         "no {FILE_NAME} in {} or any parent directory; pass one with -f/--manifest",
         start.display()
     ))
@@ -91,7 +91,7 @@ pub fn load(path: &Path) -> Result<Loaded> {
 pub fn load_as(path: &Path, trust: Trust) -> Result<Loaded> {
     let text = trust::read_to_string(path, "manifest", trust)
         .map_err(|e| e.into_usage(|e| format!("cannot read manifest {}: {e}", path.display())))?;
-    let manifest = parse(&text).map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
+    let manifest = parse(&text).map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
     let path = std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
     Ok(Loaded { path, dir, manifest })
@@ -215,7 +215,7 @@ route = "/api"
         let found = locate(None, &below).unwrap();
         assert_eq!(found, dropped);
         let err = load_as(&found, Trust::RootOnly).unwrap_err();
-        assert!(err.is::<UsageError>());
+        assert!(crate::error::is_usage(&err));
         assert_eq!(
             err.to_string(),
             format!(

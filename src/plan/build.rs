@@ -9,7 +9,7 @@ use anyhow::Result;
 use fs_err as fs;
 use serde::Serialize;
 
-use crate::error::UsageError;
+use crate::error::Error;
 use crate::host::trust::{self, Trust};
 use crate::manifest::{self, Loaded, Manifest};
 use crate::name::BuildName;
@@ -289,7 +289,7 @@ pub fn promote(
     let from_decl = loaded.build(from)?;
     let decl = loaded.build(to)?;
     if from == to {
-        return Err(UsageError(format!(
+        return Err(Error::Usage(format!(
             "cannot promote build {from} to itself; name two builds, e.g. relctl promote testing production"
         ))
         .into());
@@ -297,7 +297,7 @@ pub fn promote(
     let m = &loaded.manifest;
     let source = app.layout.build(from);
     let refuse = |why: String| -> anyhow::Error {
-        UsageError(format!("cannot promote {from} to {to}: {why}; nothing was changed")).into()
+        Error::Usage(format!("cannot promote {from} to {to}: {why}; nothing was changed")).into()
     };
     let Some(id) = source.current_release()? else {
         return Err(refuse(format!("build {from} has no release yet (run: relctl build {from})")));
@@ -383,14 +383,14 @@ fn source_dir(loaded: &Loaded) -> Result<PathBuf> {
     let source = loaded.resolve(&loaded.manifest.source);
     if !source.is_dir() {
         return Err(
-            UsageError(format!("{}: source {} is not a directory", loaded.path.display(), source.display())).into()
+            Error::Usage(format!("{}: source {} is not a directory", loaded.path.display(), source.display())).into()
         );
     }
     let source = fs::canonicalize(&source)?;
     let whole = |d: &str| source == Path::new(d);
     let virtual_fs = ["/proc", "/sys", "/dev"].iter().any(|d| source.starts_with(d));
     if whole("/") || SYSTEM_DIRS.iter().any(|d| whole(d)) || virtual_fs {
-        return Err(UsageError(format!(
+        return Err(Error::Usage(format!(
             "{}: source {} is / or a system directory; it should be your project's checkout",
             loaded.path.display(),
             source.display()
@@ -399,7 +399,7 @@ fn source_dir(loaded: &Loaded) -> Result<PathBuf> {
     }
     if let Some(w) = &loaded.manifest.service.workdir {
         if !source.join(w).is_dir() {
-            return Err(UsageError(format!(
+            return Err(Error::Usage(format!(
                 "{}: [service] workdir \"{w}\" is not a directory in the source {}",
                 loaded.path.display(),
                 source.display()
@@ -462,8 +462,8 @@ pub(super) fn template_context(
 }
 
 /// A template error is the user's to fix: a usage error, with the file, line and variable.
-fn template_error(e: anyhow::Error) -> UsageError {
-    UsageError(format!("{e:#}"))
+fn template_error(e: anyhow::Error) -> Error {
+    Error::Usage(format!("{e:#}"))
 }
 
 /// The `[settings]` file, rendered.
@@ -477,7 +477,7 @@ fn settings_file(loaded: &Loaded, ctx: &TemplateContext, templates_from: Option<
     let path = render::render("[settings] path", &s.path, &no_secrets).map_err(template_error)?;
     if Path::new(&path).components().any(|c| !matches!(c, Component::Normal(_))) {
         return Err(
-            UsageError(format!("[settings] path renders to \"{path}\", which is not inside the release")).into()
+            Error::Usage(format!("[settings] path renders to \"{path}\", which is not inside the release")).into()
         );
     }
     let contents = render::render(&template_name, &source_text, ctx).map_err(template_error)?;
@@ -505,13 +505,13 @@ pub(super) fn service_environment(
             || render::render(&what, v, &placeholders).map_err(template_error)? != value;
         if secret {
             if let Some(c) = value.chars().find(|c| c.is_control() && *c != '\t') {
-                return Err(UsageError(format!(
+                return Err(Error::Usage(format!(
                     "{what} contains the control character {c:?} as rendered from secrets; it must fit on one line"
                 ))
                 .into());
             }
         } else {
-            manifest::check_one_line(&what, &value).map_err(|e| UsageError(format!("{e} (as rendered)")))?;
+            manifest::check_one_line(&what, &value).map_err(|e| Error::Usage(format!("{e} (as rendered)")))?;
         }
         environment.insert(k.clone(), value, secret);
     }
@@ -551,7 +551,7 @@ fn settings_template(loaded: &Loaded, template: &str, templates_from: Option<&Pa
             Some((n, src)) => Ok((format!("builtin:{n}"), src.to_string())),
             None => {
                 let known: Vec<String> = BUILTIN_TEMPLATES.iter().map(|(n, _)| format!("builtin:{n}")).collect();
-                Err(UsageError(format!(
+                Err(Error::Usage(format!(
                     "[settings] template \"{template}\" is not a builtin template; builtins: {}",
                     known.join(", ")
                 ))
@@ -579,13 +579,13 @@ fn settings_template(loaded: &Loaded, template: &str, templates_from: Option<&Pa
 fn read_secrets(loaded: &Loaded, build: &str, file: Option<&Path>) -> Result<Secrets> {
     let Some(file) = file else { return Ok(Secrets::default()) };
     let path = loaded.resolve(file);
-    let io_error = |e: std::io::Error| UsageError(format!("secrets file {} of build {build}: {e}", path.display()));
+    let io_error = |e: std::io::Error| Error::Usage(format!("secrets file {} of build {build}: {e}", path.display()));
     let mut file = trust::open(&path, &format!("[builds.{build}] secrets"), Trust::current())
-        .map_err(|e| e.into_usage(|e| io_error(e).0))?;
+        .map_err(|e| e.into_usage(|e| io_error(e).to_string()))?;
     let meta = file.metadata().map_err(io_error)?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o004 != 0 {
-        return Err(UsageError(format!(
+        return Err(Error::Usage(format!(
             "secrets file {} of build {build} is world-readable (mode {mode:04o}); run: chmod o-rwx {}",
             path.display(),
             path.display()
@@ -595,7 +595,7 @@ fn read_secrets(loaded: &Loaded, build: &str, file: Option<&Path>) -> Result<Sec
     let mut text = String::new();
     std::io::Read::read_to_string(&mut file, &mut text).map_err(io_error)?;
     let values =
-        render::parse_env_file(&text).map_err(|e| UsageError(format!("secrets file {}: {e}", path.display())))?;
+        render::parse_env_file(&text).map_err(|e| Error::Usage(format!("secrets file {}: {e}", path.display())))?;
     Ok(Secrets { file: Some(path), names: values.keys().cloned().collect(), values })
 }
 
@@ -789,7 +789,7 @@ route = "/api"
         fs::write(l.dir.join("deploy/settings.py.tera"), "A = 1\nB = {{ vars.nope }}\n").unwrap();
         let a = app(&l).unwrap();
         let err = build(&a, &l, &"development".parse().unwrap(), now(), KeyCommands::Run).unwrap_err();
-        assert!(err.chain().any(|e| e.is::<UsageError>()));
+        assert!(crate::error::is_usage(&err));
         assert!(err.to_string().starts_with("deploy/settings.py.tera:2: undefined variable `vars.nope`"), "{err}");
     }
 
@@ -931,7 +931,7 @@ route = "/api"
 
         chown(&template, Some(65534), None).unwrap();
         let err = build(&a, &l, &"development".parse().unwrap(), now(), KeyCommands::Run).unwrap_err();
-        assert!(err.is::<UsageError>());
+        assert!(crate::error::is_usage(&err));
         assert!(
             err.to_string().starts_with(&format!(
                 "[settings] template {} is owned by nobody, not root: {rule}",

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-use crate::error::UsageError;
+use crate::error::Error;
 use crate::name::BuildName;
 use crate::plan::units;
 use crate::plan::AppPlan;
@@ -22,7 +22,7 @@ pub fn check_host(app: &AppPlan, adopting: &[PathBuf]) -> Result<()> {
     let group = nix::unistd::Group::from_name(&app.socket_group)
         .with_context(|| format!("looking up group {}", app.socket_group))?;
     if group.is_none() {
-        return Err(UsageError(format!(
+        return Err(Error::Usage(format!(
             "{}: [service] socket_group \"{}\" does not exist on this host; use the group nginx runs as (www-data on Debian) or create it",
             app.manifest.display(),
             app.socket_group
@@ -40,7 +40,7 @@ pub fn check_socket_path(app: &AppPlan, name: &BuildName) -> Result<()> {
     let socket = app.layout.build(name).socket;
     let len = socket.as_os_str().len();
     if len > MAX_SOCKET_PATH {
-        return Err(UsageError(format!(
+        return Err(Error::Usage(format!(
             "{}: the socket path of build {name}, {} ({len} bytes), is longer than a unix socket address can hold ({MAX_SOCKET_PATH}); use a shorter root or socket name",
             app.manifest.display(),
             socket.display()

@@ -18,7 +18,7 @@ use anyhow::Result;
 use fs_err as fs;
 use serde::Serialize;
 
-use crate::error::UsageError;
+use crate::error::Error;
 use crate::manifest::{self, Loaded};
 use crate::name::BuildName;
 use crate::plan::hook::{Hook, HookStage};
@@ -115,14 +115,14 @@ pub fn app(loaded: &Loaded) -> Result<AppPlan> {
     };
     let root_str = root.to_string_lossy();
     if root_str.chars().any(|c| c.is_whitespace() || c == '%' || c == '"' || c == '\\') || root == Path::new("/") {
-        return Err(UsageError(format!(
+        return Err(Error::Usage(format!(
             "{}: root \"{root_str}\" must not be / or contain spaces, quotes, '\\' or '%'",
             loaded.path.display()
         ))
         .into());
     }
     if let Some(system) = system_dir(&root) {
-        return Err(UsageError(format!(
+        return Err(Error::Usage(format!(
             "{}: root {root_str} is inside {system}, which belongs to the system; put builds under /opt or /srv",
             loaded.path.display()
         ))
@@ -155,7 +155,7 @@ pub fn app(loaded: &Loaded) -> Result<AppPlan> {
         static_files: match &m.static_files {
             Some(st) => Some(StaticPlan {
                 dir: st.dir.trim_end_matches('/').trim_start_matches("./").to_string(),
-                url: manifest::static_url(&st.url).map_err(UsageError)?,
+                url: manifest::static_url(&st.url).map_err(Error::Usage)?,
                 max_age_s: st.max_age_s,
             }),
             None => None,

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use crate::error::UsageError;
+use crate::error::Error;
 use crate::host::trust::{self, Trust};
 use crate::manifest::Loaded;
 use crate::name::BuildName;
@@ -15,7 +15,7 @@ use crate::plan::AppPlan;
 pub fn nginx_routes(app: &AppPlan, loaded: &Loaded, only: &[BuildName]) -> Result<Vec<crate::nginx::Route>> {
     for name in only {
         if loaded.build(name)?.route.is_none() {
-            return Err(UsageError(format!(
+            return Err(Error::Usage(format!(
                 "build {name} has no route in {}; nothing to route to it",
                 loaded.path.display()
             ))
@@ -31,7 +31,7 @@ pub fn nginx_routes(app: &AppPlan, loaded: &Loaded, only: &[BuildName]) -> Resul
         let Some(route) = decl.route.clone() else { continue };
         let b = app.layout.build(name);
         if let Some(other) = routes.iter().find(|r| r.route == route) {
-            return Err(UsageError(format!(
+            return Err(Error::Usage(format!(
                 "builds {} and {name} both have the route {route} in {}; each build needs its own",
                 other.build,
                 loaded.path.display()
@@ -66,7 +66,7 @@ pub fn nginx_routes(app: &AppPlan, loaded: &Loaded, only: &[BuildName]) -> Resul
 fn existing_file(loaded: &Loaded, what: &str, p: &Path) -> Result<PathBuf> {
     let path = loaded.resolve(p);
     if !path.is_file() {
-        return Err(UsageError(format!("{}: {what} {} is not a file", loaded.path.display(), path.display())).into());
+        return Err(Error::Usage(format!("{}: {what} {} is not a file", loaded.path.display(), path.display())).into());
     }
     Ok(path)
 }

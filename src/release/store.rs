@@ -103,24 +103,20 @@ impl Release {
 /// Whether the build whose releases are `releases` can roll back to `id` (`rollback --to`): a
 /// usage error (exit 2) names a release it does not have, with the ones it has, an incomplete one
 /// and the current one. Checked before the lock, and again under it.
-pub fn check_rollback_target(
-    build: &str,
-    releases: &[Release],
-    id: &ReleaseId,
-) -> Result<(), crate::error::UsageError> {
-    use crate::error::UsageError;
+pub fn check_rollback_target(build: &str, releases: &[Release], id: &ReleaseId) -> Result<(), crate::error::Error> {
+    use crate::error::Error;
     let Some(r) = releases.iter().find(|r| r.id == *id) else {
         let known: Vec<String> = releases.iter().map(|r| r.id.to_string()).collect();
         let known = if known.is_empty() { "none yet".to_string() } else { known.join(", ") };
-        return Err(UsageError(format!(
+        return Err(Error::Usage(format!(
             "build {build} has no release {id}; its releases: {known} (see relctl releases {build})"
         )));
     };
     match r.state {
-        ReleaseState::Incomplete => Err(UsageError(format!(
+        ReleaseState::Incomplete => Err(Error::Usage(format!(
             "release {id} of build {build} is incomplete (its build never finished); cannot roll back to it"
         ))),
-        ReleaseState::Current => Err(UsageError(format!("release {id} is already current for build {build}"))),
+        ReleaseState::Current => Err(Error::Usage(format!("release {id} is already current for build {build}"))),
         _ => Ok(()),
     }
 }

@@ -9,7 +9,6 @@ use std::time::Instant;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use crate::error::Outcome;
 use crate::manifest::Loaded;
 use crate::name::BuildName;
 use crate::release::id::ReleaseId;
@@ -47,7 +46,8 @@ impl Job {
     }
 
     /// Ships and runs on one host; the error is for a host relctl could not run on.
-    pub fn run_on(&self, target: &Target, output: &Output) -> Result<(Remote, Outcome, Vec<u8>)> {
+    /// Returns relctl's exit code there and its captured output.
+    pub fn run_on(&self, target: &Target, output: &Output) -> Result<(Remote, u8, Vec<u8>)> {
         let host = Remote::new(target.clone())?;
         host.check_version()?;
         let dir = host.ship(&self.shipment)?;
@@ -62,13 +62,9 @@ impl Job {
         let output = Output::for_hosts(mode, prefix.clone());
         let mut row = HostResult { result: HostState::Failed, ..HostResult::not_reached(target) };
         match self.run_on(target, &output) {
-            Ok((host, outcome, captured)) => {
-                row.exit_code = Some(match outcome {
-                    Outcome::Ok => 0,
-                    Outcome::NotActive => 3,
-                    Outcome::Exited(c) => c,
-                });
-                if outcome == Outcome::Ok {
+            Ok((host, code, captured)) => {
+                row.exit_code = Some(code);
+                if code == 0 {
                     row.result = HostState::Ok;
                 }
                 match json_answer(&captured) {
@@ -122,7 +118,8 @@ fn beginning(answer: &[u8]) -> String {
 /// not read the answer.
 pub struct HostStatus {
     pub host: String,
-    pub status: Result<(Outcome, StatusAnswer), String>,
+    /// relctl's exit code there, and its answer.
+    pub status: Result<(u8, StatusAnswer), String>,
 }
 
 /// A host's `relctl --json status` answer: the document as it came (for `--json`), and what the
@@ -152,13 +149,13 @@ pub struct BuildRow {
     pub route: Option<String>,
 }
 
-/// Reads a host's answer to `relctl --json status`, which exited with `outcome`: an error says
+/// Reads a host's answer to `relctl --json status`, which exited with `code`: an error says
 /// what was wrong (no answer, not JSON, a field missing or of the wrong type) and how the answer
 /// begins.
-pub fn parse_status(outcome: Outcome, answer: &[u8]) -> Result<StatusAnswer, String> {
-    let doc = match (json_answer(answer)?, outcome) {
+pub fn parse_status(code: u8, answer: &[u8]) -> Result<StatusAnswer, String> {
+    let doc = match (json_answer(answer)?, code) {
         (Some(doc), _) => doc,
-        (None, Outcome::Exited(code)) => return Err(format!("relctl status exited {code} there without an answer")),
+        (None, 1..) => return Err(format!("relctl status exited {code} there without an answer")),
         (None, _) => return Err("relctl status answered nothing".into()),
     };
     let typed: StatusDoc = serde_path_to_error::deserialize(&doc).map_err(|e| {
@@ -367,16 +364,16 @@ mod tests {
 
     #[test]
     fn a_hosts_status_answer_reads_by_type_into_rows() {
-        let answer = parse_status(Outcome::Ok, STATUS.as_bytes()).unwrap();
+        let answer = parse_status(0, STATUS.as_bytes()).unwrap();
         assert_eq!(answer.app, "medctrl");
-        let rows = status_rows(&[HostStatus { host: "web1".into(), status: Ok((Outcome::Ok, answer)) }]);
+        let rows = status_rows(&[HostStatus { host: "web1".into(), status: Ok((0, answer)) }]);
         let expected = ["web1", "production", "active (running)", "20261123T130501Z-0123abc", "4242", "/"];
         assert_eq!(rows, [expected.map(String::from)]);
     }
 
     #[test]
     fn a_garbled_status_answer_is_an_error_row_naming_what_was_wrong() {
-        let why = |answer: &[u8]| parse_status(Outcome::Ok, answer).unwrap_err();
+        let why = |answer: &[u8]| parse_status(0, answer).unwrap_err();
         // Not JSON: what the parser said and how the answer begins, escaped.
         assert_eq!(
             why(b"Welcome to web1!\n\x1b]0;pwned\x07{}"),
@@ -395,11 +392,8 @@ mod tests {
         assert!(why(b"[1, 2]").starts_with("its status answer is not relctl's status JSON"));
         assert!(why(STATUS.replace("20261123T130501Z", "yesterday").as_bytes()).contains("at builds[0].release"));
         // No answer at all: relctl failed there (its error was relayed), or printed nothing.
-        assert_eq!(
-            parse_status(Outcome::Exited(1), b"").unwrap_err(),
-            "relctl status exited 1 there without an answer"
-        );
-        assert_eq!(parse_status(Outcome::Ok, b"\n").unwrap_err(), "relctl status answered nothing");
+        assert_eq!(parse_status(1, b"").unwrap_err(), "relctl status exited 1 there without an answer");
+        assert_eq!(parse_status(0, b"\n").unwrap_err(), "relctl status answered nothing");
         // The error is the host's row, not an empty table.
         let rows = status_rows(&[HostStatus { host: "web1".into(), status: Err(why(b"<html>")) }]);
         assert_eq!(rows.len(), 1);

@@ -19,7 +19,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
-use crate::error::{Outcome, UsageError};
+use crate::error::Error;
 use crate::host::trust::{self, Trust};
 use crate::manifest::Loaded;
 use crate::release::stage::CopySpec;
@@ -88,7 +88,7 @@ impl Remote {
         let ssh = match std::env::var(SSH_ENV) {
             Ok(line) => shlex::split(&line)
                 .filter(|v| !v.is_empty())
-                .ok_or_else(|| UsageError(format!("{SSH_ENV}=\"{line}\" is not a command line")))?,
+                .ok_or_else(|| Error::Usage(format!("{SSH_ENV}=\"{line}\" is not a command line")))?,
             Err(_) => vec!["ssh".to_string()],
         };
         Ok(Remote { target, ssh })
@@ -177,13 +177,7 @@ impl Remote {
     /// Runs relctl on the host with the shipped manifest and `args`, its output going to `output`;
     /// the shipped directory is removed afterwards. Returns relctl's exit status there and, with
     /// [`Output::Captured`], its stdout.
-    pub fn run(
-        &self,
-        dir: &str,
-        args: &[String],
-        revision: Option<&str>,
-        output: &Output,
-    ) -> Result<(Outcome, Vec<u8>)> {
+    pub fn run(&self, dir: &str, args: &[String], revision: Option<&str>, output: &Output) -> Result<(u8, Vec<u8>)> {
         let script = run_script(dir, args, revision)?;
         let tty =
             matches!(output, Output::Inherit) && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
@@ -213,7 +207,7 @@ impl Remote {
         };
         match status.code() {
             Some(255) => bail!("lost the connection to {} (ssh exited 255)", self.target),
-            Some(code) => Ok((if code == 0 { Outcome::Ok } else { Outcome::Exited(code as u8) }, captured)),
+            Some(code) => Ok((code as u8, captured)),
             None => bail!("ssh to {} was killed ({status})", self.target),
         }
     }
@@ -355,7 +349,7 @@ impl Shipment {
     /// `source`: the sources to ship (for `build`), as `build` would copy them.
     pub fn new(loaded: &Loaded, source: Option<CopySpec>) -> Result<Shipment> {
         let refuse = |what: String| -> anyhow::Error {
-            UsageError(format!(
+            Error::Usage(format!(
                 "{}: with -H, {what} must be an absolute path on the host (relctl does not ship it: it is the host's)",
                 loaded.path.display()
             ))
@@ -363,7 +357,8 @@ impl Shipment {
         };
         let text =
             std::fs::read_to_string(&loaded.path).with_context(|| format!("reading {}", loaded.path.display()))?;
-        let mut table: toml::Table = text.parse().map_err(|e| UsageError(format!("{}: {e}", loaded.path.display())))?;
+        let mut table: toml::Table =
+            text.parse().map_err(|e| Error::Usage(format!("{}: {e}", loaded.path.display())))?;
         let m = &loaded.manifest;
         if m.root.as_ref().is_some_and(|r| r.is_relative()) {
             return Err(refuse("root".into()));
