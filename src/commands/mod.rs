@@ -98,7 +98,21 @@ impl Session {
         verb: &str,
         build: &BuildName,
     ) -> Result<(Session, BuildLayout)> {
-        Session::open_build(loaded, Some((g, report)), verb, build, false, &[])
+        Session::open_build(loaded, Some((g, report)), verb, build, false, &[], |_| Ok(())).map(|(s, b, ())| (s, b))
+    }
+
+    /// Like [`Session::for_build`], with `plan` run on the build once the usage and root checks
+    /// passed, before the app's lock is taken: what the command resolves from the build as it is
+    /// (rollback's target), so that nothing is touched when it cannot be.
+    pub fn for_build_planned<T>(
+        loaded: &Loaded,
+        g: &GlobalArgs,
+        report: &Report,
+        verb: &str,
+        build: &BuildName,
+        plan: impl FnOnce(&BuildLayout) -> Result<T>,
+    ) -> Result<(Session, BuildLayout, T)> {
+        Session::open_build(loaded, Some((g, report)), verb, build, false, &[], plan)
     }
 
     /// For `relctl build <BUILD> --adopt`: like [`Session::for_build`], with the hand-made unit
@@ -110,7 +124,8 @@ impl Session {
         build: &BuildName,
         adopting: &[PathBuf],
     ) -> Result<(Session, BuildLayout)> {
-        Session::open_build(loaded, Some((g, report)), "build", build, false, adopting)
+        Session::open_build(loaded, Some((g, report)), "build", build, false, adopting, |_| Ok(()))
+            .map(|(s, b, ())| (s, b))
     }
 
     /// Like [`Session::for_build`], for a command that needs a release to run (start, restart,
@@ -122,42 +137,47 @@ impl Session {
         verb: &str,
         build: &BuildName,
     ) -> Result<(Session, BuildLayout)> {
-        Session::open_build(loaded, Some((g, report)), verb, build, true, &[])
+        Session::open_build(loaded, Some((g, report)), verb, build, true, &[], |_| Ok(())).map(|(s, b, ())| (s, b))
     }
 
     /// Like [`Session::for_built`], without the app's lock, for a command that changes nothing
     /// of the app's and may run for as long as its user likes (`exec`): it must not hold up
     /// deploys.
     pub fn for_built_unlocked(loaded: &Loaded, verb: &str, build: &BuildName) -> Result<(Session, BuildLayout)> {
-        Session::open_build(loaded, None, verb, build, true, &[])
+        Session::open_build(loaded, None, verb, build, true, &[], |_| Ok(())).map(|(s, b, ())| (s, b))
     }
 
     /// `lock`: take the app's lock, with these flags and this report for the waiting message.
-    fn open_build(
+    /// `plan` runs after the usage and root checks, before systemd and the lock.
+    fn open_build<T>(
         loaded: &Loaded,
         lock: Option<(&GlobalArgs, &Report)>,
         verb: &str,
         build: &BuildName,
         must_be_built: bool,
         adopting: &[PathBuf],
-    ) -> Result<(Session, BuildLayout)> {
+        plan: impl FnOnce(&BuildLayout) -> Result<T>,
+    ) -> Result<(Session, BuildLayout, T)> {
         let app = plan::app(loaded)?;
         loaded.build(build)?;
         let layout = app.layout.build(build);
         if must_be_built {
             require_release(&layout)?;
         }
-        Ok((Session::open(app, lock, &format!("relctl {verb} {build}"), adopting)?, layout))
+        preflight(&app, &format!("relctl {verb} {build}"), adopting)?;
+        let planned = plan(&layout)?;
+        Ok((Session::open(app, lock)?, layout, planned))
     }
 
     /// For a command on the whole app (`relctl <verb>`).
     pub fn for_app(loaded: &Loaded, g: &GlobalArgs, report: &Report, verb: &str) -> Result<Session> {
-        Session::open(plan::app(loaded)?, Some((g, report)), &format!("relctl {verb}"), &[])
+        let app = plan::app(loaded)?;
+        preflight(&app, &format!("relctl {verb}"), &[])?;
+        Session::open(app, Some((g, report)))
     }
 
-    fn open(app: AppPlan, lock: Option<(&GlobalArgs, &Report)>, what: &str, adopting: &[PathBuf]) -> Result<Session> {
-        host::check_host(&app, adopting)?;
-        require_root(what)?;
+    /// After [`preflight`]: systemd, and the app's lock.
+    fn open(app: AppPlan, lock: Option<(&GlobalArgs, &Report)>) -> Result<Session> {
         let systemd = Systemd::connect()?;
         let no_wait = lock.is_some_and(|(g, _)| g.no_wait);
         let lock = match lock {
@@ -176,6 +196,12 @@ impl Session {
     pub fn deploy<'a>(&'a self, build: &'a BuildLayout, report: &'a mut Report) -> Deploy<'a> {
         Deploy::new(&self.app, build, &self.systemd, report).no_wait(self.no_wait)
     }
+}
+
+/// What a session checks before anything is touched: the host (usage errors first), then root.
+fn preflight(app: &AppPlan, what: &str, adopting: &[PathBuf]) -> Result<()> {
+    host::check_host(app, adopting)?;
+    require_root(what)
 }
 
 /// The build has a current release whose directory exists.

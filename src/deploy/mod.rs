@@ -37,6 +37,7 @@ use crate::name::BuildName;
 use crate::plan::adopt::AdoptPlan;
 use crate::plan::build::BuildPlan;
 use crate::plan::hook::{Hook, HookStage};
+use crate::plan::rollback::{self, RollbackPlan};
 use crate::plan::units::{self, UnitFile};
 use crate::plan::AppPlan;
 use crate::release::deps::{self, DepPlan};
@@ -46,7 +47,7 @@ use crate::release::layout::{self, BuildLayout, Instance, Slot};
 use crate::release::render;
 use crate::release::secret_key;
 use crate::release::stage;
-use crate::release::store::{self, ReleaseMeta, ReleaseState};
+use crate::release::store::{self, ReleaseMeta};
 use crate::report::{self, Report};
 use crate::systemd::{ActiveState, JobKind, Systemd, UnitState};
 
@@ -214,34 +215,27 @@ impl<'a> Deploy<'a> {
         })
     }
 
-    /// `relctl rollback`: switches back to `to` (default: the newest good release older than
-    /// current), restarts and verifies it, and marks the release it left as bad.
-    pub fn rollback(&mut self, to: Option<&ReleaseId>) -> Result<RollbackResult> {
+    /// `relctl rollback`: switches back to the planned target (resolved before the lock),
+    /// restarts and verifies it, and marks the release it left as bad. The build must still be
+    /// as planned: a relctl that changed it while this one waited for the lock (or the recovery
+    /// from an interrupted one) leaves the rollback undone.
+    pub fn rollback(&mut self, plan: &RollbackPlan) -> Result<RollbackResult> {
         let b = self.build;
         let t = Instant::now();
         if let Some(r) = self.recover()? {
             self.report.step("recover", t, r);
         }
-        let releases = store::list(b)?;
-        let current = releases
-            .iter()
-            .find(|r| r.state == ReleaseState::Current)
-            .map(|r| r.id.clone())
-            .with_context(|| format!("build {} has no current release: nothing to roll back", b.build))?;
-        let target = match to {
-            Some(id) => {
-                store::check_rollback_target(&b.build, &releases, id)?;
-                id.clone()
-            }
-            None => releases.iter().find(|r| r.state == ReleaseState::Previous).map(|r| r.id.clone()).with_context(
-                || {
-                    format!(
-                        "build {} has no good release older than {current} to roll back to (see relctl releases {})",
-                        b.build, b.build
-                    )
-                },
-            )?,
-        };
+        let now = rollback::resolve(&b.build, &store::list(b)?, Some(&plan.to))?;
+        if now.from != plan.from {
+            bail!(
+                "build {}'s current release is now {}, not {} as planned (another relctl changed the build while this one waited for the lock, or an interrupted one was recovered from); nothing was rolled back: see relctl releases {}",
+                b.build,
+                now.from,
+                plan.from,
+                b.build
+            );
+        }
+        let (current, target) = (now.from, now.to);
         let live = self.go_live(&target, Some(&current))?;
         store::mark_bad(&b.release_dir(&current), &format!("rolled back to {target}"))?;
         Ok(RollbackResult { build: b.build.clone(), from: current, to: target, unit: live.unit, health: live.health })

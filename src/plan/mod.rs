@@ -9,6 +9,7 @@ pub mod adopt;
 pub mod build;
 pub mod hook;
 pub mod host;
+pub mod rollback;
 pub mod routes;
 pub mod units;
 
