@@ -31,26 +31,34 @@ use crate::systemd::Systemd;
 pub fn dispatch(cli: Cli) -> Result<()> {
     let g = &cli.global;
     let mut report = report(g);
-    match remote::place(&cli)? {
+    // The manifest, read once, for every command but init and completions: where the command runs
+    // (its builds' hosts) and the command itself. An error is the command's to report.
+    let manifest = match cli.command {
+        Command::Init(_) | Command::Completions { .. } => None,
+        _ => Some(load(g)),
+    };
+    let loaded_ok = manifest.as_ref().and_then(|m| m.as_ref().ok());
+    match remote::place(&cli, loaded_ok)? {
         remote::Place::Here => {}
-        place => return remote::run(&cli, place, &report),
+        place => return remote::run(&cli, place, manifest, &report),
     }
     let r = &mut report;
+    let loaded = || manifest.expect("read for every command but init and completions");
     match cli.command {
         Command::Init(args) => init::run(&args, g, r),
-        Command::Build(args) => build::run(&load(g)?, &args, g, r),
-        Command::Start(a) => control::start(&load(g)?, &a.build, g, r),
-        Command::Stop(a) => control::stop(&load(g)?, &a.build, g, r),
-        Command::Restart(a) => control::restart(&load(g)?, a.build.as_ref(), g, r),
-        Command::Reload(a) => control::reload(&load(g)?, &a.build, g, r),
-        Command::Releases(a) => releases::list(&load(g)?, &a.build, r),
-        Command::Rollback(a) => releases::rollback(&load(g)?, &a, g, r),
-        Command::Promote(a) => promote::run(&load(g)?, &a, g, r),
-        Command::Destroy(args) => destroy::run(&load(g)?, &args, g, r),
-        Command::Status(a) => status::run(&load(g)?, a.build.as_ref(), r),
-        Command::Logs(a) => logs::run(&load(g)?, &a, r),
-        Command::NginxSnippet(args) => nginx::run(&load(g)?, &args, r),
-        Command::Exec(args) => exec::run(&load(g)?, &args, g, r),
+        Command::Build(args) => build::run(&loaded()?, &args, g, r),
+        Command::Start(a) => control::start(&loaded()?, &a.build, g, r),
+        Command::Stop(a) => control::stop(&loaded()?, &a.build, g, r),
+        Command::Restart(a) => control::restart(&loaded()?, a.build.as_ref(), g, r),
+        Command::Reload(a) => control::reload(&loaded()?, &a.build, g, r),
+        Command::Releases(a) => releases::list(&loaded()?, &a.build, r),
+        Command::Rollback(a) => releases::rollback(&loaded()?, &a, g, r),
+        Command::Promote(a) => promote::run(&loaded()?, &a, g, r),
+        Command::Destroy(args) => destroy::run(&loaded()?, &args, g, r),
+        Command::Status(a) => status::run(&loaded()?, a.build.as_ref(), r),
+        Command::Logs(a) => logs::run(&loaded()?, &a, r),
+        Command::NginxSnippet(args) => nginx::run(&loaded()?, &args, r),
+        Command::Exec(args) => exec::run(&loaded()?, &args, g, r),
         Command::Completions { shell } => {
             // Into memory first: clap_complete panics when a write fails (`| head`).
             let mut script = Vec::new();

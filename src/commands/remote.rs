@@ -5,6 +5,7 @@ use anyhow::Result;
 
 use crate::cli::{Cli, Command};
 use crate::error::Error;
+use crate::manifest::Loaded;
 use crate::name::BuildName;
 use crate::remote::fleet::{self, HostState, Job};
 use crate::remote::ssh::{self, Output};
@@ -34,8 +35,9 @@ fn build_of(command: &Command) -> Option<&BuildName> {
 }
 
 /// `-H`, then `--hosts`, then the manifest's `hosts` of the build the command is about (for
-/// `status` without a build: of every build).
-pub fn place(cli: &Cli) -> Result<Place> {
+/// `status` without a build: of every build). `loaded`: the manifest, when it loaded (one that
+/// does not is the command's to report).
+pub fn place(cli: &Cli, loaded: Option<&Loaded>) -> Result<Place> {
     let g = &cli.global;
     if let Some(t) = &g.host {
         return Ok(Place::One(t.clone()));
@@ -46,8 +48,7 @@ pub fn place(cli: &Cli) -> Result<Place> {
     if let Command::Init(_) | Command::Completions { .. } = cli.command {
         return Ok(Place::Here);
     }
-    // A manifest that does not load is the command's to report.
-    let Ok(loaded) = super::load(g) else { return Ok(Place::Here) };
+    let Some(loaded) = loaded else { return Ok(Place::Here) };
     let mut hosts: Vec<String> = match build_of(&cli.command) {
         Some(b) => loaded.build(b).map(|d| d.hosts).unwrap_or_default(),
         None => loaded.manifest.named_builds().flat_map(|(_, b)| b.hosts.clone()).collect(),
@@ -61,8 +62,9 @@ pub fn place(cli: &Cli) -> Result<Place> {
     Ok(Place::Many(hosts))
 }
 
-fn job(cli: &Cli) -> Result<Job> {
-    let loaded = super::load(&cli.global)?;
+/// `manifest`: as `commands::dispatch` read it.
+fn job(cli: &Cli, manifest: Option<Result<Loaded>>) -> Result<Job> {
+    let loaded = manifest.expect("read for every command but init and completions")?;
     let args = ssh::forwarded_args(&std::env::args_os().skip(1).collect::<Vec<_>>())?;
     let reported = match &cli.command {
         Command::Build(_) | Command::Rollback(_) | Command::Promote(_) | Command::Restart(_) => build_of(&cli.command),
@@ -71,7 +73,7 @@ fn job(cli: &Cli) -> Result<Job> {
     Job::new(loaded, matches!(cli.command, Command::Build(_)), reported, args)
 }
 
-pub fn run(cli: &Cli, place: Place, report: &Report) -> Result<()> {
+pub fn run(cli: &Cli, place: Place, manifest: Option<Result<Loaded>>, report: &Report) -> Result<()> {
     if let Command::Init(_) | Command::Completions { .. } = cli.command {
         let what = if matches!(cli.command, Command::Init(_)) { "init" } else { "completions" };
         return Err(Error::Usage(format!("relctl {what} runs here, not on a host: leave out -H/--hosts")).into());
@@ -79,13 +81,15 @@ pub fn run(cli: &Cli, place: Place, report: &Report) -> Result<()> {
     match place {
         Place::Here => unreachable!("commands::dispatch runs those here"),
         Place::One(target) => {
-            let (_, code, _) = job(cli)?.run_on(&target, &Output::Inherit)?;
+            let (_, code, _) = job(cli, manifest)?.run_on(&target, &Output::Inherit)?;
             Ok(Error::from_exit(code)?)
         }
         Place::Many(hosts) => match &cli.command {
-            Command::Build(_) | Command::Rollback(_) | Command::Promote(_) => roll(cli, &hosts, report),
-            Command::Restart(a) if a.build.is_some() => roll(cli, &hosts, report),
-            Command::Status(_) => status(cli, &hosts, report),
+            Command::Build(_) | Command::Rollback(_) | Command::Promote(_) => {
+                roll(job(cli, manifest)?, cli, &hosts, report)
+            }
+            Command::Restart(a) if a.build.is_some() => roll(job(cli, manifest)?, cli, &hosts, report),
+            Command::Status(_) => status(job(cli, manifest)?, &hosts, report),
             _ => Err(Error::Usage(format!(
                 "this command runs on one host at a time; the build runs on {}: pick one with -H",
                 hosts.iter().map(Target::to_string).collect::<Vec<_>>().join(", ")
@@ -96,8 +100,7 @@ pub fn run(cli: &Cli, place: Place, report: &Report) -> Result<()> {
 }
 
 /// `build`, `restart`, `rollback`, `promote` across hosts, `--serial` at a time.
-fn roll(cli: &Cli, hosts: &[Target], report: &Report) -> Result<()> {
-    let job = job(cli)?;
+fn roll(job: Job, cli: &Cli, hosts: &[Target], report: &Report) -> Result<()> {
     let serial = cli.global.serial;
     let names: Vec<String> = hosts.iter().map(Target::to_string).collect();
     report.say(format!("relctl: rolling over {} ({serial} at a time): {}", names.join(", "), job.args.join(" ")));
@@ -114,8 +117,7 @@ fn roll(cli: &Cli, hosts: &[Target], report: &Report) -> Result<()> {
 }
 
 /// `status` of every host, as one table.
-fn status(cli: &Cli, hosts: &[Target], report: &Report) -> Result<()> {
-    let mut job = job(cli)?;
+fn status(mut job: Job, hosts: &[Target], report: &Report) -> Result<()> {
     if !job.args.iter().any(|a| a == "--json") {
         job.args.insert(0, "--json".into());
     }
@@ -146,4 +148,35 @@ fn status(cli: &Cli, hosts: &[Target], report: &Report) -> Result<()> {
         Mode::Quiet => {}
     }
     end.map_err(Into::into)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn hosts(place: Place) -> Option<Vec<String>> {
+        match place {
+            Place::Many(hosts) => Some(hosts.iter().map(Target::to_string).collect()),
+            Place::Here => None,
+            Place::One(t) => panic!("one host: {t}"),
+        }
+    }
+
+    #[test]
+    fn where_a_command_runs_comes_from_the_manifest_dispatch_read() {
+        let text = "app = \"medctrl\"\n[service]\nexec = \"x\"\n[builds.production]\nhosts = [\"web1\", \"web2\"]\n[builds.development]\n";
+        let loaded =
+            Loaded { path: "/x/relctl.toml".into(), dir: "/x".into(), manifest: crate::manifest::parse(text).unwrap() };
+        let cli = |args: &[&str]| Cli::try_parse_from([&["relctl"], args].concat()).unwrap();
+        let build = cli(&["build", "production"]);
+        assert_eq!(hosts(place(&build, Some(&loaded)).unwrap()), Some(vec!["web1".into(), "web2".into()]));
+        assert_eq!(hosts(place(&cli(&["build", "development"]), Some(&loaded)).unwrap()), None);
+        // A manifest that did not load: here, where the command reports it.
+        assert_eq!(hosts(place(&build, None).unwrap()), None);
+        assert_eq!(
+            hosts(place(&cli(&["--hosts", "h1", "build", "production"]), None).unwrap()),
+            Some(vec!["h1".into()])
+        );
+    }
 }

@@ -105,6 +105,7 @@ pub fn parse(text: &str) -> Result<Manifest, String> {
         one_line_toml_error(e.inner(), text, Some(key.as_str()).filter(|k| *k != "."))
     })?;
     check::check(&mut manifest)?;
+    manifest.text = text.to_string();
     Ok(manifest)
 }
 

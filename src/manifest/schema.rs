@@ -41,6 +41,9 @@ pub struct Manifest {
     /// `[static]`: files nginx serves itself, from each build's current release.
     #[serde(rename = "static")]
     pub static_files: Option<Static>,
+    /// The text it was parsed from (and checked): what `-H` ships to the host, never read again.
+    #[serde(skip)]
+    pub text: String,
 }
 
 /// `[static]`: a directory inside the release (what `collectstatic` fills in a build hook) that

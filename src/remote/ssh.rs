@@ -355,10 +355,9 @@ impl Shipment {
             ))
             .into()
         };
-        let text =
-            std::fs::read_to_string(&loaded.path).with_context(|| format!("reading {}", loaded.path.display()))?;
+        // The text relctl read and checked, not the file again (it may have changed since).
         let mut table: toml::Table =
-            text.parse().map_err(|e| Error::Usage(format!("{}: {e}", loaded.path.display())))?;
+            loaded.manifest.text.parse().map_err(|e| Error::Usage(format!("{}: {e}", loaded.path.display())))?;
         let m = &loaded.manifest;
         if m.root.as_ref().is_some_and(|r| r.is_relative()) {
             return Err(refuse("root".into()));
@@ -669,6 +668,11 @@ mod tests {
         let shipped = entries.iter().find(|e| e.0 == "src/real-in-src.tera").unwrap();
         assert_eq!((shipped.1, shipped.2, shipped.4.as_str()), (tar::EntryType::Regular, 0o600, "X = 1\n"));
         assert!(!entries.iter().any(|e| e.1 == tar::EntryType::Symlink), "{entries:?}");
+
+        // What is shipped is the manifest relctl read and checked once, not the file as it is now.
+        std::fs::write(app.join("relctl.toml"), "app = \"changed\"\n").unwrap();
+        let shipment = Shipment::new(&loaded, None).unwrap();
+        assert!(shipment.manifest.contains("app = \"medctrl\""), "{}", shipment.manifest);
     }
 
     #[test]
