@@ -15,6 +15,7 @@ use crate::release::id::ReleaseId;
 use crate::remote::ssh::{Output, Remote, Shipment};
 use crate::remote::target::Target;
 use crate::report::{self, terminal_safe, Mode};
+use crate::systemd::ActiveState;
 
 /// What a command run elsewhere ships and runs there.
 pub struct Job {
@@ -142,11 +143,18 @@ struct StatusDoc {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct BuildRow {
     pub build: String,
-    pub state: String,
+    /// The serving instance's ActiveState, as systemd spells it (a value this relctl does not
+    /// know reads as `Other`).
+    #[serde(deserialize_with = "active_state")]
+    pub state: ActiveState,
     pub sub_state: String,
     pub release: Option<ReleaseId>,
     pub main_pid: Option<u32>,
     pub route: Option<String>,
+}
+
+fn active_state<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<ActiveState, D::Error> {
+    Ok(ActiveState::parse(&String::deserialize(deserializer)?))
 }
 
 /// Reads a host's answer to `relctl --json status`, which exited with `code`: an error says
@@ -366,6 +374,9 @@ mod tests {
     fn a_hosts_status_answer_reads_by_type_into_rows() {
         let answer = parse_status(0, STATUS.as_bytes()).unwrap();
         assert_eq!(answer.app, "medctrl");
+        assert_eq!(answer.builds[0].state, ActiveState::Active);
+        let newer = parse_status(0, STATUS.replace("\"active\"", "\"hibernating\"").as_bytes()).unwrap();
+        assert_eq!(newer.builds[0].state, ActiveState::Other("hibernating".into()));
         let rows = status_rows(&[HostStatus { host: "web1".into(), status: Ok((0, answer)) }]);
         let expected = ["web1", "production", "active (running)", "20261123T130501Z-0123abc", "4242", "/"];
         assert_eq!(rows, [expected.map(String::from)]);
