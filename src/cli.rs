@@ -8,6 +8,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::name::BuildName;
+
 /// Build and release several builds of one web app side by side, under systemd.
 ///
 /// relctl copies your sources into a new release directory for a build (development, testing,
@@ -366,7 +368,7 @@ pub struct BuildArgs {
     /// It must be declared as [builds.<BUILD>] in the manifest, or belong to a family declared as [builds."<prefix>*"] (e.g. `pr-42` of
     /// [builds."pr-*"], a review build: `{{ build }}` in the family's `route` and `vars` becomes
     /// its name).
-    pub build: String,
+    pub build: BuildName,
 
     /// Print the plan (paths, units, files, hooks, jobs); change nothing.
     ///
@@ -396,10 +398,10 @@ pub struct BuildArgs {
 #[derive(Debug, Args)]
 pub struct PromoteArgs {
     /// The build whose current release is shipped, e.g. testing.
-    pub from: String,
+    pub from: BuildName,
 
     /// The build that gets it, e.g. production.
-    pub to: String,
+    pub to: BuildName,
 
     /// Print the plan; change nothing.
     ///
@@ -415,7 +417,7 @@ pub struct DestroyArgs {
     ///
     /// Declared as [builds.<BUILD>] in the manifest (or a member of a family such as
     /// [builds."pr-*"]), with a directory `<root>/<BUILD>`.
-    pub build: String,
+    pub build: BuildName,
 
     /// Also remove the build's state and cache (database, uploads).
     ///
@@ -453,7 +455,7 @@ pub struct DestroyArgs {
 #[derive(Debug, Args)]
 pub struct LogsArgs {
     /// A build declared as [builds.<BUILD>] in the manifest.
-    pub build: String,
+    pub build: BuildName,
 
     /// Keep printing entries as they are written, until interrupted.
     ///
@@ -476,7 +478,7 @@ pub struct LogsArgs {
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
     /// A build declared as [builds.<BUILD>] in the manifest.
-    pub build: String,
+    pub build: BuildName,
 
     /// The release to return to, e.g. 20261123T130501Z-abc1234.
     ///
@@ -489,7 +491,7 @@ pub struct RollbackArgs {
 #[derive(Debug, Args)]
 pub struct ExecArgs {
     /// A build declared in the manifest, with a current release.
-    pub build: String,
+    pub build: BuildName,
 
     /// Set KEY to VALUE for CMD, or to relctl's own KEY (repeatable).
     ///
@@ -511,7 +513,7 @@ pub struct ExecArgs {
 pub struct NginxArgs {
     /// Only this build (repeatable).
     #[arg(long = "build", value_name = "BUILD")]
-    pub builds: Vec<String>,
+    pub builds: Vec<BuildName>,
 
     /// Write the snippet to FILE atomically (mode 0644) instead of printing it.
     #[arg(long, short, value_name = "FILE")]
@@ -536,13 +538,13 @@ pub struct NginxArgs {
 #[derive(Debug, Args)]
 pub struct BuildArg {
     /// A build declared as [builds.<BUILD>] in the manifest.
-    pub build: String,
+    pub build: BuildName,
 }
 
 #[derive(Debug, Args)]
 pub struct OptionalBuildArg {
     /// A build declared as [builds.<BUILD>]; all builds when left out.
-    pub build: Option<String>,
+    pub build: Option<BuildName>,
 }
 
 /// The clap command, for man pages and completions.

@@ -16,11 +16,13 @@ use anyhow::{Context, Result};
 use fs_err as fs;
 use serde::Serialize;
 
-use crate::error::UsageError;
+use crate::error::Error;
 use crate::manifest::Loaded;
+use crate::name::BuildName;
 use crate::nginx;
 use crate::nginx::control::Steps;
-use crate::plan::{self, AppPlan};
+use crate::plan::routes;
+use crate::plan::AppPlan;
 use crate::release::deps;
 use crate::release::layout::{BuildLayout, Instance};
 use crate::report::Report;
@@ -85,7 +87,7 @@ pub struct DestroyPlan {
 #[derive(Debug, Serialize)]
 pub struct Destroyed {
     pub app: String,
-    pub build: String,
+    pub build: BuildName,
     pub build_dir: PathBuf,
     pub stopped: Vec<String>,
     pub disabled: Vec<String>,
@@ -102,7 +104,7 @@ pub struct Destroyed {
 pub fn require_on_disk(build: &BuildLayout) -> Result<()> {
     let is_dir = std::fs::symlink_metadata(&build.build_dir).is_ok_and(|m| m.is_dir());
     if !is_dir {
-        return Err(UsageError(format!(
+        return Err(Error::Usage(format!(
             "build {} does not exist on disk ({} is not a directory); nothing to destroy",
             build.build,
             build.build_dir.display()
@@ -116,7 +118,7 @@ pub fn require_on_disk(build: &BuildLayout) -> Result<()> {
 pub fn plan(
     app: &AppPlan,
     loaded: &Loaded,
-    name: &str,
+    name: &BuildName,
     purge: bool,
     snippet: Option<SnippetOutput>,
 ) -> Result<DestroyPlan> {
@@ -144,8 +146,8 @@ pub fn plan(
     let nginx = match snippet {
         Some(output) => {
             let (routes, gone): (Vec<_>, Vec<_>) =
-                plan::nginx_routes(app, loaded, &[])?.into_iter().partition(|r| r.build != name);
-            let removed = gone.into_iter().map(|r| r.route).collect();
+                routes::nginx_routes(app, loaded, &[])?.into_iter().partition(|r| r.build != *name);
+            let removed = gone.into_iter().map(|r| r.route.to_string()).collect();
             let text = nginx::snippet::render(&routes, Path::new(nginx::snippet::PROXY_PARAMS).exists());
             Some(SnippetPlan { output, routes, removed, text })
         }
@@ -485,6 +487,7 @@ fn join_paths(paths: &[PathBuf]) -> String {
 mod tests {
     use super::*;
     use crate::manifest;
+    use crate::plan;
 
     const EXAMPLE: &str = r#"
 app = "medctrl"
@@ -511,7 +514,7 @@ route = "/testapi"
         app.layout.root = tmp.path().join("root");
         app.layout.unit_dir = tmp.path().join("units");
         for b in builds {
-            std::fs::create_dir_all(app.layout.build(b).releases_dir).unwrap();
+            std::fs::create_dir_all(app.layout.build(&b.parse().unwrap()).releases_dir).unwrap();
         }
         std::fs::create_dir_all(&app.layout.unit_dir).unwrap();
         (tmp, loaded, app)
@@ -531,7 +534,7 @@ route = "/testapi"
         for d in ["medctrl@testing.service.d", "medctrl_next@testing.service.d", "medctrl@development.service.d"] {
             std::fs::create_dir_all(units.join(d)).unwrap();
         }
-        let p = plan(&app, &loaded, "testing", false, None).unwrap();
+        let p = plan(&app, &loaded, &"testing".parse().unwrap(), false, None).unwrap();
         assert_eq!(
             p.units(),
             [
@@ -565,7 +568,7 @@ route = "/testapi"
         std::fs::create_dir_all(root.join(".deps/venv-abcd")).unwrap();
         std::fs::create_dir_all(root.join(".relctl-destroyed-development/releases")).unwrap();
         std::fs::write(root.join("notes.txt"), "").unwrap();
-        let p = plan(&app, &loaded, "testing", true, None).unwrap();
+        let p = plan(&app, &loaded, &"testing".parse().unwrap(), true, None).unwrap();
         assert!(p.other_builds.is_empty());
         assert_eq!(p.disable_target.as_deref(), Some("medctrl.target"));
         assert!(p
@@ -573,14 +576,14 @@ route = "/testapi"
             .contains("medctrl.target disabled and stopped: testing is the last build of medctrl on disk"));
         // An undeclared build left on disk still counts: its units may still be enabled.
         std::fs::create_dir_all(root.join("old")).unwrap();
-        let p = plan(&app, &loaded, "testing", true, None).unwrap();
+        let p = plan(&app, &loaded, &"testing".parse().unwrap(), true, None).unwrap();
         assert_eq!((p.other_builds.as_slice(), p.disable_target.as_deref()), (["old".to_string()].as_slice(), None));
     }
 
     #[test]
     fn without_installed_units_nothing_is_disabled() {
         let (_tmp, loaded, app) = setup(&["testing"]);
-        let p = plan(&app, &loaded, "testing", false, None).unwrap();
+        let p = plan(&app, &loaded, &"testing".parse().unwrap(), false, None).unwrap();
         assert!(p.disable.is_empty() && p.disable_target.is_none() && p.dropin_dirs.is_empty());
         assert!(p.describe().contains("disable      nothing (the app's units are not installed)"));
     }
@@ -588,8 +591,8 @@ route = "/testapi"
     #[test]
     fn a_build_not_on_disk_or_not_declared_is_a_usage_error() {
         let (_tmp, loaded, app) = setup(&["development"]);
-        let err = plan(&app, &loaded, "testing", false, None).unwrap_err();
-        assert!(err.is::<UsageError>(), "{err}");
+        let err = plan(&app, &loaded, &"testing".parse().unwrap(), false, None).unwrap_err();
+        assert!(crate::error::is_usage(&err), "{err}");
         let path = app.layout.root.join("testing");
         assert_eq!(
             err.to_string(),
@@ -597,18 +600,18 @@ route = "/testapi"
         );
         std::os::unix::fs::symlink(app.layout.root.join("development"), &path).unwrap();
         assert!(
-            plan(&app, &loaded, "testing", false, None).unwrap_err().is::<UsageError>(),
+            crate::error::is_usage(&plan(&app, &loaded, &"testing".parse().unwrap(), false, None).unwrap_err()),
             "a symlink is not a build"
         );
-        let err = plan(&app, &loaded, "staging", false, None).unwrap_err();
-        assert!(err.is::<UsageError>() && err.to_string().contains("\"staging\" is not declared"), "{err}");
+        let err = plan(&app, &loaded, &"staging".parse().unwrap(), false, None).unwrap_err();
+        assert!(crate::error::is_usage(&err) && err.to_string().contains("\"staging\" is not declared"), "{err}");
     }
 
     #[test]
     fn the_snippet_leaves_the_build_out() {
         let (_tmp, loaded, app) = setup(&["development", "testing"]);
         let output = SnippetOutput { output: "/etc/nginx/snippets/medctrl.conf".into(), check: true, reload: true };
-        let p = plan(&app, &loaded, "testing", false, Some(output.clone())).unwrap();
+        let p = plan(&app, &loaded, &"testing".parse().unwrap(), false, Some(output.clone())).unwrap();
         let n = p.nginx.as_ref().unwrap();
         assert_eq!(n.removed, ["/testapi"]);
         assert_eq!(n.routes.iter().map(|r| r.build.as_str()).collect::<Vec<_>>(), ["development"]);
@@ -621,15 +624,15 @@ route = "/testapi"
         let json = serde_json::to_value(&p).unwrap();
         assert_eq!(json["nginx"]["output"], "/etc/nginx/snippets/medctrl.conf");
         assert!(json["nginx"].get("text").is_none());
-        std::fs::create_dir_all(app.layout.build("quiet").releases_dir).unwrap();
-        let p = plan(&app, &loaded, "quiet", false, Some(output)).unwrap();
+        std::fs::create_dir_all(app.layout.build(&"quiet".parse().unwrap()).releases_dir).unwrap();
+        let p = plan(&app, &loaded, &"quiet".parse().unwrap(), false, Some(output)).unwrap();
         assert!(p.nginx.unwrap().removed.is_empty(), "a build without a route");
     }
 
     #[test]
     fn state_and_cache_are_kept_unless_purged() {
         let (_tmp, loaded, app) = setup(&["testing"]);
-        let mut p = plan(&app, &loaded, "testing", false, None).unwrap();
+        let mut p = plan(&app, &loaded, &"testing".parse().unwrap(), false, None).unwrap();
         assert_eq!(p.build.state_dir, Path::new("/var/lib/medctrl/backend/testing"));
         assert_eq!(p.build.cache_dir, Path::new("/var/cache/medctrl/backend/testing"));
         // As if the service had run (the plan lists only those that exist).

@@ -1,47 +1,89 @@
-//! The few ways relctl ends, and the exit code of each.
+//! The ways relctl ends other than success, and the exit code of each: [`Error`], found anywhere
+//! in an error's chain; any other failure exits 1.
 
 use std::fmt;
 use std::process::ExitCode;
 
-/// A usage or manifest error: the user asked for something that cannot be (exit 2). Raised before
-/// anything is touched.
-#[derive(Debug)]
-pub struct UsageError(pub String);
-
-impl fmt::Display for UsageError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for UsageError {}
-
-/// What a command that did not fail reports back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Ok,
-    /// `status` listed a build that is not active (exit 3).
+/// What a command ends with when it does not simply succeed. [`Error::code`] is relctl's exit
+/// code for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// A usage or manifest error: the user asked for something that cannot be (exit 2). Raised
+    /// before anything is touched.
+    Usage(String),
+    /// `status` listed a build that is not active (exit 3); what it printed is the answer.
     NotActive,
-    /// `exec` ran its command, which exited with this status (relctl exits with it too).
+    /// A command relctl ran for the user exited with this status, and relctl exits with it too:
+    /// `exec`'s command, or relctl on another host (which printed its own errors).
     Exited(u8),
 }
 
-impl From<Outcome> for ExitCode {
-    fn from(o: Outcome) -> ExitCode {
-        match o {
-            Outcome::Ok => ExitCode::SUCCESS,
-            Outcome::NotActive => ExitCode::from(3),
-            Outcome::Exited(code) => ExitCode::from(code),
+impl Error {
+    /// relctl's exit code for it.
+    pub fn code(&self) -> u8 {
+        match self {
+            Error::Usage(_) => 2,
+            Error::NotActive => 3,
+            Error::Exited(code) => *code,
+        }
+    }
+
+    /// Whether relctl prints it: a usage error says what was wrong; `NotActive` and `Exited` end
+    /// a command whose own output said it all.
+    pub fn is_shown(&self) -> bool {
+        matches!(self, Error::Usage(_))
+    }
+
+    /// The end of a command that exited with `code` (0: none).
+    pub fn from_exit(code: u8) -> Result<(), Error> {
+        match code {
+            0 => Ok(()),
+            c => Err(Error::Exited(c)),
         }
     }
 }
 
-/// Exit code for an error: 2 when a usage/manifest error is anywhere in its chain, else 1.
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Usage(message) => f.write_str(message),
+            Error::NotActive => f.write_str("a build is not active"),
+            Error::Exited(code) => write!(f, "the command exited with status {code}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// The relctl [`Error`] in `err`'s chain, if any.
+pub fn find(err: &anyhow::Error) -> Option<&Error> {
+    err.chain().find_map(|e| e.downcast_ref::<Error>())
+}
+
+/// Whether `err` is (or was caused by) a usage error.
+pub fn is_usage(err: &anyhow::Error) -> bool {
+    matches!(find(err), Some(Error::Usage(_)))
+}
+
+/// Exit code for an error: the code of the relctl [`Error`] anywhere in its chain, else 1.
 pub fn exit_code(err: &anyhow::Error) -> ExitCode {
-    if err.chain().any(|e| e.is::<UsageError>()) {
-        ExitCode::from(2)
-    } else {
-        ExitCode::FAILURE
+    ExitCode::from(find(err).map_or(1, Error::code))
+}
+
+/// Whether relctl prints `err` (see [`Error::is_shown`]; every other failure is printed).
+pub fn is_shown(err: &anyhow::Error) -> bool {
+    find(err).is_none_or(Error::is_shown)
+}
+
+/// A value of the command line that relctl's own parser refused (a build name): its usage error,
+/// as it is. None for clap's own errors.
+pub fn usage_from_clap(e: &clap::Error) -> Option<String> {
+    if e.kind() != clap::error::ErrorKind::ValueValidation {
+        return None;
+    }
+    match std::error::Error::source(e)?.downcast_ref::<Error>() {
+        Some(Error::Usage(message)) => Some(message.clone()),
+        _ => None,
     }
 }
 
@@ -57,4 +99,30 @@ pub fn one_line_usage(rendered: &str) -> String {
 /// The error as one line: its contexts joined by ": ", newlines folded.
 pub fn one_line(err: &anyhow::Error) -> String {
     format!("{err:#}").replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn each_error_has_its_exit_code_found_anywhere_in_the_chain() {
+        let codes = [(Error::Usage("no".into()), 2), (Error::NotActive, 3), (Error::Exited(42), 42)];
+        for (e, code) in codes {
+            assert_eq!(e.code(), code);
+            let wrapped = Err::<(), _>(e.clone()).context("while doing x").unwrap_err();
+            assert_eq!(exit_code(&wrapped), ExitCode::from(code));
+            assert_eq!(find(&wrapped), Some(&e));
+        }
+        let plain = anyhow::anyhow!("disk full");
+        assert_eq!(exit_code(&plain), ExitCode::FAILURE);
+        assert!(is_shown(&plain) && !is_usage(&plain));
+        let usage = anyhow::Error::from(Error::Usage("bad name".into()));
+        assert!(is_usage(&usage) && is_shown(&usage));
+        assert_eq!(one_line(&usage), "bad name");
+        assert!(!is_shown(&Error::NotActive.into()) && !is_shown(&Error::Exited(1).into()));
+        assert_eq!(Error::from_exit(0), Ok(()));
+        assert_eq!(Error::from_exit(7), Err(Error::Exited(7)));
+    }
 }

@@ -47,8 +47,9 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use crate::error::UsageError;
-use crate::plan::{self, AppPlan};
+use crate::error::Error;
+use crate::plan::build::resolve_program;
+use crate::plan::AppPlan;
 use crate::release::id::ReleaseId;
 use crate::release::layout::BuildLayout;
 use crate::report::Report;
@@ -330,7 +331,7 @@ fn pin(value: &str, link: &Path, release_dir: &Path) -> String {
 fn exec_start(release_dir: &Path, command: &[String]) -> Vec<String> {
     let mut argv: Vec<String> = SHELL.iter().map(|s| s.to_string()).collect();
     if let Some((program, args)) = command.split_first() {
-        argv.push(plan::resolve_program(release_dir, program));
+        argv.push(resolve_program(release_dir, program));
         argv.extend(args.iter().cloned());
     }
     argv.into_iter().map(|a| a.replace('$', "$$")).collect()
@@ -345,7 +346,7 @@ pub fn env_args(args: &[String], lookup: impl Fn(&str) -> Option<String>) -> Res
         let valid = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
-            return Err(UsageError(format!(
+            return Err(Error::Usage(format!(
                 "-e {arg}: \"{key}\" is not a variable name (letters, digits and '_', not starting with a digit)"
             ))
             .into());
@@ -353,13 +354,15 @@ pub fn env_args(args: &[String], lookup: impl Fn(&str) -> Option<String>) -> Res
         let value = match arg.split_once('=') {
             Some((_, v)) => v.to_string(),
             None => lookup(key).ok_or_else(|| {
-                UsageError(format!(
+                Error::Usage(format!(
                     "-e {key}: {key} is not set in relctl's environment (give its value: -e {key}=VALUE)"
                 ))
             })?,
         };
         if value.contains(['\n', '\r']) {
-            return Err(UsageError(format!("-e {key}: the value has a line break, which relctl does not pass")).into());
+            return Err(
+                Error::Usage(format!("-e {key}: the value has a line break, which relctl does not pass")).into()
+            );
         }
         env.insert(key.to_string(), value);
     }
@@ -503,7 +506,7 @@ mod tests {
                 d.to_string(),
             ));
         }
-        let b = app.layout.build("development");
+        let b = app.layout.build(&"development".parse().unwrap());
         let specifiers = Specifiers { unit: &b.service_unit, user: &app.user };
         let main = app.layout.instance("development", crate::release::layout::Slot::Main);
         service_properties(&sources, &specifiers, &[&main.link, &b.current], Path::new(RELEASE))
@@ -643,7 +646,7 @@ mod tests {
             (&["A=x\ny"], "-e A: the value has a line break"),
         ] {
             let err = args(bad).unwrap_err();
-            assert!(err.is::<UsageError>() && err.to_string().contains(msg), "{bad:?}: {err}");
+            assert!(crate::error::is_usage(&err) && err.to_string().contains(msg), "{bad:?}: {err}");
         }
     }
 

@@ -14,6 +14,7 @@ pub mod error;
 pub mod exec;
 pub mod host;
 pub mod manifest;
+pub mod name;
 pub mod nginx;
 pub mod plan;
 pub mod project;
@@ -22,6 +23,7 @@ pub mod remote;
 pub mod report;
 pub mod route;
 pub mod systemd;
+pub mod time;
 
 use std::process::ExitCode;
 
@@ -43,14 +45,17 @@ pub fn run() -> ExitCode {
         }
         // Everything else clap rejects is a usage error: one line, like every other error.
         Err(e) => {
-            report::err(format!("relctl: {}\n", error::one_line_usage(&e.render().to_string())));
+            let line = error::usage_from_clap(&e).unwrap_or_else(|| error::one_line_usage(&e.render().to_string()));
+            report::err(format!("relctl: {line}\n"));
             return ExitCode::from(2);
         }
     };
     match commands::dispatch(cli) {
-        Ok(outcome) => outcome.into(),
+        Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            report::err(format!("relctl: {}\n", error::one_line(&err)));
+            if error::is_shown(&err) {
+                report::err(format!("relctl: {}\n", error::one_line(&err)));
+            }
             error::exit_code(&err)
         }
     }

@@ -2,21 +2,22 @@ use anyhow::Result;
 
 use super::Session;
 use crate::cli::{BuildArgs, GlobalArgs};
-use crate::error::{Outcome, UsageError};
+use crate::error::Error;
 use crate::manifest::Loaded;
 use crate::plan;
+use crate::plan::adopt;
 use crate::release::deps::KeyCommands;
 use crate::report::{Mode, Report};
 
-pub fn run(loaded: &Loaded, args: &BuildArgs, g: &GlobalArgs, report: &mut Report) -> Result<Outcome> {
+pub fn run(loaded: &Loaded, args: &BuildArgs, g: &GlobalArgs, report: &mut Report) -> Result<()> {
     let app = plan::app(loaded)?;
     loaded.build(&args.build)?;
-    let found = plan::find_hand_made(&app, &app.layout.build(&args.build))?;
+    let found = adopt::find_hand_made(&app, &app.layout.build(&args.build))?;
     if !found.is_empty() && !args.adopt {
-        return Err(UsageError(format!(
+        return Err(Error::Usage(format!(
             "build {b} was set up by hand, not by relctl: found {}; relctl does not replace it behind your back. To take it over (unit files backed up under {}, the hand-made files kept as a release to roll back to, the public socket serving throughout), run: relctl build {b} --adopt (add --dry-run to see the plan)",
             found.describe(),
-            plan::BACKUP_DIR,
+            adopt::BACKUP_DIR,
             b = args.build
         ))
         .into());
@@ -26,8 +27,8 @@ pub fn run(loaded: &Loaded, args: &BuildArgs, g: &GlobalArgs, report: &mut Repor
     }
     if args.dry_run {
         let now = jiff::Timestamp::now();
-        let plan = plan::build(&app, loaded, &args.build, now, KeyCommands::NotRun)?;
-        let adoption = (!found.is_empty()).then(|| plan::adopt(loaded, &plan, found, now)).transpose()?;
+        let plan = plan::build::build(&app, loaded, &args.build, now, KeyCommands::NotRun)?;
+        let adoption = (!found.is_empty()).then(|| adopt::adopt(loaded, &plan, found, now)).transpose()?;
         match report.mode {
             Mode::Json => report.json(&serde_json::json!({ "plan": plan, "adopt": adoption })),
             _ => {
@@ -37,16 +38,16 @@ pub fn run(loaded: &Loaded, args: &BuildArgs, g: &GlobalArgs, report: &mut Repor
                 }
             }
         }
-        return Ok(Outcome::Ok);
+        return Ok(());
     }
     // The lock first, then the plan: a build that ran while this one waited may have taken the
     // release id this one would have picked.
     let (session, _) = Session::for_adoption(loaded, g, report, &args.build, &found.unit_files)?;
     let now = jiff::Timestamp::now();
-    let plan = plan::build(&session.app, loaded, &args.build, now, KeyCommands::Run)?;
+    let plan = plan::build::build(&session.app, loaded, &args.build, now, KeyCommands::Run)?;
     // Looked at again under the lock.
-    let found = plan::find_hand_made(&session.app, &plan.build)?;
-    let adoption = (args.adopt && !found.is_empty()).then(|| plan::adopt(loaded, &plan, found, now)).transpose()?;
+    let found = adopt::find_hand_made(&session.app, &plan.build)?;
+    let adoption = (args.adopt && !found.is_empty()).then(|| adopt::adopt(loaded, &plan, found, now)).transpose()?;
     report.say(format!("relctl: building {} {} release {}", plan.app.layout.app, plan.build.build, plan.release));
     let result = session.deploy(&plan.build, report).build(&plan, adoption.as_ref())?;
     if let Some(a) = &adoption {
@@ -60,5 +61,5 @@ pub fn run(loaded: &Loaded, args: &BuildArgs, g: &GlobalArgs, report: &mut Repor
     }
     report.say(format!("relctl: {} {} is live at release {}", result.app, result.build, result.release));
     report.json(&serde_json::json!({ "result": result, "steps": report.steps() }));
-    Ok(Outcome::Ok)
+    Ok(())
 }

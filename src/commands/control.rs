@@ -5,24 +5,24 @@ use anyhow::Result;
 use super::Session;
 use crate::cli::GlobalArgs;
 use crate::deploy::Verified;
-use crate::error::Outcome;
 use crate::manifest::Loaded;
+use crate::name::BuildName;
 use crate::report::Report;
 
-pub fn start(loaded: &Loaded, build: &str, g: &GlobalArgs, report: &mut Report) -> Result<Outcome> {
+pub fn start(loaded: &Loaded, build: &BuildName, g: &GlobalArgs, report: &mut Report) -> Result<()> {
     let (session, b) = Session::for_built(loaded, g, report, "start", build)?;
     let verified = session.deploy(&b, report).start()?;
     print_verified(build, verified, report)
 }
 
-pub fn stop(loaded: &Loaded, build: &str, g: &GlobalArgs, report: &mut Report) -> Result<Outcome> {
+pub fn stop(loaded: &Loaded, build: &BuildName, g: &GlobalArgs, report: &mut Report) -> Result<()> {
     let (session, b) = Session::for_build(loaded, g, report, "stop", build)?;
     let unit = session.deploy(&b, report).stop()?;
     report.json(&serde_json::json!({ "build": build, "unit": unit, "steps": report.steps() }));
-    Ok(Outcome::Ok)
+    Ok(())
 }
 
-pub fn restart(loaded: &Loaded, build: Option<&str>, g: &GlobalArgs, report: &mut Report) -> Result<Outcome> {
+pub fn restart(loaded: &Loaded, build: Option<&BuildName>, g: &GlobalArgs, report: &mut Report) -> Result<()> {
     let Some(build) = build else {
         let session = Session::for_app(loaded, g, report, "restart")?;
         let t = Instant::now();
@@ -33,20 +33,20 @@ pub fn restart(loaded: &Loaded, build: Option<&str>, g: &GlobalArgs, report: &mu
         let units: Vec<String> = jobs.iter().map(|(u, r)| format!("{u}: {r}")).collect();
         report.step("restart", t, units.join(", "));
         report.json(&serde_json::json!({ "target": target, "jobs": jobs, "steps": report.steps() }));
-        return Ok(Outcome::Ok);
+        return Ok(());
     };
     let (session, b) = Session::for_built(loaded, g, report, "restart", build)?;
     let verified = session.deploy(&b, report).restart()?;
     print_verified(build, verified, report)
 }
 
-pub fn reload(loaded: &Loaded, build: &str, g: &GlobalArgs, report: &mut Report) -> Result<Outcome> {
+pub fn reload(loaded: &Loaded, build: &BuildName, g: &GlobalArgs, report: &mut Report) -> Result<()> {
     let (session, b) = Session::for_built(loaded, g, report, "reload", build)?;
     let verified = session.deploy(&b, report).reload()?;
     print_verified(build, verified, report)
 }
 
-fn print_verified(build: &str, v: Verified, report: &Report) -> Result<Outcome> {
+fn print_verified(build: &BuildName, v: Verified, report: &Report) -> Result<()> {
     report.json(&serde_json::json!({ "build": build, "unit": v.unit, "health": v.health, "steps": report.steps() }));
-    Ok(Outcome::Ok)
+    Ok(())
 }

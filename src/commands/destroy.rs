@@ -3,12 +3,11 @@ use anyhow::Result;
 use super::Session;
 use crate::cli::{DestroyArgs, GlobalArgs};
 use crate::destroy::{self, Destroy, SnippetOutput};
-use crate::error::Outcome;
 use crate::manifest::Loaded;
 use crate::plan;
 use crate::report::{Mode, Report};
 
-pub fn run(loaded: &Loaded, args: &DestroyArgs, g: &GlobalArgs, report: &mut Report) -> Result<Outcome> {
+pub fn run(loaded: &Loaded, args: &DestroyArgs, g: &GlobalArgs, report: &mut Report) -> Result<()> {
     let snippet = || {
         args.output.as_ref().map(|output| SnippetOutput {
             output: output.clone(),
@@ -26,7 +25,7 @@ pub fn run(loaded: &Loaded, args: &DestroyArgs, g: &GlobalArgs, report: &mut Rep
             Mode::Json => report.json(&serde_json::json!({ "plan": plan })),
             _ => crate::report::out(plan.describe()),
         }
-        return Ok(Outcome::Ok);
+        return Ok(());
     }
     // Planned under the lock: a relctl that held it may have changed what is there.
     let (session, _) = Session::for_build(loaded, g, report, "destroy", &args.build)?;
@@ -43,5 +42,5 @@ pub fn run(loaded: &Loaded, args: &DestroyArgs, g: &GlobalArgs, report: &mut Rep
     };
     report.say(format!("relctl: destroyed {} {}{kept}", result.app, result.build));
     report.json(&serde_json::json!({ "result": result, "steps": report.steps() }));
-    Ok(Outcome::Ok)
+    Ok(())
 }

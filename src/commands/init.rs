@@ -1,13 +1,13 @@
 use anyhow::{Context, Result};
 
 use crate::cli::{GlobalArgs, InitArgs};
-use crate::error::{Outcome, UsageError};
+use crate::error::Error;
 use crate::project::init::{self, FIRST_BUILD};
 use crate::report::Report;
 
-pub fn run(args: &InitArgs, g: &GlobalArgs, report: &Report) -> Result<Outcome> {
+pub fn run(args: &InitArgs, g: &GlobalArgs, report: &Report) -> Result<()> {
     if let Some(m) = &g.manifest {
-        return Err(UsageError(format!(
+        return Err(Error::Usage(format!(
             "-f/--manifest {} does not apply to init: it writes relctl.toml in the project's directory; run relctl init DIR",
             m.display()
         ))
@@ -18,7 +18,7 @@ pub fn run(args: &InitArgs, g: &GlobalArgs, report: &Report) -> Result<Outcome> 
     let dir = std::fs::canonicalize(cwd.join(given))
         .ok()
         .filter(|d| d.is_dir())
-        .ok_or_else(|| UsageError(format!("{} is not a directory", given.display())))?;
+        .ok_or_else(|| Error::Usage(format!("{} is not a directory", given.display())))?;
     let plan = init::plan(&dir, args.app.as_deref())?;
     let conf = init::write(&plan)?;
     // As root, relctl uses only a manifest only root can change: say so now, in a checkout of
@@ -55,5 +55,5 @@ pub fn run(args: &InitArgs, g: &GlobalArgs, report: &Report) -> Result<Outcome> 
         ));
     }
     report.json(&serde_json::json!({ "written": plan.path, "also_written": Vec::from_iter(conf), "found": plan.found, "notes": plan.notes, "project": plan.project, "next": next }));
-    Ok(Outcome::Ok)
+    Ok(())
 }

@@ -3,7 +3,6 @@ use std::io::{ErrorKind, IsTerminal, Write};
 use anyhow::{Context, Result};
 
 use crate::cli::LogsArgs;
-use crate::error::Outcome;
 use crate::manifest::Loaded;
 use crate::plan;
 use crate::plan::units;
@@ -11,7 +10,7 @@ use crate::report::{Mode, Report};
 use crate::systemd::journal::{self, Flow, Query};
 use crate::systemd::logfmt::{self, Formatter, Output};
 
-pub fn run(loaded: &Loaded, args: &LogsArgs, report: &Report) -> Result<Outcome> {
+pub fn run(loaded: &Loaded, args: &LogsArgs, report: &Report) -> Result<()> {
     let app = plan::app(loaded)?;
     loaded.build(&args.build)?;
     let instances = app.layout.instances(&args.build);
@@ -64,5 +63,5 @@ pub fn run(loaded: &Loaded, args: &LogsArgs, report: &Report) -> Result<Outcome>
             "relctl: no entries; journalctl may show a user outside the systemd-journal and adm groups only their own journal: run relctl logs as root (sudo), or as a member of one of them",
         );
     }
-    Ok(Outcome::Ok)
+    Ok(())
 }

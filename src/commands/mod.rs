@@ -18,43 +18,53 @@ use anyhow::{bail, Context, Result};
 
 use crate::cli::{Cli, Command, GlobalArgs};
 use crate::deploy::Deploy;
-use crate::error::{Outcome, UsageError};
+use crate::error::Error;
 use crate::host::lock::{self, AppLock};
 use crate::manifest::{self, Loaded};
+use crate::name::BuildName;
+use crate::plan::host;
 use crate::plan::{self, AppPlan};
 use crate::release::layout::BuildLayout;
 use crate::report::{Mode, Report};
 use crate::systemd::dbus::Systemd;
 
-pub fn dispatch(cli: Cli) -> Result<Outcome> {
+pub fn dispatch(cli: Cli) -> Result<()> {
     let g = &cli.global;
     let mut report = report(g);
-    match remote::place(&cli)? {
+    // The manifest, read once, for every command but init and completions: where the command runs
+    // (its builds' hosts) and the command itself. An error is the command's to report.
+    let manifest = match cli.command {
+        Command::Init(_) | Command::Completions { .. } => None,
+        _ => Some(load(g)),
+    };
+    let loaded_ok = manifest.as_ref().and_then(|m| m.as_ref().ok());
+    match remote::place(&cli, loaded_ok)? {
         remote::Place::Here => {}
-        place => return remote::run(&cli, place, &report),
+        place => return remote::run(&cli, place, manifest, &report),
     }
     let r = &mut report;
+    let loaded = || manifest.expect("read for every command but init and completions");
     match cli.command {
         Command::Init(args) => init::run(&args, g, r),
-        Command::Build(args) => build::run(&load(g)?, &args, g, r),
-        Command::Start(a) => control::start(&load(g)?, &a.build, g, r),
-        Command::Stop(a) => control::stop(&load(g)?, &a.build, g, r),
-        Command::Restart(a) => control::restart(&load(g)?, a.build.as_deref(), g, r),
-        Command::Reload(a) => control::reload(&load(g)?, &a.build, g, r),
-        Command::Releases(a) => releases::list(&load(g)?, &a.build, r),
-        Command::Rollback(a) => releases::rollback(&load(g)?, &a, g, r),
-        Command::Promote(a) => promote::run(&load(g)?, &a, g, r),
-        Command::Destroy(args) => destroy::run(&load(g)?, &args, g, r),
-        Command::Status(a) => status::run(&load(g)?, a.build.as_deref(), r),
-        Command::Logs(a) => logs::run(&load(g)?, &a, r),
-        Command::NginxSnippet(args) => nginx::run(&load(g)?, &args, r),
-        Command::Exec(args) => exec::run(&load(g)?, &args, g, r),
+        Command::Build(args) => build::run(&loaded()?, &args, g, r),
+        Command::Start(a) => control::start(&loaded()?, &a.build, g, r),
+        Command::Stop(a) => control::stop(&loaded()?, &a.build, g, r),
+        Command::Restart(a) => control::restart(&loaded()?, a.build.as_ref(), g, r),
+        Command::Reload(a) => control::reload(&loaded()?, &a.build, g, r),
+        Command::Releases(a) => releases::list(&loaded()?, &a.build, r),
+        Command::Rollback(a) => releases::rollback(&loaded()?, &a, g, r),
+        Command::Promote(a) => promote::run(&loaded()?, &a, g, r),
+        Command::Destroy(args) => destroy::run(&loaded()?, &args, g, r),
+        Command::Status(a) => status::run(&loaded()?, a.build.as_ref(), r),
+        Command::Logs(a) => logs::run(&loaded()?, &a, r),
+        Command::NginxSnippet(args) => nginx::run(&loaded()?, &args, r),
+        Command::Exec(args) => exec::run(&loaded()?, &args, g, r),
         Command::Completions { shell } => {
             // Into memory first: clap_complete panics when a write fails (`| head`).
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut crate::cli::command(), "relctl", &mut script);
             crate::report::out_raw(&script);
-            Ok(Outcome::Ok)
+            Ok(())
         }
     }
 }
@@ -94,9 +104,23 @@ impl Session {
         g: &GlobalArgs,
         report: &Report,
         verb: &str,
-        build: &str,
+        build: &BuildName,
     ) -> Result<(Session, BuildLayout)> {
-        Session::open_build(loaded, Some((g, report)), verb, build, false, &[])
+        Session::open_build(loaded, Some((g, report)), verb, build, false, &[], |_| Ok(())).map(|(s, b, ())| (s, b))
+    }
+
+    /// Like [`Session::for_build`], with `plan` run on the build once the usage and root checks
+    /// passed, before the app's lock is taken: what the command resolves from the build as it is
+    /// (rollback's target), so that nothing is touched when it cannot be.
+    pub fn for_build_planned<T>(
+        loaded: &Loaded,
+        g: &GlobalArgs,
+        report: &Report,
+        verb: &str,
+        build: &BuildName,
+        plan: impl FnOnce(&BuildLayout) -> Result<T>,
+    ) -> Result<(Session, BuildLayout, T)> {
+        Session::open_build(loaded, Some((g, report)), verb, build, false, &[], plan)
     }
 
     /// For `relctl build <BUILD> --adopt`: like [`Session::for_build`], with the hand-made unit
@@ -105,10 +129,11 @@ impl Session {
         loaded: &Loaded,
         g: &GlobalArgs,
         report: &Report,
-        build: &str,
+        build: &BuildName,
         adopting: &[PathBuf],
     ) -> Result<(Session, BuildLayout)> {
-        Session::open_build(loaded, Some((g, report)), "build", build, false, adopting)
+        Session::open_build(loaded, Some((g, report)), "build", build, false, adopting, |_| Ok(()))
+            .map(|(s, b, ())| (s, b))
     }
 
     /// Like [`Session::for_build`], for a command that needs a release to run (start, restart,
@@ -118,44 +143,49 @@ impl Session {
         g: &GlobalArgs,
         report: &Report,
         verb: &str,
-        build: &str,
+        build: &BuildName,
     ) -> Result<(Session, BuildLayout)> {
-        Session::open_build(loaded, Some((g, report)), verb, build, true, &[])
+        Session::open_build(loaded, Some((g, report)), verb, build, true, &[], |_| Ok(())).map(|(s, b, ())| (s, b))
     }
 
     /// Like [`Session::for_built`], without the app's lock, for a command that changes nothing
     /// of the app's and may run for as long as its user likes (`exec`): it must not hold up
     /// deploys.
-    pub fn for_built_unlocked(loaded: &Loaded, verb: &str, build: &str) -> Result<(Session, BuildLayout)> {
-        Session::open_build(loaded, None, verb, build, true, &[])
+    pub fn for_built_unlocked(loaded: &Loaded, verb: &str, build: &BuildName) -> Result<(Session, BuildLayout)> {
+        Session::open_build(loaded, None, verb, build, true, &[], |_| Ok(())).map(|(s, b, ())| (s, b))
     }
 
     /// `lock`: take the app's lock, with these flags and this report for the waiting message.
-    fn open_build(
+    /// `plan` runs after the usage and root checks, before systemd and the lock.
+    fn open_build<T>(
         loaded: &Loaded,
         lock: Option<(&GlobalArgs, &Report)>,
         verb: &str,
-        build: &str,
+        build: &BuildName,
         must_be_built: bool,
         adopting: &[PathBuf],
-    ) -> Result<(Session, BuildLayout)> {
+        plan: impl FnOnce(&BuildLayout) -> Result<T>,
+    ) -> Result<(Session, BuildLayout, T)> {
         let app = plan::app(loaded)?;
         loaded.build(build)?;
         let layout = app.layout.build(build);
         if must_be_built {
             require_release(&layout)?;
         }
-        Ok((Session::open(app, lock, &format!("relctl {verb} {build}"), adopting)?, layout))
+        preflight(&app, &format!("relctl {verb} {build}"), adopting)?;
+        let planned = plan(&layout)?;
+        Ok((Session::open(app, lock)?, layout, planned))
     }
 
     /// For a command on the whole app (`relctl <verb>`).
     pub fn for_app(loaded: &Loaded, g: &GlobalArgs, report: &Report, verb: &str) -> Result<Session> {
-        Session::open(plan::app(loaded)?, Some((g, report)), &format!("relctl {verb}"), &[])
+        let app = plan::app(loaded)?;
+        preflight(&app, &format!("relctl {verb}"), &[])?;
+        Session::open(app, Some((g, report)))
     }
 
-    fn open(app: AppPlan, lock: Option<(&GlobalArgs, &Report)>, what: &str, adopting: &[PathBuf]) -> Result<Session> {
-        plan::check_host(&app, adopting)?;
-        require_root(what)?;
+    /// After [`preflight`]: systemd, and the app's lock.
+    fn open(app: AppPlan, lock: Option<(&GlobalArgs, &Report)>) -> Result<Session> {
         let systemd = Systemd::connect()?;
         let no_wait = lock.is_some_and(|(g, _)| g.no_wait);
         let lock = match lock {
@@ -183,16 +213,22 @@ impl Session {
     }
 }
 
+/// What a session checks before anything is touched: the host (usage errors first), then root.
+fn preflight(app: &AppPlan, what: &str, adopting: &[PathBuf]) -> Result<()> {
+    host::check_host(app, adopting)?;
+    require_root(what)
+}
+
 /// The build has a current release whose directory exists.
 fn require_release(layout: &BuildLayout) -> Result<()> {
     let build = &layout.build;
     match layout.current_release()? {
-        None => Err(UsageError(format!(
+        None => Err(Error::Usage(format!(
             "build {build} has no release yet ({} does not exist); run: relctl build {build}",
             layout.current.display()
         ))
         .into()),
-        Some(id) if !layout.release_dir(&id).is_dir() => Err(UsageError(format!(
+        Some(id) if !layout.release_dir(&id).is_dir() => Err(Error::Usage(format!(
             "build {build}'s current release {id} is missing ({} was removed); run relctl build {build}, or relctl rollback {build} to go back to an earlier release",
             layout.release_dir(&id).display()
         ))

@@ -1,16 +1,16 @@
 use anyhow::Result;
 
 use crate::cli::NginxArgs;
-use crate::error::Outcome;
 use crate::manifest::Loaded;
 use crate::nginx;
 use crate::nginx::control::Steps;
 use crate::plan;
+use crate::plan::routes;
 use crate::report::{Mode, Report};
 
-pub fn run(loaded: &Loaded, args: &NginxArgs, report: &Report) -> Result<Outcome> {
+pub fn run(loaded: &Loaded, args: &NginxArgs, report: &Report) -> Result<()> {
     let app = plan::app(loaded)?;
-    let routes = plan::nginx_routes(&app, loaded, &args.builds)?;
+    let routes = routes::nginx_routes(&app, loaded, &args.builds)?;
     let text = nginx::snippet::render(&routes, std::path::Path::new(nginx::snippet::PROXY_PARAMS).exists());
     if args.check {
         nginx::control::check(&text)?;
@@ -29,5 +29,5 @@ pub fn run(loaded: &Loaded, args: &NginxArgs, report: &Report) -> Result<Outcome
             );
         }
     }
-    Ok(Outcome::Ok)
+    Ok(())
 }

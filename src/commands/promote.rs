@@ -2,26 +2,27 @@ use anyhow::Result;
 
 use super::Session;
 use crate::cli::{GlobalArgs, PromoteArgs};
-use crate::error::{Outcome, UsageError};
+use crate::error::Error;
 use crate::manifest::Loaded;
 use crate::plan;
+use crate::plan::adopt;
 use crate::report::{Mode, Report};
 
-pub fn run(loaded: &Loaded, args: &PromoteArgs, g: &GlobalArgs, report: &mut Report) -> Result<Outcome> {
+pub fn run(loaded: &Loaded, args: &PromoteArgs, g: &GlobalArgs, report: &mut Report) -> Result<()> {
     if args.dry_run {
         let app = plan::app(loaded)?;
-        let plan = plan::promote(&app, loaded, &args.from, &args.to, jiff::Timestamp::now())?;
+        let plan = plan::build::promote(&app, loaded, &args.from, &args.to, jiff::Timestamp::now())?;
         match report.mode {
             Mode::Json => report.json(&serde_json::json!({ "plan": plan })),
             _ => crate::report::out(plan.describe()),
         }
-        return Ok(Outcome::Ok);
+        return Ok(());
     }
     // Under the lock, FROM cannot change between the plan and the copy.
     let (session, to) = Session::for_build(loaded, g, report, &format!("promote {}", args.from), &args.to)?;
-    let found = plan::find_hand_made(&session.app, &to)?;
+    let found = adopt::find_hand_made(&session.app, &to)?;
     if !found.is_empty() {
-        return Err(UsageError(format!(
+        return Err(Error::Usage(format!(
             "build {} was set up by hand, not by relctl: found {}; take it over first with relctl build {} --adopt",
             args.to,
             found.describe(),
@@ -29,7 +30,7 @@ pub fn run(loaded: &Loaded, args: &PromoteArgs, g: &GlobalArgs, report: &mut Rep
         ))
         .into());
     }
-    let plan = plan::promote(&session.app, loaded, &args.from, &args.to, jiff::Timestamp::now())?;
+    let plan = plan::build::promote(&session.app, loaded, &args.from, &args.to, jiff::Timestamp::now())?;
     let from = plan.origin.promoted_from().map(|p| p.to_string()).unwrap_or_default();
     report.say(format!(
         "relctl: promoting {from} to {} {} as release {}",
@@ -43,5 +44,5 @@ pub fn run(loaded: &Loaded, args: &PromoteArgs, g: &GlobalArgs, report: &mut Rep
     report.json(
         &serde_json::json!({ "result": result, "promoted_from": plan.origin.promoted_from(), "steps": report.steps() }),
     );
-    Ok(Outcome::Ok)
+    Ok(())
 }

@@ -4,14 +4,16 @@ use anyhow::Result;
 
 use super::Session;
 use crate::cli::{GlobalArgs, RollbackArgs};
-use crate::error::{Outcome, UsageError};
+use crate::error::Error;
 use crate::manifest::Loaded;
+use crate::name::BuildName;
 use crate::plan;
+use crate::plan::rollback;
 use crate::release::id::ReleaseId;
 use crate::release::store;
 use crate::report::{Mode, Report};
 
-pub fn list(loaded: &Loaded, build: &str, report: &Report) -> Result<Outcome> {
+pub fn list(loaded: &Loaded, build: &BuildName, report: &Report) -> Result<()> {
     let app = plan::app(loaded)?;
     loaded.build(build)?;
     let b = app.layout.build(build);
@@ -26,7 +28,7 @@ pub fn list(loaded: &Loaded, build: &str, report: &Report) -> Result<Outcome> {
                 .map(|r| {
                     [
                         r.id.to_string(),
-                        r.created.clone().unwrap_or_else(dash),
+                        r.created.map_or_else(dash, crate::report::utc),
                         r.git.clone().unwrap_or_else(dash),
                         r.state.as_str().to_string(),
                         r.promoted_from.as_ref().map_or_else(dash, |p| format!("promoted from {p}")),
@@ -38,25 +40,26 @@ pub fn list(loaded: &Loaded, build: &str, report: &Report) -> Result<Outcome> {
         }
         Mode::Quiet => {}
     }
-    Ok(Outcome::Ok)
+    Ok(())
 }
 
-pub fn rollback(loaded: &Loaded, args: &RollbackArgs, g: &GlobalArgs, report: &mut Report) -> Result<Outcome> {
+pub fn rollback(loaded: &Loaded, args: &RollbackArgs, g: &GlobalArgs, report: &mut Report) -> Result<()> {
     let to = match &args.to {
-        Some(id) => Some(ReleaseId::parse(id).map_err(|e| UsageError(format!("--to: {e}")))?),
+        Some(id) => Some(ReleaseId::parse(id).map_err(|e| Error::Usage(format!("--to: {e}")))?),
         None => None,
     };
-    // Checked before the lock, so that a release the build cannot go back to is a usage error.
+    // A release the build cannot go back to is a usage error, like every other, before root.
     if let Some(id) = &to {
         loaded.build(&args.build)?;
-        let b = plan::app(loaded)?.layout.build(&args.build);
-        store::check_rollback_target(&b.build, &store::list(&b)?, id)?;
+        rollback::check_target(&plan::app(loaded)?.layout.build(&args.build), id)?;
     }
-    let (session, b) = Session::for_build(loaded, g, report, "rollback", &args.build)?;
+    // The target is resolved before the lock: nothing is touched when there is none.
+    let (session, b, target) =
+        Session::for_build_planned(loaded, g, report, "rollback", &args.build, |b| rollback::plan(b, to.as_ref()))?;
     let t = Instant::now();
-    let result = session.deploy(&b, report).rollback(to.as_ref())?;
+    let result = session.deploy(&b, report).rollback(&target)?;
     report.step("rollback", t, format!("{} -> {} ({} marked bad)", result.from, result.to, result.from));
     report.say(format!("relctl: {} {} is live at release {}", session.app.layout.app, result.build, result.to));
     report.json(&serde_json::json!({ "result": result, "steps": report.steps() }));
-    Ok(Outcome::Ok)
+    Ok(())
 }

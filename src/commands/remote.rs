@@ -4,7 +4,9 @@
 use anyhow::Result;
 
 use crate::cli::{Cli, Command};
-use crate::error::{Outcome, UsageError};
+use crate::error::Error;
+use crate::manifest::Loaded;
+use crate::name::BuildName;
 use crate::remote::fleet::{self, HostState, Job};
 use crate::remote::ssh::{self, Output};
 use crate::remote::target::Target;
@@ -18,13 +20,13 @@ pub enum Place {
 }
 
 /// The build a command is about (None: every build, or none).
-fn build_of(command: &Command) -> Option<&str> {
+fn build_of(command: &Command) -> Option<&BuildName> {
     match command {
         Command::Init(_) | Command::Completions { .. } | Command::NginxSnippet(_) => None,
         Command::Build(a) => Some(&a.build),
         Command::Rollback(a) => Some(&a.build),
         Command::Promote(a) => Some(&a.to),
-        Command::Restart(a) | Command::Status(a) => a.build.as_deref(),
+        Command::Restart(a) | Command::Status(a) => a.build.as_ref(),
         Command::Start(a) | Command::Stop(a) | Command::Reload(a) | Command::Releases(a) => Some(&a.build),
         Command::Destroy(a) => Some(&a.build),
         Command::Logs(a) => Some(&a.build),
@@ -33,8 +35,9 @@ fn build_of(command: &Command) -> Option<&str> {
 }
 
 /// `-H`, then `--hosts`, then the manifest's `hosts` of the build the command is about (for
-/// `status` without a build: of every build).
-pub fn place(cli: &Cli) -> Result<Place> {
+/// `status` without a build: of every build). `loaded`: the manifest, when it loaded (one that
+/// does not is the command's to report).
+pub fn place(cli: &Cli, loaded: Option<&Loaded>) -> Result<Place> {
     let g = &cli.global;
     if let Some(t) = &g.host {
         return Ok(Place::One(t.clone()));
@@ -45,8 +48,7 @@ pub fn place(cli: &Cli) -> Result<Place> {
     if let Command::Init(_) | Command::Completions { .. } = cli.command {
         return Ok(Place::Here);
     }
-    // A manifest that does not load is the command's to report.
-    let Ok(loaded) = super::load(g) else { return Ok(Place::Here) };
+    let Some(loaded) = loaded else { return Ok(Place::Here) };
     let mut hosts: Vec<String> = match build_of(&cli.command) {
         Some(b) => loaded.build(b).map(|d| d.hosts).unwrap_or_default(),
         None => loaded.manifest.named_builds().flat_map(|(_, b)| b.hosts.clone()).collect(),
@@ -56,12 +58,13 @@ pub fn place(cli: &Cli) -> Result<Place> {
     if hosts.is_empty() {
         return Ok(Place::Here);
     }
-    let hosts = hosts.iter().map(|h| h.parse().map_err(UsageError)).collect::<Result<Vec<Target>, _>>()?;
+    let hosts = hosts.iter().map(|h| h.parse().map_err(Error::Usage)).collect::<Result<Vec<Target>, _>>()?;
     Ok(Place::Many(hosts))
 }
 
-fn job(cli: &Cli) -> Result<Job> {
-    let loaded = super::load(&cli.global)?;
+/// `manifest`: as `commands::dispatch` read it.
+fn job(cli: &Cli, manifest: Option<Result<Loaded>>) -> Result<Job> {
+    let loaded = manifest.expect("read for every command but init and completions")?;
     let args = ssh::forwarded_args(&std::env::args_os().skip(1).collect::<Vec<_>>())?;
     let reported = match &cli.command {
         Command::Build(_) | Command::Rollback(_) | Command::Promote(_) | Command::Restart(_) => build_of(&cli.command),
@@ -70,19 +73,24 @@ fn job(cli: &Cli) -> Result<Job> {
     Job::new(loaded, matches!(cli.command, Command::Build(_)), reported, args)
 }
 
-pub fn run(cli: &Cli, place: Place, report: &Report) -> Result<Outcome> {
+pub fn run(cli: &Cli, place: Place, manifest: Option<Result<Loaded>>, report: &Report) -> Result<()> {
     if let Command::Init(_) | Command::Completions { .. } = cli.command {
         let what = if matches!(cli.command, Command::Init(_)) { "init" } else { "completions" };
-        return Err(UsageError(format!("relctl {what} runs here, not on a host: leave out -H/--hosts")).into());
+        return Err(Error::Usage(format!("relctl {what} runs here, not on a host: leave out -H/--hosts")).into());
     }
     match place {
         Place::Here => unreachable!("commands::dispatch runs those here"),
-        Place::One(target) => job(cli)?.run_on(&target, &Output::Inherit).map(|(_, outcome, _)| outcome),
+        Place::One(target) => {
+            let (_, code, _) = job(cli, manifest)?.run_on(&target, &Output::Inherit)?;
+            Ok(Error::from_exit(code)?)
+        }
         Place::Many(hosts) => match &cli.command {
-            Command::Build(_) | Command::Rollback(_) | Command::Promote(_) => roll(cli, &hosts, report),
-            Command::Restart(a) if a.build.is_some() => roll(cli, &hosts, report),
-            Command::Status(_) => status(cli, &hosts, report),
-            _ => Err(UsageError(format!(
+            Command::Build(_) | Command::Rollback(_) | Command::Promote(_) => {
+                roll(job(cli, manifest)?, cli, &hosts, report)
+            }
+            Command::Restart(a) if a.build.is_some() => roll(job(cli, manifest)?, cli, &hosts, report),
+            Command::Status(_) => status(job(cli, manifest)?, &hosts, report),
+            _ => Err(Error::Usage(format!(
                 "this command runs on one host at a time; the build runs on {}: pick one with -H",
                 hosts.iter().map(Target::to_string).collect::<Vec<_>>().join(", ")
             ))
@@ -92,8 +100,7 @@ pub fn run(cli: &Cli, place: Place, report: &Report) -> Result<Outcome> {
 }
 
 /// `build`, `restart`, `rollback`, `promote` across hosts, `--serial` at a time.
-fn roll(cli: &Cli, hosts: &[Target], report: &Report) -> Result<Outcome> {
-    let job = job(cli)?;
+fn roll(job: Job, cli: &Cli, hosts: &[Target], report: &Report) -> Result<()> {
     let serial = cli.global.serial;
     let names: Vec<String> = hosts.iter().map(Target::to_string).collect();
     report.say(format!("relctl: rolling over {} ({serial} at a time): {}", names.join(", "), job.args.join(" ")));
@@ -105,31 +112,30 @@ fn roll(cli: &Cli, hosts: &[Target], report: &Report) -> Result<Outcome> {
     }
     match rows.iter().find(|r| r.result == HostState::Failed) {
         Some(first) => Err(anyhow::anyhow!("the roll stopped at {}; the hosts after it were not touched", first.host)),
-        None => Ok(Outcome::Ok),
+        None => Ok(()),
     }
 }
 
 /// `status` of every host, as one table.
-fn status(cli: &Cli, hosts: &[Target], report: &Report) -> Result<Outcome> {
-    let mut job = job(cli)?;
+fn status(mut job: Job, hosts: &[Target], report: &Report) -> Result<()> {
     if !job.args.iter().any(|a| a == "--json") {
         job.args.insert(0, "--json".into());
     }
     let statuses = fleet::status_of(&job, hosts);
-    let mut outcome = Outcome::Ok;
+    let mut end = Ok(());
     let mut docs = Vec::new();
     for h in &statuses {
         match &h.status {
             Ok((code, answer)) => {
-                if *code != Outcome::Ok && outcome == Outcome::Ok {
-                    outcome = Outcome::NotActive;
+                if *code != 0 && end.is_ok() {
+                    end = Err(Error::NotActive);
                 }
                 docs.push(serde_json::json!({ "host": h.host, "status": answer.doc }));
             }
             Err(why) => {
                 crate::report::err(format!("{} | relctl: {why}\n", h.host));
                 docs.push(serde_json::json!({ "host": h.host, "error": why }));
-                outcome = Outcome::Exited(1);
+                end = Err(Error::Exited(1));
             }
         }
     }
@@ -141,5 +147,36 @@ fn status(cli: &Cli, hosts: &[Target], report: &Report) -> Result<Outcome> {
         ),
         Mode::Quiet => {}
     }
-    Ok(outcome)
+    end.map_err(Into::into)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn hosts(place: Place) -> Option<Vec<String>> {
+        match place {
+            Place::Many(hosts) => Some(hosts.iter().map(Target::to_string).collect()),
+            Place::Here => None,
+            Place::One(t) => panic!("one host: {t}"),
+        }
+    }
+
+    #[test]
+    fn where_a_command_runs_comes_from_the_manifest_dispatch_read() {
+        let text = "app = \"medctrl\"\n[service]\nexec = \"x\"\n[builds.production]\nhosts = [\"web1\", \"web2\"]\n[builds.development]\n";
+        let loaded =
+            Loaded { path: "/x/relctl.toml".into(), dir: "/x".into(), manifest: crate::manifest::parse(text).unwrap() };
+        let cli = |args: &[&str]| Cli::try_parse_from([&["relctl"], args].concat()).unwrap();
+        let build = cli(&["build", "production"]);
+        assert_eq!(hosts(place(&build, Some(&loaded)).unwrap()), Some(vec!["web1".into(), "web2".into()]));
+        assert_eq!(hosts(place(&cli(&["build", "development"]), Some(&loaded)).unwrap()), None);
+        // A manifest that did not load: here, where the command reports it.
+        assert_eq!(hosts(place(&build, None).unwrap()), None);
+        assert_eq!(
+            hosts(place(&cli(&["--hosts", "h1", "build", "production"]), None).unwrap()),
+            Some(vec!["h1".into()])
+        );
+    }
 }

@@ -1,8 +1,9 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::error::Outcome;
+use crate::error::Error;
 use crate::manifest::Loaded;
+use crate::name::BuildName;
 use crate::plan;
 use crate::release::id::ReleaseId;
 use crate::release::layout::{self, Slot};
@@ -12,12 +13,13 @@ use crate::systemd::unit::{ActiveState, UnitState};
 
 #[derive(Debug, Serialize)]
 struct BuildStatus {
-    build: String,
+    build: BuildName,
     unit: String,
     state: ActiveState,
     sub_state: String,
     release: Option<ReleaseId>,
-    since: Option<String>,
+    #[serde(with = "crate::time::serde_rfc3339_option")]
+    since: Option<jiff::Timestamp>,
     main_pid: Option<u32>,
     route: Option<String>,
     socket: String,
@@ -34,12 +36,12 @@ struct Other {
     release: Option<ReleaseId>,
 }
 
-pub fn run(loaded: &Loaded, only: Option<&str>, report: &Report) -> Result<Outcome> {
+pub fn run(loaded: &Loaded, only: Option<&BuildName>, report: &Report) -> Result<()> {
     let app = plan::app(loaded)?;
     if let Some(b) = only {
         loaded.build(b)?;
         if !app.builds.iter().any(|(name, _)| name == b) {
-            return Err(crate::error::UsageError(format!(
+            return Err(crate::error::Error::Usage(format!(
                 "build {b} of the family [builds.\"{}\"] does not exist on disk; relctl build {b} makes it",
                 loaded.manifest.family_of(b).map_or("", |(pattern, _)| pattern)
             ))
@@ -75,9 +77,11 @@ pub fn run(loaded: &Loaded, only: Option<&str>, report: &Report) -> Result<Outco
             state: unit.active_state.clone(),
             sub_state: unit.sub_state.clone(),
             release,
-            since: (unit.active_since_us > 0 && unit.is_active()).then(|| since(unit.active_since_us)),
+            since: (unit.active_since_us > 0 && unit.is_active())
+                .then(|| jiff::Timestamp::from_microsecond(unit.active_since_us as i64).ok())
+                .flatten(),
             main_pid: (unit.main_pid > 0).then_some(unit.main_pid),
-            route: route.clone(),
+            route: route.as_ref().map(|r| r.as_written().to_string()),
             socket: b.socket.display().to_string(),
             active: unit.is_active(),
             unit: unit.unit,
@@ -89,11 +93,11 @@ pub fn run(loaded: &Loaded, only: Option<&str>, report: &Report) -> Result<Outco
         Mode::Human => print_table(&rows),
         Mode::Quiet => {}
     }
-    Ok(if rows.iter().all(|r| r.active) { Outcome::Ok } else { Outcome::NotActive })
-}
-
-fn since(us: u64) -> String {
-    jiff::Timestamp::from_microsecond(us as i64).map(crate::report::utc).unwrap_or_default()
+    if rows.iter().all(|r| r.active) {
+        Ok(())
+    } else {
+        Err(Error::NotActive.into())
+    }
 }
 
 fn print_table(rows: &[BuildStatus]) {
@@ -102,10 +106,10 @@ fn print_table(rows: &[BuildStatus]) {
         .iter()
         .map(|r| {
             [
-                r.build.clone(),
+                r.build.to_string(),
                 format!("{} ({})", r.state, r.sub_state),
                 r.release.as_ref().map_or_else(dash, |id| id.to_string()),
-                r.since.clone().unwrap_or_else(dash),
+                r.since.map_or_else(dash, crate::report::utc),
                 r.main_pid.map(|p| p.to_string()).unwrap_or_else(dash),
                 r.route.clone().unwrap_or_else(dash),
                 r.unit.clone(),

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 
 use crate::deploy::Deploy;
 use crate::host::atomic;
-use crate::plan::AdoptPlan;
+use crate::plan::adopt::AdoptPlan;
 use crate::release::layout::Slot;
 use crate::release::{handmade, stage, store};
 

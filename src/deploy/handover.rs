@@ -16,7 +16,6 @@ use crate::host::{atomic, health};
 use crate::release::id::ReleaseId;
 use crate::release::layout::{self, Instance, Slot};
 use crate::release::{secret_key, store};
-use crate::report;
 use crate::systemd::unit::{ActiveState, UnitState};
 
 /// A switch that failed: the error to report, and whether the build is settled (back where it came
@@ -56,7 +55,7 @@ impl Deploy<'_> {
             _ => self.cold_start(&mut sw, to, from),
         };
         let outcome = match outcome {
-            Ok(v) => store::mark_verified(&b.release_dir(to), &report::utc(jiff::Timestamp::now()))
+            Ok(v) => store::mark_verified(&b.release_dir(to), jiff::Timestamp::now())
                 .with_context(|| {
                     format!("release {to} of build {} is live and verified, but recording that failed", b.build)
                 })

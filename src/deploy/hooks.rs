@@ -327,7 +327,7 @@ mod tests {
         write("medctrl@development.service.d/50-relctl.conf", "[Service]\nEnvironmentFile=/old/secrets.env\n");
         write("medctrl@development.service.d/notes.txt", "[Service]\nUser=root\n");
         let dropin = units.path().join("medctrl@development.service.d/50-relctl.conf");
-        let b = app.layout.build("development");
+        let b = app.layout.build(&"development".parse().unwrap());
         let main = app.layout.instance("development", crate::release::layout::Slot::Main);
         let release = Path::new("/opt/medctrl/backend/development/releases/20261123T130501Z");
         let src = ServiceSources {

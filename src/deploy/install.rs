@@ -6,10 +6,10 @@ use std::time::Instant;
 use anyhow::Result;
 
 use crate::deploy::Deploy;
-use crate::error::UsageError;
+use crate::error::Error;
 use crate::host::atomic;
+use crate::plan::build::BuildPlan;
 use crate::plan::units::UnitFile;
-use crate::plan::BuildPlan;
 use crate::release::layout::{self, Instance, Slot};
 use crate::systemd::unit::{ActiveState, JobKind};
 
@@ -97,7 +97,7 @@ impl Deploy<'_> {
         }
         let stop: Vec<String> = others.iter().map(|o| format!("relctl stop {o}")).collect();
         let start: Vec<String> = others.iter().map(|o| format!("relctl start {o}")).collect();
-        Err(UsageError(format!(
+        Err(Error::Usage(format!(
             "the manifest changes what every build of {app} shares ({}), and build(s) {} still run on the old units; re-binding their sockets drops their queued connections, so relctl does not do it behind your back: run {}, then relctl build {}, then {}",
             changes.join("; "),
             others.join(", "),

@@ -30,21 +30,25 @@ mod tests;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::deploy::probe::{Host, Probe};
 use crate::destroy;
 use crate::host::health;
 use crate::host::users::{self, RunAs};
+use crate::name::BuildName;
+use crate::plan::adopt::AdoptPlan;
+use crate::plan::build::BuildPlan;
+use crate::plan::rollback::{self, RollbackPlan};
 use crate::plan::units;
-use crate::plan::{AdoptPlan, AppPlan, BuildPlan};
+use crate::plan::AppPlan;
 use crate::release::deps;
 use crate::release::handmade;
 use crate::release::id::ReleaseId;
 use crate::release::layout::{BuildLayout, Instance, Slot};
 use crate::release::secret_key;
-use crate::release::store::{self, ReleaseState};
+use crate::release::store;
 use crate::report::Report;
 use crate::systemd::manager::Manager;
 use crate::systemd::unit::{JobKind, UnitState};
@@ -59,7 +63,7 @@ pub struct Verified {
 #[derive(Debug, Serialize)]
 pub struct BuildResult {
     pub app: String,
-    pub build: String,
+    pub build: BuildName,
     pub release: ReleaseId,
     pub previous: Option<ReleaseId>,
     pub release_dir: String,
@@ -70,7 +74,7 @@ pub struct BuildResult {
 
 #[derive(Debug, Serialize)]
 pub struct RollbackResult {
-    pub build: String,
+    pub build: BuildName,
     pub from: ReleaseId,
     pub to: ReleaseId,
     pub unit: UnitState,
@@ -228,34 +232,27 @@ impl<'a> Deploy<'a> {
         })
     }
 
-    /// `relctl rollback`: switches back to `to` (default: the newest good release older than
-    /// current), restarts and verifies it, and marks the release it left as bad.
-    pub fn rollback(&mut self, to: Option<&ReleaseId>) -> Result<RollbackResult> {
+    /// `relctl rollback`: switches back to the planned target (resolved before the lock),
+    /// restarts and verifies it, and marks the release it left as bad. The build must still be
+    /// as planned: a relctl that changed it while this one waited for the lock (or the recovery
+    /// from an interrupted one) leaves the rollback undone.
+    pub fn rollback(&mut self, plan: &RollbackPlan) -> Result<RollbackResult> {
         let b = self.build;
         let t = Instant::now();
         if let Some(r) = self.recover()? {
             self.report.step("recover", t, r);
         }
-        let releases = store::list(b)?;
-        let current = releases
-            .iter()
-            .find(|r| r.state == ReleaseState::Current)
-            .map(|r| r.id.clone())
-            .with_context(|| format!("build {} has no current release: nothing to roll back", b.build))?;
-        let target = match to {
-            Some(id) => {
-                store::check_rollback_target(&b.build, &releases, id)?;
-                id.clone()
-            }
-            None => releases.iter().find(|r| r.state == ReleaseState::Previous).map(|r| r.id.clone()).with_context(
-                || {
-                    format!(
-                        "build {} has no good release older than {current} to roll back to (see relctl releases {})",
-                        b.build, b.build
-                    )
-                },
-            )?,
-        };
+        let now = rollback::resolve(&b.build, &store::list(b)?, Some(&plan.to))?;
+        if now.from != plan.from {
+            bail!(
+                "build {}'s current release is now {}, not {} as planned (another relctl changed the build while this one waited for the lock, or an interrupted one was recovered from); nothing was rolled back: see relctl releases {}",
+                b.build,
+                now.from,
+                plan.from,
+                b.build
+            );
+        }
+        let (current, target) = (now.from, now.to);
         let live = self.go_live(&target, Some(&current))?;
         store::mark_bad(&b.release_dir(&current), &format!("rolled back to {target}"))?;
         Ok(RollbackResult { build: b.build.clone(), from: current, to: target, unit: live.unit, health: live.health })

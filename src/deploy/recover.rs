@@ -10,7 +10,6 @@ use crate::host::atomic;
 use crate::release::id::ReleaseId;
 use crate::release::layout::{Instance, Slot};
 use crate::release::store;
-use crate::report;
 use crate::systemd::unit::{ActiveState, JobKind};
 
 impl Deploy<'_> {
@@ -49,7 +48,7 @@ impl Deploy<'_> {
                 self.switch(&serving, &r.to)?;
             }
         }
-        store::mark_verified(&b.release_dir(&r.to), &report::utc(jiff::Timestamp::now()))?;
+        store::mark_verified(&b.release_dir(&r.to), jiff::Timestamp::now())?;
         Ok(format!(
             "recovered from an interrupted relctl (pid {}): release {} had passed its probation and is kept{}",
             r.pid,

@@ -12,15 +12,14 @@ use crate::deploy::hooks::{self, HookFailed};
 use crate::deploy::{failpoint, Deploy};
 use crate::host::atomic;
 use crate::host::users::RunAs;
+use crate::plan::build::BuildPlan;
 use crate::plan::hook::{Hook, HookStage};
 use crate::plan::units::UnitFile;
-use crate::plan::BuildPlan;
 use crate::release::deps::{self, DepPlan};
 use crate::release::id::ReleaseId;
 use crate::release::layout::Slot;
 use crate::release::store::{self, ReleaseMeta};
 use crate::release::{render, secret_key, stage};
-use crate::report;
 
 impl Deploy<'_> {
     /// Copies the sources, writes the release's files and runs the hooks. Nothing live changes
@@ -83,8 +82,8 @@ impl Deploy<'_> {
         let meta = ReleaseMeta {
             id: release.clone(),
             app: self.app.layout.app.clone(),
-            build: self.build.build.clone(),
-            created: report::utc(jiff::Timestamp::now()),
+            build: self.build.build.to_string(),
+            created: jiff::Timestamp::now(),
             git,
             promoted_from,
             settings,

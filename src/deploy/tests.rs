@@ -97,7 +97,7 @@ impl World {
         app.layout.root = dir.path().join("root");
         app.layout.unit_dir = dir.path().join("units");
         app.probation_s = 0;
-        let build = app.layout.build("development");
+        let build = app.layout.build(&"development".parse().unwrap());
         std::fs::create_dir_all(&build.releases_dir).unwrap();
         let sd = Rc::new(Fake::new());
         let probe = FakeProbe { sd: Rc::clone(&sd), sick: Default::default(), dies_on_health: Default::default() };
@@ -112,8 +112,8 @@ impl World {
         let meta = ReleaseMeta {
             id: id.clone(),
             app: "medctrl".into(),
-            build: "development".into(),
-            created: "2026-12-01 00:00:00 UTC".into(),
+            build: "development".parse().unwrap(),
+            created: jiff::Timestamp::UNIX_EPOCH,
             git: None,
             promoted_from: None,
             settings: None,
@@ -130,7 +130,7 @@ impl World {
         crate::host::atomic::switch_symlink(&self.build.socket, Path::new(Slot::Main.socket_file())).unwrap();
         self.sd.set_active(&self.inst(Slot::Main).socket_unit, true);
         self.sd.set_active(&self.inst(Slot::Main).service_unit, true);
-        store::mark_verified(&self.build.release_dir(r), "then").unwrap();
+        store::mark_verified(&self.build.release_dir(r), jiff::Timestamp::now()).unwrap();
     }
 
     fn inst(&self, slot: Slot) -> Instance {

@@ -17,8 +17,6 @@ use std::path::{Component, Path, PathBuf};
 
 use nix::unistd::{Uid, User};
 
-use crate::error::UsageError;
-
 /// Whose files relctl uses: decided by the user it runs as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trust {
@@ -54,10 +52,10 @@ pub enum Error {
 
 impl Error {
     /// As a usage error: the refusal as it is, an I/O error as `io_message` words it.
-    pub fn into_usage(self, io_message: impl FnOnce(io::Error) -> String) -> UsageError {
+    pub fn into_usage(self, io_message: impl FnOnce(io::Error) -> String) -> crate::error::Error {
         match self {
-            Error::Io(e) => UsageError(io_message(e)),
-            Error::NotRootOnly(msg) => UsageError(msg),
+            Error::Io(e) => crate::error::Error::Usage(io_message(e)),
+            Error::NotRootOnly(msg) => crate::error::Error::Usage(msg),
         }
     }
 }

@@ -10,7 +10,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::error::UsageError;
+use crate::error::Error;
 use serde::Serialize;
 
 /// A user to run as: `release` hooks run as the service user, so what they create in the state
@@ -56,10 +56,10 @@ pub fn lookup_account(name: &str) -> Result<Option<Account>> {
 /// relctl created it (its comment starts with [`MARK`]) or the app already runs as it (`runs_as`:
 /// the `User=` of relctl's own units for the app, and of the hand-made units `build --adopt`
 /// takes over). `manifest` is named in the refusal.
-pub fn check_existing(manifest: &Path, account: &Account, runs_as: &[String]) -> Result<(), UsageError> {
+pub fn check_existing(manifest: &Path, account: &Account, runs_as: &[String]) -> Result<(), Error> {
     let name = &account.name;
     if account.uid == 0 {
-        return Err(UsageError(format!(
+        return Err(Error::Usage(format!(
             "{}: [service] user \"{name}\" is root (uid 0); the service runs as an unprivileged user of its own",
             manifest.display()
         )));
@@ -67,7 +67,7 @@ pub fn check_existing(manifest: &Path, account: &Account, runs_as: &[String]) ->
     if account.comment.starts_with(MARK) || runs_as.iter().any(|u| u == name) {
         return Ok(());
     }
-    Err(UsageError(format!(
+    Err(Error::Usage(format!(
         "{}: [service] user \"{name}\" already exists and relctl did not create it (its comment is not \"{MARK} ...\"): the app would share files and processes with whatever else runs as {name}; name a user that does not exist yet (relctl creates it), or, if {name} is this app's own account, mark it: usermod --comment '{MARK}' {name}",
         manifest.display()
     )))

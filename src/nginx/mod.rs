@@ -24,15 +24,16 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::name::BuildName;
 use crate::release::id::ReleaseId;
 
 /// One build's route, as nginx needs it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Route {
     pub app: String,
-    pub build: String,
+    pub build: BuildName,
     /// Normalized: starts with `/`, no trailing `/` except for the root route `/`.
-    pub route: String,
+    pub route: crate::route::Route,
     pub socket: PathBuf,
     pub release: Option<ReleaseId>,
     pub allow: Vec<String>,

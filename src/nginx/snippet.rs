@@ -37,13 +37,13 @@ pub fn render(routes: &[Route], proxy_params: bool) -> String {
         .iter()
         .map(|r| RouteContext {
             app: &r.app,
-            build: &r.build,
+            build: r.build.as_str(),
             release: r.release.as_ref().map_or("none yet", |id| id.as_str()),
-            route: &r.route,
-            prefix: if r.route == "/" { "/".to_string() } else { format!("{}/", r.route) },
+            route: r.route.as_str(),
+            prefix: if r.route.is_root() { "/".to_string() } else { format!("{}/", r.route) },
             socket: r.socket.display().to_string(),
             access: access_lines(r),
-            script_name: if r.route == "/" { "\"\"".to_string() } else { r.route.clone() },
+            script_name: if r.route.is_root() { "\"\"".to_string() } else { r.route.to_string() },
             static_url: r.static_files.as_ref().map(|st| st.url.as_str()),
             static_alias: r.static_files.as_ref().map(|st| st.alias.display().to_string()),
             static_max_age_s: r.static_files.as_ref().map(|st| st.max_age_s),
@@ -83,8 +83,8 @@ mod tests {
     fn route(build: &str, route: &str) -> Route {
         Route {
             app: "medctrl".into(),
-            build: build.into(),
-            route: route.into(),
+            build: build.parse().unwrap(),
+            route: crate::route::Route::parse(route).unwrap(),
             socket: format!("/opt/medctrl/backend/{build}/gunicorn.sock").into(),
             release: Some(ReleaseId::parse("20261123T130501Z-abc1234").unwrap()),
             allow: vec![],

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::error::UsageError;
+use crate::error::Error;
 use crate::host::atomic;
 use crate::plan::AppPlan;
 use crate::release::layout::{Slot, MARKER};
@@ -77,7 +77,7 @@ fn check_ours_in(app: &AppPlan, dirs: &[&Path], adopting: &[PathBuf]) -> Result<
             }
             let Some(bytes) = atomic::read_if_exists(&path)? else { continue };
             if !String::from_utf8_lossy(&bytes).contains(MARKER) {
-                return Err(UsageError(format!(
+                return Err(Error::Usage(format!(
                     "{} exists and relctl did not write it (it has no \"{MARKER}\" line): app \"{}\" would replace or shadow it; choose another app name; if it is a hand-made setup of this app, take it over with `relctl build <BUILD> --adopt` (relctl build <BUILD> names what it finds)",
                     path.display(),
                     app.layout.app
@@ -385,7 +385,7 @@ mod tests {
         assert!(check_ours_in(&app("getty"), &dirs, &[]).is_ok(), "relctl's own units are fine");
         std::fs::write(dir.path().join("getty@.service"), "[Unit]\nDescription=Getty on %I\n").unwrap();
         let err = check_ours_in(&app("getty"), &dirs, &[]).unwrap_err();
-        assert!(err.is::<UsageError>());
+        assert!(crate::error::is_usage(&err));
         let expected = format!("{}/getty@.service exists and relctl did not write it", dir.path().display());
         assert!(err.to_string().starts_with(&expected), "{err}");
         assert!(err.to_string().contains("relctl build <BUILD> --adopt"), "{err}");

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, Context, Result};
 use serde::Serialize;
 
-use crate::error::UsageError;
+use crate::error::Error;
 use crate::host::atomic;
 use crate::manifest;
 use crate::project::detect::{self, DepsSource, EntryPoint, Interface, Project};
@@ -60,7 +60,7 @@ pub fn plan(dir: &Path, app: Option<&str>) -> Result<InitPlan> {
     }
     let mut project = detect::detect(dir);
     if let Some(app) = app {
-        manifest::check_app_name(app).map_err(|e| UsageError(format!("--app: {e}")))?;
+        manifest::check_app_name(app).map_err(|e| Error::Usage(format!("--app: {e}")))?;
         project.app = app.to_string();
         project.app_from = "--app".into();
     }
@@ -106,8 +106,8 @@ fn write_manifest(plan: &InitPlan) -> Result<()> {
     })
 }
 
-fn already_there(path: &Path) -> UsageError {
-    UsageError(format!(
+fn already_there(path: &Path) -> Error {
+    Error::Usage(format!(
         "{} already exists; relctl init does not overwrite it (edit it, or move it away and run relctl init again)",
         path.display()
     ))
@@ -610,7 +610,7 @@ mod tests {
             "\"$RELCTL_DEP_DIR/bin/python\" -m pip install --disable-pip-version-check -q -r requirements.txt"
         );
         assert_eq!(m.builds.keys().collect::<Vec<_>>(), ["development"]);
-        assert_eq!(m.builds["development"].route.as_deref(), Some("/dev"));
+        assert_eq!(m.builds["development"].route.as_ref().map(|r| r.as_str()), Some("/dev"));
         // Every section is explained, above its header or right below it.
         let lines: Vec<&str> = text.lines().collect();
         for section in
@@ -639,7 +639,14 @@ mod tests {
         let loaded = manifest::load(&plan.path).unwrap();
         let app = crate::plan::app(&loaded).unwrap();
         let now = "2026-11-23T13:05:01Z".parse().unwrap();
-        let b = crate::plan::build(&app, &loaded, "dev-2", now, crate::release::deps::KeyCommands::Run).unwrap();
+        let b = crate::plan::build::build(
+            &app,
+            &loaded,
+            &"dev-2".parse().unwrap(),
+            now,
+            crate::release::deps::KeyCommands::Run,
+        )
+        .unwrap();
         assert_eq!(b.settings.as_ref().unwrap().path, "API/api_settings/settings/deploy_dev-2.py");
         assert_eq!(b.environment["DJANGO_SETTINGS_MODULE"], "api_settings.settings.deploy_dev-2");
         assert!(b.settings.unwrap().contents.contains("from api_settings.settings.common import *"));
@@ -656,7 +663,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         write(tmp.path(), "relctl.toml", "app = \"mine\"\n");
         let err = plan(tmp.path(), None).unwrap_err();
-        assert!(err.is::<UsageError>());
+        assert!(crate::error::is_usage(&err));
         let path = tmp.path().join("relctl.toml");
         assert_eq!(
             err.to_string(),
@@ -666,7 +673,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let p = plan(tmp.path(), None).unwrap();
         write(tmp.path(), "relctl.toml", "app = \"theirs\"\n");
-        assert!(super::write(&p).unwrap_err().is::<UsageError>());
+        assert!(crate::error::is_usage(&super::write(&p).unwrap_err()));
         assert_eq!(std::fs::read_to_string(&p.path).unwrap(), "app = \"theirs\"\n");
     }
 
@@ -751,7 +758,7 @@ mod tests {
 
         // The manifest cannot be written (one appeared meanwhile): neither is the gunicorn.conf.py.
         write(&dir, "relctl.toml", "app = \"theirs\"\n");
-        assert!(super::write(&p).unwrap_err().is::<UsageError>());
+        assert!(crate::error::is_usage(&super::write(&p).unwrap_err()));
         assert!(!conf.exists(), "gunicorn.conf.py removed again");
         assert_eq!(std::fs::read_dir(dir.join("src")).unwrap().count(), 2, "no temp files left behind");
         std::fs::remove_file(dir.join("relctl.toml")).unwrap();

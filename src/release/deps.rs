@@ -15,7 +15,7 @@ use fs_err as fs;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::error::UsageError;
+use crate::error::Error;
 use crate::host::atomic;
 use crate::manifest::Dep;
 
@@ -84,8 +84,8 @@ pub fn plan(root: &Path, source: &Path, name: &str, dep: &Dep, key_commands: Key
     let mut keyed_by = Vec::new();
     for file in &dep.key {
         let path = source.join(file);
-        let bytes =
-            std::fs::read(&path).map_err(|e| UsageError(format!("[deps.{name}] key file {}: {e}", path.display())))?;
+        let bytes = std::fs::read(&path)
+            .map_err(|e| Error::Usage(format!("[deps.{name}] key file {}: {e}", path.display())))?;
         feed("file", file.as_bytes());
         feed("content", &bytes);
         keyed_by.push(file.clone());
@@ -109,7 +109,7 @@ pub fn plan(root: &Path, source: &Path, name: &str, dep: &Dep, key_commands: Key
         }
         let out = cmd.output().with_context(|| format!("[deps.{name}] running key command `{c}`"))?;
         if !out.status.success() {
-            return Err(UsageError(format!(
+            return Err(Error::Usage(format!(
                 "[deps.{name}] key command `{c}` failed ({}): {}",
                 out.status,
                 String::from_utf8_lossy(&out.stderr).trim()
@@ -250,7 +250,7 @@ mod tests {
         assert_ne!(other_content.entry, plan(root, src.path(), "venv", &versioned, KeyCommands::Run).unwrap().entry);
         std::fs::remove_file(src.path().join("requirements.txt")).unwrap();
         let err = plan(root, src.path(), "venv", &versioned, KeyCommands::Run).unwrap_err();
-        assert!(err.is::<UsageError>() && err.to_string().contains("[deps.venv] key file"), "{err}");
+        assert!(crate::error::is_usage(&err) && err.to_string().contains("[deps.venv] key file"), "{err}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use anyhow::Result;
 use nix::unistd::{Uid, User};
 use serde::{Deserialize, Serialize};
 
-use crate::error::UsageError;
+use crate::error::Error;
 
 /// A checkout's short commit hash and whether it has uncommitted changes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,7 +57,7 @@ pub fn revision(source: &Path) -> Result<Option<GitRevision>> {
 }
 
 /// A label as [`SOURCE_REVISION_ENV`] carries it: `[0-9a-f]{4,40}(-dirty)?`.
-pub fn parse_label(label: &str) -> Result<GitRevision, UsageError> {
+pub fn parse_label(label: &str) -> Result<GitRevision, Error> {
     let (short, dirty) = match label.strip_suffix("-dirty") {
         Some(short) => (short, true),
         None => (label, false),
@@ -69,8 +69,8 @@ pub fn parse_label(label: &str) -> Result<GitRevision, UsageError> {
     Ok(GitRevision { short: short.to_string(), dirty })
 }
 
-fn bad_label(label: &str) -> UsageError {
-    UsageError(format!(
+fn bad_label(label: &str) -> Error {
+    Error::Usage(format!(
         "{SOURCE_REVISION_ENV}=\"{}\" is not a git revision: it must be {LABEL_RULE} (relctl -H sets it to the revision of the sources it ships)",
         label.escape_debug()
     ))

@@ -150,7 +150,7 @@ mod tests {
             unit_dir: UNIT_DIR.into(),
             socket_name: "gunicorn.sock".into(),
         }
-        .build("development")
+        .build(&"development".parse().unwrap())
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::name::BuildName;
 use crate::release::id::ReleaseId;
 
 /// The line every unit file relctl writes carries: files without it are not relctl's.
@@ -28,7 +29,7 @@ pub struct AppLayout {
 /// The paths of one build of an app.
 #[derive(Debug, Clone, Serialize)]
 pub struct BuildLayout {
-    pub build: String,
+    pub build: BuildName,
     /// `<root>/<build>`
     pub build_dir: PathBuf,
     /// `<root>/<build>/releases`
@@ -141,10 +142,10 @@ impl AppLayout {
         format!("{}.target", self.app)
     }
 
-    pub fn build(&self, build: &str) -> BuildLayout {
+    pub fn build(&self, build: &BuildName) -> BuildLayout {
         let build_dir = self.root.join(build);
         BuildLayout {
-            build: build.to_string(),
+            build: build.clone(),
             releases_dir: build_dir.join("releases"),
             current: build_dir.join("current"),
             socket: build_dir.join(&self.socket_name),
@@ -249,7 +250,7 @@ mod tests {
             unit_dir: UNIT_DIR.into(),
             socket_name: "gunicorn.sock".into(),
         };
-        let b = app.build("development");
+        let b = app.build(&"development".parse().unwrap());
         assert_eq!(b.socket, Path::new("/opt/medctrl/backend/development/gunicorn.sock"));
         assert_eq!(b.current, Path::new("/opt/medctrl/backend/development/current"));
         assert_eq!(b.state_dir, Path::new("/var/lib/medctrl/backend/development"));
@@ -272,7 +273,7 @@ mod tests {
             unit_dir: UNIT_DIR.into(),
             socket_name: "s".into(),
         };
-        let b = app.build("dev");
+        let b = app.build(&"dev".parse().unwrap());
         assert_eq!(b.current_release().unwrap(), None, "no build yet");
         std::fs::create_dir_all(&b.build_dir).unwrap();
         std::os::unix::fs::symlink("releases/20261123T130501Z-abc1234", &b.current).unwrap();

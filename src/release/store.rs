@@ -20,8 +20,10 @@ pub struct ReleaseMeta {
     pub id: ReleaseId,
     pub app: String,
     pub build: String,
-    /// When it was completed, for people (`2026-11-23 13:05:01 UTC`).
-    pub created: String,
+    /// When it was completed: RFC 3339 on disk (`2026-11-23T13:05:01Z`; relctl wrote
+    /// `2026-11-23 13:05:01 UTC` before, which still reads).
+    #[serde(with = "crate::time::serde_rfc3339")]
+    pub created: jiff::Timestamp,
     /// The git label of the source (`abc1234[-dirty]`).
     pub git: Option<String>,
     /// The release of another build whose files this one is a copy of (`relctl promote`).
@@ -83,11 +85,13 @@ pub struct Release {
     pub state: ReleaseState,
     /// Why it is bad.
     pub reason: Option<String>,
-    pub created: Option<String>,
+    #[serde(with = "crate::time::serde_rfc3339_option")]
+    pub created: Option<jiff::Timestamp>,
     pub git: Option<String>,
     pub promoted_from: Option<PromotedFrom>,
     /// When it last passed the gate and probation as the build's live release.
-    pub verified: Option<String>,
+    #[serde(with = "crate::time::serde_rfc3339_option")]
+    pub verified: Option<jiff::Timestamp>,
 }
 
 impl Release {
@@ -99,24 +103,20 @@ impl Release {
 /// Whether the build whose releases are `releases` can roll back to `id` (`rollback --to`): a
 /// usage error (exit 2) names a release it does not have, with the ones it has, an incomplete one
 /// and the current one. Checked before the lock, and again under it.
-pub fn check_rollback_target(
-    build: &str,
-    releases: &[Release],
-    id: &ReleaseId,
-) -> Result<(), crate::error::UsageError> {
-    use crate::error::UsageError;
+pub fn check_rollback_target(build: &str, releases: &[Release], id: &ReleaseId) -> Result<(), crate::error::Error> {
+    use crate::error::Error;
     let Some(r) = releases.iter().find(|r| r.id == *id) else {
         let known: Vec<String> = releases.iter().map(|r| r.id.to_string()).collect();
         let known = if known.is_empty() { "none yet".to_string() } else { known.join(", ") };
-        return Err(UsageError(format!(
+        return Err(Error::Usage(format!(
             "build {build} has no release {id}; its releases: {known} (see relctl releases {build})"
         )));
     };
     match r.state {
-        ReleaseState::Incomplete => Err(UsageError(format!(
+        ReleaseState::Incomplete => Err(Error::Usage(format!(
             "release {id} of build {build} is incomplete (its build never finished); cannot roll back to it"
         ))),
-        ReleaseState::Current => Err(UsageError(format!("release {id} is already current for build {build}"))),
+        ReleaseState::Current => Err(Error::Usage(format!("release {id} is already current for build {build}"))),
         _ => Ok(()),
     }
 }
@@ -175,14 +175,21 @@ pub fn mark_complete(release_dir: &Path, meta: &ReleaseMeta) -> Result<()> {
     atomic::write(&meta_dir(release_dir).join(META_FILE), &json, 0o644, None).map(|_| ())
 }
 
-/// Records that a release passed the gate and probation as its build's live release, and when.
-pub fn mark_verified(release_dir: &Path, at: &str) -> Result<()> {
-    atomic::write(&meta_dir(release_dir).join(VERIFIED_FILE), format!("{at}\n").as_bytes(), 0o644, None).map(|_| ())
+/// Records that a release passed the gate and probation as its build's live release, and when
+/// (in RFC 3339).
+pub fn mark_verified(release_dir: &Path, at: jiff::Timestamp) -> Result<()> {
+    let text = format!("{}\n", crate::time::rfc3339(at));
+    atomic::write(&meta_dir(release_dir).join(VERIFIED_FILE), text.as_bytes(), 0o644, None).map(|_| ())
 }
 
-/// When the release last passed verification, if it ever did.
-pub fn verified(release_dir: &Path) -> Result<Option<String>> {
-    Ok(atomic::read_string_if_exists(&meta_dir(release_dir).join(VERIFIED_FILE))?.map(|s| s.trim().to_string()))
+/// When the release last passed verification, if it ever did; an error names a file that holds
+/// no time.
+pub fn verified(release_dir: &Path) -> Result<Option<jiff::Timestamp>> {
+    let file = meta_dir(release_dir).join(VERIFIED_FILE);
+    match atomic::read_string_if_exists(&file)? {
+        Some(text) => crate::time::parse(&text).map(Some).map_err(|e| anyhow::anyhow!("{}: {e}", file.display())),
+        None => Ok(None),
+    }
 }
 
 /// The release's `release.json`: None while it is incomplete; an error naming the file when it
@@ -313,7 +320,7 @@ mod tests {
                     id: r(*n),
                     app: "a".into(),
                     build: "dev".into(),
-                    created: "now".into(),
+                    created: "2026-11-23T13:05:00Z".parse().unwrap(),
                     git: None,
                     promoted_from: None,
                     settings: None,
@@ -364,7 +371,7 @@ mod tests {
             unit_dir: UNIT_DIR.into(),
             socket_name: "s".into(),
         };
-        app.build("dev")
+        app.build(&"dev".parse().unwrap())
     }
 
     fn r(n: u8) -> ReleaseId {
@@ -436,6 +443,50 @@ mod tests {
             "release 20261123T130503Z of build dev is incomplete (its build never finished); cannot roll back to it"
         );
         check_rollback_target("dev", &releases, &r(1)).unwrap();
+    }
+
+    #[test]
+    fn an_existing_release_json_and_verified_file_still_read_and_times_are_written_rfc3339() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = build_with(dir.path(), &[(1, false), (2, true)], 2);
+        let old = b.release_dir(&r(1));
+        fs::create_dir_all(meta_dir(&old)).unwrap();
+        // As relctl wrote them before times were typed.
+        let json = r#"{
+  "id": "20261123T130501Z",
+  "app": "a",
+  "build": "dev",
+  "created": "2026-11-23 13:05:01 UTC",
+  "git": "abc1234"
+}"#;
+        fs::write(meta_dir(&old).join(META_FILE), json).unwrap();
+        fs::write(meta_dir(&old).join(VERIFIED_FILE), "2026-11-23 13:07:00 UTC\n").unwrap();
+        let at = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+        let meta = read_meta(&old).unwrap().unwrap();
+        assert_eq!(meta.created, at("2026-11-23T13:05:01Z"));
+        let releases = list(&b).unwrap();
+        assert_eq!(releases[0].state, ReleaseState::Previous);
+        assert_eq!(releases[0].created, Some(at("2026-11-23T13:05:01Z")));
+        assert_eq!(releases[0].verified, Some(at("2026-11-23T13:07:00Z")));
+        // Written back, and in --json: RFC 3339.
+        let written = serde_json::to_value(&meta).unwrap();
+        assert_eq!(written["created"], "2026-11-23T13:05:01Z");
+        assert_eq!(serde_json::from_value::<ReleaseMeta>(written).unwrap().created, meta.created);
+        let shown = serde_json::to_value(&releases[0]).unwrap();
+        assert_eq!(
+            (&shown["created"], &shown["verified"]),
+            (&"2026-11-23T13:05:01Z".into(), &"2026-11-23T13:07:00Z".into())
+        );
+        assert_eq!(serde_json::to_value(&releases[1]).unwrap()["verified"], serde_json::Value::Null);
+        mark_verified(&old, at("2026-11-23T13:09:00.5Z")).unwrap();
+        assert_eq!(fs::read_to_string(meta_dir(&old).join(VERIFIED_FILE)).unwrap(), "2026-11-23T13:09:00Z\n");
+        fs::write(meta_dir(&old).join(VERIFIED_FILE), "2026-11-23 13:10:00 UTC\n").unwrap();
+        assert_eq!(verified(&old).unwrap(), Some(at("2026-11-23T13:10:00Z")), "as an earlier relctl wrote it");
+        fs::write(meta_dir(&old).join(VERIFIED_FILE), "yesterday\n").unwrap();
+        assert!(verified(&old)
+            .unwrap_err()
+            .to_string()
+            .ends_with("verified: \"yesterday\" is not a time (expected RFC 3339, e.g. 2026-12-03T08:05:06Z)"));
     }
 
     #[test]

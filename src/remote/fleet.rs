@@ -9,12 +9,13 @@ use std::time::Instant;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use crate::error::Outcome;
 use crate::manifest::Loaded;
+use crate::name::BuildName;
 use crate::release::id::ReleaseId;
 use crate::remote::ssh::{Output, Remote, Shipment};
 use crate::remote::target::Target;
 use crate::report::{self, terminal_safe, Mode};
+use crate::systemd::unit::ActiveState;
 
 /// What a command run elsewhere ships and runs there.
 pub struct Job {
@@ -31,8 +32,8 @@ pub struct Job {
 impl Job {
     /// `ships_source`: the command builds a release from the sources (`build`); `build`: the build
     /// whose release a roll reports.
-    pub fn new(loaded: Loaded, ships_source: bool, build: Option<&str>, args: Vec<String>) -> Result<Job> {
-        let source = if ships_source { Some(crate::plan::source_copy(&loaded)?) } else { None };
+    pub fn new(loaded: Loaded, ships_source: bool, build: Option<&BuildName>, args: Vec<String>) -> Result<Job> {
+        let source = if ships_source { Some(crate::plan::build::source_copy(&loaded)?) } else { None };
         let revision = match &source {
             Some(s) => crate::release::git::revision(&s.source)?.map(|r| r.label()),
             None => None,
@@ -46,7 +47,8 @@ impl Job {
     }
 
     /// Ships and runs on one host; the error is for a host relctl could not run on.
-    pub fn run_on(&self, target: &Target, output: &Output) -> Result<(Remote, Outcome, Vec<u8>)> {
+    /// Returns relctl's exit code there and its captured output.
+    pub fn run_on(&self, target: &Target, output: &Output) -> Result<(Remote, u8, Vec<u8>)> {
         let host = Remote::new(target.clone())?;
         host.check_version()?;
         let dir = host.ship(&self.shipment)?;
@@ -61,13 +63,9 @@ impl Job {
         let output = Output::for_hosts(mode, prefix.clone());
         let mut row = HostResult { result: HostState::Failed, ..HostResult::not_reached(target) };
         match self.run_on(target, &output) {
-            Ok((host, outcome, captured)) => {
-                row.exit_code = Some(match outcome {
-                    Outcome::Ok => 0,
-                    Outcome::NotActive => 3,
-                    Outcome::Exited(c) => c,
-                });
-                if outcome == Outcome::Ok {
+            Ok((host, code, captured)) => {
+                row.exit_code = Some(code);
+                if code == 0 {
                     row.result = HostState::Ok;
                 }
                 match json_answer(&captured) {
@@ -121,7 +119,8 @@ fn beginning(answer: &[u8]) -> String {
 /// not read the answer.
 pub struct HostStatus {
     pub host: String,
-    pub status: Result<(Outcome, StatusAnswer), String>,
+    /// relctl's exit code there, and its answer.
+    pub status: Result<(u8, StatusAnswer), String>,
 }
 
 /// A host's `relctl --json status` answer: the document as it came (for `--json`), and what the
@@ -144,20 +143,27 @@ struct StatusDoc {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct BuildRow {
     pub build: String,
-    pub state: String,
+    /// The serving instance's ActiveState, as systemd spells it (a value this relctl does not
+    /// know reads as `Other`).
+    #[serde(deserialize_with = "active_state")]
+    pub state: ActiveState,
     pub sub_state: String,
     pub release: Option<ReleaseId>,
     pub main_pid: Option<u32>,
     pub route: Option<String>,
 }
 
-/// Reads a host's answer to `relctl --json status`, which exited with `outcome`: an error says
+fn active_state<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<ActiveState, D::Error> {
+    Ok(ActiveState::parse(&String::deserialize(deserializer)?))
+}
+
+/// Reads a host's answer to `relctl --json status`, which exited with `code`: an error says
 /// what was wrong (no answer, not JSON, a field missing or of the wrong type) and how the answer
 /// begins.
-pub fn parse_status(outcome: Outcome, answer: &[u8]) -> Result<StatusAnswer, String> {
-    let doc = match (json_answer(answer)?, outcome) {
+pub fn parse_status(code: u8, answer: &[u8]) -> Result<StatusAnswer, String> {
+    let doc = match (json_answer(answer)?, code) {
         (Some(doc), _) => doc,
-        (None, Outcome::Exited(code)) => return Err(format!("relctl status exited {code} there without an answer")),
+        (None, 1..) => return Err(format!("relctl status exited {code} there without an answer")),
         (None, _) => return Err("relctl status answered nothing".into()),
     };
     let typed: StatusDoc = serde_path_to_error::deserialize(&doc).map_err(|e| {
@@ -366,16 +372,19 @@ mod tests {
 
     #[test]
     fn a_hosts_status_answer_reads_by_type_into_rows() {
-        let answer = parse_status(Outcome::Ok, STATUS.as_bytes()).unwrap();
+        let answer = parse_status(0, STATUS.as_bytes()).unwrap();
         assert_eq!(answer.app, "medctrl");
-        let rows = status_rows(&[HostStatus { host: "web1".into(), status: Ok((Outcome::Ok, answer)) }]);
+        assert_eq!(answer.builds[0].state, ActiveState::Active);
+        let newer = parse_status(0, STATUS.replace("\"active\"", "\"hibernating\"").as_bytes()).unwrap();
+        assert_eq!(newer.builds[0].state, ActiveState::Other("hibernating".into()));
+        let rows = status_rows(&[HostStatus { host: "web1".into(), status: Ok((0, answer)) }]);
         let expected = ["web1", "production", "active (running)", "20261123T130501Z-0123abc", "4242", "/"];
         assert_eq!(rows, [expected.map(String::from)]);
     }
 
     #[test]
     fn a_garbled_status_answer_is_an_error_row_naming_what_was_wrong() {
-        let why = |answer: &[u8]| parse_status(Outcome::Ok, answer).unwrap_err();
+        let why = |answer: &[u8]| parse_status(0, answer).unwrap_err();
         // Not JSON: what the parser said and how the answer begins, escaped.
         assert_eq!(
             why(b"Welcome to web1!\n\x1b]0;pwned\x07{}"),
@@ -394,11 +403,8 @@ mod tests {
         assert!(why(b"[1, 2]").starts_with("its status answer is not relctl's status JSON"));
         assert!(why(STATUS.replace("20261123T130501Z", "yesterday").as_bytes()).contains("at builds[0].release"));
         // No answer at all: relctl failed there (its error was relayed), or printed nothing.
-        assert_eq!(
-            parse_status(Outcome::Exited(1), b"").unwrap_err(),
-            "relctl status exited 1 there without an answer"
-        );
-        assert_eq!(parse_status(Outcome::Ok, b"\n").unwrap_err(), "relctl status answered nothing");
+        assert_eq!(parse_status(1, b"").unwrap_err(), "relctl status exited 1 there without an answer");
+        assert_eq!(parse_status(0, b"\n").unwrap_err(), "relctl status answered nothing");
         // The error is the host's row, not an empty table.
         let rows = status_rows(&[HostStatus { host: "web1".into(), status: Err(why(b"<html>")) }]);
         assert_eq!(rows.len(), 1);

@@ -19,7 +19,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
-use crate::error::{Outcome, UsageError};
+use crate::error::Error;
 use crate::host::trust::{self, Trust};
 use crate::manifest::Loaded;
 use crate::release::stage::CopySpec;
@@ -88,7 +88,7 @@ impl Remote {
         let ssh = match std::env::var(SSH_ENV) {
             Ok(line) => shlex::split(&line)
                 .filter(|v| !v.is_empty())
-                .ok_or_else(|| UsageError(format!("{SSH_ENV}=\"{line}\" is not a command line")))?,
+                .ok_or_else(|| Error::Usage(format!("{SSH_ENV}=\"{line}\" is not a command line")))?,
             Err(_) => vec!["ssh".to_string()],
         };
         Ok(Remote { target, ssh })
@@ -177,13 +177,7 @@ impl Remote {
     /// Runs relctl on the host with the shipped manifest and `args`, its output going to `output`;
     /// the shipped directory is removed afterwards. Returns relctl's exit status there and, with
     /// [`Output::Captured`], its stdout.
-    pub fn run(
-        &self,
-        dir: &str,
-        args: &[String],
-        revision: Option<&str>,
-        output: &Output,
-    ) -> Result<(Outcome, Vec<u8>)> {
+    pub fn run(&self, dir: &str, args: &[String], revision: Option<&str>, output: &Output) -> Result<(u8, Vec<u8>)> {
         let script = run_script(dir, args, revision)?;
         let tty =
             matches!(output, Output::Inherit) && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
@@ -213,7 +207,7 @@ impl Remote {
         };
         match status.code() {
             Some(255) => bail!("lost the connection to {} (ssh exited 255)", self.target),
-            Some(code) => Ok((if code == 0 { Outcome::Ok } else { Outcome::Exited(code as u8) }, captured)),
+            Some(code) => Ok((code as u8, captured)),
             None => bail!("ssh to {} was killed ({status})", self.target),
         }
     }
@@ -355,15 +349,15 @@ impl Shipment {
     /// `source`: the sources to ship (for `build`), as `build` would copy them.
     pub fn new(loaded: &Loaded, source: Option<CopySpec>) -> Result<Shipment> {
         let refuse = |what: String| -> anyhow::Error {
-            UsageError(format!(
+            Error::Usage(format!(
                 "{}: with -H, {what} must be an absolute path on the host (relctl does not ship it: it is the host's)",
                 loaded.path.display()
             ))
             .into()
         };
-        let text =
-            std::fs::read_to_string(&loaded.path).with_context(|| format!("reading {}", loaded.path.display()))?;
-        let mut table: toml::Table = text.parse().map_err(|e| UsageError(format!("{}: {e}", loaded.path.display())))?;
+        // The text relctl read and checked, not the file again (it may have changed since).
+        let mut table: toml::Table =
+            loaded.manifest.text.parse().map_err(|e| Error::Usage(format!("{}: {e}", loaded.path.display())))?;
         let m = &loaded.manifest;
         if m.root.as_ref().is_some_and(|r| r.is_relative()) {
             return Err(refuse("root".into()));
@@ -634,7 +628,7 @@ mod tests {
         )
         .unwrap();
         let loaded = crate::manifest::load(&app.join("relctl.toml")).unwrap();
-        let source = crate::plan::source_copy(&loaded).unwrap();
+        let source = crate::plan::build::source_copy(&loaded).unwrap();
         let shipment = Shipment::new(&loaded, Some(source)).unwrap();
         let entries = unpacked(&shipment);
         let find = |name: &str| entries.iter().rfind(|e| e.0 == name).cloned();
@@ -656,6 +650,11 @@ mod tests {
         let shipped = entries.iter().find(|e| e.0 == "src/real-in-src.tera").unwrap();
         assert_eq!((shipped.1, shipped.2, shipped.4.as_str()), (tar::EntryType::Regular, 0o600, "X = 1\n"));
         assert!(!entries.iter().any(|e| e.1 == tar::EntryType::Symlink), "{entries:?}");
+
+        // What is shipped is the manifest relctl read and checked once, not the file as it is now.
+        std::fs::write(app.join("relctl.toml"), "app = \"changed\"\n").unwrap();
+        let shipment = Shipment::new(&loaded, None).unwrap();
+        assert!(shipment.manifest.contains("app = \"medctrl\""), "{}", shipment.manifest);
     }
 
     #[test]
@@ -673,7 +672,7 @@ mod tests {
         )
         .unwrap();
         let loaded = crate::manifest::load(&app.join("relctl.toml")).unwrap();
-        let shipment = Shipment::new(&loaded, Some(crate::plan::source_copy(&loaded).unwrap())).unwrap();
+        let shipment = Shipment::new(&loaded, Some(crate::plan::build::source_copy(&loaded).unwrap())).unwrap();
         // The sources as a checkout made with umask 002 has them (packed as they are when shipped).
         std::fs::set_permissions(app.join("deploy"), std::fs::Permissions::from_mode(0o775)).unwrap();
         std::fs::set_permissions(app.join("deploy/other.py"), std::fs::Permissions::from_mode(0o4775)).unwrap();

@@ -24,7 +24,7 @@ fn a_review_build_gets_its_own_route_through_nginx() {
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(
         stderr(&out).contains("build \"review-1\" is not declared in")
-            && stderr(&out).contains("declared builds: development, pr-* (a family), testing"),
+            && stderr(&out).contains("declared builds: development, testing, pr-* (a family)"),
         "{}",
         show(&out)
     );

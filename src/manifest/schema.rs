@@ -1,0 +1,252 @@
+//! The manifest's schema: what `relctl.toml` may say, with its defaults.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+use crate::route::Route;
+
+/// The manifest as written, with defaults applied. Paths are still as written; `Loaded` knows
+/// the directory they resolve against.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub app: String,
+    #[serde(default = "default_component")]
+    pub component: String,
+    pub root: Option<PathBuf>,
+    #[serde(default = "default_source")]
+    pub source: PathBuf,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    #[serde(default = "default_keep_releases")]
+    pub keep_releases: usize,
+    pub settings: Option<Settings>,
+    pub service: Service,
+    #[serde(default)]
+    pub hooks: Hooks,
+    /// Dependencies built once per content and shared by releases (see `deps`).
+    #[serde(default)]
+    pub deps: BTreeMap<String, Dep>,
+    pub health: Option<Health>,
+    #[serde(default)]
+    pub vars: toml::Table,
+    /// In the order the manifest declares them: `status`, `nginx-snippet` and the rest list them so.
+    #[serde(default)]
+    pub builds: IndexMap<String, Build>,
+    #[serde(default)]
+    pub hardening: Hardening,
+    /// `[static]`: files nginx serves itself, from each build's current release.
+    #[serde(rename = "static")]
+    pub static_files: Option<Static>,
+    /// The text it was parsed from (and checked): what `-H` ships to the host, never read again.
+    #[serde(skip)]
+    pub text: String,
+}
+
+/// `[static]`: a directory inside the release (what `collectstatic` fills in a build hook) that
+/// nginx serves at `<route>/<url>/` for every build, through `current`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Static {
+    /// Relative to the release, e.g. `API/static`.
+    pub dir: String,
+    /// The URL path under the build's route, e.g. `static` (Django's `STATIC_URL = "static/"`).
+    #[serde(default = "default_static_url")]
+    pub url: String,
+    /// `Cache-Control: public, max-age=` for the files, in seconds.
+    #[serde(default = "default_static_max_age")]
+    pub max_age_s: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// A path relative to the manifest, or `builtin:<name>`.
+    pub template: String,
+    /// Destination inside the release; itself a template (`deploy_{{ build }}.py`).
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    pub workdir: Option<String>,
+    pub exec: String,
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    pub user: Option<String>,
+    #[serde(default = "default_socket")]
+    pub socket: String,
+    #[serde(default = "default_socket_group")]
+    pub socket_group: String,
+}
+
+/// `[deps.<name>]`: a directory the release uses (a virtualenv, `node_modules`), built by `build`
+/// at a path keyed by the content of `key` files and the output of `key_commands`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dep {
+    /// Where the release sees it, relative to the release (e.g. `.venv`).
+    pub path: String,
+    /// Files in the source whose content keys it (e.g. `requirements.txt`).
+    #[serde(default)]
+    pub key: Vec<String>,
+    /// Commands whose output keys it too (e.g. `/usr/bin/python3 --version`).
+    #[serde(default)]
+    pub key_commands: Vec<String>,
+    /// Shell commands that build it into `$RELCTL_DEP_DIR`, run in the new release.
+    pub build: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hooks {
+    #[serde(default)]
+    pub build: Vec<String>,
+    #[serde(default)]
+    pub release: Vec<String>,
+    /// Run against the new instance once it passed the health gate, before it takes traffic.
+    #[serde(default)]
+    pub verify: Vec<String>,
+    /// How long one release hook may run before systemd stops it (it runs as a unit of its own).
+    #[serde(default = "default_release_timeout")]
+    pub release_timeout_s: u64,
+}
+
+fn default_release_timeout() -> u64 {
+    900
+}
+
+impl Default for Hooks {
+    fn default() -> Hooks {
+        Hooks {
+            build: Vec::new(),
+            release: Vec::new(),
+            verify: Vec::new(),
+            release_timeout_s: default_release_timeout(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    pub path: String,
+    #[serde(default = "default_health_timeout")]
+    pub timeout_s: u64,
+    /// After the health check passes, the service must keep its main PID and not be restarted by
+    /// systemd for this long.
+    #[serde(default = "default_probation")]
+    pub probation_s: u64,
+    /// Which answers pass: `2xx-3xx` (the default), or `not-5xx` for a path that may also answer
+    /// 404 or 401 (an app's root).
+    #[serde(default)]
+    pub accept: crate::host::health::Accept,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Build {
+    /// The route as the manifest wrote it; a family's is a template (`/review/{{ build }}`).
+    #[serde(rename = "route")]
+    pub written_route: Option<String>,
+    /// The route, checked and normalized once: when the manifest is parsed (a build declared by
+    /// name) or a family's member is resolved (`Loaded::build`). None for a family's own
+    /// declaration.
+    #[serde(skip)]
+    pub route: Option<Route>,
+    pub secrets: Option<PathBuf>,
+    /// nginx `allow` entries (IP addresses or CIDR ranges); everything else is denied.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// An htpasswd file for nginx basic auth on this build's route.
+    pub htpasswd: Option<PathBuf>,
+    /// Pass WebSocket upgrades through nginx on this route (HTTP/1.1, Upgrade/Connection headers,
+    /// no response buffering).
+    #[serde(default)]
+    pub websocket: bool,
+    /// How long nginx waits for the app between two reads (and writes) on this route, in seconds;
+    /// nginx's default is 60. For long polls and quiet WebSockets.
+    pub read_timeout_s: Option<u64>,
+    /// The hosts this build runs on (`[user@]host[:port]`, reached over SSH): build, restart,
+    /// rollback and promote roll across them (`--serial`), status asks each.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    #[serde(default)]
+    pub vars: toml::Table,
+}
+
+fn default_component() -> String {
+    "app".into()
+}
+fn default_source() -> PathBuf {
+    ".".into()
+}
+fn default_keep_releases() -> usize {
+    5
+}
+fn default_socket() -> String {
+    "gunicorn.sock".into()
+}
+fn default_socket_group() -> String {
+    "www-data".into()
+}
+fn default_static_url() -> String {
+    "static".into()
+}
+fn default_static_max_age() -> u64 {
+    3600
+}
+pub fn default_health_timeout() -> u64 {
+    30
+}
+pub fn default_probation() -> u64 {
+    2
+}
+
+/// `[hardening]`: relaxes the service unit's sandbox for apps that need it (README "Hardening").
+/// Every default is the strict setting.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Hardening {
+    /// `MemoryDenyWriteExecute=`; false for code that needs writable+executable pages (JITs).
+    pub memory_deny_write_execute: bool,
+    /// `PrivateUsers=`; false when the app must see the real ids of other users and groups.
+    pub private_users: bool,
+    /// `ProcSubset=`: `pid` (only /proc/<pid>) or `all` (also /proc/meminfo, /proc/stat, ...).
+    pub proc_subset: ProcSubset,
+    /// `UMask=` of the service, 3 or 4 octal digits.
+    pub umask: String,
+    /// Unset (the default): no IP address filter, the app reaches databases, mail servers and
+    /// APIs as a web app expects. A list turns the filter on: IP only to and from localhost and
+    /// the listed addresses or CIDR ranges (`IPAddressDeny=any`, `IPAddressAllow=localhost ...`);
+    /// `["localhost"]` is localhost alone; `["any"]` is the same as unset.
+    pub ip_address_allow: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProcSubset {
+    Pid,
+    All,
+}
+
+impl Default for Hardening {
+    fn default() -> Self {
+        Hardening {
+            memory_deny_write_execute: true,
+            private_users: true,
+            proc_subset: ProcSubset::Pid,
+            umask: "0077".into(),
+            ip_address_allow: None,
+        }
+    }
+}
+
+/// The value of `ip_address_allow` that turns the IP filter off.
+pub const IP_ANY: &str = "any";
+/// The entry of `ip_address_allow` for the loopback addresses (always allowed when it is set).
+pub const IP_LOCALHOST: &str = "localhost";

@@ -1,0 +1,82 @@
+//! The nginx routes of an app's builds, checked: one route per build, htpasswd files that exist
+//! and that only root can change (as root).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use crate::error::Error;
+use crate::host::trust::{self, Trust};
+use crate::manifest::Loaded;
+use crate::name::BuildName;
+use crate::plan::AppPlan;
+
+/// The nginx routes of the declared builds that have one (only `only`, when given).
+pub fn nginx_routes(app: &AppPlan, loaded: &Loaded, only: &[BuildName]) -> Result<Vec<crate::nginx::Route>> {
+    for name in only {
+        if loaded.build(name)?.route.is_none() {
+            return Err(Error::Usage(format!(
+                "build {name} has no route in {}; nothing to route to it",
+                loaded.path.display()
+            ))
+            .into());
+        }
+    }
+    let mut routes: Vec<crate::nginx::Route> = Vec::new();
+    for (name, _) in &app.builds {
+        if !only.is_empty() && !only.contains(name) {
+            continue;
+        }
+        let decl = loaded.build(name)?;
+        let Some(route) = decl.route.clone() else { continue };
+        let b = app.layout.build(name);
+        if let Some(other) = routes.iter().find(|r| r.route == route) {
+            return Err(Error::Usage(format!(
+                "builds {} and {name} both have the route {route} in {}; each build needs its own",
+                other.build,
+                loaded.path.display()
+            ))
+            .into());
+        }
+        routes.push(crate::nginx::Route {
+            app: app.layout.app.clone(),
+            build: name.clone(),
+            route,
+            release: b.current_release()?,
+            static_files: app.static_files.as_ref().map(|st| crate::nginx::StaticRoute {
+                url: st.url.clone(),
+                alias: b.current.join(&st.dir),
+                max_age_s: st.max_age_s,
+            }),
+            websocket: decl.websocket,
+            read_timeout_s: decl.read_timeout_s,
+            socket: b.socket,
+            allow: decl.allow.clone(),
+            htpasswd: match &decl.htpasswd {
+                Some(p) => Some(htpasswd_file(loaded, name, p)?),
+                None => None,
+            },
+        });
+    }
+    Ok(routes)
+}
+
+/// A file the manifest names that must exist now (nginx would otherwise accept the path and then
+/// fail every request).
+fn existing_file(loaded: &Loaded, what: &str, p: &Path) -> Result<PathBuf> {
+    let path = loaded.resolve(p);
+    if !path.is_file() {
+        return Err(Error::Usage(format!("{}: {what} {} is not a file", loaded.path.display(), path.display())).into());
+    }
+    Ok(path)
+}
+
+/// A build's htpasswd: nginx's master reads it as root (`nginx -t`, reload) and it decides who
+/// gets in, so as root only one only root can change is used.
+fn htpasswd_file(loaded: &Loaded, build: &str, p: &Path) -> Result<PathBuf> {
+    let what = format!("[builds.{build}] htpasswd");
+    let path = existing_file(loaded, &what, p)?;
+    trust::check(&path, &what, Trust::current())
+        .map_err(|e| e.into_usage(|e| format!("{}: {what} {}: {e}", loaded.path.display(), path.display())))?;
+    Ok(path)
+}
