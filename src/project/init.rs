@@ -13,7 +13,11 @@ use serde::Serialize;
 use crate::error::Error;
 use crate::host::atomic;
 use crate::manifest;
-use crate::project::detect::{self, DepsSource, EntryPoint, Interface, Project};
+use crate::project::detect::{self, Project};
+use crate::project::django::{Django, EntryPoint, HealthUrl, SettingsModule, MANAGE_PY_DEPTH};
+use crate::project::python_app::{Framework, PythonApp};
+use crate::project::python_deps::{DepsSource, PythonDeps};
+use crate::project::shared::{self, Interface};
 
 const TEMPLATE: &str = include_str!("init.toml.tera");
 
@@ -146,7 +150,7 @@ struct View {
     deps: Option<DepsView>,
     /// The interpreter, as a shell word.
     python: String,
-    health: detect::HealthUrl,
+    health: HealthUrl,
     urls_file: Option<String>,
     exclude: Vec<String>,
     migrate: String,
@@ -227,7 +231,7 @@ impl View {
             )),
             (None, None) => log.found.push(format!(
                 "no Django, Flask, FastAPI or Starlette project (no manage.py in it or up to {} directories below, no module that makes an app)",
-                detect::MANAGE_PY_DEPTH - 1
+                MANAGE_PY_DEPTH - 1
             )),
         }
         let workdir = django.map(|d| d.workdir.clone()).or_else(|| python_app.map(|a| a.workdir.clone()));
@@ -239,7 +243,7 @@ impl View {
         let entry = django.and_then(|d| d.entry.as_ref());
         let asgi = entry.is_some_and(|e| e.interface == Interface::Asgi)
             || python_app.is_some_and(|a| a.framework.interface() == Interface::Asgi);
-        let gunicorn_conf = detect::join(workdir.as_deref().unwrap_or("."), GUNICORN_CONF_NAME);
+        let gunicorn_conf = shared::join(workdir.as_deref().unwrap_or("."), GUNICORN_CONF_NAME);
         let python_project = django.is_some() || python_app.is_some();
         let write_gunicorn_conf = python_project && gunicorn_conf_view(&p.dir.join(&gunicorn_conf), &mut log);
         let exec = match python_app {
@@ -278,7 +282,7 @@ impl View {
         let mut exclude: Vec<String> = ["__pycache__/", "*.pyc", ".venv/", "db.sqlite3"].map(String::from).to_vec();
         exclude.extend(p.local_venvs.iter().filter(|v| *v != ".venv").map(|v| format!("/{v}/")));
 
-        let static_dir = detect::join(workdir.as_deref().unwrap_or("."), "static");
+        let static_dir = shared::join(workdir.as_deref().unwrap_or("."), "static");
         if django.is_some() {
             exclude.push(format!("/{static_dir}/"));
         }
@@ -321,7 +325,7 @@ impl View {
 
 /// `[health]`: the health URL found, else the route's root, where any answer but a server error
 /// passes; with the comment lines that say why.
-fn health_view(found: Option<detect::HealthUrl>, urls_file: Option<&str>) -> (detect::HealthUrl, Vec<String>) {
+fn health_view(found: Option<HealthUrl>, urls_file: Option<&str>) -> (HealthUrl, Vec<String>) {
     match found {
         Some(h) => {
             let why = format!(
@@ -337,13 +341,13 @@ fn health_view(found: Option<detect::HealthUrl>, urls_file: Option<&str>) -> (de
             let why = format!(
                 "After every start, relctl GETs the build's root through its socket, as nginx will (route in front, SCRIPT_NAME), before the release takes requests: an error page (5xx) or no answer fails the release and the one before keeps serving. A 404 or a redirect to a login page passes (accept = \"not-5xx\"): the root is the app's to answer as it likes.{searched} A view that answers 200 without logging in makes a better check: route it (e.g. path(\"health\", lambda request: HttpResponse(\"ok\")) in Django's urls.py), set path to it and remove accept."
             );
-            (detect::HealthUrl { path: "/".into(), found_in: String::new() }, comment_lines(&why, "# ", "# "))
+            (HealthUrl { path: "/".into(), found_in: String::new() }, comment_lines(&why, "# ", "# "))
         }
     }
 }
 
 /// Comment lines on the settings module chosen: the package's other modules and its switch.
-fn settings_comment(s: &detect::SettingsModule) -> Vec<String> {
+fn settings_comment(s: &SettingsModule) -> Vec<String> {
     let mut lines = Vec::new();
     if let Some(dev) = &s.dev_module {
         lines.push(format!(
@@ -362,7 +366,7 @@ fn settings_comment(s: &detect::SettingsModule) -> Vec<String> {
 
 /// `[service] exec` for a Flask, FastAPI or Starlette app: gunicorn's own ASGI worker for ASGI
 /// apps, which takes the build's route as its root path (`$RELCTL_SCRIPT_NAME`).
-fn app_exec(a: &detect::PythonApp) -> String {
+fn app_exec(a: &PythonApp) -> String {
     let target = shell_word(&format!("{}:{}", a.module, a.callable));
     let worker = match a.framework.interface() {
         Interface::Wsgi => String::new(),
@@ -372,7 +376,7 @@ fn app_exec(a: &detect::PythonApp) -> String {
 }
 
 /// A Flask app's instance folder, linked to the build's state directory; its database command.
-fn python_app_view(a: &detect::PythonApp, dir: &Path, exclude: &mut Vec<String>, log: &mut Log) -> PythonAppView {
+fn python_app_view(a: &PythonApp, dir: &Path, exclude: &mut Vec<String>, log: &mut Log) -> PythonAppView {
     let instance_dir = a.instance_dir.clone();
     let link_instance = instance_dir.as_ref().map(|d| {
         exclude.push(format!("/{d}/"));
@@ -381,7 +385,7 @@ fn python_app_view(a: &detect::PythonApp, dir: &Path, exclude: &mut Vec<String>,
         ));
         format!("ln -sfn \"$RELCTL_STATE_DIR\" {}", shell_word(d))
     });
-    let init_db = (a.framework == detect::Framework::Flask && defines_command(dir, "init-db")).then(|| {
+    let init_db = (a.framework == Framework::Flask && defines_command(dir, "init-db")).then(|| {
         let top = a.module.split('.').next().unwrap_or(&a.module);
         log.found.push(
             "a `flask init-db` command: run once per build by a release hook, before the first release takes requests (never again: it drops the tables)".to_string(),
@@ -421,7 +425,7 @@ fn interpreter(log: &mut Log) -> String {
 }
 
 /// The per-build settings: rendered beside the settings module, which they star-import.
-fn settings_view(d: &detect::Django, log: &mut Log) -> Option<SettingsView> {
+fn settings_view(d: &Django, log: &mut Log) -> Option<SettingsView> {
     let Some(s) = &d.settings else {
         log.notes.push(
             "no settings module found: uncomment and fill in [settings], or set DJANGO_SETTINGS_MODULE in [service] environment.".into(),
@@ -431,10 +435,10 @@ fn settings_view(d: &detect::Django, log: &mut Log) -> Option<SettingsView> {
     log.found.push(format!("settings {} ({})", s.module, s.found_in));
     let package = s.module.rsplit_once('.').map_or("", |(package, _)| package);
     let name = "deploy_{{ build }}".to_string();
-    let dir = detect::join(&d.workdir, &package.replace('.', "/"));
+    let dir = shared::join(&d.workdir, &package.replace('.', "/"));
     Some(SettingsView {
         module: s.module.clone(),
-        path: format!("{}.py", detect::join(&dir, &name)),
+        path: format!("{}.py", shared::join(&dir, &name)),
         environment: if package.is_empty() { name } else { format!("{package}.{name}") },
     })
 }
@@ -485,7 +489,7 @@ fn exec(django: bool, entry: Option<&EntryPoint>, settings: Option<&SettingsView
 
 /// The `[deps.venv]` that builds the virtualenv from the project's dependency list, installing
 /// `missing` (gunicorn, the ASGI worker) too.
-fn deps_view(d: &detect::PythonDeps, python: &str, missing: &[&str], log: &mut Log) -> DepsView {
+fn deps_view(d: &PythonDeps, python: &str, missing: &[&str], log: &mut Log) -> DepsView {
     let file = d.source.file();
     let venv_python = "\"$RELCTL_DEP_DIR/bin/python\"";
     let pip = format!("{venv_python} -m pip install --disable-pip-version-check -q");
