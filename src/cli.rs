@@ -70,7 +70,7 @@ pub struct GlobalArgs {
     /// and its exit code is relctl's. `root`, `secrets` and `htpasswd` name the host's files and
     /// must be absolute: secrets never leave their host. `init` and `completions` run here.
     #[arg(short = 'H', long = "host", value_name = "HOST", global = true)]
-    pub host: Option<crate::remote::target::Target>,
+    pub host: Option<crate::manifest::target::Target>,
 
     /// Roll the command over these hosts instead of the build's `hosts`.
     ///
@@ -85,7 +85,7 @@ pub struct GlobalArgs {
     /// the host's own document). `status` asks every host and prints one table. Other commands
     /// take one host: -H.
     #[arg(long, value_name = "HOST,...", value_delimiter = ',', global = true, conflicts_with = "host")]
-    pub hosts: Vec<crate::remote::target::Target>,
+    pub hosts: Vec<crate::manifest::target::Target>,
 
     /// How many hosts of a roll run at a time.
     #[arg(long, value_name = "N", default_value_t = 1, global = true, value_parser = clap::value_parser!(u16).range(1..))]

@@ -6,7 +6,7 @@ use crate::error::Error;
 use crate::manifest::Loaded;
 use crate::plan;
 use crate::plan::adopt;
-use crate::release::deps::KeyCommands;
+use crate::plan::deps::KeyCommands;
 use crate::report::{Mode, Report};
 
 pub fn run(loaded: &Loaded, args: &BuildArgs, g: &GlobalArgs, report: &mut Report) -> Result<()> {

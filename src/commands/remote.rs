@@ -5,11 +5,11 @@ use anyhow::Result;
 
 use crate::cli::{Cli, Command};
 use crate::error::Error;
+use crate::manifest::target::Target;
 use crate::manifest::Loaded;
 use crate::name::BuildName;
 use crate::remote::fleet::{self, HostState, Job};
 use crate::remote::ssh::{self, Output};
-use crate::remote::target::Target;
 use crate::report::{Mode, Report};
 
 /// Where a command runs.

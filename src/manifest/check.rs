@@ -238,7 +238,7 @@ pub(super) fn check(m: &mut Manifest) -> Result<(), String> {
             check_plain_path(&format!("[builds.{name}] htpasswd"), p)?;
         }
         for h in &b.hosts {
-            h.parse::<crate::remote::target::Target>().map_err(|e| format!("[builds.{name}] hosts: {e}"))?;
+            h.parse::<crate::manifest::target::Target>().map_err(|e| format!("[builds.{name}] hosts: {e}"))?;
         }
         if let Some(dup) = b.hosts.iter().enumerate().find(|(i, h)| b.hosts[..*i].contains(h)).map(|(_, h)| h) {
             return Err(format!("[builds.{name}] hosts lists {dup} twice"));

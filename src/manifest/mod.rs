@@ -5,6 +5,7 @@
 mod check;
 mod family;
 mod schema;
+pub mod target;
 
 use std::path::{Path, PathBuf};
 

@@ -13,11 +13,12 @@ use crate::error::Error;
 use crate::host::trust::{self, Trust};
 use crate::manifest::{self, Loaded, Manifest};
 use crate::name::BuildName;
+use crate::plan::deps::{self, KeyCommands};
 use crate::plan::hook::{Hook, HookStage};
 use crate::plan::host::check_socket_path;
 use crate::plan::units::{self, UnitFile};
 use crate::plan::{AppPlan, SYSTEM_DIRS};
-use crate::release::deps::{self, DepPlan, KeyCommands};
+use crate::release::deps::{DepPlan, DEPS_DIR};
 use crate::release::git::{self, GitRevision};
 use crate::release::id::ReleaseId;
 use crate::release::layout::BuildLayout;
@@ -338,9 +339,8 @@ pub fn promote(
     let mut deps = Vec::new();
     for (dep_name, d) in &m.deps {
         let link = from_dir.join(d.path.trim_end_matches('/'));
-        let entry = std::fs::read_link(&link)
-            .ok()
-            .filter(|e| e.parent() == Some(app.layout.root.join(deps::DEPS_DIR).as_path()));
+        let entry =
+            std::fs::read_link(&link).ok().filter(|e| e.parent() == Some(app.layout.root.join(DEPS_DIR).as_path()));
         let Some(entry) = entry else {
             return Err(refuse(format!(
                 "{from}'s current release {id} has no [deps.{dep_name}] entry linked at {} (it was built before [deps.{dep_name}] was declared); run relctl build {from} first",

@@ -7,6 +7,7 @@
 
 pub mod adopt;
 pub mod build;
+pub mod deps;
 pub mod hook;
 pub mod host;
 pub mod rollback;

@@ -648,7 +648,7 @@ mod tests {
             &loaded,
             &"dev-2".parse().unwrap(),
             now,
-            crate::release::deps::KeyCommands::Run,
+            crate::plan::deps::KeyCommands::Run,
         )
         .unwrap();
         assert_eq!(b.settings.as_ref().unwrap().path, "API/api_settings/settings/deploy_dev-2.py");

@@ -9,11 +9,11 @@ use std::time::Instant;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
+use crate::manifest::target::Target;
 use crate::manifest::Loaded;
 use crate::name::BuildName;
 use crate::release::id::ReleaseId;
 use crate::remote::ssh::{Output, Remote, Shipment};
-use crate::remote::target::Target;
 use crate::report::{self, terminal_safe, Mode};
 use crate::systemd::unit::ActiveState;
 

@@ -21,9 +21,9 @@ use anyhow::{bail, Context, Result};
 
 use crate::error::Error;
 use crate::host::trust::{self, Trust};
+use crate::manifest::target::Target;
 use crate::manifest::Loaded;
 use crate::release::stage::CopySpec;
-use crate::remote::target::Target;
 use crate::report::Mode;
 
 /// The relctl a host must run: the same as this one.
