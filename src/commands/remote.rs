@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::manifest::target::Target;
 use crate::manifest::Loaded;
 use crate::name::BuildName;
-use crate::remote::fleet::{self, HostState, Job};
+use crate::remote::fleet::{self, HostState, Job, Ships};
 use crate::remote::ssh::{self, Output};
 use crate::report::{Mode, Report};
 
@@ -70,7 +70,8 @@ fn job(cli: &Cli, manifest: Option<Result<Loaded>>) -> Result<Job> {
         Command::Build(_) | Command::Rollback(_) | Command::Promote(_) | Command::Restart(_) => build_of(&cli.command),
         _ => None,
     };
-    Job::new(loaded, matches!(cli.command, Command::Build(_)), reported, args)
+    let ships = if matches!(cli.command, Command::Build(_)) { Ships::Sources } else { Ships::ManifestOnly };
+    Job::new(loaded, ships, reported, args)
 }
 
 pub fn run(cli: &Cli, place: Place, manifest: Option<Result<Loaded>>, report: &Report) -> Result<()> {

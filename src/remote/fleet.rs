@@ -29,11 +29,22 @@ pub struct Job {
     build_dir: Option<PathBuf>,
 }
 
+/// What a roll ships to each host besides the manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ships {
+    /// The sources too: the command builds a release from them (`build`).
+    Sources,
+    /// The manifest alone.
+    ManifestOnly,
+}
+
 impl Job {
-    /// `ships_source`: the command builds a release from the sources (`build`); `build`: the build
-    /// whose release a roll reports.
-    pub fn new(loaded: Loaded, ships_source: bool, build: Option<&BuildName>, args: Vec<String>) -> Result<Job> {
-        let source = if ships_source { Some(crate::plan::build::source_copy(&loaded)?) } else { None };
+    /// `build`: the build whose release a roll reports.
+    pub fn new(loaded: Loaded, ships: Ships, build: Option<&BuildName>, args: Vec<String>) -> Result<Job> {
+        let source = match ships {
+            Ships::Sources => Some(crate::plan::build::source_copy(&loaded)?),
+            Ships::ManifestOnly => None,
+        };
         let revision = match &source {
             Some(s) => crate::release::git::revision(&s.source)?.map(|r| r.label()),
             None => None,
