@@ -12,6 +12,7 @@ pub mod hook;
 pub mod host;
 pub mod rollback;
 pub mod routes;
+pub mod settings;
 pub mod units;
 
 use std::path::{Path, PathBuf};
@@ -221,4 +222,36 @@ pub const SYSTEM_DIRS: &[&str] = &[
 /// The system directory `path` is (or is inside), if any. `path` is absolute.
 fn system_dir(path: &Path) -> Option<&'static str> {
     SYSTEM_DIRS.iter().copied().find(|d| path.starts_with(d))
+}
+
+/// The manifest's `source`, which must be a directory, resolved.
+pub fn source_dir(loaded: &Loaded) -> Result<PathBuf> {
+    let source = loaded.resolve(&loaded.manifest.source);
+    if !source.is_dir() {
+        return Err(
+            Error::Usage(format!("{}: source {} is not a directory", loaded.path.display(), source.display())).into()
+        );
+    }
+    let source = fs::canonicalize(&source)?;
+    let whole = |d: &str| source == Path::new(d);
+    let virtual_fs = ["/proc", "/sys", "/dev"].iter().any(|d| source.starts_with(d));
+    if whole("/") || SYSTEM_DIRS.iter().any(|d| whole(d)) || virtual_fs {
+        return Err(Error::Usage(format!(
+            "{}: source {} is / or a system directory; it should be your project's checkout",
+            loaded.path.display(),
+            source.display()
+        ))
+        .into());
+    }
+    if let Some(w) = &loaded.manifest.service.workdir {
+        if !source.join(w).is_dir() {
+            return Err(Error::Usage(format!(
+                "{}: [service] workdir \"{w}\" is not a directory in the source {}",
+                loaded.path.display(),
+                source.display()
+            ))
+            .into());
+        }
+    }
+    Ok(source)
 }
