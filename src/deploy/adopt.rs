@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 
 use crate::deploy::Deploy;
 use crate::host::atomic;
+use crate::host::users::RunAs;
 use crate::plan::adopt::AdoptPlan;
 use crate::release::layout::Slot;
 use crate::release::{handmade, stage, store};
@@ -19,7 +20,7 @@ impl Deploy<'_> {
     /// re-made at once if the hand-made server removes it as it exits (gunicorn unlinks the path
     /// it bound) — and only then (the stopped server may have read files lazily until it exited)
     /// are its files moved into the adopted release, which gets what a rollback needs to run it.
-    pub(super) fn retire_hand_made(&mut self, a: &AdoptPlan) -> Result<()> {
+    pub(super) fn retire_hand_made(&mut self, a: &AdoptPlan, user: &RunAs) -> Result<()> {
         let b = self.build;
         let t = Instant::now();
         let mut detail = String::new();
@@ -39,7 +40,6 @@ impl Deploy<'_> {
         if let Some(d) = &a.dropin {
             atomic::write(&store::dropin_copy(&a.release_dir), d.as_bytes(), 0o644, None)?;
         }
-        let user = self.user.as_ref().context("the service user is not known before the build's setup")?;
         self.seal(&a.release_dir, user, stage::Seal::Adopted)?;
         self.mark_complete(&a.release, None, None, None)?;
         let moved = if a.found.entries.is_empty() { "nothing".to_string() } else { a.found.entries.join(", ") };
@@ -92,8 +92,8 @@ impl Deploy<'_> {
 
     /// `build --adopt` failed: while the hand-made setup had not been taken over yet (its server
     /// still serves), its unit files go back in place; the error says where things stand.
-    pub(super) fn restore_hand_made(&mut self, e: anyhow::Error) -> anyhow::Error {
-        let Some(a) = self.adoption else { return e };
+    pub(super) fn restore_hand_made(&mut self, adoption: Option<&AdoptPlan>, e: anyhow::Error) -> anyhow::Error {
+        let Some(a) = adoption else { return e };
         if a.release_dir.exists() {
             return e.context(format!(
                 "the hand-made setup of build {} had been taken over as release {} (its unit files are in {})",

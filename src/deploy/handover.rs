@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use crate::deploy::gate::Role;
 use crate::deploy::install::apply_dropin;
 use crate::deploy::switch::{Phase, Switch};
-use crate::deploy::{failpoint, Deploy, Verified};
+use crate::deploy::{failpoint, Deploy, Retiring, Verified};
 use crate::host::{atomic, health};
 use crate::release::id::ReleaseId;
 use crate::release::layout::{self, Instance, Slot};
@@ -39,7 +39,7 @@ impl Deploy<'_> {
     /// Makes `to` live (`from` is what serves now, if anything; the same release for a restart).
     /// With an instance serving, `to` is verified in the other one first and the users never see
     /// a release that fails the gate; the switch is journaled, phase by phase, until it ends.
-    pub(super) fn go_live(&mut self, to: &ReleaseId, from: Option<&ReleaseId>) -> Result<Verified> {
+    pub(super) fn go_live(&mut self, to: &ReleaseId, from: Option<&ReleaseId>, retiring: Retiring) -> Result<Verified> {
         let b = self.build;
         self.hold_switch_lock()?;
         secret_key::ensure(&b.secret_key_file())?;
@@ -51,7 +51,7 @@ impl Deploy<'_> {
         let journal = b.switch_journal();
         let mut sw = Switch::begin(&journal, from, to, candidate, serving.as_ref().map(|s| s.slot))?;
         let outcome = match (from, serving) {
-            (Some(from), Some(serving)) => self.hand_over(&mut sw, to, from, serving),
+            (Some(from), Some(serving)) => self.hand_over(&mut sw, to, from, serving, retiring),
             _ => self.cold_start(&mut sw, to, from),
         };
         let outcome = match outcome {
@@ -128,6 +128,7 @@ impl Deploy<'_> {
         to: &ReleaseId,
         from: &ReleaseId,
         serving: Instance,
+        retiring: Retiring,
     ) -> Result<Verified, Failed> {
         let candidate = self.instance(serving.slot.other());
         let t = Instant::now();
@@ -150,8 +151,8 @@ impl Deploy<'_> {
         let passed = (|| -> Result<Verified> {
             sw.enter(Phase::HandedOver)?;
             self.point_public(&candidate)?;
-            match self.adoption {
-                Some(a) if !a.release_dir.exists() => self.retire_hand_made(a)?,
+            match retiring {
+                Retiring::HandMade(a, user) if !a.release_dir.exists() => self.retire_hand_made(a, user)?,
                 // Connections already queued on the instance that served are served before it stops.
                 _ => self.drain(&serving.socket)?,
             }

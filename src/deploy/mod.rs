@@ -89,6 +89,16 @@ fn failpoint(name: &str) {
     }
 }
 
+/// How the instance that served leaves the public socket in a hand-over.
+#[derive(Clone, Copy)]
+enum Retiring<'r> {
+    /// Its queued connections are served first (relctl's own instance).
+    Drained,
+    /// A hand-made setup being adopted (`build --adopt`), its files taken over as a release with
+    /// the service user's group, once nothing hand-made is reachable any more.
+    HandMade(&'r AdoptPlan, &'r RunAs),
+}
+
 /// Everything that changes one build, with what it needs: the app, the build's paths, systemd
 /// and the report.
 pub struct Deploy<'a> {
@@ -96,10 +106,6 @@ pub struct Deploy<'a> {
     build: &'a BuildLayout,
     systemd: &'a dyn Manager,
     report: &'a mut Report,
-    /// A hand-made setup this build takes over (`build --adopt`).
-    adoption: Option<&'a AdoptPlan>,
-    /// The service user, once the build made sure it exists.
-    user: Option<RunAs>,
     /// The build's switch lock, once relctl starts or switches an instance.
     switch_lock: Option<crate::host::lock::AppLock>,
     /// `--no-wait`: fail at once when the switch lock is held.
@@ -117,8 +123,6 @@ impl<'a> Deploy<'a> {
             build,
             systemd,
             report,
-            adoption: None,
-            user: None,
             switch_lock: None,
             no_wait: false,
             probe: &Host,
@@ -145,13 +149,11 @@ impl<'a> Deploy<'a> {
     /// [`Deploy::retire_hand_made`]).
     pub fn build(&mut self, plan: &BuildPlan, adoption: Option<&'a AdoptPlan>) -> Result<BuildResult> {
         let b = self.build;
-        self.adoption = adoption;
         let unit_files = units::render(self.app)?;
         self.check_app_wide_change(&unit_files)?;
         let t = Instant::now();
         users::check_service_user(&self.app.manifest, &self.app.user, &units::paths(self.app))?;
         let (user, created) = users::ensure_system_user(&self.app.user, &self.app.layout.app)?;
-        self.user = Some(user.clone());
         staging::setup_dirs(plan, &user)?;
         let recovered = self.recover()?;
         let cleaned = store::remove_incomplete(b)?;
@@ -202,12 +204,16 @@ impl<'a> Deploy<'a> {
         if let Some(a) = adoption {
             // Nothing hand-made serves: its files can become a release right away.
             if !self.systemd.unit_state(&b.service_unit)?.active_state.is_up() {
-                self.retire_hand_made(a)?;
+                self.retire_hand_made(a, &user)?;
             }
         }
-        let live = match self.go_live(&plan.release, previous.as_ref()) {
+        let retiring = match adoption {
+            Some(a) => Retiring::HandMade(a, &user),
+            None => Retiring::Drained,
+        };
+        let live = match self.go_live(&plan.release, previous.as_ref(), retiring) {
             Ok(live) => live,
-            Err(e) => return Err(self.restore_hand_made(e)),
+            Err(e) => return Err(self.restore_hand_made(adoption, e)),
         };
 
         let t = Instant::now();
@@ -253,7 +259,7 @@ impl<'a> Deploy<'a> {
             );
         }
         let (current, target) = (now.from, now.to);
-        let live = self.go_live(&target, Some(&current))?;
+        let live = self.go_live(&target, Some(&current), Retiring::Drained)?;
         store::mark_bad(&b.release_dir(&current), &format!("rolled back to {target}"))?;
         Ok(RollbackResult { build: b.build.clone(), from: current, to: target, unit: live.unit, health: live.health })
     }
@@ -333,7 +339,7 @@ impl<'a> Deploy<'a> {
             .build
             .current_release()?
             .with_context(|| format!("build {} has no current release", self.build.build))?;
-        self.go_live(&current, Some(&current))
+        self.go_live(&current, Some(&current), Retiring::Drained)
     }
 
     /// `relctl reload`: systemd's reload of the instance that serves (gunicorn: new workers, same

@@ -13,7 +13,7 @@ use anyhow::{bail, Result};
 
 use crate::deploy::probe::Probe;
 use crate::deploy::switch::{self, Phase};
-use crate::deploy::Deploy;
+use crate::deploy::{Deploy, Retiring};
 use crate::host::health;
 use crate::manifest::{self, Loaded};
 use crate::plan::AppPlan;
@@ -146,7 +146,7 @@ impl World {
     }
 
     fn go_live(&self, to: &ReleaseId, from: Option<&ReleaseId>) -> Result<()> {
-        self.with(|d| d.go_live(to, from).map(|_| ()))
+        self.with(|d| d.go_live(to, from, Retiring::Drained).map(|_| ()))
     }
 
     fn recover(&self) -> Option<String> {
