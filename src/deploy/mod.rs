@@ -335,6 +335,12 @@ impl<'a> Deploy<'a> {
     /// takes the public socket; the instance that served drains and stops. A build that is not
     /// running is just started.
     pub fn restart(&mut self) -> Result<Verified> {
+        // A switch an earlier relctl left unsettled is finished first: `current` is then the
+        // release that should serve, and its journal is not written over.
+        let t = Instant::now();
+        if let Some(r) = self.recover()? {
+            self.report.step("recover", t, r);
+        }
         let current = self
             .build
             .current_release()?

@@ -145,6 +145,17 @@ impl World {
         f(&mut d)
     }
 
+    /// Like [`World::with`], with the steps the report recorded (`name: detail`).
+    fn with_steps<T>(&self, f: impl FnOnce(&mut Deploy) -> T) -> (T, Vec<String>) {
+        let mut report = Report::new(Mode::Quiet, false);
+        let out = {
+            let mut d = Deploy::new(&self.app, &self.build, &*self.sd, &mut report)
+                .with_fakes(&self.probe, self.lock_dir.clone());
+            f(&mut d)
+        };
+        (out, report.steps().iter().map(|s| format!("{}: {}", s.step, s.detail)).collect())
+    }
+
     fn go_live(&self, to: &ReleaseId, from: Option<&ReleaseId>) -> Result<()> {
         self.with(|d| d.go_live(to, from, Retiring::Drained).map(|_| ()))
     }
@@ -413,4 +424,27 @@ fn a_journal_of_an_earlier_relctl_goes_back_to_where_it_came_from() {
     let done = w.recover().unwrap();
     assert!(done.starts_with(&format!("recovered from an interrupted relctl (pid 7): release {r2} marked bad")));
     assert_eq!(w.at_rest(), r1);
+}
+
+/// A switch that could not get back by itself keeps its journal; the next restart finishes it
+/// before it restarts, instead of writing over it.
+#[test]
+fn an_unsettled_switch_is_finished_by_the_next_restart() {
+    let w = World::new();
+    let (r1, r2) = (w.release(1), w.release(2));
+    w.live(&r1);
+    w.probe.sick.borrow_mut().insert(r2.clone());
+    // The sick candidate cannot even be stopped: the build is not back where it came from.
+    w.sd.fail("stop-alone medctrl_next@development.service");
+    let err = format!("{:#}", w.go_live(&r2, Some(&r1)).unwrap_err());
+    assert!(err.contains("the switch journal") && err.contains("is kept"), "{err}");
+    assert_eq!(w.journal().and_then(|j| j.phase), Some(Phase::SwitchingBack));
+    w.sd.heal("stop-alone medctrl_next@development.service");
+    let (restarted, steps) = w.with_steps(|d| d.restart().map(|_| ()));
+    restarted.unwrap();
+    let recovered =
+        format!("recover: recovered from an interrupted relctl (pid {}): release {r2} marked bad", std::process::id());
+    assert!(steps.iter().any(|s| s.starts_with(&recovered)), "{steps:?}");
+    assert_eq!(w.at_rest(), r1);
+    assert!(w.bad(&r2));
 }
