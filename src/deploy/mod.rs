@@ -244,10 +244,7 @@ impl<'a> Deploy<'a> {
     /// from an interrupted one) leaves the rollback undone.
     pub fn rollback(&mut self, plan: &RollbackPlan) -> Result<RollbackResult> {
         let b = self.build;
-        let t = Instant::now();
-        if let Some(r) = self.recover()? {
-            self.report.step("recover", t, r);
-        }
+        self.recover_as_step()?;
         let now = rollback::resolve(&b.build, &store::list(b)?, Some(&plan.to))?;
         if now.from != plan.from {
             bail!(
@@ -262,6 +259,15 @@ impl<'a> Deploy<'a> {
         let live = self.go_live(&target, Some(&current), Retiring::Drained)?;
         store::mark_bad(&b.release_dir(&current), &format!("rolled back to {target}"))?;
         Ok(RollbackResult { build: b.build.clone(), from: current, to: target, unit: live.unit, health: live.health })
+    }
+
+    /// Finishes a switch an earlier relctl left in the journal, reported as the step `recover`.
+    fn recover_as_step(&mut self) -> Result<()> {
+        let t = Instant::now();
+        if let Some(r) = self.recover()? {
+            self.report.step("recover", t, r);
+        }
+        Ok(())
     }
 
     /// One of the build's two instances.
@@ -337,10 +343,7 @@ impl<'a> Deploy<'a> {
     pub fn restart(&mut self) -> Result<Verified> {
         // A switch an earlier relctl left unsettled is finished first: `current` is then the
         // release that should serve, and its journal is not written over.
-        let t = Instant::now();
-        if let Some(r) = self.recover()? {
-            self.report.step("recover", t, r);
-        }
+        self.recover_as_step()?;
         let current = self
             .build
             .current_release()?

@@ -137,15 +137,13 @@ impl World {
         self.app.layout.instance("development", slot)
     }
 
-    /// Runs `f` on a deploy of this build; the report's steps are returned with its result.
+    /// Runs `f` on a deploy of this build.
     fn with<T>(&self, f: impl FnOnce(&mut Deploy) -> T) -> T {
-        let mut report = Report::new(Mode::Quiet, false);
-        let mut d =
-            Deploy::new(&self.app, &self.build, &*self.sd, &mut report).with_fakes(&self.probe, self.lock_dir.clone());
-        f(&mut d)
+        self.with_steps(f).0
     }
 
-    /// Like [`World::with`], with the steps the report recorded (`name: detail`).
+    /// Runs `f` on a deploy of this build; returns its result and the steps the report recorded
+    /// (`name: detail`).
     fn with_steps<T>(&self, f: impl FnOnce(&mut Deploy) -> T) -> (T, Vec<String>) {
         let mut report = Report::new(Mode::Quiet, false);
         let out = {
