@@ -177,7 +177,11 @@ pub enum Command {
     /// they say, whichever instance serves: main (re)starts on `current` and takes the public
     /// socket once ready (a plain restart: connections wait in the sockets' backlogs), and a stop
     /// or restart of main reaches next too.
-    Restart(OptionalBuildArg),
+    ///
+    /// The build's processes (`[processes.*]`) restart on the release too, one instance at a
+    /// time, each up (and ready) before the next stops; with --process NAME, only that process's
+    /// instances restart, and web is left alone.
+    Restart(RestartArgs),
 
     /// List BUILD's releases: id, created, git revision, state, origin.
     ///
@@ -473,6 +477,21 @@ pub struct LogsArgs {
     /// E.g. `2026-11-23 13:05:00`, `today`, `-1h`, `10 min ago` (passed to journalctl as it is).
     #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub since: Option<String>,
+
+    /// The entries of one of BUILD's processes (every instance) or timers (its runs and its
+    /// failure notification) instead of web's, by its name in the manifest.
+    #[arg(long, value_name = "NAME")]
+    pub process: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RestartArgs {
+    /// A build declared as [builds.<BUILD>]; all builds when left out.
+    pub build: Option<BuildName>,
+
+    /// Restart only this process of BUILD (a `[processes.<NAME>]`), instance by instance.
+    #[arg(long, value_name = "NAME", requires = "build")]
+    pub process: Option<String>,
 }
 
 #[derive(Debug, Args)]

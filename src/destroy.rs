@@ -70,6 +70,9 @@ pub struct DestroyPlan {
     /// The build's drop-in directories that exist (`<unit>@<build>.service.d`, `.socket.d`, of
     /// both instances), removed with what is in them.
     pub dropin_dirs: Vec<PathBuf>,
+    /// The unit files of the build's processes and timers: their units stopped and disabled,
+    /// the files removed, before web stops.
+    pub jobs: Vec<PathBuf>,
     /// Where the build directory is renamed before it is removed.
     pub leftover: PathBuf,
     /// The build's state and cache directories that exist: removed with --purge, else kept.
@@ -98,6 +101,41 @@ pub struct Destroyed {
     pub collected: Vec<String>,
     pub target_disabled: Option<String>,
     pub nginx: Option<PathBuf>,
+}
+
+/// Stops, disables and deletes unit files of `build`'s processes and timers (a template: every
+/// instance of it; a timer: the timer), without reloading systemd. Returns the unit files removed.
+pub fn remove_job_units(systemd: &dyn Manager, build: &BuildLayout, files: &[PathBuf]) -> Result<Vec<String>> {
+    let mut removed = Vec::new();
+    for file in files {
+        let unit_dir = file.parent().unwrap_or(Path::new(crate::release::layout::UNIT_DIR));
+        let wants = unit_dir.join(format!("{}.wants", build.service_unit));
+        let Some(name) = file.file_name().map(|n| n.to_string_lossy().into_owned()) else { continue };
+        let (pattern, prefix) = match name.strip_suffix("@.service") {
+            Some(base) => (format!("{base}@*.service"), format!("{base}@")),
+            None => (name.clone(), name.clone()),
+        };
+        for (unit, _) in systemd.running_units(&pattern)? {
+            systemd.stop_if_running(&unit)?;
+        }
+        let enabled: Vec<String> = match std::fs::read_dir(&wants) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&prefix) && (n == &name || prefix.ends_with('@')))
+                .collect(),
+            Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("listing {}", wants.display()))),
+        };
+        if !enabled.is_empty() {
+            let names: Vec<&str> = enabled.iter().map(String::as_str).collect();
+            systemd.disable(&names)?;
+        }
+        crate::host::atomic::remove_if_exists(file)?;
+        systemd.reset_failed(&[&pattern])?;
+        removed.push(name);
+    }
+    Ok(removed)
 }
 
 /// Refuses a build with nothing on disk: `<root>/<build>` must be a directory (not a symlink).
@@ -154,6 +192,7 @@ pub fn plan(
         None => None,
     };
     Ok(DestroyPlan {
+        jobs: crate::plan::units::installed_jobs(l, name)?,
         app: l.app.clone(),
         root: l.root.clone(),
         leftover: leftover_dir(&l.root, name),
@@ -216,10 +255,14 @@ impl DestroyPlan {
 
     /// The plan as text for `--dry-run`.
     pub fn describe(&self) -> String {
+        let jobs: Vec<String> = self.jobs.iter().map(|p| p.display().to_string()).collect();
         let mut s = String::new();
         let b = &self.build;
         let mut line = |k: &str, v: String| s.push_str(&format!("{k:<12} {v}\n"));
         line("destroy", format!("build {} of {}", b.build, self.app));
+        if !jobs.is_empty() {
+            line("processes", format!("{} (stopped, disabled, removed)", jobs.join(", ")));
+        }
         if let Some(n) = &self.nginx {
             let kept: Vec<&str> = n.routes.iter().map(|r| r.route.as_str()).collect();
             line(
@@ -305,6 +348,11 @@ impl<'a> Destroy<'a> {
             self.snippet(n)?;
         }
         let again = || format!("build {} is partly destroyed; run relctl destroy {} again to finish", b.build, b.build);
+        if !p.jobs.is_empty() {
+            let t = Instant::now();
+            let removed = remove_job_units(self.systemd, b, &p.jobs).with_context(again)?;
+            self.report.step("processes", t, format!("stopped, disabled and removed {}", removed.join(", ")));
+        }
         let stopped = self.stop().with_context(again)?;
         let (disabled, reset_failed) = self.forget_units().with_context(again)?;
         self.remove_build_dir()?;

@@ -22,7 +22,13 @@ pub fn stop(loaded: &Loaded, build: &BuildName, g: &GlobalArgs, report: &mut Rep
     Ok(())
 }
 
-pub fn restart(loaded: &Loaded, build: Option<&BuildName>, g: &GlobalArgs, report: &mut Report) -> Result<()> {
+pub fn restart(
+    loaded: &Loaded,
+    build: Option<&BuildName>,
+    process: Option<&str>,
+    g: &GlobalArgs,
+    report: &mut Report,
+) -> Result<()> {
     let Some(build) = build else {
         let session = Session::for_app(loaded, g, report, "restart")?;
         let t = Instant::now();
@@ -36,6 +42,11 @@ pub fn restart(loaded: &Loaded, build: Option<&BuildName>, g: &GlobalArgs, repor
         return Ok(());
     };
     let (session, b) = Session::for_built(loaded, g, report, "restart", build)?;
+    if let Some(name) = process {
+        let units = session.deploy(&b, report).restart_process(name)?;
+        report.json(&serde_json::json!({ "build": build, "process": name, "units": units, "steps": report.steps() }));
+        return Ok(());
+    }
     let verified = session.deploy(&b, report).restart()?;
     print_verified(build, verified, report)
 }

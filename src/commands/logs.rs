@@ -14,12 +14,27 @@ pub fn run(loaded: &Loaded, args: &LogsArgs, report: &Report) -> Result<()> {
     let app = plan::app(loaded)?;
     loaded.build(&args.build)?;
     let instances = app.layout.instances(&args.build);
-    let query = Query {
-        units: instances.iter().flat_map(|i| [i.service_unit.clone(), i.socket_unit.clone()]).collect(),
-        lines: args.lines,
-        since: args.since.clone(),
-        follow: args.follow,
+    let units = match &args.process {
+        None => instances.iter().flat_map(|i| [i.service_unit.clone(), i.socket_unit.clone()]).collect(),
+        Some(name) => {
+            let l = &app.layout;
+            let b = &args.build;
+            if loaded.manifest.processes.contains_key(name) {
+                vec![l.process_template(b, name).replace("@.service", "@*.service")]
+            } else if loaded.manifest.timers.contains_key(name) {
+                vec![l.timer_service(b, name), l.timer_unit(b, name), l.timer_failed_unit(b, name)]
+            } else {
+                let mut known: Vec<&str> = loaded.manifest.processes.keys().map(String::as_str).collect();
+                known.extend(loaded.manifest.timers.keys().map(String::as_str));
+                return Err(crate::error::Error::Usage(format!(
+                    "--process {name}: the manifest declares no [processes.{name}] or [timers.{name}] (it declares: {})",
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                ))
+                .into());
+            }
+        }
     };
+    let query = Query { units, lines: args.lines, since: args.since.clone(), follow: args.follow };
     let stdout = std::io::stdout();
     let output = match report.mode {
         Mode::Json => Output::Json,
@@ -28,7 +43,7 @@ pub fn run(loaded: &Loaded, args: &LogsArgs, report: &Report) -> Result<()> {
         }
     };
     let tz = jiff::tz::TimeZone::system();
-    let mut formatter = Formatter::new(&instances, output, tz);
+    let mut formatter = Formatter::new(&instances, output, tz).short_names(app.layout.job_prefix(&args.build));
     let mut out = std::io::BufWriter::new(stdout.lock());
     let allow = loaded.manifest.hardening.ip_address_allow.as_deref();
     let mut filter_note = None;

@@ -49,7 +49,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Build(args) => build::run(&loaded()?, &args, g, r),
         Command::Start(a) => control::start(&loaded()?, &a.build, g, r),
         Command::Stop(a) => control::stop(&loaded()?, &a.build, g, r),
-        Command::Restart(a) => control::restart(&loaded()?, a.build.as_ref(), g, r),
+        Command::Restart(a) => control::restart(&loaded()?, a.build.as_ref(), a.process.as_deref(), g, r),
         Command::Reload(a) => control::reload(&loaded()?, &a.build, g, r),
         Command::Releases(a) => releases::list(&loaded()?, &a.build, r),
         Command::Rollback(a) => releases::rollback(&loaded()?, &a, g, r),

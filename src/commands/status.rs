@@ -5,8 +5,9 @@ use crate::error::Error;
 use crate::manifest::Loaded;
 use crate::name::BuildName;
 use crate::plan;
+use crate::plan::processes::ProcessSet;
 use crate::release::id::ReleaseId;
-use crate::release::layout::{self, Slot};
+use crate::release::layout::{self, AppLayout, BuildLayout, Slot};
 use crate::report::{Mode, Report};
 use crate::systemd::dbus::Systemd;
 use crate::systemd::unit::{ActiveState, UnitState};
@@ -27,6 +28,48 @@ struct BuildStatus {
     /// The build's other instance, while it runs (a deploy's candidate, or the one that served
     /// until a `systemctl start|restart` of main took the build back): its state and release.
     other: Option<Other>,
+    /// `[processes.*]` as the current release runs them.
+    processes: Vec<ProcessStatus>,
+    /// `[timers.*]` as the current release runs them.
+    timers: Vec<TimerStatus>,
+}
+
+#[derive(Debug, Serialize)]
+struct ProcessStatus {
+    name: String,
+    /// Instances the current release runs.
+    desired: u32,
+    /// Of those, the active ones.
+    running: u32,
+    instances: Vec<ProcessInstance>,
+}
+
+#[derive(Debug, Serialize)]
+struct ProcessInstance {
+    unit: String,
+    state: ActiveState,
+    sub_state: String,
+    main_pid: Option<u32>,
+    restarts: u32,
+    /// The release its main process runs (its working directory), while it runs.
+    release: Option<ReleaseId>,
+}
+
+#[derive(Debug, Serialize)]
+struct TimerStatus {
+    name: String,
+    unit: String,
+    schedule: String,
+    /// The timer's own state: `active` while it is scheduled.
+    state: ActiveState,
+    #[serde(with = "crate::time::serde_rfc3339_option")]
+    next_run: Option<jiff::Timestamp>,
+    #[serde(with = "crate::time::serde_rfc3339_option")]
+    last_run: Option<jiff::Timestamp>,
+    /// How the last run ended (systemd's Result: `success`, `exit-code`, `timeout`, ...); none
+    /// before the first run, `running` during one.
+    last_result: Option<String>,
+    last_exit_status: Option<i32>,
 }
 
 #[derive(Debug, Serialize)]
@@ -72,7 +115,15 @@ pub fn run(loaded: &Loaded, only: Option<&BuildName>, report: &Report) -> Result
                 Some(Other { release: layout::link_release(other_link)?, unit: other.unit, state: other.active_state })
             }
         };
+        let set = match b.current_release()? {
+            Some(id) => crate::plan::processes::recorded(&b.release_dir(&id))?,
+            None => Default::default(),
+        };
+        let processes = process_status(&systemd, &app.layout, &b, &set)?;
+        let timers = timer_status(&systemd, &app.layout, &b, &set)?;
         rows.push(BuildStatus {
+            processes,
+            timers,
             build: name.clone(),
             state: unit.active_state.clone(),
             sub_state: unit.sub_state.clone(),
@@ -93,11 +144,80 @@ pub fn run(loaded: &Loaded, only: Option<&BuildName>, report: &Report) -> Result
         Mode::Human => print_table(&rows),
         Mode::Quiet => {}
     }
-    if rows.iter().all(|r| r.active) {
+    let all_up = |r: &BuildStatus| r.active && r.processes.iter().all(|p| p.running == p.desired);
+    if rows.iter().all(all_up) {
         Ok(())
     } else {
         Err(Error::NotActive.into())
     }
+}
+
+fn timestamp(us: u64) -> Option<jiff::Timestamp> {
+    (us > 0).then(|| jiff::Timestamp::from_microsecond(us as i64).ok()).flatten()
+}
+
+/// Each process of `set`: its instances as systemd has them, and the release each runs.
+fn process_status(systemd: &Systemd, l: &AppLayout, b: &BuildLayout, set: &ProcessSet) -> Result<Vec<ProcessStatus>> {
+    let mut out = Vec::new();
+    for p in &set.processes {
+        let pattern = l.process_template(&b.build, &p.name).replace("@.service", "@*.service");
+        let mut states = systemd.states(&pattern)?;
+        let mut instances = Vec::new();
+        for n in 1..=p.instances {
+            let unit = l.process_unit(&b.build, &p.name, n);
+            let state = states.remove(&unit).unwrap_or_else(|| UnitState::not_loaded(&unit));
+            instances.push(instance(b, state));
+        }
+        // Instances above the count that still run (a scale-down relctl did not finish).
+        let mut extra: Vec<UnitState> = states.into_values().filter(|s| s.active_state.is_up()).collect();
+        extra.sort_by(|a, b| a.unit.cmp(&b.unit));
+        instances.extend(extra.into_iter().map(|s| instance(b, s)));
+        let running = instances.iter().take(p.instances as usize).filter(|i| i.state == ActiveState::Active).count();
+        out.push(ProcessStatus { name: p.name.clone(), desired: p.instances, running: running as u32, instances });
+    }
+    Ok(out)
+}
+
+fn instance(b: &BuildLayout, s: UnitState) -> ProcessInstance {
+    let pid = (s.main_pid > 0).then_some(s.main_pid);
+    // The release directory its main process works in (`current` resolved when it started).
+    let release = pid
+        .and_then(|pid| std::fs::read_link(format!("/proc/{pid}/cwd")).ok())
+        .and_then(|cwd| cwd.strip_prefix(&b.releases_dir).ok().map(|r| r.to_path_buf()))
+        .and_then(|r| r.components().next().and_then(|c| ReleaseId::parse(&c.as_os_str().to_string_lossy()).ok()));
+    ProcessInstance {
+        state: s.active_state,
+        sub_state: s.sub_state,
+        main_pid: pid,
+        restarts: s.n_restarts,
+        release,
+        unit: s.unit,
+    }
+}
+
+fn timer_status(systemd: &Systemd, l: &AppLayout, b: &BuildLayout, set: &ProcessSet) -> Result<Vec<TimerStatus>> {
+    let mut out = Vec::new();
+    for t in &set.timers {
+        let unit = l.timer_unit(&b.build, &t.name);
+        let st = systemd.timer_state(&unit, &l.timer_service(&b.build, &t.name))?;
+        let ran = st.last_us > 0 || st.exited_us > 0;
+        let last_result = match (ran, st.service.active_state.is_up()) {
+            (_, true) => Some("running".to_string()),
+            (true, false) => Some(st.service.result.clone()).filter(|r| !r.is_empty()),
+            (false, false) => None,
+        };
+        out.push(TimerStatus {
+            name: t.name.clone(),
+            unit,
+            schedule: t.on_calendar.clone(),
+            state: st.timer.active_state.clone(),
+            next_run: timestamp(st.next_us),
+            last_run: timestamp(st.last_us),
+            last_exit_status: (ran && !st.service.active_state.is_up()).then_some(st.exit_status),
+            last_result,
+        });
+    }
+    Ok(out)
 }
 
 fn print_table(rows: &[BuildStatus]) {
@@ -120,4 +240,50 @@ fn print_table(rows: &[BuildStatus]) {
         })
         .collect();
     crate::report::print_table(&["BUILD", "STATE", "RELEASE", "SINCE", "PID", "ROUTE", "SERVED BY", "OTHER"], &table);
+    let processes: Vec<[String; 6]> = rows
+        .iter()
+        .flat_map(|r| r.processes.iter().map(move |p| (r, p)))
+        .map(|(r, p)| {
+            let states: Vec<String> = p.instances.iter().map(|i| format!("{} ({})", i.state, i.sub_state)).collect();
+            let mut releases: Vec<String> =
+                p.instances.iter().filter_map(|i| i.release.as_ref().map(|id| id.to_string())).collect();
+            releases.dedup();
+            let pids: Vec<String> = p.instances.iter().filter_map(|i| i.main_pid.map(|p| p.to_string())).collect();
+            [
+                r.build.to_string(),
+                p.name.clone(),
+                format!("{}/{}", p.running, p.desired),
+                states.join(", "),
+                if releases.is_empty() { dash() } else { releases.join(", ") },
+                if pids.is_empty() { dash() } else { pids.join(" ") },
+            ]
+        })
+        .collect();
+    if !processes.is_empty() {
+        println!();
+        crate::report::print_table(&["BUILD", "PROCESS", "RUNNING", "STATE", "RELEASE", "PIDS"], &processes);
+    }
+    let timers: Vec<[String; 6]> = rows
+        .iter()
+        .flat_map(|r| r.timers.iter().map(move |t| (r, t)))
+        .map(|(r, t)| {
+            let result = match (&t.last_result, t.last_exit_status) {
+                (Some(res), Some(code)) if res != "success" => format!("{res} (status {code})"),
+                (Some(res), _) => res.clone(),
+                (None, _) => "never ran".to_string(),
+            };
+            [
+                r.build.to_string(),
+                t.name.clone(),
+                t.schedule.clone(),
+                t.last_run.map_or_else(dash, crate::report::utc),
+                result,
+                t.next_run.map_or_else(|| format!("none ({})", t.state), crate::report::utc),
+            ]
+        })
+        .collect();
+    if !timers.is_empty() {
+        println!();
+        crate::report::print_table(&["BUILD", "TIMER", "SCHEDULE", "LAST RUN", "RESULT", "NEXT RUN"], &timers);
+    }
 }

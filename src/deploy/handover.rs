@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 
 use crate::deploy::gate::Role;
 use crate::deploy::install::apply_dropin;
+use crate::deploy::processes::Restart;
 use crate::deploy::switch::{Phase, Switch};
 use crate::deploy::{failpoint, Deploy, Retiring, Verified};
 use crate::host::{atomic, health};
@@ -104,8 +105,11 @@ impl Deploy<'_> {
             let (first, health) = self.start_and_verify(&main)?;
             sw.enter(Phase::Gated)?;
             self.verify(&main, to, Role::Live)?;
+            sw.enter(Phase::Processes)?;
+            let processes = self.move_processes(to, Restart::All)?;
             sw.enter(Phase::Probation)?;
             let verified = self.probation(&main, &first, health)?;
+            self.processes_stayed_up(&processes)?;
             sw.enter(Phase::Retired)?;
             Ok(verified)
         })();
@@ -114,8 +118,31 @@ impl Deploy<'_> {
                 Ok(()) => cause,
                 Err(e) => cause.context(format!("recording the switch back failed too ({e:#})")),
             };
-            self.fail_back(to, from, cause)
+            let failed = self.fail_back(to, from, cause);
+            self.processes_back(sw, from, failed)
         })
+    }
+
+    /// After web went back to `from`, the processes go back too, when the switch had moved them:
+    /// those restarted on the new release and those not running restart on `from` (with no
+    /// `from`, the build's processes and timers are removed). A failure there leaves the switch
+    /// unsettled.
+    fn processes_back(&mut self, sw: &Switch, from: Option<&ReleaseId>, failed: Failed) -> Failed {
+        if !sw.processes_moved() || !failed.settled {
+            return failed;
+        }
+        let back = match from {
+            Some(from) => self.move_processes(from, Restart::Moved).map(|_| ()),
+            None => self.remove_processes(),
+        };
+        match back {
+            Ok(()) => failed,
+            Err(e) => Failed::unsettled(failed.error.context(format!(
+                "moving the processes of build {} back failed too ({})",
+                self.build.build,
+                crate::error::one_line(&e)
+            ))),
+        }
     }
 
     /// `serving` serves `from`: `to` starts in the other instance, the candidate, and must pass
@@ -168,8 +195,12 @@ impl Deploy<'_> {
                 self.report.step("switch", t, format!("current -> releases/{to} (was {from})"));
             }
             failpoint("switch");
+            sw.enter(Phase::Processes)?;
+            let processes = self.move_processes(to, Restart::All)?;
             sw.enter(Phase::Probation)?;
-            self.probation(&candidate, &first, health)
+            let verified = self.probation(&candidate, &first, health)?;
+            self.processes_stayed_up(&processes)?;
+            Ok(verified)
         })();
         let verified = match passed {
             Ok(v) => v,
@@ -178,7 +209,8 @@ impl Deploy<'_> {
                     Ok(()) => cause,
                     Err(e) => cause.context(format!("recording the switch back failed too ({e:#})")),
                 };
-                return Err(self.switch_back(to, from, &serving, &candidate, cause));
+                let failed = self.switch_back(to, from, &serving, &candidate, cause);
+                return Err(self.processes_back(sw, Some(from), failed));
             }
         };
         // From here on `to` has passed everything: a failure leaves the journal at `retired`, and

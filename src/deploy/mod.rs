@@ -21,6 +21,7 @@ mod handover;
 pub mod hooks;
 mod install;
 pub mod probe;
+mod processes;
 mod recover;
 mod staging;
 pub mod switch;
@@ -114,6 +115,8 @@ pub struct Deploy<'a> {
     probe: &'a dyn Probe,
     /// Where the switch lock lives (`lock::LOCK_DIR`; a test's own directory).
     lock_dir: PathBuf,
+    /// The process instances this deploy restarted (going back restarts them again).
+    moved: Vec<String>,
 }
 
 impl<'a> Deploy<'a> {
@@ -127,6 +130,7 @@ impl<'a> Deploy<'a> {
             no_wait: false,
             probe: &Host,
             lock_dir: PathBuf::from(crate::host::lock::LOCK_DIR),
+            moved: Vec::new(),
         }
     }
 
@@ -151,6 +155,7 @@ impl<'a> Deploy<'a> {
         let b = self.build;
         let unit_files = units::render(self.app)?;
         self.check_app_wide_change(&unit_files)?;
+        units::check_jobs_ours(&units::render_jobs(self.app, &b.build, &plan.processes)?)?;
         let t = Instant::now();
         users::check_service_user(&self.app.manifest, &self.app.user, &units::paths(self.app))?;
         let (user, created) = users::ensure_system_user(&self.app.user, &self.app.layout.app)?;
@@ -323,7 +328,41 @@ impl<'a> Deploy<'a> {
         self.run_job(JobKind::Start, &inst.service_unit)?;
         self.report.step("start", t, format!("{} and {} done", inst.socket_unit, inst.service_unit));
         let (first, health) = self.gate(&inst)?;
-        self.probation(&inst, &first, health)
+        let verified = self.probation(&inst, &first, health)?;
+        // The processes start with main (they are wanted by it); any that did not are started.
+        if let Some(current) = self.build.current_release()? {
+            self.move_processes(&current, processes::Restart::Moved)?;
+        }
+        Ok(verified)
+    }
+
+    /// `relctl restart BUILD --process NAME`: the instances of one process restart on the
+    /// current release, one at a time, each up (and ready) before the next stops; web is left
+    /// alone.
+    pub fn restart_process(&mut self, name: &str) -> Result<Vec<UnitState>> {
+        self.recover_as_step()?;
+        let current = self
+            .build
+            .current_release()?
+            .with_context(|| format!("build {} has no current release", self.build.build))?;
+        let set = crate::plan::processes::recorded(&self.build.release_dir(&current))?;
+        if set.process(name).is_none() {
+            let known: Vec<&str> = set.processes.iter().map(|p| p.name.as_str()).collect();
+            return Err(crate::error::Error::Usage(format!(
+                "build {} runs no process \"{name}\" (its release {current} runs: {})",
+                self.build.build,
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            ))
+            .into());
+        }
+        let started = self.move_processes(&current, processes::Restart::Process(name))?;
+        let t = Instant::now();
+        let waiting = self.report.waiting("probation", format!("{name} {}s", self.app.probation_s));
+        std::thread::sleep(std::time::Duration::from_secs(self.app.probation_s));
+        drop(waiting);
+        self.processes_stayed_up(&started)?;
+        self.report.step("probation", t, format!("{name}: {} instance(s) stable", started.len()));
+        started.iter().map(|s| self.systemd.unit_state(&s.state.unit)).collect()
     }
 
     /// `relctl stop`: both instances, services and sockets. Returns main's state afterwards.

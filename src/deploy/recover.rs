@@ -4,6 +4,7 @@
 
 use anyhow::Result;
 
+use crate::deploy::processes::Restart;
 use crate::deploy::switch::{self, Record};
 use crate::deploy::Deploy;
 use crate::host::atomic;
@@ -77,6 +78,13 @@ impl Deploy<'_> {
                 done.push(format!("switched back from {} to {from}", r.to));
             }
             self.current_back(from)?;
+            if r.processes_moved {
+                self.move_processes(from, Restart::All)?;
+                done.push(format!("processes restarted on {from}"));
+            }
+        } else if r.processes_moved {
+            self.remove_processes()?;
+            done.push("processes and timers removed".to_string());
         }
         Ok(format!("recovered from an interrupted relctl (pid {}): release {} marked bad{}", r.pid, r.to, notes(&done)))
     }

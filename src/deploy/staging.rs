@@ -14,6 +14,7 @@ use crate::host::atomic;
 use crate::host::users::RunAs;
 use crate::plan::build::BuildPlan;
 use crate::plan::hook::{Hook, HookStage};
+use crate::plan::processes;
 use crate::plan::units::UnitFile;
 use crate::release::deps::{self, DepPlan};
 use crate::release::id::ReleaseId;
@@ -288,12 +289,25 @@ pub(super) fn write_release_files(plan: &BuildPlan, user: &RunAs) -> Result<Stri
     if let Some(d) = &plan.dropin {
         atomic::write(&store::dropin_copy(&plan.release_dir), d.contents.as_bytes(), 0o644, None)?;
     }
+    let what = format!("release {} of {} {}", plan.release, plan.app.layout.app, plan.build.build);
+    for script in plan.processes.scripts(&plan.release_dir, &what) {
+        atomic::write(&plan.release_dir.join(&script.path), script.contents.as_bytes(), 0o755, None)?;
+    }
+    processes::record(&plan.release_dir, &plan.processes)?;
+    let mut wrote = "environment, start script".to_string();
+    if !plan.processes.is_empty() {
+        wrote.push_str(&format!(
+            ", {} process and {} timer script(s)",
+            plan.processes.processes.len(),
+            plan.processes.timers.len()
+        ));
+    }
     let Some(settings) = &plan.settings else {
-        return Ok("environment, start script".into());
+        return Ok(wrote);
     };
     // Beneath the release through file descriptors: the source may hold symlinks on the way.
     stage::write_beneath(&plan.release_dir, Path::new(&settings.path), settings.contents.as_bytes(), 0o640, user.gid)?;
-    Ok(format!("{} from {} (0640 root:{}), environment, start script", settings.path, settings.template, user.user))
+    Ok(format!("{} from {} (0640 root:{}), {wrote}", settings.path, settings.template, user.user))
 }
 
 #[cfg(test)]

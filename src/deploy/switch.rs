@@ -3,12 +3,12 @@
 //! a relctl killed at any point is recovered from by reading where it was (see `recover`).
 //!
 //! ```text
-//! prepared → candidate-up → gated → handed-over → probation → retired
-//!     └──────────┴────────────┴──────────┴────────────┴──→ switching-back
+//! prepared → candidate-up → gated → handed-over → processes → probation → retired
+//!     └──────────┴────────────┴──────────┴─────────────┴────────────┴──→ switching-back
 //! ```
 //!
 //! A build with no instance serving (a first build, a stopped build) starts its release in main
-//! and goes from `gated` straight to `probation`: there is nothing to hand over from.
+//! and goes from `gated` straight to `processes`: there is nothing to hand over from.
 
 use std::path::{Path, PathBuf};
 
@@ -34,7 +34,11 @@ pub enum Phase {
     /// The public socket moves to the candidate, `current` to the new release; the instance that
     /// served drains and is kept ready.
     HandedOver,
-    /// The candidate serves through its probation; the instance that served is still ready.
+    /// Web serves the new release: the build's processes and timers become the release's, each
+    /// process instance restarting on it, one at a time.
+    Processes,
+    /// The candidate and the processes serve through their probation; the instance that served
+    /// is still ready.
     Probation,
     /// The candidate passed everything: the instance that served stops. Recovery completes the
     /// switch rather than undoing it.
@@ -50,6 +54,7 @@ impl Phase {
             Phase::CandidateUp => "candidate-up",
             Phase::Gated => "gated",
             Phase::HandedOver => "handed-over",
+            Phase::Processes => "processes",
             Phase::Probation => "probation",
             Phase::Retired => "retired",
             Phase::SwitchingBack => "switching-back",
@@ -61,8 +66,9 @@ impl Phase {
         match self {
             Phase::Prepared => &[Phase::CandidateUp, Phase::SwitchingBack],
             Phase::CandidateUp => &[Phase::Gated, Phase::SwitchingBack],
-            Phase::Gated => &[Phase::HandedOver, Phase::Probation, Phase::SwitchingBack],
-            Phase::HandedOver => &[Phase::Probation, Phase::SwitchingBack],
+            Phase::Gated => &[Phase::HandedOver, Phase::Processes, Phase::SwitchingBack],
+            Phase::HandedOver => &[Phase::Processes, Phase::SwitchingBack],
+            Phase::Processes => &[Phase::Probation, Phase::SwitchingBack],
             Phase::Probation => &[Phase::Retired, Phase::SwitchingBack],
             Phase::Retired | Phase::SwitchingBack => &[],
         }
@@ -99,6 +105,10 @@ pub struct Record {
     /// probation; none when nothing served.
     #[serde(default)]
     pub serving: Option<Slot>,
+    /// Whether the switch reached `processes`: the build's processes and timers may be the new
+    /// release's, and going back moves them too.
+    #[serde(default)]
+    pub processes_moved: bool,
 }
 
 /// A switch in progress, recorded in its journal until it ends.
@@ -124,6 +134,7 @@ impl Switch {
             phase: Some(Phase::Prepared),
             candidate: Some(candidate),
             serving,
+            processes_moved: false,
         };
         let switch = Switch { path: path.to_path_buf(), record };
         switch.write()?;
@@ -134,6 +145,11 @@ impl Switch {
         self.record.phase.unwrap_or(Phase::Prepared)
     }
 
+    /// Whether the switch reached `processes` (see `Record::processes_moved`).
+    pub fn processes_moved(&self) -> bool {
+        self.record.processes_moved
+    }
+
     /// Records `phase` before its step begins. A transition the state machine does not allow is
     /// a bug in relctl, refused before anything is recorded.
     pub fn enter(&mut self, phase: Phase) -> Result<()> {
@@ -142,6 +158,7 @@ impl Switch {
             bail!("relctl bug: the switch to {} cannot go from {now} to {phase}", self.record.to);
         }
         self.record.phase = Some(phase);
+        self.record.processes_moved |= phase == Phase::Processes;
         self.write()?;
         #[cfg(test)]
         tests::kill_point(phase);
@@ -204,7 +221,9 @@ pub mod tests {
         let path = dir.path().join(".relctl-switch");
         let mut s = Switch::begin(&path, Some(&id(1)), &id(2), Slot::Next, Some(Slot::Main)).unwrap();
         assert_eq!(read(&path).unwrap().unwrap().phase, Some(Phase::Prepared));
-        for phase in [Phase::CandidateUp, Phase::Gated, Phase::HandedOver, Phase::Probation, Phase::Retired] {
+        for phase in
+            [Phase::CandidateUp, Phase::Gated, Phase::HandedOver, Phase::Processes, Phase::Probation, Phase::Retired]
+        {
             s.enter(phase).unwrap();
             let r = read(&path).unwrap().unwrap();
             assert_eq!((r.phase, r.candidate, r.serving), (Some(phase), Some(Slot::Next), Some(Slot::Main)));
@@ -218,9 +237,12 @@ pub mod tests {
         let err = s.enter(Phase::HandedOver).unwrap_err().to_string();
         assert!(err.contains("cannot go from prepared to handed-over"), "{err}");
         assert_eq!(read(&path).unwrap().unwrap().phase, Some(Phase::Prepared), "a refused step records nothing");
-        for phase in [Phase::CandidateUp, Phase::Gated, Phase::Probation, Phase::SwitchingBack] {
+        assert!(!s.processes_moved());
+        for phase in [Phase::CandidateUp, Phase::Gated, Phase::Processes, Phase::Probation, Phase::SwitchingBack] {
             s.enter(phase).unwrap();
         }
+        assert!(s.processes_moved(), "going back after processes moves them back");
+        assert!(read(&path).unwrap().unwrap().processes_moved);
         assert!(Phase::SwitchingBack.next().is_empty() && Phase::Retired.is_done());
     }
 

@@ -185,6 +185,93 @@ fn check_deps(m: &Manifest) -> Result<(), String> {
     Ok(())
 }
 
+/// The rule for `[processes.<name>]` and `[timers.<name>]` names: they go into unit names
+/// (`<app>_<build>_<name>`), so no `_`, and no `-failed` ending (a timer's notification unit).
+pub const PROCESS_RULE: &str = "^[a-z][a-z0-9-]{0,31}$";
+
+fn check_job_name(table: &str, name: &str) -> Result<(), String> {
+    let ok =
+        matches_rule(name, |c| c.is_ascii_lowercase(), |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !ok || name.ends_with("-failed") || name == "web" {
+        return Err(format!(
+            "[{table}.{}] name must match {PROCESS_RULE}, not end in \"-failed\" and not be \"web\"",
+            name.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+fn check_command(what: &str, command: &str) -> Result<(), String> {
+    if command.trim().is_empty() {
+        return Err(format!("{what} must not be empty"));
+    }
+    check_one_line(what, command)
+}
+
+/// `[processes.*]`, `[timers.*]` and each build's choice of them.
+fn check_processes(m: &Manifest) -> Result<(), String> {
+    for (name, p) in &m.processes {
+        check_job_name("processes", name)?;
+        check_command(&format!("[processes.{name}] exec"), &p.exec)?;
+        if let Some(r) = &p.ready {
+            check_command(&format!("[processes.{name}] ready"), r)?;
+        }
+        if p.instances > 32 {
+            return Err(format!("[processes.{name}] instances = {} must be at most 32", p.instances));
+        }
+        for (key, v, max) in
+            [("stop_timeout_s", p.stop_timeout_s, 86_400), ("ready_timeout_s", p.ready_timeout_s, 3600)]
+        {
+            if !(1..=max).contains(&v) {
+                return Err(format!("[processes.{name}] {key} = {v} must be between 1 and {max}"));
+            }
+        }
+    }
+    for (name, t) in &m.timers {
+        check_job_name("timers", name)?;
+        if m.processes.contains_key(name) {
+            return Err(format!("[timers.{name}] has the name of [processes.{name}]; give each its own"));
+        }
+        check_command(&format!("[timers.{name}] exec"), &t.exec)?;
+        if let Some(c) = &t.on_failure {
+            check_command(&format!("[timers.{name}] on_failure"), c)?;
+        }
+        let cal = t.on_calendar.trim();
+        if cal.is_empty() || cal.chars().any(|c| c.is_control() || c == '%' || c == '\\') {
+            return Err(format!(
+                "[timers.{name}] on_calendar \"{}\" must be a systemd calendar expression such as \"daily\" or \"*-*-* 03:00:00\" (see man systemd.time)",
+                t.on_calendar.escape_debug()
+            ));
+        }
+        if t.randomized_delay_s > 86_400 {
+            return Err(format!("[timers.{name}] randomized_delay_s = {} must be at most 86400", t.randomized_delay_s));
+        }
+        if !(1..=604_800).contains(&t.timeout_s) {
+            return Err(format!("[timers.{name}] timeout_s = {} must be between 1 and 604800 (a week)", t.timeout_s));
+        }
+    }
+    for (build, b) in &m.builds {
+        for (name, n) in b.processes.iter().flatten() {
+            if !m.processes.contains_key(name) {
+                return Err(format!(
+                    "[builds.\"{build}\"] processes names \"{name}\", which is not declared as [processes.{name}]"
+                ));
+            }
+            if *n > 32 {
+                return Err(format!("[builds.\"{build}\"] processes.{name} = {n} must be at most 32"));
+            }
+        }
+        for name in b.timers.iter().flatten() {
+            if !m.timers.contains_key(name) {
+                return Err(format!(
+                    "[builds.\"{build}\"] timers names \"{name}\", which is not declared as [timers.{name}]"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Checks every value of `m`, and sets the route of each build declared by name, parsed.
 pub(super) fn check(m: &mut Manifest) -> Result<(), String> {
     check_app_name(&m.app)?;
@@ -343,6 +430,7 @@ pub(super) fn check(m: &mut Manifest) -> Result<(), String> {
     }
     check_hardening(&m.hardening)?;
     check_deps(m)?;
+    check_processes(m)?;
     for (name, route) in parsed {
         if let Some(b) = m.builds.get_mut(&name) {
             b.route = Some(route);

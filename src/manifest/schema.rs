@@ -41,6 +41,13 @@ pub struct Manifest {
     /// `[static]`: files nginx serves itself, from each build's current release.
     #[serde(rename = "static")]
     pub static_files: Option<Static>,
+    /// `[processes.<name>]`: long-running processes beside web (a Celery worker, its beat), run
+    /// from each build's current release; in the order the manifest declares them.
+    #[serde(default)]
+    pub processes: IndexMap<String, Process>,
+    /// `[timers.<name>]`: scheduled jobs (systemd timers) run in each build's current release.
+    #[serde(default)]
+    pub timers: IndexMap<String, Timer>,
     /// The text it was parsed from (and checked): what `-H` ships to the host, never read again.
     #[serde(skip)]
     pub text: String,
@@ -82,6 +89,49 @@ pub struct Service {
     pub socket: String,
     #[serde(default = "default_socket_group")]
     pub socket_group: String,
+}
+
+/// `[processes.<name>]`: a long-running process of every build (unless a build says otherwise),
+/// started from the same release, environment, user and sandbox as web.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Process {
+    /// The command, as `[service] exec`: a relative program path resolves against the release.
+    pub exec: String,
+    /// How many instances each build runs (a build's `processes` table overrides it).
+    #[serde(default = "default_instances")]
+    pub instances: u32,
+    /// How long a stopping instance may take to finish its work (SIGTERM, then this long, then
+    /// SIGKILL): `TimeoutStopSec=`.
+    #[serde(default = "default_stop_timeout")]
+    pub stop_timeout_s: u64,
+    /// A readiness check, run (as the service) until it passes once an instance started.
+    pub ready: Option<String>,
+    /// How long the readiness check may take to pass.
+    #[serde(default = "default_ready_timeout")]
+    pub ready_timeout_s: u64,
+}
+
+/// `[timers.<name>]`: a scheduled job run in the build's current release.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timer {
+    /// The command, as `[service] exec`.
+    pub exec: String,
+    /// When it runs: a systemd calendar expression (`OnCalendar=`), e.g. `daily`, `*-*-* 03:00`.
+    pub on_calendar: String,
+    /// A random delay up to this long before each run (`RandomizedDelaySec=`).
+    #[serde(default)]
+    pub randomized_delay_s: u64,
+    /// A run missed while the host was down runs when it is up again (`Persistent=`).
+    #[serde(default = "default_true")]
+    pub persistent: bool,
+    /// How long one run may take before systemd stops it.
+    #[serde(default = "default_timer_timeout")]
+    pub timeout_s: u64,
+    /// A command run (as the service, in the current release) when a run fails; it gets
+    /// `RELCTL_FAILED_UNIT` and systemd's `MONITOR_*` variables.
+    pub on_failure: Option<String>,
 }
 
 /// `[deps.<name>]`: a directory the release uses (a virtualenv, `node_modules`), built by `build`
@@ -177,6 +227,11 @@ pub struct Build {
     pub hosts: Vec<String>,
     #[serde(default)]
     pub vars: toml::Table,
+    /// Which `[processes.*]` this build runs, and how many instances of each; absent: every one
+    /// at its `instances`; `{}`: none.
+    pub processes: Option<IndexMap<String, u32>>,
+    /// Which `[timers.*]` this build runs; absent: every one; `[]`: none.
+    pub timers: Option<Vec<String>>,
 }
 
 fn default_component() -> String {
@@ -198,6 +253,21 @@ fn default_static_url() -> String {
     "static".into()
 }
 fn default_static_max_age() -> u64 {
+    3600
+}
+fn default_instances() -> u32 {
+    1
+}
+fn default_stop_timeout() -> u64 {
+    60
+}
+fn default_ready_timeout() -> u64 {
+    60
+}
+fn default_true() -> bool {
+    true
+}
+fn default_timer_timeout() -> u64 {
     3600
 }
 pub fn default_health_timeout() -> u64 {

@@ -13,6 +13,7 @@ use crate::name::BuildName;
 use crate::plan::deps::{self, KeyCommands};
 use crate::plan::hook::{Hook, HookStage};
 use crate::plan::host::check_socket_path;
+use crate::plan::processes::ProcessSet;
 use crate::plan::settings::{self, Environment, ReleaseFile, Secrets};
 use crate::plan::units::{self, UnitFile};
 use crate::plan::{source_dir, AppPlan};
@@ -50,6 +51,8 @@ pub struct BuildPlan {
     pub enable: Vec<String>,
     /// `.relctl/start` of the release.
     pub start_script: String,
+    /// The processes and timers the build runs with this release (recorded with it).
+    pub processes: ProcessSet,
 }
 
 /// Where a release's files come from.
@@ -178,6 +181,7 @@ fn assemble(
         &format!("release {release} of {} {name}", m.app),
     );
     Ok(BuildPlan {
+        processes: ProcessSet::resolve(m, decl),
         start_script,
         copy: made.copy,
         enable: vec![build.socket_unit.clone(), build.service_unit.clone(), app.layout.target()],
@@ -423,6 +427,13 @@ impl BuildPlan {
             },
         );
         line("enable", self.enable.join(", "));
+        for p in self.processes.describe() {
+            line("process", p);
+        }
+        match units::render_jobs(&self.app, &b.build, &self.processes) {
+            Ok(files) => files.iter().for_each(|u| line("unit", u.path.display().to_string())),
+            Err(e) => line("unit", format!("cannot be rendered: {e:#}")),
+        }
         line("switch", format!("{} -> releases/{}", b.current.display(), self.release));
         let [main, next] = self.app.layout.instances(&b.build);
         line(

@@ -10,6 +10,7 @@ pub mod build;
 pub mod deps;
 pub mod hook;
 pub mod host;
+pub mod processes;
 pub mod rollback;
 pub mod routes;
 pub mod settings;

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::error::Error;
 use crate::host::atomic;
+use crate::plan::processes::ProcessSet;
 use crate::plan::AppPlan;
 use crate::release::layout::{Slot, MARKER};
 use crate::release::render;
@@ -22,6 +23,10 @@ pub struct UnitFile {
 const SERVICE_TEMPLATE: &str = include_str!("../../units/app@.service.tera");
 const SOCKET_TEMPLATE: &str = include_str!("../../units/app@.socket.tera");
 const TARGET_TEMPLATE: &str = include_str!("../../units/app.target.tera");
+const SANDBOX_TEMPLATE: &str = include_str!("../../units/sandbox.tera");
+const PROCESS_TEMPLATE: &str = include_str!("../../units/process@.service.tera");
+const JOB_TEMPLATE: &str = include_str!("../../units/job.service.tera");
+const TIMER_TEMPLATE: &str = include_str!("../../units/job.timer.tera");
 
 /// What the unit templates see.
 #[derive(Debug, Serialize)]
@@ -49,9 +54,25 @@ struct UnitContext<'a> {
     switch_lock: Option<String>,
     switch_lock_dir: &'static str,
     timeout_start_s: u64,
+    /// The sandbox every unit of the app runs in (`units/sandbox.tera`).
+    sandbox: String,
+}
+
+/// What `units/sandbox.tera` sees.
+#[derive(Debug, Serialize)]
+struct SandboxContext<'a> {
     hardening: &'a crate::manifest::Hardening,
     /// `IPAddressAllow=` (with `IPAddressDeny=any`); `None`: no IP address filter.
     ip_address_allow: Option<String>,
+}
+
+/// The `[Service]` hardening lines every unit of the app gets, from `[hardening]`.
+fn sandbox(app: &AppPlan) -> Result<String> {
+    let ctx = SandboxContext {
+        hardening: &app.hardening,
+        ip_address_allow: ip_address_allow(app.hardening.ip_address_allow.as_deref()),
+    };
+    render::render_value("units/sandbox.tera", SANDBOX_TEMPLATE, &ctx)
 }
 
 /// The mode of every build's socket (`SocketMode=` in the socket unit).
@@ -101,6 +122,7 @@ pub fn paths(app: &AppPlan) -> [PathBuf; 5] {
 /// Renders the app's three unit files.
 pub fn render(app: &AppPlan) -> Result<Vec<UnitFile>> {
     let l = &app.layout;
+    let sandbox = sandbox(app)?;
     let ctx = |slot: Slot| UnitContext {
         app: &l.app,
         component: &l.component,
@@ -133,8 +155,7 @@ pub fn render(app: &AppPlan) -> Result<Vec<UnitFile>> {
         }),
         // systemd must not give up on a start before the health gate does.
         timeout_start_s: app.health.timeout_s.max(90),
-        hardening: &app.hardening,
-        ip_address_allow: ip_address_allow(app.hardening.ip_address_allow.as_deref()),
+        sandbox: sandbox.clone(),
     };
     let [service, socket, target, next_service, next_socket] = paths(app);
     let unit = |path: PathBuf, name: &str, source: &str, slot: Slot| -> Result<UnitFile> {
@@ -147,6 +168,169 @@ pub fn render(app: &AppPlan) -> Result<Vec<UnitFile>> {
         unit(next_service, "units/app@.service.tera", SERVICE_TEMPLATE, Slot::Next)?,
         unit(next_socket, "units/app@.socket.tera", SOCKET_TEMPLATE, Slot::Next)?,
     ])
+}
+
+/// What the process and timer templates see.
+#[derive(Debug, Serialize)]
+struct JobContext<'a> {
+    app: &'a str,
+    component: &'a str,
+    root: &'a Path,
+    user: &'a str,
+    build: &'a str,
+    name: &'a str,
+    unit: String,
+    secrets: Option<&'a Path>,
+    sandbox: &'a str,
+    // Processes.
+    ready: bool,
+    timeout_start_s: u64,
+    stop_timeout_s: u64,
+    // Timers and their jobs.
+    what: String,
+    script: String,
+    runtime: String,
+    on_failure: Option<String>,
+    failed_unit: Option<String>,
+    timeout_s: u64,
+    service: String,
+    on_calendar: &'a str,
+    randomized_delay_s: u64,
+    persistent: bool,
+}
+
+/// The unit files of `build`'s processes and timers (see `ProcessSet`): a template per process,
+/// a timer and its job's service per timer, and the failure notification's service of a timer
+/// that has one.
+pub fn render_jobs(app: &AppPlan, build: &str, set: &ProcessSet) -> Result<Vec<UnitFile>> {
+    let l = &app.layout;
+    let sandbox = sandbox(app)?;
+    let ctx = |name: &str, unit: String| JobContext {
+        app: &l.app,
+        component: &l.component,
+        root: &l.root,
+        user: &app.user,
+        build,
+        name: "",
+        unit,
+        secrets: set.secrets.as_deref(),
+        sandbox: &sandbox,
+        ready: false,
+        timeout_start_s: 90,
+        stop_timeout_s: 60,
+        what: String::new(),
+        script: String::new(),
+        runtime: name.to_string(),
+        on_failure: None,
+        failed_unit: None,
+        timeout_s: 0,
+        service: String::new(),
+        on_calendar: "",
+        randomized_delay_s: 0,
+        persistent: true,
+    };
+    let file = |unit: &str, template: &str, source: &str, c: &JobContext| -> Result<UnitFile> {
+        Ok(UnitFile { path: l.unit_dir.join(unit), contents: render::render_value(template, source, c)? })
+    };
+    let mut files = Vec::new();
+    for p in &set.processes {
+        let unit = l.process_template(build, &p.name);
+        let c = JobContext {
+            name: &p.name,
+            ready: p.ready.is_some(),
+            // systemd must not give up on a start before the readiness check does.
+            timeout_start_s: if p.ready.is_some() { p.ready_timeout_s } else { 90 },
+            stop_timeout_s: p.stop_timeout_s,
+            ..ctx(&p.name, unit.clone())
+        };
+        files.push(file(&unit, "units/process@.service.tera", PROCESS_TEMPLATE, &c)?);
+    }
+    for t in &set.timers {
+        let service = l.timer_service(build, &t.name);
+        let failed = l.timer_failed_unit(build, &t.name);
+        let job = JobContext {
+            name: &t.name,
+            what: format!("timer {}", t.name),
+            script: format!("timer-{}", t.name),
+            on_failure: t.on_failure.as_ref().map(|_| failed.clone()),
+            timeout_s: t.timeout_s,
+            ..ctx(&t.name, service.clone())
+        };
+        files.push(file(&service, "units/job.service.tera", JOB_TEMPLATE, &job)?);
+        let timer = l.timer_unit(build, &t.name);
+        let c = JobContext {
+            name: &t.name,
+            service: service.clone(),
+            on_calendar: &t.on_calendar,
+            randomized_delay_s: t.randomized_delay_s,
+            persistent: t.persistent,
+            ..ctx(&t.name, timer.clone())
+        };
+        files.push(file(&timer, "units/job.timer.tera", TIMER_TEMPLATE, &c)?);
+        if t.on_failure.is_some() {
+            let c = JobContext {
+                name: &t.name,
+                what: format!("the failure notification of timer {}", t.name),
+                script: format!("timer-{}-failed", t.name),
+                runtime: format!("{}-failed", t.name),
+                failed_unit: Some(service.clone()),
+                timeout_s: 300,
+                ..ctx(&t.name, failed.clone())
+            };
+            files.push(file(&failed, "units/job.service.tera", JOB_TEMPLATE, &c)?);
+        }
+    }
+    Ok(files)
+}
+
+/// The unit files of `build`'s processes and timers installed now (relctl's, by their marker),
+/// sorted.
+pub fn installed_jobs(l: &crate::release::layout::AppLayout, build: &str) -> Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(&l.unit_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("listing {}", l.unit_dir.display()))),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| anyhow::Error::new(e).context(format!("listing {}", l.unit_dir.display())))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !l.is_job_of(&name, build) || !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        let ours = atomic::read_if_exists(&entry.path())?.is_some_and(|b| String::from_utf8_lossy(&b).contains(MARKER));
+        if ours {
+            found.push(entry.path());
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Refuses unit files of `build`'s processes and timers that exist and that relctl did not write.
+pub fn check_jobs_ours(files: &[UnitFile]) -> Result<()> {
+    for f in files {
+        if let Some(bytes) = atomic::read_if_exists(&f.path)? {
+            if !String::from_utf8_lossy(&bytes).contains(MARKER) {
+                return Err(Error::Usage(format!(
+                    "{} exists and relctl did not write it (it has no \"{MARKER}\" line); relctl would replace it: rename the process or timer in the manifest, or remove the file",
+                    f.path.display()
+                ))
+                .into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The units `enable` makes part of `build` (wanted by its main instance): each process
+/// instance and each timer.
+pub fn job_units_to_enable(app: &AppPlan, build: &str, set: &ProcessSet) -> Vec<String> {
+    let l = &app.layout;
+    let mut units: Vec<String> =
+        set.processes.iter().flat_map(|p| (1..=p.instances).map(move |n| l.process_unit(build, &p.name, n))).collect();
+    units.extend(set.timers.iter().map(|t| l.timer_unit(build, &t.name)));
+    units
 }
 
 /// localhost and the manifest's entries, or `None` (no filter) when it has none or `["any"]`.

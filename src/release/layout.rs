@@ -184,6 +184,45 @@ impl AppLayout {
     pub fn instances(&self, build: &str) -> [Instance; 2] {
         Slot::BOTH.map(|slot| self.instance(build, slot))
     }
+
+    /// What every unit of `build`'s processes and timers is named with: `<app>_<build>_`. No app
+    /// name, process or timer name has a `_`, so a unit's name says whose it is (`job_of`).
+    pub fn job_prefix(&self, build: &str) -> String {
+        format!("{}_{build}_", self.app)
+    }
+
+    /// Process `name` of `build`: its template `<app>_<build>_<name>@.service`, whose instances
+    /// are `@1`, `@2`, ...
+    pub fn process_template(&self, build: &str, name: &str) -> String {
+        format!("{}{name}@.service", self.job_prefix(build))
+    }
+
+    pub fn process_unit(&self, build: &str, name: &str, n: u32) -> String {
+        format!("{}{name}@{n}.service", self.job_prefix(build))
+    }
+
+    /// Timer `name` of `build`: `<app>_<build>_<name>.timer`, which starts the `.service` of the
+    /// same name; its failure starts `<app>_<build>_<name>-failed.service`.
+    pub fn timer_unit(&self, build: &str, name: &str) -> String {
+        format!("{}{name}.timer", self.job_prefix(build))
+    }
+
+    pub fn timer_service(&self, build: &str, name: &str) -> String {
+        format!("{}{name}.service", self.job_prefix(build))
+    }
+
+    pub fn timer_failed_unit(&self, build: &str, name: &str) -> String {
+        format!("{}{name}-failed.service", self.job_prefix(build))
+    }
+
+    /// Whether a unit file name is one of `build`'s processes or timers (its template, timer,
+    /// job or failure unit).
+    pub fn is_job_of(&self, file_name: &str, build: &str) -> bool {
+        file_name
+            .strip_prefix(&format!("{}_", self.app))
+            .and_then(|rest| rest.rsplit_once('_'))
+            .is_some_and(|(b, rest)| b == build && !rest.is_empty())
+    }
 }
 
 impl BuildLayout {

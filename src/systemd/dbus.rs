@@ -15,7 +15,7 @@ use zbus::proxy::CacheProperties;
 use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue};
 
 use crate::systemd::manager::Manager;
-use crate::systemd::unit::{ActiveState, JobKind, JobMode, JobResult, LoadState, UnitFiles, UnitState};
+use crate::systemd::unit::{ActiveState, JobKind, JobMode, JobResult, LoadState, TimerState, UnitFiles, UnitState};
 
 /// One change `EnableUnitFiles` or `DisableUnitFiles` made: kind (symlink, unlink), file,
 /// destination (empty for an unlink).
@@ -107,31 +107,6 @@ impl Systemd {
         Ok(Systemd { conn, manager })
     }
 
-    /// Disables the given unit files (instances included): the symlinks their `[Install]` sections
-    /// made are removed. Returns the files removed. Like `EnableUnitFiles`, it does not reload.
-    pub fn disable(&self, units: &[&str]) -> Result<Vec<String>> {
-        let changes = self
-            .manager
-            .disable_unit_files(units, false)
-            .map_err(|e| dbus_error(e, &format!("disabling {}", units.join(", "))))?;
-        Ok(changes.into_iter().map(|(_, file, _)| file).collect())
-    }
-
-    /// Resets those of `units` (names, no glob characters) that are failed (`ResetFailedUnit`), so
-    /// that systemd unloads them once nothing refers to them. Returns the units it reset.
-    pub fn reset_failed(&self, units: &[&str]) -> Result<Vec<String>> {
-        let failed = self
-            .manager
-            .list_units_by_patterns(&["failed"], units)
-            .map_err(|e| dbus_error(e, &format!("listing the failed units among {}", units.join(", "))))?;
-        let mut reset = Vec::new();
-        for (unit, ..) in failed {
-            self.manager.reset_failed_unit(&unit).map_err(|e| dbus_error(e, &format!("resetting failed {unit}")))?;
-            reset.push(unit);
-        }
-        Ok(reset)
-    }
-
     /// Queues a job for `unit` in `mode` and waits for systemd to finish it.
     fn queue_and_wait(&self, kind: JobKind, unit: &str, mode: JobMode) -> Result<()> {
         let mode = mode.as_str();
@@ -193,6 +168,38 @@ impl Systemd {
 }
 
 impl Systemd {
+    /// A timer and the last run of the service it starts, read uncached (loading both).
+    pub fn timer_state(&self, timer: &str, service: &str) -> Result<TimerState> {
+        const TIMER: &str = "org.freedesktop.systemd1.Timer";
+        const SERVICE: &str = "org.freedesktop.systemd1.Service";
+        let load = |unit: &str| self.manager.load_unit(unit).map_err(|e| dbus_error(e, &format!("loading {unit}")));
+        let (timer_path, service_path) = (load(timer)?, load(service)?);
+        let timer_state = self.unit_state(timer)?;
+        let service_state = self.unit_state(service)?;
+        let conn = self.conn.inner();
+        let read = |e: zbus::Error| dbus_error(e, &format!("reading the state of {timer} and {service}"));
+        let loaded = timer_state.load_state == LoadState::Loaded;
+        let (next_us, last_us) = if loaded {
+            futures_lite::future::block_on(futures_util::future::try_join(
+                get::<u64>(conn, &timer_path, TIMER, "NextElapseUSecRealtime"),
+                get::<u64>(conn, &timer_path, TIMER, "LastTriggerUSec"),
+            ))
+            .map_err(read)?
+        } else {
+            (0, 0)
+        };
+        let (status, exited_us) = if service_state.load_state == LoadState::Loaded {
+            futures_lite::future::block_on(futures_util::future::try_join(
+                get::<i32>(conn, &service_path, SERVICE, "ExecMainStatus"),
+                get::<u64>(conn, &service_path, SERVICE, "ExecMainExitTimestamp"),
+            ))
+            .map_err(read)?
+        } else {
+            (0, 0)
+        };
+        Ok(TimerState { timer: timer_state, service: service_state, next_us, last_us, exit_status: status, exited_us })
+    }
+
     /// The unit file and drop-ins systemd runs `unit` with (loading it if needed). A unit systemd
     /// cannot load is an error naming its load state.
     pub fn unit_files(&self, unit: &str) -> Result<UnitFiles> {
@@ -214,6 +221,31 @@ impl Systemd {
 }
 
 impl Manager for Systemd {
+    /// Disables the given unit files (instances included): the symlinks their `[Install]` sections
+    /// made are removed. Returns the files removed. Like `EnableUnitFiles`, it does not reload.
+    fn disable(&self, units: &[&str]) -> Result<Vec<String>> {
+        let changes = self
+            .manager
+            .disable_unit_files(units, false)
+            .map_err(|e| dbus_error(e, &format!("disabling {}", units.join(", "))))?;
+        Ok(changes.into_iter().map(|(_, file, _)| file).collect())
+    }
+
+    /// Resets those of `units` (names, no glob characters) that are failed (`ResetFailedUnit`), so
+    /// that systemd unloads them once nothing refers to them. Returns the units it reset.
+    fn reset_failed(&self, units: &[&str]) -> Result<Vec<String>> {
+        let failed = self
+            .manager
+            .list_units_by_patterns(&["failed"], units)
+            .map_err(|e| dbus_error(e, &format!("listing the failed units among {}", units.join(", "))))?;
+        let mut reset = Vec::new();
+        for (unit, ..) in failed {
+            self.manager.reset_failed_unit(&unit).map_err(|e| dbus_error(e, &format!("resetting failed {unit}")))?;
+            reset.push(unit);
+        }
+        Ok(reset)
+    }
+
     /// Reloads systemd's unit files (daemon-reload).
     fn reload(&self) -> Result<()> {
         self.manager.reload().map_err(|e| dbus_error(e, "reloading systemd (Reload)"))

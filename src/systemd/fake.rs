@@ -176,6 +176,16 @@ impl Manager for Fake {
         Ok(Vec::new())
     }
 
+    fn disable(&self, units: &[&str]) -> Result<Vec<String>> {
+        self.check(format!("disable {}", units.join(" ")))?;
+        Ok(units.iter().map(|u| u.to_string()).collect())
+    }
+
+    fn reset_failed(&self, units: &[&str]) -> Result<Vec<String>> {
+        self.check(format!("reset-failed {}", units.join(" ")))?;
+        Ok(Vec::new())
+    }
+
     fn running_units(&self, pattern: &str) -> Result<Vec<(String, ActiveState)>> {
         self.check(format!("list {pattern}"))?;
         let matches = |name: &str| match pattern.strip_suffix('*') {

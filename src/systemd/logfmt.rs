@@ -131,6 +131,8 @@ pub struct Formatter {
     /// The build's units and the instance each belongs to.
     units: Vec<(String, Slot)>,
     tracebacks: Tracebacks,
+    /// Shown without it (see `short_names`).
+    prefix: Option<String>,
 }
 
 impl Formatter {
@@ -140,7 +142,14 @@ impl Formatter {
             .iter()
             .flat_map(|i| [(i.service_unit.clone(), i.slot), (i.socket_unit.clone(), i.slot)])
             .collect();
-        Formatter { style, tz, units, tracebacks: Tracebacks::default() }
+        Formatter { style, tz, units, tracebacks: Tracebacks::default(), prefix: None }
+    }
+
+    /// Shows the units whose names start with `prefix` (a build's processes and timers) without
+    /// it: `worker@1.service`.
+    pub fn short_names(mut self, prefix: String) -> Formatter {
+        self.prefix = Some(prefix);
+        self
     }
 
     /// Which of the build's units the entry is about, and its instance: the first the entry
@@ -174,7 +183,8 @@ impl Formatter {
             }
             Output::Human { color } => {
                 let level = if in_traceback { Level::Error } else { level(entry.priority, &entry.message) };
-                let who = slot.map(Slot::label).or(unit).unwrap_or("-");
+                let short = unit.and_then(|u| self.prefix.as_deref().and_then(|p| u.strip_prefix(p)));
+                let who = slot.map(Slot::label).or(short).or(unit).unwrap_or("-");
                 let time = time.to_zoned(self.tz.clone()).strftime("%Y-%m-%d %H:%M:%S%.3f").to_string();
                 let prefix = format!("{time} {:<9} ", crate::report::terminal_safe(who));
                 let indent = " ".repeat(prefix.chars().count());

@@ -21,6 +21,14 @@ pub trait Manager {
     /// changes made, empty when all were enabled already.
     fn enable(&self, units: &[&str]) -> Result<Vec<String>>;
 
+    /// Disables the given unit files (instances included): the symlinks their `[Install]` sections
+    /// made are removed. Returns the files removed. Like `enable`, it does not reload.
+    fn disable(&self, units: &[&str]) -> Result<Vec<String>>;
+
+    /// Resets those of `units` (names, no glob characters) that are failed, so that systemd
+    /// unloads them once nothing refers to them. Returns the units it reset.
+    fn reset_failed(&self, units: &[&str]) -> Result<Vec<String>>;
+
     /// The loaded units whose names match `pattern` (a shell glob) and that are active or on their
     /// way there, with their active state.
     fn running_units(&self, pattern: &str) -> Result<Vec<(String, ActiveState)>>;

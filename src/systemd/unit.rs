@@ -188,6 +188,21 @@ impl UnitState {
     }
 }
 
+/// A timer and the service it starts: when it runs next, when it last did, how that ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct TimerState {
+    pub timer: UnitState,
+    pub service: UnitState,
+    /// Microseconds since the epoch of the next run; 0 when none is scheduled.
+    pub next_us: u64,
+    /// Microseconds since the epoch of the last run's start; 0 if it never ran.
+    pub last_us: u64,
+    /// The last run's exit status (its main process's).
+    pub exit_status: i32,
+    /// Microseconds since the epoch when the last run's main process exited; 0 if never.
+    pub exited_us: u64,
+}
+
 /// The files systemd builds a unit from.
 #[derive(Debug, Clone, Serialize)]
 pub struct UnitFiles {
