@@ -153,7 +153,7 @@ pub fn run(loaded: &Loaded, only: Option<&BuildName>, report: &Report) -> Result
 }
 
 fn timestamp(us: u64) -> Option<jiff::Timestamp> {
-    (us > 0).then(|| jiff::Timestamp::from_microsecond(us as i64).ok()).flatten()
+    (us > 0 && us < i64::MAX as u64).then(|| jiff::Timestamp::from_microsecond(us as i64).ok()).flatten()
 }
 
 /// Each process of `set`: its instances as systemd has them, and the release each runs.

@@ -198,10 +198,7 @@ impl Deploy<'_> {
     pub(super) fn processes_stayed_up(&self, started: &[Started]) -> Result<()> {
         for s in started {
             self.still_up(&s.state.unit, &s.state, "the probation")
-                .map_err(|e| {
-                    self.report.warn(self.diagnose(&s.state.unit));
-                    e
-                })
+                .inspect_err(|_| self.report.warn(self.diagnose(&s.state.unit)))
                 .with_context(|| format!("process {} failed its probation", s.process))?;
         }
         Ok(())
