@@ -93,6 +93,7 @@ complete -c relctl -n "__fish_relctl_using_subcommand stop" -s v -l verbose -d '
 complete -c relctl -n "__fish_relctl_using_subcommand stop" -l no-wait -d 'Fail at once if another relctl is changing the same app'
 complete -c relctl -n "__fish_relctl_using_subcommand stop" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c relctl -n "__fish_relctl_using_subcommand stop" -s V -l version -d 'Print version'
+complete -c relctl -n "__fish_relctl_using_subcommand restart" -l process -d 'Restart only this process of BUILD (a `[processes.<NAME>]`), instance by instance' -r
 complete -c relctl -n "__fish_relctl_using_subcommand restart" -s f -l manifest -d 'Use this manifest instead of searching upwards for relctl.toml' -r -F
 complete -c relctl -n "__fish_relctl_using_subcommand restart" -s H -l host -d 'Run the command on HOST over SSH, like `systemctl -H`' -r
 complete -c relctl -n "__fish_relctl_using_subcommand restart" -l hosts -d 'Roll the command over these hosts instead of the build\'s `hosts`' -r
@@ -172,6 +173,7 @@ complete -c relctl -n "__fish_relctl_using_subcommand status" -s h -l help -d 'P
 complete -c relctl -n "__fish_relctl_using_subcommand status" -s V -l version -d 'Print version'
 complete -c relctl -n "__fish_relctl_using_subcommand logs" -s n -l lines -d 'Only the last N entries (default: all of them, or 10 with --follow)' -r
 complete -c relctl -n "__fish_relctl_using_subcommand logs" -l since -d 'Only entries at or after TIME, in journalctl\'s syntax' -r
+complete -c relctl -n "__fish_relctl_using_subcommand logs" -l process -d 'The entries of one of BUILD\'s processes (every instance) or timers (its runs and its failure notification) instead of web\'s, by its name in the manifest' -r
 complete -c relctl -n "__fish_relctl_using_subcommand logs" -s f -l manifest -d 'Use this manifest instead of searching upwards for relctl.toml' -r -F
 complete -c relctl -n "__fish_relctl_using_subcommand logs" -s H -l host -d 'Run the command on HOST over SSH, like `systemctl -H`' -r
 complete -c relctl -n "__fish_relctl_using_subcommand logs" -l hosts -d 'Roll the command over these hosts instead of the build\'s `hosts`' -r

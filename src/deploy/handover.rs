@@ -275,7 +275,9 @@ impl Deploy<'_> {
         if !self.systemd.unit_state(&serving.service_unit).is_ok_and(|s| s.active_state.is_up()) {
             return self.fail_back(to, Some(from), cause);
         }
-        self.report.warn(self.diagnose(&candidate.service_unit));
+        if !self.process_failed {
+            self.report.warn(self.diagnose(&candidate.service_unit));
+        }
         let marked = format!("failed{}", self.mark_failed(to, Some(from), &cause));
         let t = Instant::now();
         let back = self
@@ -332,7 +334,9 @@ impl Deploy<'_> {
     fn fail_back(&mut self, to: &ReleaseId, from: Option<&ReleaseId>, cause: anyhow::Error) -> Failed {
         let b = self.build;
         let main = self.instance(Slot::Main);
-        self.report.warn(self.diagnose(&main.service_unit));
+        if !self.process_failed {
+            self.report.warn(self.diagnose(&main.service_unit));
+        }
         let marked = format!("failed{}", self.mark_failed(to, from, &cause));
         let Some(prev) = from else {
             return Failed::settled(cause.context(format!(

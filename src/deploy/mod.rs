@@ -21,7 +21,7 @@ mod handover;
 pub mod hooks;
 mod install;
 pub mod probe;
-mod processes;
+pub(super) mod processes;
 mod recover;
 mod staging;
 pub mod switch;
@@ -117,6 +117,8 @@ pub struct Deploy<'a> {
     lock_dir: PathBuf,
     /// The process instances this deploy restarted (going back restarts them again).
     moved: Vec<String>,
+    /// A process failed (and was diagnosed): going back does not diagnose web, which did not.
+    process_failed: bool,
 }
 
 impl<'a> Deploy<'a> {
@@ -131,6 +133,7 @@ impl<'a> Deploy<'a> {
             probe: &Host,
             lock_dir: PathBuf::from(crate::host::lock::LOCK_DIR),
             moved: Vec::new(),
+            process_failed: false,
         }
     }
 

@@ -136,12 +136,13 @@ impl Deploy<'_> {
     /// process for the probation.
     fn restart_instance(&mut self, p: &ProcessSpec, unit: &str, release: &ReleaseId) -> Result<Started> {
         let t = Instant::now();
-        let failed = |e: anyhow::Error, this: &Self| {
+        let failed = |e: anyhow::Error, this: &mut Self| {
             this.report.warn(this.diagnose(unit));
+            this.process_failed = true;
             e.context(format!("process {} ({unit}) did not come up on release {release}", p.name))
         };
         if let Err(e) = self.run_job(JobKind::Restart, unit) {
-            return Err(failed(e, self));
+            return Err(failed(e, &mut *self));
         }
         self.moved.push(unit.to_string());
         let first = self.systemd.unit_state(unit)?;
@@ -154,7 +155,7 @@ impl Deploy<'_> {
             }
         };
         if let Err(e) = settled {
-            return Err(failed(e, self));
+            return Err(failed(e, &mut *self));
         }
         let ready = if p.ready.is_some() { ", ready" } else { "" };
         self.report.step("process", t, format!("{unit} up on release {release}, main PID {}{ready}", first.main_pid));
@@ -195,11 +196,13 @@ impl Deploy<'_> {
 
     /// The probation of the processes a deploy started, checked with web's: each must still be
     /// the process that came up.
-    pub(super) fn processes_stayed_up(&self, started: &[Started]) -> Result<()> {
+    pub(super) fn processes_stayed_up(&mut self, started: &[Started]) -> Result<()> {
         for s in started {
-            self.still_up(&s.state.unit, &s.state, "the probation")
-                .inspect_err(|_| self.report.warn(self.diagnose(&s.state.unit)))
-                .with_context(|| format!("process {} failed its probation", s.process))?;
+            if let Err(e) = self.still_up(&s.state.unit, &s.state, "the probation") {
+                self.report.warn(self.diagnose(&s.state.unit));
+                self.process_failed = true;
+                return Err(e.context(format!("process {} failed its probation", s.process)));
+            }
         }
         Ok(())
     }

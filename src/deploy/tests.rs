@@ -446,3 +446,131 @@ fn an_unsettled_switch_is_finished_by_the_next_restart() {
     assert_eq!(w.at_rest(), r1);
     assert!(w.bad(&r2));
 }
+
+/// The build's processes: a worker (2 instances) and a timer, recorded with release `n`; with
+/// `worker = false`, the timer alone.
+fn processes(worker: bool) -> crate::plan::processes::ProcessSet {
+    use crate::plan::processes::{ProcessSet, ProcessSpec, TimerSpec};
+    let spec = ProcessSpec {
+        name: "worker".into(),
+        exec: "celery worker".into(),
+        instances: 2,
+        stop_timeout_s: 60,
+        ready: None,
+        ready_timeout_s: 60,
+    };
+    let timer = TimerSpec {
+        name: "clear".into(),
+        exec: "manage.py clearsessions".into(),
+        on_calendar: "daily".into(),
+        randomized_delay_s: 0,
+        persistent: true,
+        timeout_s: 60,
+        on_failure: None,
+    };
+    ProcessSet { processes: if worker { vec![spec] } else { Vec::new() }, timers: vec![timer], ..Default::default() }
+}
+
+impl World {
+    /// Release `n`, recording `set` as its processes.
+    fn release_with(&self, n: u32, set: &crate::plan::processes::ProcessSet) -> ReleaseId {
+        let id = self.release(n);
+        crate::plan::processes::record(&self.build.release_dir(&id), set).unwrap();
+        id
+    }
+
+    fn worker(&self, n: u32) -> String {
+        format!("medctrl_development_worker@{n}.service")
+    }
+
+    fn unit_file(&self, name: &str) -> PathBuf {
+        self.app.layout.unit_dir.join(name)
+    }
+}
+
+#[test]
+fn processes_move_to_the_release_after_web_took_it_one_instance_at_a_time() {
+    let w = World::new();
+    std::fs::create_dir_all(&w.app.layout.unit_dir).unwrap();
+    let (r1, r2) = (w.release_with(1, &processes(true)), w.release_with(2, &processes(true)));
+    w.live(&r1);
+    w.sd.clear_calls();
+    let (done, steps) = w.with_steps(|d| d.go_live(&r2, Some(&r1), Retiring::Drained).map(|_| ()));
+    done.unwrap();
+    assert_eq!(w.at_rest(), r2);
+    let calls = w.sd.calls();
+    let at = |c: &str| calls.iter().position(|x| x == c).unwrap_or_else(|| panic!("no {c}: {calls:?}"));
+    let handed = at("start medctrl_next@development.service");
+    let (w1, w2) = (at(&format!("restart {}", w.worker(1))), at(&format!("restart {}", w.worker(2))));
+    let retired = at("stop-alone medctrl@development.service");
+    assert!(handed < w1 && w1 < w2 && w2 < retired, "web first, then the workers one by one, then retire: {calls:?}");
+    assert!(w.sd.state(&w.worker(2)).is_active());
+    for file in
+        ["medctrl_development_worker@.service", "medctrl_development_clear.service", "medctrl_development_clear.timer"]
+    {
+        let text = std::fs::read_to_string(w.unit_file(file)).unwrap();
+        assert!(text.contains(layout::MARKER) && text.contains("X-Relctl-Build=development"), "{file}:\n{text}");
+    }
+    assert!(calls.contains(&"start medctrl_development_clear.timer".to_string()), "{calls:?}");
+    assert!(steps.iter().any(|s| s.starts_with("processes: ") && s.contains(&format!("on release {r2}"))), "{steps:?}");
+}
+
+#[test]
+fn a_process_that_fails_on_the_new_release_takes_the_whole_build_back() {
+    let w = World::new();
+    std::fs::create_dir_all(&w.app.layout.unit_dir).unwrap();
+    let (r1, r2) = (w.release_with(1, &processes(true)), w.release_with(2, &processes(true)));
+    w.live(&r1);
+    w.with(|d| d.move_processes(&r1, super::processes::Restart::All).map(|_| ())).unwrap();
+    let untouched = w.sd.state(&w.worker(2)).main_pid;
+    w.sd.fate(&w.worker(1), Fate::FailsOnce);
+    w.sd.clear_calls();
+    let err = format!("{:#}", w.go_live(&r2, Some(&r1)).unwrap_err());
+    assert!(err.contains("process worker (medctrl_development_worker@1.service) did not come up"), "{err}");
+    assert!(err.contains("marked bad") && err.contains(&format!("switched back to {r1}")), "{err}");
+    assert_eq!(w.at_rest(), r1, "web is back on the old release");
+    assert!(w.bad(&r2));
+    let calls = w.sd.calls();
+    let restarts = |unit: &str| calls.iter().filter(|c| **c == format!("restart {unit}")).count();
+    assert_eq!(restarts(&w.worker(1)), 2, "worker 1 failed on the new release and restarted on the old: {calls:?}");
+    assert_eq!(restarts(&w.worker(2)), 0, "worker 2 kept running the old release: {calls:?}");
+    assert_eq!(w.sd.state(&w.worker(2)).main_pid, untouched);
+    assert!(w.sd.state(&w.worker(1)).is_active());
+}
+
+#[test]
+fn a_process_gone_from_the_release_has_its_units_removed_and_comes_back_with_a_rollback() {
+    let w = World::new();
+    std::fs::create_dir_all(&w.app.layout.unit_dir).unwrap();
+    let (r1, r2) = (w.release_with(1, &processes(true)), w.release_with(2, &processes(false)));
+    w.live(&r1);
+    w.with(|d| d.move_processes(&r1, super::processes::Restart::All).map(|_| ())).unwrap();
+    let template = w.unit_file("medctrl_development_worker@.service");
+    assert!(template.exists());
+    w.go_live(&r2, Some(&r1)).unwrap();
+    assert!(!template.exists(), "the worker's unit file is removed");
+    assert!(!w.sd.state(&w.worker(1)).active_state.is_up() && !w.sd.state(&w.worker(2)).active_state.is_up());
+    assert!(w.unit_file("medctrl_development_clear.timer").exists(), "the timer stays");
+    // Going back to r1 brings its worker back.
+    w.go_live(&r1, Some(&r2)).unwrap();
+    assert!(template.exists() && w.sd.state(&w.worker(2)).is_active());
+}
+
+#[test]
+fn a_kill_after_the_processes_moved_is_recovered_with_the_processes() {
+    let w = World::new();
+    std::fs::create_dir_all(&w.app.layout.unit_dir).unwrap();
+    let (r1, r2) = (w.release_with(1, &processes(true)), w.release_with(2, &processes(false)));
+    w.live(&r1);
+    w.with(|d| d.move_processes(&r1, super::processes::Restart::All).map(|_| ())).unwrap();
+    switch::tests::kill_at(Some(Phase::Probation));
+    assert!(catch_unwind(AssertUnwindSafe(|| w.go_live(&r2, Some(&r1)))).is_err());
+    switch::tests::kill_at(None);
+    let journal = w.journal().unwrap();
+    assert!(journal.processes_moved && journal.phase == Some(Phase::Probation));
+    assert!(!w.unit_file("medctrl_development_worker@.service").exists(), "r2 has no worker");
+    let done = w.recover().unwrap();
+    assert!(done.contains(&format!("processes restarted on {r1}")), "{done}");
+    assert_eq!(w.at_rest(), r1);
+    assert!(w.unit_file("medctrl_development_worker@.service").exists() && w.sd.state(&w.worker(1)).is_active());
+}

@@ -16,6 +16,9 @@ pub enum Fate {
     Runs,
     /// The start job fails (the process exited before it was ready): the unit is failed.
     FailsToStart,
+    /// The first start fails as `FailsToStart` does; later ones run (a release that crashes,
+    /// then the one before it).
+    FailsOnce,
     /// The start job is done, then the process dies and systemd restarts it once the state has
     /// been read this many times (a crash during the probation).
     RestartsAfter(u32),
@@ -106,7 +109,10 @@ impl Fake {
     fn start(&self, unit: &str) -> Result<()> {
         let fate = self.fates.borrow().get(unit).copied().unwrap_or(Fate::Runs);
         self.reads.borrow_mut().remove(unit);
-        if fate == Fate::FailsToStart {
+        if fate == Fate::FailsOnce {
+            self.fates.borrow_mut().insert(unit.to_string(), Fate::Runs);
+        }
+        if matches!(fate, Fate::FailsToStart | Fate::FailsOnce) {
             let mut failed = UnitState::not_loaded(unit);
             (failed.load_state, failed.active_state, failed.sub_state) =
                 (LoadState::Loaded, ActiveState::Failed, "failed".into());
@@ -188,8 +194,11 @@ impl Manager for Fake {
 
     fn running_units(&self, pattern: &str) -> Result<Vec<(String, ActiveState)>> {
         self.check(format!("list {pattern}"))?;
-        let matches = |name: &str| match pattern.strip_suffix('*') {
-            Some(prefix) => name.starts_with(prefix),
+        // One `*`, anywhere: what relctl's patterns use.
+        let matches = |name: &str| match pattern.split_once('*') {
+            Some((prefix, suffix)) => {
+                name.len() >= prefix.len() + suffix.len() && name.starts_with(prefix) && name.ends_with(suffix)
+            }
             None => name == pattern,
         };
         Ok(self
