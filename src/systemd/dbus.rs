@@ -188,16 +188,16 @@ impl Systemd {
         } else {
             (0, 0)
         };
-        let (status, exited_us) = if service_state.load_state == LoadState::Loaded {
+        let (status, started_us) = if service_state.load_state == LoadState::Loaded {
             futures_lite::future::block_on(futures_util::future::try_join(
                 get::<i32>(conn, &service_path, SERVICE, "ExecMainStatus"),
-                get::<u64>(conn, &service_path, SERVICE, "ExecMainExitTimestamp"),
+                get::<u64>(conn, &service_path, SERVICE, "ExecMainStartTimestamp"),
             ))
             .map_err(read)?
         } else {
             (0, 0)
         };
-        Ok(TimerState { timer: timer_state, service: service_state, next_us, last_us, exit_status: status, exited_us })
+        Ok(TimerState { timer: timer_state, service: service_state, next_us, last_us, exit_status: status, started_us })
     }
 
     /// The unit file and drop-ins systemd runs `unit` with (loading it if needed). A unit systemd

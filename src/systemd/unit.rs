@@ -199,8 +199,9 @@ pub struct TimerState {
     pub last_us: u64,
     /// The last run's exit status (its main process's).
     pub exit_status: i32,
-    /// Microseconds since the epoch when the last run's main process exited; 0 if never.
-    pub exited_us: u64,
+    /// Microseconds since the epoch when the last run's main process started (by the timer or
+    /// by hand); 0 if never.
+    pub started_us: u64,
 }
 
 /// The files systemd builds a unit from.

@@ -13,6 +13,7 @@ ALLOWED_HOSTS = ["*"]
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",
+    "django.contrib.sessions",
     "django.contrib.staticfiles",
 ]
 # No CommonMiddleware: no APPEND_SLASH redirects, the catch-all sees every path.
