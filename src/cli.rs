@@ -157,6 +157,13 @@ pub enum Command {
     /// candidate fails or does not stay up, the public socket and `current` go straight back to
     /// it. Then it stops. One Python start per deploy. When nothing serves yet, main starts on the
     /// new release; if it fails, it is restarted on the previous one.
+    ///
+    /// Once web took the release, the build's processes (`[processes.*]`, e.g. a Celery worker)
+    /// and timers (`[timers.*]`) become the release's: units of those the manifest no longer has
+    /// are stopped, disabled and removed, and each process instance restarts on the release, one at
+    /// a time, up (and past its `ready` check) before the next stops; they share web's probation.
+    /// If one fails, the whole build, web and processes, goes back to the previous release, which
+    /// is marked bad.
     Build(BuildArgs),
 
     /// Start BUILD and wait until systemd's job is done.
@@ -268,9 +275,12 @@ pub enum Command {
     /// Every declared build and every member of a family (`[builds."pr-*"]`) that exists on disk
     /// (or only BUILD): the state, release, since and main PID of the instance that serves
     /// (the one the public socket points at; main when none does), the route, that instance, and
-    /// the other instance and its release while it runs (a deploy's candidate).
+    /// the other instance and its release while it runs (a deploy's candidate). Then each build's
+    /// processes (`[processes.*]`: running and desired instances, states, the release each runs,
+    /// PIDs) and timers (`[timers.*]`: schedule, last run and its result, next run).
     ///
-    /// Exits 3 when a listed build is not active.
+    /// Exits 3 when a listed build is not active or runs fewer instances of a process than its
+    /// release wants.
     Status(OptionalBuildArg),
 
     /// Show BUILD's journal: both instances' services and sockets, oldest first.

@@ -180,8 +180,10 @@ fn assemble(
         &m.service.exec,
         &format!("release {release} of {} {name}", m.app),
     );
+    let processes = ProcessSet::resolve(m, decl);
+    processes.check_calendars()?;
     Ok(BuildPlan {
-        processes: ProcessSet::resolve(m, decl),
+        processes,
         start_script,
         copy: made.copy,
         enable: vec![build.socket_unit.clone(), build.service_unit.clone(), app.layout.target()],

@@ -97,6 +97,29 @@ impl ProcessSet {
         ProcessSet { processes, timers, secrets: decl.secrets.clone(), workdir: m.service.workdir.clone() }
     }
 
+    /// Refuses a timer whose `on_calendar` systemd does not accept (`systemd-analyze calendar`),
+    /// before anything is touched; systemd would otherwise refuse to load the timer mid-deploy.
+    pub fn check_calendars(&self) -> Result<()> {
+        let Ok(analyze) = which::which("systemd-analyze") else { return Ok(()) };
+        for t in &self.timers {
+            let out = std::process::Command::new(&analyze)
+                .args(["calendar", "--", &t.on_calendar])
+                .stdin(std::process::Stdio::null())
+                .output()
+                .with_context(|| format!("running {} calendar", analyze.display()))?;
+            if !out.status.success() {
+                let why = String::from_utf8_lossy(&out.stderr).trim().replace('\n', " ");
+                return Err(crate::error::Error::Usage(format!(
+                    "[timers.{}] on_calendar \"{}\" is not a calendar expression systemd accepts ({why}); see man systemd.time, e.g. \"daily\", \"*-*-* 03:00:00\", \"Mon..Fri 08:00\"",
+                    t.name,
+                    t.on_calendar.escape_debug()
+                ))
+                .into());
+            }
+        }
+        Ok(())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.processes.is_empty() && self.timers.is_empty()
     }
@@ -255,6 +278,17 @@ processes = { worker = 0, beat = 0 }
             ),
             "{worker}"
         );
+    }
+
+    #[test]
+    fn a_calendar_systemd_does_not_accept_is_refused_naming_the_timer() {
+        let mut set = set("production");
+        assert!(set.check_calendars().is_ok(), "daily");
+        set.timers[0].on_calendar = "every day at 3".into();
+        let err = set.check_calendars().unwrap_err();
+        assert!(crate::error::is_usage(&err));
+        let msg = err.to_string();
+        assert!(msg.starts_with("[timers.clearsessions] on_calendar \"every day at 3\" is not a calendar expression systemd accepts (Failed to parse"), "{msg}");
     }
 
     #[test]
