@@ -587,3 +587,159 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod job_tests {
+    use super::*;
+    use crate::manifest::{self, Loaded};
+    use crate::plan::processes::ProcessSet;
+
+    const M: &str = r#"app = "shop"
+component = "web"
+[service]
+exec = "x"
+[processes.worker]
+exec = "celery worker"
+instances = 2
+stop_timeout_s = 600
+ready = "celery inspect ping"
+ready_timeout_s = 45
+[timers.clear]
+exec = "manage.py clearsessions"
+on_calendar = "daily"
+randomized_delay_s = 600
+persistent = false
+timeout_s = 120
+on_failure = "notify"
+[builds.prod]
+secrets = "/etc/relctl/shop.env"
+"#;
+
+    fn files() -> (AppPlan, Vec<UnitFile>) {
+        let m = manifest::parse(M).unwrap();
+        let set = ProcessSet::resolve(&m, &m.builds["prod"]);
+        let loaded = Loaded { path: "/srv/relctl.toml".into(), dir: "/srv".into(), manifest: m };
+        let app = crate::plan::app(&loaded).unwrap();
+        let files = render_jobs(&app, "prod", &set).unwrap();
+        (app, files)
+    }
+
+    #[test]
+    fn a_process_runs_current_as_web_does_part_of_the_build() {
+        let (app, files) = files();
+        let names: Vec<String> =
+            files.iter().map(|f| f.path.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        assert_eq!(
+            names,
+            [
+                "shop_prod_worker@.service",
+                "shop_prod_clear.service",
+                "shop_prod_clear.timer",
+                "shop_prod_clear-failed.service"
+            ]
+        );
+        let worker = &files[0].contents;
+        for line in [
+            "PartOf=shop@prod.service",
+            "WantedBy=shop@prod.service",
+            "X-Relctl-Build=prod",
+            "X-Relctl-Process=worker",
+            "Type=exec",
+            "User=shop",
+            "WorkingDirectory=/opt/shop/web/prod/current",
+            "EnvironmentFile=/opt/shop/web/prod/current/.relctl/environment",
+            "EnvironmentFile=-/opt/shop/web/prod/.relctl-secret-key",
+            "EnvironmentFile=/etc/relctl/shop.env",
+            "Environment=RELCTL_PROCESS=worker RELCTL_PROCESS_INSTANCE=%i",
+            "ExecStart=/opt/shop/web/prod/current/.relctl/process-worker",
+            "ExecStartPost=/bin/sh -c 'until \"$$0\"; do sleep 1; done' /opt/shop/web/prod/current/.relctl/ready-worker",
+            "StateDirectory=shop/web/prod",
+            "RuntimeDirectory=shop/web/prod-worker-%i",
+            "KillMode=mixed",
+            "TimeoutStartSec=45",
+            "TimeoutStopSec=600",
+            "Restart=on-failure",
+            "ProtectSystem=strict",
+            "SystemCallFilter=@system-service",
+        ] {
+            assert!(worker.lines().any(|l| l == line), "missing {line:?}:\n{worker}");
+        }
+        assert!(worker.contains(MARKER) && !worker.contains("\n\n\n"), "{worker}");
+        // The same sandbox as web's.
+        let web = &render(&app).unwrap()[0].contents;
+        let sandbox = |c: &str| {
+            c.lines()
+                .skip_while(|l| !l.starts_with("# Hardening"))
+                .take_while(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert_eq!(sandbox(worker), sandbox(web));
+    }
+
+    #[test]
+    fn a_timer_runs_one_job_at_a_time_and_notifies_its_failure() {
+        let (_, files) = files();
+        let (job, timer, failed) = (&files[1].contents, &files[2].contents, &files[3].contents);
+        for line in [
+            "Type=oneshot",
+            "OnFailure=shop_prod_clear-failed.service",
+            "TimeoutStartSec=120",
+            "ExecStart=/opt/shop/web/prod/current/.relctl/timer-clear",
+            "X-Relctl-Timer=clear",
+        ] {
+            assert!(job.lines().any(|l| l == line), "missing {line:?}:\n{job}");
+        }
+        assert!(!job.contains("[Install]"), "the timer starts it");
+        for line in [
+            "OnCalendar=daily",
+            "RandomizedDelaySec=600",
+            "Persistent=no",
+            "AccuracySec=1s",
+            "Unit=shop_prod_clear.service",
+            "PartOf=shop@prod.service",
+            "WantedBy=shop@prod.service",
+        ] {
+            assert!(timer.lines().any(|l| l == line), "missing {line:?}:\n{timer}");
+        }
+        assert!(failed.contains("ExecStart=/opt/shop/web/prod/current/.relctl/timer-clear-failed\n"), "{failed}");
+        assert!(
+            failed.contains("RELCTL_FAILED_UNIT=shop_prod_clear.service") && !failed.contains("OnFailure="),
+            "{failed}"
+        );
+    }
+
+    #[test]
+    fn job_units_relctl_did_not_write_are_refused_and_only_the_builds_own_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut app, _) = files();
+        app.layout.unit_dir = dir.path().to_path_buf();
+        let m = manifest::parse(M).unwrap();
+        let files = render_jobs(&app, "prod", &ProcessSet::resolve(&m, &m.builds["prod"])).unwrap();
+        assert!(check_jobs_ours(&files).is_ok());
+        std::fs::write(&files[0].path, "[Service]\nExecStart=/bin/true\n").unwrap();
+        let err = check_jobs_ours(&files).unwrap_err();
+        assert!(crate::error::is_usage(&err) && err.to_string().contains("relctl did not write it"), "{err}");
+        assert!(installed_jobs(&app.layout, "prod").unwrap().is_empty(), "a file without the marker is not relctl's");
+        for f in &files {
+            std::fs::write(&f.path, &f.contents).unwrap();
+        }
+        // Another build whose name starts the same, and another app.
+        std::fs::write(dir.path().join("shop_prod_x_worker@.service"), &files[0].contents).unwrap();
+        std::fs::write(dir.path().join("shopx_prod_worker@.service"), &files[0].contents).unwrap();
+        let found: Vec<String> = installed_jobs(&app.layout, "prod")
+            .unwrap()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "shop_prod_clear-failed.service",
+                "shop_prod_clear.service",
+                "shop_prod_clear.timer",
+                "shop_prod_worker@.service"
+            ]
+        );
+    }
+}
