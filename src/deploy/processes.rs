@@ -141,10 +141,12 @@ impl Deploy<'_> {
             this.process_failed = true;
             e.context(format!("process {} ({unit}) did not come up on release {release}", p.name))
         };
+        // Going back restarts it, whatever state its restart leaves it in (systemd may be
+        // restarting it on the new release by itself).
+        self.moved.push(unit.to_string());
         if let Err(e) = self.run_job(JobKind::Restart, unit) {
             return Err(failed(e, &mut *self));
         }
-        self.moved.push(unit.to_string());
         let first = self.systemd.unit_state(unit)?;
         let settled = match &p.ready {
             Some(_) => self.still_up(unit, &first, "its start"),

@@ -652,7 +652,7 @@ secrets = "/etc/relctl/shop.env"
             "EnvironmentFile=/etc/relctl/shop.env",
             "Environment=RELCTL_PROCESS=worker RELCTL_PROCESS_INSTANCE=%i",
             "ExecStart=/opt/shop/web/prod/current/.relctl/process-worker",
-            "ExecStartPost=/bin/sh -c 'until \"$$0\"; do sleep 1; done' /opt/shop/web/prod/current/.relctl/ready-worker",
+            "ExecStartPost=/bin/sh -c 'until \"$$0\" >/dev/null 2>&1; do kill -0 \"$$MAINPID\" 2>/dev/null || { echo \"process exited before its readiness check passed\" >&2; exit 1; }; sleep 1; done' /opt/shop/web/prod/current/.relctl/ready-worker",
             "StateDirectory=shop/web/prod",
             "RuntimeDirectory=shop/web/prod-worker-%i",
             "KillMode=mixed",

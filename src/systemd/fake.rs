@@ -16,8 +16,8 @@ pub enum Fate {
     Runs,
     /// The start job fails (the process exited before it was ready): the unit is failed.
     FailsToStart,
-    /// The first start fails as `FailsToStart` does; later ones run (a release that crashes,
-    /// then the one before it).
+    /// The first start fails, leaving the unit activating (auto-restart) as `Restart=on-failure`
+    /// does; later ones run (a release that crashes, then the one before it).
     FailsOnce,
     /// The start job is done, then the process dies and systemd restarts it once the state has
     /// been read this many times (a crash during the probation).
@@ -116,6 +116,10 @@ impl Fake {
             let mut failed = UnitState::not_loaded(unit);
             (failed.load_state, failed.active_state, failed.sub_state) =
                 (LoadState::Loaded, ActiveState::Failed, "failed".into());
+            if fate == Fate::FailsOnce {
+                // As with `Restart=on-failure`: systemd is about to start it again.
+                (failed.active_state, failed.sub_state) = (ActiveState::Activating, "auto-restart".into());
+            }
             failed.result = "exit-code".into();
             self.units.borrow_mut().insert(unit.to_string(), failed);
             bail!("start of {unit} failed: job result 'failed' (see: journalctl -u {unit})");
