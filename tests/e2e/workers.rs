@@ -31,6 +31,10 @@ const BUILD: &str = "production";
 const ROUTE: &str = "/mill";
 const ROOT: &str = "/opt/mill/web/production";
 const STATE: &str = "/var/lib/mill/web/production";
+/// What the units of the build's processes and timers are named with: `<app>_<build>_` (process
+/// instances `mill_production_worker@1.service`, timers `mill_production_report.timer` and
+/// `.service`).
+const JOBS: &str = "mill_production_";
 const SNIPPET: &str = "/etc/nginx/snippets/mill.conf";
 /// Debian's redis-server, switched to its unix socket only (`port 0`): the sandboxes share the
 /// host's network, so a TCP port could be another sandbox's redis.
@@ -438,7 +442,7 @@ impl Mill {
         for p in &procs {
             assert_eq!(p.instances.len() as u64, p.desired, "{}: {doc}", p.name);
             for (n, i) in p.instances.iter().enumerate() {
-                assert_eq!(i.unit, format!("{APP}-{BUILD}-{}@{}.service", p.name, n + 1), "{doc}");
+                assert_eq!(i.unit, format!("{JOBS}{}@{}.service", p.name, n + 1), "{doc}");
                 assert_eq!(i.state, self.prop(&i.unit, "ActiveState"), "{}: {doc}", i.unit);
                 assert_eq!(i.state, "active", "{}: {doc}", i.unit);
                 assert_eq!(i.main_pid.to_string(), self.prop(&i.unit, "MainPID"), "{}: {doc}", i.unit);
@@ -451,13 +455,36 @@ impl Mill {
         // Every process instance systemd runs for the build is one status shows.
         let running: BTreeSet<String> = self
             .env
-            .sh(&format!(
-                "systemctl list-units --no-legend --plain --state=active '{APP}-{BUILD}-*@*.service' | cut -d' ' -f1"
-            ))
+            .sh(&format!("systemctl list-units --no-legend --plain --state=active '{JOBS}*@*.service' | cut -d' ' -f1"))
             .lines()
             .map(str::to_string)
             .collect();
         assert_eq!(running, units, "{doc}");
+    }
+
+    /// The timers as `relctl status --json` shows them, each with the last result systemd has for
+    /// its service (`systemctl show -P Result`), read again until no run starts or ends meanwhile
+    /// (a run every 10 s takes about half a second; during one, systemd has reset Result= and
+    /// status says `running`).
+    fn timers_at_rest(&self) -> (Value, Vec<status::Timer>) {
+        let results =
+            || ["clearsessions", "report"].map(|t| self.prop(&format!("{JOBS}{t}.service"), "Result")).to_vec();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let before = results();
+            let doc = self.status();
+            let after = results();
+            let timers = status::timers(&doc, BUILD);
+            let shown: Vec<String> = timers.iter().map(|t| t.last_result.clone().unwrap_or_default()).collect();
+            if before == after && shown == after {
+                return (doc, timers);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "status never showed the timers' last results as systemd has them ({after:?}): {doc}"
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
     }
 
     /// Waits until `file` in the state directory has a line "<time> <release> …" whose time is
@@ -556,16 +583,16 @@ fn celery_workers_beat_and_timers_move_with_the_release() {
     let workers = mill.tasks_run_on(4, &r1);
     assert_eq!(workers, BTreeSet::from([format!("worker1@{host}"), format!("worker2@{host}")]));
     // The units: the process templates PartOf the build's main instance, the timers' pairs.
-    for unit in ["mill-production-worker@.service", "mill-production-beat@.service"] {
-        let text = mill.env.sh(&format!("cat /etc/systemd/system/{unit}"));
+    for unit in ["worker@.service", "beat@.service"] {
+        let text = mill.env.sh(&format!("cat /etc/systemd/system/{JOBS}{unit}"));
         assert!(text.contains("PartOf=mill@production.service"), "{unit}:\n{text}");
     }
     assert_eq!(
-        unit_files(&mill.env, "mill-production-*.timer"),
-        "/etc/systemd/system/mill-production-clearsessions.timer\n/etc/systemd/system/mill-production-report.timer"
+        mill.env.sh(&format!("ls /etc/systemd/system/{JOBS}*.timer")),
+        format!("/etc/systemd/system/{JOBS}clearsessions.timer\n/etc/systemd/system/{JOBS}report.timer")
     );
     for timer in ["clearsessions", "report"] {
-        assert_eq!(mill.prop(&format!("mill-production-{timer}.timer"), "ActiveState"), "active", "{timer}");
+        assert_eq!(mill.prop(&format!("{JOBS}{timer}.timer"), "ActiveState"), "active", "{timer}");
     }
     // beat sends a task every 2 s, which a worker runs on release 1.
     let t0 = mill.now();
@@ -586,7 +613,7 @@ fn celery_workers_beat_and_timers_move_with_the_release() {
         std::thread::sleep(Duration::from_millis(200));
     };
     let n = holder.strip_prefix("worker").and_then(|w| w.split('@').next()).unwrap().to_string();
-    let holder_unit = format!("mill-production-worker@{n}.service");
+    let holder_unit = format!("{JOBS}worker@{n}.service");
     let mut before: Vec<String> = (0..8).map(|_| mill.enqueue("sleep=1")).collect();
     let mut build = mill
         .env
@@ -679,14 +706,11 @@ fn celery_workers_beat_and_timers_move_with_the_release() {
     let t1 = mill.now();
     assert_eq!(mill.wait_line_since("clearsessions.log", t1, Duration::from_secs(75)), r1);
     assert_eq!(mill.wait_line_since("alerts", t1, Duration::from_secs(75)), r1, "report's on_failure ran");
-    let doc = mill.status();
-    let timers = status::timers(&doc, BUILD);
+    let (doc, timers) = mill.timers_at_rest();
     let names: Vec<&str> = timers.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["clearsessions", "report"], "{doc}");
     for t in &timers {
-        let service = format!("mill-production-{}.service", t.name);
-        assert_eq!(t.unit, format!("mill-production-{}.timer", t.name), "{doc}");
-        assert_eq!(t.last_result.as_deref(), Some(mill.prop(&service, "Result").as_str()), "{}: {doc}", t.name);
+        assert_eq!(t.unit, format!("{JOBS}{}.timer", t.name), "{doc}");
         assert!(t.next_run.is_some(), "{}: {doc}", t.name);
     }
     assert_eq!(timers[0].last_result.as_deref(), Some("success"), "{doc}");
@@ -704,15 +728,15 @@ fn celery_workers_beat_and_timers_move_with_the_release() {
     mill.relctl_ok(&["build", BUILD]);
     let r4 = mill.current();
     assert!(r4 > r3, "{r4}");
-    assert_eq!(unit_files(&mill.env, "mill-production-worker*"), "", "worker unit files left");
-    assert_eq!(loaded_units(&mill.env, "mill-production-worker*"), "", "worker units still loaded");
+    assert_eq!(unit_files(&mill.env, &format!("{JOBS}worker*")), "", "worker unit files left");
+    assert_eq!(loaded_units(&mill.env, &format!("{JOBS}worker*")), "", "worker units still loaded");
     assert_eq!(mill.env.sh("pgrep -fc '[c]elery -A proj worker' || true"), "0", "a worker still runs");
     mill.processes_agree(&[("beat", 1)], &r4);
     assert_eq!(mill.web_release(), r4);
 
     // -- destroy removes every unit of the build -----------------------------------------------
     mill.relctl_ok(&["destroy", BUILD]);
-    assert_eq!(unit_files(&mill.env, "mill-production-*"), "", "unit files left after destroy");
-    assert_eq!(loaded_units(&mill.env, "mill-production-*"), "", "units still loaded after destroy");
+    assert_eq!(unit_files(&mill.env, &format!("{JOBS}*")), "", "unit files left after destroy");
+    assert_eq!(loaded_units(&mill.env, &format!("{JOBS}*")), "", "units still loaded after destroy");
     eprintln!("workers: all done after {:?}", started.elapsed());
 }
