@@ -31,4 +31,5 @@ mod sandbox_smoke;
 mod starters;
 mod trust;
 mod websocket;
+mod workers;
 mod zero_impact;
