@@ -574,3 +574,42 @@ fn a_kill_after_the_processes_moved_is_recovered_with_the_processes() {
     assert_eq!(w.at_rest(), r1);
     assert!(w.unit_file("medctrl_development_worker@.service").exists() && w.sd.state(&w.worker(1)).is_active());
 }
+
+#[test]
+fn a_smaller_count_stops_the_instances_above_it() {
+    let w = World::new();
+    std::fs::create_dir_all(&w.app.layout.unit_dir).unwrap();
+    let mut one = processes(true);
+    one.processes[0].instances = 1;
+    let (r1, r2) = (w.release_with(1, &processes(true)), w.release_with(2, &one));
+    w.live(&r1);
+    w.with(|d| d.move_processes(&r1, super::processes::Restart::All).map(|_| ())).unwrap();
+    assert!(w.sd.state(&w.worker(2)).is_active());
+    w.sd.clear_calls();
+    w.go_live(&r2, Some(&r1)).unwrap();
+    assert!(w.sd.state(&w.worker(1)).is_active() && !w.sd.state(&w.worker(2)).active_state.is_up());
+    let calls = w.sd.calls();
+    assert!(calls.contains(&format!("stop-alone {}", w.worker(2))), "{calls:?}");
+    assert!(calls.contains(&format!("disable {}", w.worker(2))), "{calls:?}");
+    assert!(w.unit_file("medctrl_development_worker@.service").exists(), "the process itself stays");
+}
+
+#[test]
+fn restart_of_one_process_restarts_its_instances_and_leaves_web_alone() {
+    let w = World::new();
+    std::fs::create_dir_all(&w.app.layout.unit_dir).unwrap();
+    let r1 = w.release_with(1, &processes(true));
+    w.live(&r1);
+    w.with(|d| d.move_processes(&r1, super::processes::Restart::All).map(|_| ())).unwrap();
+    let (web, pids) = (w.pid(Slot::Main), [w.worker(1), w.worker(2)].map(|u| w.sd.state(&u).main_pid));
+    w.sd.clear_calls();
+    let units = w.with(|d| d.restart_process("worker")).unwrap();
+    assert_eq!(units.len(), 2);
+    let now = [w.worker(1), w.worker(2)].map(|u| w.sd.state(&u).main_pid);
+    assert!(now[0] != pids[0] && now[1] != pids[1], "both instances restarted: {pids:?} -> {now:?}");
+    assert_eq!(w.pid(Slot::Main), web, "web untouched");
+    assert!(w.sd.calls().iter().all(|c| !c.contains("medctrl@") && !c.contains("medctrl_next@")), "{:?}", w.sd.calls());
+    let err = w.with(|d| d.restart_process("beat")).unwrap_err();
+    assert!(crate::error::is_usage(&err), "{err}");
+    assert!(err.to_string().contains("runs no process \"beat\"") && err.to_string().contains("runs: worker"), "{err}");
+}
