@@ -37,6 +37,9 @@ _relctl() {
             relctl,logs)
                 cmd="relctl__subcmd__logs"
                 ;;
+            relctl,maintenance)
+                cmd="relctl__subcmd__maintenance"
+                ;;
             relctl,nginx-snippet)
                 cmd="relctl__subcmd__nginx__subcmd__snippet"
                 ;;
@@ -85,6 +88,9 @@ _relctl() {
             relctl__subcmd__help,logs)
                 cmd="relctl__subcmd__help__subcmd__logs"
                 ;;
+            relctl__subcmd__help,maintenance)
+                cmd="relctl__subcmd__help__subcmd__maintenance"
+                ;;
             relctl__subcmd__help,nginx-snippet)
                 cmd="relctl__subcmd__help__subcmd__nginx__subcmd__snippet"
                 ;;
@@ -119,7 +125,7 @@ _relctl() {
 
     case "${cmd}" in
         relctl)
-            opts="-f -q -v -H -h -V --manifest --json --quiet --verbose --host --hosts --serial --no-wait --help --version init build start stop restart releases rollback promote reload destroy status logs nginx-snippet exec completions help"
+            opts="-f -q -v -H -h -V --manifest --json --quiet --verbose --host --hosts --serial --no-wait --help --version init build start stop restart releases rollback promote reload destroy status maintenance logs nginx-snippet exec completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -325,7 +331,7 @@ _relctl() {
             return 0
             ;;
         relctl__subcmd__help)
-            opts="init build start stop restart releases rollback promote reload destroy status logs nginx-snippet exec completions help"
+            opts="init build start stop restart releases rollback promote reload destroy status maintenance logs nginx-snippet exec completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -423,6 +429,20 @@ _relctl() {
             return 0
             ;;
         relctl__subcmd__help__subcmd__logs)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        relctl__subcmd__help__subcmd__maintenance)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -627,6 +647,44 @@ _relctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --manifest)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -f)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --host)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -H)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --hosts)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --serial)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        relctl__subcmd__maintenance)
+            opts="-f -q -v -H -h -V --manifest --json --quiet --verbose --host --hosts --serial --no-wait --help --version on off"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --manifest)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -283,6 +283,19 @@ pub enum Command {
     /// release wants.
     Status(OptionalBuildArg),
 
+    /// Take BUILD's route offline with a 503 page (on), or bring it back (off).
+    ///
+    /// `on` writes the page nginx serves, `<root>/<BUILD>/.relctl-maintenance.html` (the
+    /// `[maintenance] page` of BUILD's current release, or relctl's own; 0644), then the flag
+    /// `<root>/<BUILD>/.relctl-maintenance`. While the flag exists, the locations `nginx-snippet`
+    /// writes answer BUILD's route with 503, that page, `Retry-After: [maintenance] retry_after_s`
+    /// and `Cache-Control: no-store`; the `[health]` path and the static files still reach the
+    /// app, and the build keeps running (migrate by hand meanwhile, e.g. with `relctl exec`). nginx
+    /// tests for the flag on each request: no reload, and it survives one. `off` removes the flag.
+    /// `status` shows it. Takes effect through a snippet written by this relctl (`relctl
+    /// nginx-snippet --output ... --reload` once after upgrading).
+    Maintenance(MaintenanceArgs),
+
     /// Show BUILD's journal: both instances' services and sockets, oldest first.
     ///
     /// The entries of `<app>@<build>.service`, `<app>@<build>.socket` (main) and of
@@ -492,6 +505,22 @@ pub struct LogsArgs {
     /// failure notification) instead of web's, by its name in the manifest.
     #[arg(long, value_name = "NAME")]
     pub process: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct MaintenanceArgs {
+    /// `on` takes the route offline, `off` brings it back.
+    #[arg(value_enum)]
+    pub state: OnOff,
+
+    /// A build declared as [builds.<BUILD>] in the manifest.
+    pub build: BuildName,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
 }
 
 #[derive(Debug, Args)]

@@ -13,6 +13,7 @@ pub mod destroy;
 pub mod error;
 pub mod exec;
 pub mod host;
+pub mod maintenance;
 pub mod manifest;
 pub mod name;
 pub mod nginx;

@@ -6,6 +6,7 @@ mod destroy;
 mod exec;
 mod init;
 mod logs;
+mod maintenance;
 mod nginx;
 mod promote;
 mod releases;
@@ -57,6 +58,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Destroy(args) => destroy::run(&loaded()?, &args, g, r),
         Command::Status(a) => status::run(&loaded()?, a.build.as_ref(), r),
         Command::Logs(a) => logs::run(&loaded()?, &a, r),
+        Command::Maintenance(a) => maintenance::run(&loaded()?, &a, g, r),
         Command::NginxSnippet(args) => nginx::run(&loaded()?, &args, r),
         Command::Exec(args) => exec::run(&loaded()?, &args, g, r),
         Command::Completions { shell } => {

@@ -31,6 +31,7 @@ fn build_of(command: &Command) -> Option<&BuildName> {
         Command::Start(a) | Command::Stop(a) | Command::Reload(a) | Command::Releases(a) => Some(&a.build),
         Command::Destroy(a) => Some(&a.build),
         Command::Logs(a) => Some(&a.build),
+        Command::Maintenance(a) => Some(&a.build),
         Command::Exec(a) => Some(&a.build),
     }
 }

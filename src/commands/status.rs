@@ -32,6 +32,8 @@ struct BuildStatus {
     processes: Vec<ProcessStatus>,
     /// `[timers.*]` as the current release runs them.
     timers: Vec<TimerStatus>,
+    /// Since when its route answers 503 (`relctl maintenance on`), if it does.
+    maintenance: Option<crate::maintenance::Maintenance>,
 }
 
 #[derive(Debug, Serialize)]
@@ -122,6 +124,7 @@ pub fn run(loaded: &Loaded, only: Option<&BuildName>, report: &Report) -> Result
         let processes = process_status(&systemd, &app.layout, &b, &set)?;
         let timers = timer_status(&systemd, &app.layout, &b, &set)?;
         rows.push(BuildStatus {
+            maintenance: crate::maintenance::state(&b)?,
             processes,
             timers,
             build: name.clone(),
@@ -227,7 +230,10 @@ fn print_table(rows: &[BuildStatus]) {
         .map(|r| {
             [
                 r.build.to_string(),
-                format!("{} ({})", r.state, r.sub_state),
+                match &r.maintenance {
+                    Some(_) => format!("{} ({}), maintenance", r.state, r.sub_state),
+                    None => format!("{} ({})", r.state, r.sub_state),
+                },
                 r.release.as_ref().map_or_else(dash, |id| id.to_string()),
                 r.since.map_or_else(dash, crate::report::utc),
                 r.main_pid.map(|p| p.to_string()).unwrap_or_else(dash),

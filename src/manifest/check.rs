@@ -431,6 +431,16 @@ pub(super) fn check(m: &mut Manifest) -> Result<(), String> {
     check_hardening(&m.hardening)?;
     check_deps(m)?;
     check_processes(m)?;
+    if let Some(page) = &m.maintenance.page {
+        check_inner_path("[maintenance] page", page)?;
+        check_plain_path("[maintenance] page", Path::new(page))?;
+    }
+    if !(1..=86_400).contains(&m.maintenance.retry_after_s) {
+        return Err(format!(
+            "[maintenance] retry_after_s = {} must be between 1 and 86400",
+            m.maintenance.retry_after_s
+        ));
+    }
     for (name, route) in parsed {
         if let Some(b) = m.builds.get_mut(&name) {
             b.route = Some(route);

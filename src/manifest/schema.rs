@@ -48,6 +48,9 @@ pub struct Manifest {
     /// `[timers.<name>]`: scheduled jobs (systemd timers) run in each build's current release.
     #[serde(default)]
     pub timers: IndexMap<String, Timer>,
+    /// `[maintenance]`: the page and `Retry-After` of `relctl maintenance on`.
+    #[serde(default)]
+    pub maintenance: Maintenance,
     /// The text it was parsed from (and checked): what `-H` ships to the host, never read again.
     #[serde(skip)]
     pub text: String,
@@ -89,6 +92,28 @@ pub struct Service {
     pub socket: String,
     #[serde(default = "default_socket_group")]
     pub socket_group: String,
+}
+
+/// `[maintenance]`: what a build in maintenance answers through nginx (503).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Maintenance {
+    /// A page the app ships, relative to the release (served from `current`); without it,
+    /// relctl's own.
+    pub page: Option<String>,
+    /// `Retry-After:`, in seconds.
+    #[serde(default = "default_retry_after")]
+    pub retry_after_s: u64,
+}
+
+impl Default for Maintenance {
+    fn default() -> Maintenance {
+        Maintenance { page: None, retry_after_s: default_retry_after() }
+    }
+}
+
+fn default_retry_after() -> u64 {
+    300
 }
 
 /// `[processes.<name>]`: a long-running process of every build (unless a build says otherwise),

@@ -41,6 +41,20 @@ pub struct Route {
     pub static_files: Option<StaticRoute>,
     pub websocket: bool,
     pub read_timeout_s: Option<u64>,
+    /// `relctl maintenance`: where its flag and page are, and what it answers.
+    pub maintenance: MaintenanceRoute,
+}
+
+/// A build's maintenance mode as nginx sees it: while `flag` exists (`relctl maintenance on`),
+/// the route answers 503 with the page `<build_dir>/.relctl-maintenance.html` and `Retry-After`;
+/// the health check's path still reaches the app.
+#[derive(Debug, Clone, Serialize)]
+pub struct MaintenanceRoute {
+    pub flag: PathBuf,
+    pub build_dir: PathBuf,
+    pub retry_after_s: u64,
+    /// `[health] path` under the route, when the manifest declares one.
+    pub health_uri: Option<String>,
 }
 
 /// Where a build's static files are served from.

@@ -28,6 +28,12 @@ struct RouteContext<'a> {
     static_max_age_s: Option<u64>,
     websocket: bool,
     read_timeout_s: Option<u64>,
+    maintenance_flag: String,
+    /// The named location of the maintenance page: `relctl_maintenance_<app>_<build>`.
+    maintenance_location: String,
+    build_dir: String,
+    retry_after_s: u64,
+    health_uri: Option<&'a str>,
 }
 
 /// Renders the snippet. `proxy_params` says whether the host has /etc/nginx/proxy_params; when
@@ -49,6 +55,11 @@ pub fn render(routes: &[Route], proxy_params: bool) -> String {
             static_max_age_s: r.static_files.as_ref().map(|st| st.max_age_s),
             websocket: r.websocket,
             read_timeout_s: r.read_timeout_s,
+            maintenance_flag: r.maintenance.flag.display().to_string(),
+            maintenance_location: format!("relctl_maintenance_{}_{}", r.app, r.build),
+            build_dir: r.maintenance.build_dir.display().to_string(),
+            retry_after_s: r.maintenance.retry_after_s,
+            health_uri: r.maintenance.health_uri.as_deref(),
         })
         .collect();
     let mut ctx = tera::Context::new();
@@ -92,6 +103,12 @@ mod tests {
             static_files: None,
             websocket: false,
             read_timeout_s: None,
+            maintenance: crate::nginx::MaintenanceRoute {
+                flag: format!("/opt/medctrl/backend/{build}/.relctl-maintenance").into(),
+                build_dir: format!("/opt/medctrl/backend/{build}").into(),
+                retry_after_s: 300,
+                health_uri: None,
+            },
         }
     }
 
@@ -105,9 +122,21 @@ location = /api {
     return 308 /api/$is_args$args;
 }
 location ^~ /api/ {
+    # `relctl maintenance on development`: 503 and the maintenance page while this file exists.
+    if (-f /opt/medctrl/backend/development/.relctl-maintenance) {
+        return 503;
+    }
+    error_page 503 @relctl_maintenance_medctrl_development;
     include /etc/nginx/proxy_params;
     proxy_set_header SCRIPT_NAME /api;
     proxy_pass http://unix:/opt/medctrl/backend/development/gunicorn.sock:;
+}
+location @relctl_maintenance_medctrl_development {
+    root /opt/medctrl/backend/development;
+    try_files /.relctl-maintenance.html =503;
+    default_type text/html;
+    add_header Retry-After 300 always;
+    add_header Cache-Control "no-store" always;
 }
 
 # medctrl testing (release 20261123T130501Z-abc1234): /testapi -> /opt/medctrl/backend/testing/gunicorn.sock
@@ -115,9 +144,21 @@ location = /testapi {
     return 308 /testapi/$is_args$args;
 }
 location ^~ /testapi/ {
+    # `relctl maintenance on testing`: 503 and the maintenance page while this file exists.
+    if (-f /opt/medctrl/backend/testing/.relctl-maintenance) {
+        return 503;
+    }
+    error_page 503 @relctl_maintenance_medctrl_testing;
     include /etc/nginx/proxy_params;
     proxy_set_header SCRIPT_NAME /testapi;
     proxy_pass http://unix:/opt/medctrl/backend/testing/gunicorn.sock:;
+}
+location @relctl_maintenance_medctrl_testing {
+    root /opt/medctrl/backend/testing;
+    try_files /.relctl-maintenance.html =503;
+    default_type text/html;
+    add_header Retry-After 300 always;
+    add_header Cache-Control "no-store" always;
 }
 "#;
         assert_eq!(text, expected);
@@ -127,7 +168,7 @@ location ^~ /testapi/ {
     fn inline_headers_without_proxy_params_and_root_route() {
         let text = render(&[route("production", "/")], false);
         assert!(!text.contains("location = "), "no redirect for /: {text}");
-        assert!(text.contains("location ^~ / {\n    proxy_set_header Host $host;\n    proxy_set_header X-Real-IP $remote_addr;\n    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n    proxy_set_header X-Forwarded-Proto $scheme;\n"), "{text}");
+        assert!(text.contains("    error_page 503 @relctl_maintenance_medctrl_production;\n    proxy_set_header Host $host;\n    proxy_set_header X-Real-IP $remote_addr;\n    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n    proxy_set_header X-Forwarded-Proto $scheme;\n"), "{text}");
         assert!(!text.contains("proxy_params"));
         assert!(text.contains("    proxy_set_header SCRIPT_NAME \"\";\n"), "a client cannot set a prefix: {text}");
     }
@@ -166,6 +207,20 @@ location ^~ /testapi/ {
         let text = render(&[r], true);
         let access = "    allow 10.0.0.0/8;\n    allow 127.0.0.1;\n    deny all;\n    auth_basic \"medctrl testing\";\n    auth_basic_user_file /etc/nginx/medctrl-testing.htpasswd;\n";
         assert_eq!(text.matches(access).count(), 2, "{text}");
+    }
+
+    #[test]
+    fn maintenance_answers_503_with_its_page_but_the_health_check_passes() {
+        let mut r = route("production", "/shop");
+        r.maintenance.health_uri = Some("/shop/health".into());
+        r.maintenance.retry_after_s = 60;
+        r.htpasswd = Some("/etc/nginx/x.htpasswd".into());
+        let text = render(&[r], true);
+        let health = "location = /shop/health {\n    auth_basic \"medctrl production\";\n    auth_basic_user_file /etc/nginx/x.htpasswd;\n    include /etc/nginx/proxy_params;\n    proxy_set_header SCRIPT_NAME /shop;\n    proxy_pass http://unix:/opt/medctrl/backend/production/gunicorn.sock:;\n}\n";
+        assert!(text.contains(health), "{text}");
+        assert!(text.contains("    if (-f /opt/medctrl/backend/production/.relctl-maintenance) {\n        return 503;\n    }\n    error_page 503 @relctl_maintenance_medctrl_production;\n"), "{text}");
+        assert!(text.contains("    add_header Retry-After 60 always;\n"), "{text}");
+        assert_eq!(text.matches("if (").count(), 1, "the health check's location has no maintenance check: {text}");
     }
 
     #[test]

@@ -38,6 +38,7 @@ pub fn nginx_routes(app: &AppPlan, loaded: &Loaded, only: &[BuildName]) -> Resul
             ))
             .into());
         }
+        let health_uri = app.health.declared.then(|| format!("{}{}", route.script_name(), app.health.path));
         routes.push(crate::nginx::Route {
             app: app.layout.app.clone(),
             build: name.clone(),
@@ -50,6 +51,12 @@ pub fn nginx_routes(app: &AppPlan, loaded: &Loaded, only: &[BuildName]) -> Resul
             }),
             websocket: decl.websocket,
             read_timeout_s: decl.read_timeout_s,
+            maintenance: crate::nginx::MaintenanceRoute {
+                flag: b.maintenance_flag(),
+                build_dir: b.build_dir.clone(),
+                retry_after_s: loaded.manifest.maintenance.retry_after_s,
+                health_uri,
+            },
             socket: b.socket,
             allow: decl.allow.clone(),
             htpasswd: match &decl.htpasswd {
@@ -57,6 +64,19 @@ pub fn nginx_routes(app: &AppPlan, loaded: &Loaded, only: &[BuildName]) -> Resul
                 None => None,
             },
         });
+    }
+    // A build's health path that lies under another build's longer route (`/` with
+    // `/api/health`, while `/api` is a route) is that build's: no exact location for it.
+    let prefixes: Vec<(String, String)> =
+        routes.iter().map(|r| (r.build.to_string(), format!("{}/", r.route.script_name()))).collect();
+    for r in &mut routes {
+        let own = format!("{}/", r.route.script_name());
+        if let Some(h) = &r.maintenance.health_uri {
+            if prefixes.iter().any(|(b, p)| *b != r.build.as_str() && p.len() > own.len() && h.starts_with(p.as_str()))
+            {
+                r.maintenance.health_uri = None;
+            }
+        }
     }
     Ok(routes)
 }

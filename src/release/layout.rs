@@ -266,6 +266,17 @@ pub fn link_release(link: &Path) -> Result<Option<ReleaseId>> {
 
 impl BuildLayout {
     /// The switch journal: present only between a switch and its verification.
+    /// Present while the build is in maintenance (`relctl maintenance on`): nginx answers its
+    /// route with 503 (the snippet tests for it on each request).
+    pub fn maintenance_flag(&self) -> PathBuf {
+        self.build_dir.join(".relctl-maintenance")
+    }
+
+    /// relctl's own maintenance page, served when the manifest names none.
+    pub fn maintenance_page(&self) -> PathBuf {
+        self.build_dir.join(".relctl-maintenance.html")
+    }
+
     pub fn switch_journal(&self) -> PathBuf {
         self.build_dir.join(".relctl-switch")
     }

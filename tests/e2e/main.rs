@@ -21,6 +21,7 @@ mod fleet;
 mod hostile;
 mod init;
 mod logs;
+mod maintenance;
 mod nginx;
 mod package;
 mod promote;
