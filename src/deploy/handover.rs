@@ -311,8 +311,13 @@ impl Deploy<'_> {
         Ok(())
     }
 
-    /// Points `current`, the build's current release, at `release`.
+    /// Points `current`, the build's current release, at `release`, and `.relctl-previous` at the
+    /// release `current` left, whose static files nginx still serves where the new release has
+    /// none (asset bridging: pages it rendered keep their assets until the next switch).
     fn set_current(&self, release: &ReleaseId) -> Result<()> {
+        if let Some(before) = self.build.current_release()?.filter(|b| b != release) {
+            atomic::switch_symlink(&self.build.previous_link(), &layout::release_target(&before))?;
+        }
         atomic::switch_symlink(&self.build.current, &layout::release_target(release))
     }
 

@@ -222,6 +222,8 @@ fn a_hand_over_verifies_the_candidate_then_moves_the_public_socket_and_retires_m
     assert_eq!(w.public(), Slot::Next);
     assert_eq!(w.runs(Slot::Main), Some(r2.clone()), "stopped main runs current when started");
     assert!(w.verified(&r2) && !w.bad(&r1));
+    let previous = || layout::link_release(&w.build.previous_link()).unwrap();
+    assert_eq!(previous(), Some(r1.clone()), "r1's static files are bridged");
     let calls = w.sd.calls();
     let start_next = calls.iter().position(|c| c == "start medctrl_next@development.service").unwrap();
     let stop_main = calls.iter().position(|c| c == "stop-alone medctrl@development.service").unwrap();
@@ -231,7 +233,11 @@ fn a_hand_over_verifies_the_candidate_then_moves_the_public_socket_and_retires_m
     let r3 = w.release(3);
     w.go_live(&r3, Some(&r2)).unwrap();
     assert_eq!((w.at_rest(), w.public()), (r3, Slot::Main));
+    assert_eq!(previous(), Some(r2.clone()));
     assert!(!w.inst(Slot::Next).link.exists(), "next's link goes with it");
+    // A restart of the same release keeps what was bridged.
+    w.go_live(&w.current().unwrap(), w.current().as_ref()).unwrap();
+    assert_eq!(previous(), Some(r2.clone()));
 }
 
 #[test]

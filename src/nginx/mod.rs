@@ -11,8 +11,10 @@
 //!   reach the socket without the header (the health gate, curl) are served at `/`.
 //!   `/apix` and `/api-x` match neither location. `^~` keeps the server's regex locations from
 //!   taking the build's requests.
-//! - with `[static]`, `location ^~ /api/static/` serves `<root>/<build>/current/<dir>/` itself
-//!   (`alias` through `current`: a rollback serves that release's files);
+//! - with `[static]`, `location ^~ /api/static/` serves `<root>/<build>/current/<dir>/` itself,
+//!   then what only the release that served before has (`.relctl-previous`, asset bridging: pages
+//!   the old release rendered keep their hashed assets until the next deploy); through the links,
+//!   a rollback serves that release's files first;
 //! - with `websocket = true`, upgrades pass (HTTP/1.1, the client's Upgrade and Connection
 //!   headers, no buffering); `read_timeout_s` sets nginx's read/send timeouts for the route;
 //! - nested routes (`/api` and `/api/v2`) each win for their own prefix (longest prefix match).
@@ -57,12 +59,15 @@ pub struct MaintenanceRoute {
     pub health_uri: Option<String>,
 }
 
-/// Where a build's static files are served from.
+/// Where a build's static files are served from: `<build_dir>/current/<dir>/`, then (the files
+/// only the release before it has: asset bridging) `<build_dir>/.relctl-previous/<dir>/`.
 #[derive(Debug, Clone, Serialize)]
 pub struct StaticRoute {
     /// Under the route, without slashes (`static`).
     pub url: String,
-    /// `<root>/<build>/current/<dir>`.
-    pub alias: PathBuf,
+    /// `<root>/<build>`.
+    pub build_dir: PathBuf,
+    /// `[static] dir`, relative to the release.
+    pub dir: String,
     pub max_age_s: u64,
 }

@@ -24,7 +24,10 @@ struct RouteContext<'a> {
     /// The app's URL prefix; `""` (not sent) on the root route, so a client cannot set one.
     script_name: String,
     static_url: Option<&'a str>,
-    static_alias: Option<String>,
+    /// The regex of the static location's URIs, capturing the file's path (`relctl_static`).
+    static_regex: Option<String>,
+    static_root: Option<String>,
+    static_dir: Option<&'a str>,
     static_max_age_s: Option<u64>,
     websocket: bool,
     read_timeout_s: Option<u64>,
@@ -51,7 +54,12 @@ pub fn render(routes: &[Route], proxy_params: bool) -> String {
             access: access_lines(r),
             script_name: if r.route.is_root() { "\"\"".to_string() } else { r.route.to_string() },
             static_url: r.static_files.as_ref().map(|st| st.url.as_str()),
-            static_alias: r.static_files.as_ref().map(|st| st.alias.display().to_string()),
+            static_regex: r.static_files.as_ref().map(|st| {
+                let prefix = if r.route.is_root() { "/".to_string() } else { format!("{}/", r.route) };
+                format!("^{}(?<relctl_static>.*)$", regex_escape(&format!("{prefix}{}/", st.url)))
+            }),
+            static_root: r.static_files.as_ref().map(|st| st.build_dir.display().to_string()),
+            static_dir: r.static_files.as_ref().map(|st| st.dir.as_str()),
             static_max_age_s: r.static_files.as_ref().map(|st| st.max_age_s),
             websocket: r.websocket,
             read_timeout_s: r.read_timeout_s,
@@ -69,6 +77,13 @@ pub fn render(routes: &[Route], proxy_params: bool) -> String {
     tera.autoescape_on(vec![]);
     // The template and its context are relctl's own: a failure is a bug, caught by the tests.
     tera.render_str(TEMPLATE, &ctx).expect("the nginx snippet template renders")
+}
+
+/// A URL path as an nginx (PCRE) regex matching it literally.
+fn regex_escape(path: &str) -> String {
+    path.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "/_-".contains(c) { c.to_string() } else { format!("\\{c}") })
+        .collect()
 }
 
 fn access_lines(r: &Route) -> String {
@@ -178,25 +193,44 @@ location @relctl_maintenance_medctrl_testing {
         let mut r = route("development", "/api");
         r.static_files = Some(StaticRoute {
             url: "static".into(),
-            alias: "/opt/medctrl/backend/development/current/API/static".into(),
+            build_dir: "/opt/medctrl/backend/development".into(),
+            dir: "API/static".into(),
             max_age_s: 600,
         });
         r.websocket = true;
         r.read_timeout_s = Some(120);
         r.allow = vec!["127.0.0.1".into()];
         let text = render(&[r], true);
-        assert!(text.contains("location ^~ /api/static/ {\n    allow 127.0.0.1;\n    deny all;\n    alias /opt/medctrl/backend/development/current/API/static/;\n    add_header Cache-Control \"public, max-age=600\";\n    access_log off;\n}\n"), "{text}");
+        let static_block = "location ^~ /api/static/ {
+    allow 127.0.0.1;
+    deny all;
+    # The current release's files, then those only the release before it has (its pages' assets).
+    location ~ ^/api/static/(?<relctl_static>.*)$ {
+        root /opt/medctrl/backend/development;
+        try_files /current/API/static/$relctl_static /.relctl-previous/API/static/$relctl_static =404;
+        add_header Cache-Control \"public, max-age=600\";
+        access_log off;
+    }
+}
+";
+        assert!(text.contains(static_block), "{text}");
         assert!(text.contains("    proxy_http_version 1.1;\n    proxy_set_header Upgrade $http_upgrade;\n    proxy_set_header Connection $http_connection;\n    proxy_buffering off;\n    proxy_read_timeout 120s;\n    proxy_send_timeout 120s;\n"), "{text}");
         let plain = render(&[route("development", "/api")], true);
         assert!(!plain.contains("Upgrade") && !plain.contains("timeout") && !plain.contains("alias"), "{plain}");
         let root = render(
             &[Route {
-                static_files: Some(StaticRoute { url: "assets/v1".into(), alias: "/x".into(), max_age_s: 1 }),
+                static_files: Some(StaticRoute {
+                    url: "assets.v1".into(),
+                    build_dir: "/x".into(),
+                    dir: "s".into(),
+                    max_age_s: 1,
+                }),
                 ..route("p", "/")
             }],
             true,
         );
-        assert!(root.contains("location ^~ /assets/v1/ {"), "{root}");
+        assert!(root.contains("location ^~ /assets.v1/ {"), "{root}");
+        assert!(root.contains("    location ~ ^/assets\\.v1/(?<relctl_static>.*)$ {\n"), "a literal dot: {root}");
     }
 
     #[test]

@@ -46,7 +46,8 @@ pub fn nginx_routes(app: &AppPlan, loaded: &Loaded, only: &[BuildName]) -> Resul
             release: b.current_release()?,
             static_files: app.static_files.as_ref().map(|st| crate::nginx::StaticRoute {
                 url: st.url.clone(),
-                alias: b.current.join(&st.dir),
+                build_dir: b.build_dir.clone(),
+                dir: st.dir.trim_end_matches('/').to_string(),
                 max_age_s: st.max_age_s,
             }),
             websocket: decl.websocket,

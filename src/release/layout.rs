@@ -266,6 +266,12 @@ pub fn link_release(link: &Path) -> Result<Option<ReleaseId>> {
 
 impl BuildLayout {
     /// The switch journal: present only between a switch and its verification.
+    /// `.relctl-previous`: the release `current` pointed at before its last switch (nginx serves
+    /// its static files where the current release has none).
+    pub fn previous_link(&self) -> PathBuf {
+        self.build_dir.join(".relctl-previous")
+    }
+
     /// Present while the build is in maintenance (`relctl maintenance on`): nginx answers its
     /// route with 503 (the snippet tests for it on each request).
     pub fn maintenance_flag(&self) -> PathBuf {

@@ -9,6 +9,7 @@
 
 mod adopt;
 mod app_wide;
+mod assets;
 mod boundary;
 mod common;
 mod core;

@@ -233,11 +233,12 @@ fn builds_serialize_and_a_killed_build_leaves_the_old_release_serving() {
     let doc = env.releases(&manifest, "testing");
     assert!(doc["releases"].as_array().unwrap().iter().all(|r| r["state"] != "incomplete"), "{doc}");
     // What is left: the instance that serves, its socket and link; main's socket file and link
-    // stay (main's units are the enabled ones, started at boot); the build's secret key.
+    // stay (main's units are the enabled ones, started at boot); the build's secret key; the link to
+    // the release that served before (its static files are bridged).
     let expected = if env.serving_unit("testing").starts_with("medctrl_next@") {
-        ".relctl-live.sock .relctl-main .relctl-next.sock .relctl-secret-key current gunicorn.sock next releases"
+        ".relctl-live.sock .relctl-main .relctl-next.sock .relctl-previous .relctl-secret-key current gunicorn.sock next releases"
     } else {
-        ".relctl-live.sock .relctl-main .relctl-secret-key current gunicorn.sock releases"
+        ".relctl-live.sock .relctl-main .relctl-previous .relctl-secret-key current gunicorn.sock releases"
     };
     assert_eq!(env.sh("ls -A /opt/medctrl/backend/testing | sort | tr '\\n' ' '"), expected);
 
