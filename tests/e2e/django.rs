@@ -159,7 +159,10 @@ fn startproject_admin_works_under_nested_routes_with_its_static_files() {
     }
     let snippet = env.sh("cat /etc/nginx/snippets/ledger.conf");
     for build in ["production", "staging"] {
-        assert!(snippet.contains(&format!("    alias /opt/ledger/web/{build}/current/static/;\n")), "{snippet}");
+        let static_files = format!(
+            "        root /opt/ledger/web/{build};\n        try_files /current/static/$relctl_static /.relctl-previous/static/$relctl_static =404;\n"
+        );
+        assert!(snippet.contains(&static_files), "{snippet}");
     }
 
     // A superuser made with relctl exec, with the build's settings and database, logs in
