@@ -159,6 +159,9 @@ impl<'a> Deploy<'a> {
         let unit_files = units::render(self.app)?;
         self.check_app_wide_change(&unit_files)?;
         units::check_jobs_ours(&units::render_jobs(self.app, &b.build, &plan.processes)?)?;
+        for note in &plan.notes {
+            self.report.warn(format!("relctl: note: {note}"));
+        }
         let t = Instant::now();
         users::check_service_user(&self.app.manifest, &self.app.user, &units::paths(self.app))?;
         let (user, created) = users::ensure_system_user(&self.app.user, &self.app.layout.app)?;

@@ -294,6 +294,9 @@ pub(super) fn write_release_files(plan: &BuildPlan, user: &RunAs) -> Result<Stri
         atomic::write(&plan.release_dir.join(&script.path), script.contents.as_bytes(), 0o755, None)?;
     }
     processes::record(&plan.release_dir, &plan.processes)?;
+    if let Some(conf) = &plan.gunicorn_conf {
+        atomic::write(&plan.release_dir.join(crate::plan::asgi::CONF), conf.as_bytes(), 0o644, None)?;
+    }
     let mut wrote = "environment, start script".to_string();
     if !plan.processes.is_empty() {
         wrote.push_str(&format!(

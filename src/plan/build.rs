@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::error::Error;
 use crate::manifest::{self, Loaded, Manifest};
 use crate::name::BuildName;
+use crate::plan::asgi;
 use crate::plan::deps::{self, KeyCommands};
 use crate::plan::hook::{Hook, HookStage};
 use crate::plan::host::check_socket_path;
@@ -53,6 +54,10 @@ pub struct BuildPlan {
     pub start_script: String,
     /// The processes and timers the build runs with this release (recorded with it).
     pub processes: ProcessSet,
+    /// `.relctl/gunicorn-relctl.conf.py` of the release, for uvicorn's worker (see `asgi`).
+    pub gunicorn_conf: Option<String>,
+    /// What the user should know about the plan (printed as warnings).
+    pub notes: Vec<String>,
 }
 
 /// Where a release's files come from.
@@ -171,7 +176,21 @@ fn assemble(
     check_socket_path(app, &name)?;
     let ctx = settings::template_context(app, m, decl, &build, &release, &release_dir, &secrets);
     let settings = settings::settings_file(loaded, &ctx, made.templates_from.as_deref())?;
-    let environment = settings::service_environment(m, &ctx, &build, &release)?;
+    let mut environment = settings::service_environment(m, &ctx, &build, &release)?;
+    // uvicorn's worker under a route gets the route from a gunicorn configuration in the release.
+    let workdir = made.copy.source.join(m.service.workdir.as_deref().unwrap_or("."));
+    let project_conf = std::fs::read_to_string(workdir.join("gunicorn.conf.py")).ok();
+    let (gunicorn_conf, notes) = match asgi::uvicorn(&m.service.exec, project_conf.as_deref()) {
+        asgi::Uvicorn::No => (None, Vec::new()),
+        asgi::Uvicorn::OwnConfig(note) => (None, vec![note]),
+        asgi::Uvicorn::Hook => {
+            const KEY: &str = "GUNICORN_CMD_ARGS";
+            let own = environment.vars().get(KEY).cloned();
+            let secret = environment.is_secret(KEY);
+            environment.insert(KEY.into(), asgi::cmd_args(&release_dir, own.as_deref()), secret);
+            (Some(asgi::CONF_TEXT.to_string()), Vec::new())
+        }
+    };
     let dropin_path = app.layout.dropin_file(&name);
     let dropin = secrets.file.as_ref().map(|p| dropin(&name, p, &dropin_path));
     let start_script = start_script(
@@ -183,6 +202,8 @@ fn assemble(
     let processes = ProcessSet::resolve(m, decl);
     processes.check_calendars()?;
     Ok(BuildPlan {
+        gunicorn_conf,
+        notes,
         processes,
         start_script,
         copy: made.copy,
@@ -395,6 +416,15 @@ impl BuildPlan {
             );
         }
         line("start", self.start_script.lines().last().unwrap_or("").to_string());
+        if self.gunicorn_conf.is_some() {
+            line(
+                "gunicorn",
+                format!("{} (uvicorn's worker gets the route as root_path; loaded through GUNICORN_CMD_ARGS, it loads the project's gunicorn.conf.py first)", crate::plan::asgi::CONF),
+            );
+        }
+        for n in &self.notes {
+            line("note", n.clone());
+        }
         let shown = self.environment.shown();
         line("environment", shown.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "));
         if let Some(p) = &self.secrets.file {

@@ -6,6 +6,7 @@
 //! the host), `routes` (nginx routes), `units` (unit files) and `hook`.
 
 pub mod adopt;
+pub mod asgi;
 pub mod build;
 pub mod deps;
 pub mod hook;

@@ -64,7 +64,7 @@ impl Environment {
         self.secret.contains(key)
     }
 
-    fn insert(&mut self, key: String, value: String, secret: bool) {
+    pub(crate) fn insert(&mut self, key: String, value: String, secret: bool) {
         if secret {
             self.secret.insert(key.clone());
         } else {
