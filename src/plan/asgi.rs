@@ -31,7 +31,9 @@ pub enum Uvicorn {
 pub fn uvicorn(exec: &str, project_conf: Option<&str>) -> Uvicorn {
     let words: Vec<&str> = exec.split_whitespace().collect();
     let gunicorn = words.iter().any(|w| w.rsplit('/').next().is_some_and(|p| p == "gunicorn"));
-    let worker = exec.contains("UvicornWorker") || project_conf.is_some_and(|c| c.contains("UvicornWorker"));
+    // The worker classes' modules: uvicorn-worker's, and uvicorn's own older one.
+    let uvicorns = |text: &str| text.contains("uvicorn_worker.") || text.contains("uvicorn.workers.");
+    let worker = uvicorns(exec) || project_conf.is_some_and(uvicorns);
     if !gunicorn || !worker {
         return Uvicorn::No;
     }
@@ -42,9 +44,9 @@ pub fn uvicorn(exec: &str, project_conf: Option<&str>) -> Uvicorn {
             || (w.starts_with("-c") && w.len() > 2 && !w.starts_with("--"))
     });
     if own {
-        return Uvicorn::OwnConfig(format!(
-            "[service] exec runs gunicorn with uvicorn's worker and a --config of its own, which gunicorn loads instead of relctl's: under a route, the app gets no root_path from relctl. Add relctl's post_worker_init to your configuration (see docs/nginx.md, \"ASGI apps\"), or drop --config and keep the settings in gunicorn.conf.py, which relctl's configuration loads"
-        ));
+        return Uvicorn::OwnConfig(
+            "[service] exec runs gunicorn with uvicorn's worker and a --config of its own, which gunicorn loads instead of relctl's: under a route, the app gets no root_path from relctl. Add relctl's post_worker_init to your configuration (see docs/nginx.md, \"ASGI apps\"), or drop --config and keep the settings in gunicorn.conf.py, which relctl's configuration loads".to_string(),
+        );
     }
     Uvicorn::Hook
 }
