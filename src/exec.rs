@@ -48,7 +48,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::error::Error;
-use crate::plan::build::resolve_program;
+use crate::plan::script::resolve_program;
 use crate::plan::AppPlan;
 use crate::release::id::ReleaseId;
 use crate::release::layout::BuildLayout;

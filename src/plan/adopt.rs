@@ -6,7 +6,8 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::manifest::Loaded;
-use crate::plan::build::{start_script, BuildPlan};
+use crate::plan::build::BuildPlan;
+use crate::plan::script::start_script;
 use crate::plan::settings::{service_environment, template_context, Environment};
 use crate::plan::units;
 use crate::plan::AppPlan;

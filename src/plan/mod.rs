@@ -14,6 +14,7 @@ pub mod host;
 pub mod processes;
 pub mod rollback;
 pub mod routes;
+pub mod script;
 pub mod settings;
 pub mod units;
 

@@ -12,7 +12,7 @@ use crate::host::atomic;
 use crate::release::store;
 
 use crate::manifest::{Build, Manifest};
-use crate::plan::build::start_script;
+use crate::plan::script::start_script;
 
 /// One `[processes.<name>]` as a build runs it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
