@@ -10,6 +10,12 @@ pub fn rfc3339(t: Timestamp) -> String {
     t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
+/// A time systemd gives in microseconds since the epoch: none for 0 (never) or for its infinity
+/// (`u64::MAX`, e.g. a timer with no next run).
+pub fn from_systemd_us(us: u64) -> Option<Timestamp> {
+    i64::try_from(us).ok().filter(|us| *us > 0).and_then(|us| Timestamp::from_microsecond(us).ok())
+}
+
 /// Reads a time in RFC 3339 (`2026-12-03T08:05:06Z`, any offset, any fraction) or in the form
 /// relctl wrote before (`2026-12-03 08:05:06 UTC`).
 pub fn parse(text: &str) -> Result<Timestamp, String> {
@@ -63,6 +69,13 @@ pub mod serde_rfc3339_option {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn systemd_times_of_never_and_infinity_are_none() {
+        assert_eq!(super::from_systemd_us(0), None);
+        assert_eq!(super::from_systemd_us(u64::MAX), None);
+        assert_eq!(super::from_systemd_us(1_000_000).map(super::rfc3339).as_deref(), Some("1970-01-01T00:00:01Z"));
+    }
+
     use super::*;
 
     #[test]

@@ -20,7 +20,7 @@ pub fn run(loaded: &Loaded, args: &LogsArgs, report: &Report) -> Result<()> {
             let l = &app.layout;
             let b = &args.build;
             if loaded.manifest.processes.contains_key(name) {
-                vec![l.process_template(b, name).replace("@.service", "@*.service")]
+                vec![l.process_glob(b, name)]
             } else if loaded.manifest.timers.contains_key(name) {
                 vec![l.timer_service(b, name), l.timer_unit(b, name), l.timer_failed_unit(b, name)]
             } else {

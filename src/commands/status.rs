@@ -131,9 +131,7 @@ pub fn run(loaded: &Loaded, only: Option<&BuildName>, report: &Report) -> Result
             state: unit.active_state.clone(),
             sub_state: unit.sub_state.clone(),
             release,
-            since: (unit.active_since_us > 0 && unit.is_active())
-                .then(|| jiff::Timestamp::from_microsecond(unit.active_since_us as i64).ok())
-                .flatten(),
+            since: crate::time::from_systemd_us(unit.active_since_us).filter(|_| unit.is_active()),
             main_pid: (unit.main_pid > 0).then_some(unit.main_pid),
             route: route.as_ref().map(|r| r.as_written().to_string()),
             socket: b.socket.display().to_string(),
@@ -155,16 +153,11 @@ pub fn run(loaded: &Loaded, only: Option<&BuildName>, report: &Report) -> Result
     }
 }
 
-fn timestamp(us: u64) -> Option<jiff::Timestamp> {
-    (us > 0 && us < i64::MAX as u64).then(|| jiff::Timestamp::from_microsecond(us as i64).ok()).flatten()
-}
-
 /// Each process of `set`: its instances as systemd has them, and the release each runs.
 fn process_status(systemd: &Systemd, l: &AppLayout, b: &BuildLayout, set: &ProcessSet) -> Result<Vec<ProcessStatus>> {
     let mut out = Vec::new();
     for p in &set.processes {
-        let pattern = l.process_template(&b.build, &p.name).replace("@.service", "@*.service");
-        let mut states = systemd.states(&pattern)?;
+        let mut states = systemd.states(&l.process_glob(&b.build, &p.name))?;
         let mut instances = Vec::new();
         for n in 1..=p.instances {
             let unit = l.process_unit(&b.build, &p.name, n);
@@ -214,8 +207,8 @@ fn timer_status(systemd: &Systemd, l: &AppLayout, b: &BuildLayout, set: &Process
             unit,
             schedule: t.on_calendar.clone(),
             state: st.timer.active_state.clone(),
-            next_run: timestamp(st.next_us),
-            last_run: timestamp(st.last_us.max(st.started_us)),
+            next_run: crate::time::from_systemd_us(st.next_us),
+            last_run: crate::time::from_systemd_us(st.last_us.max(st.started_us)),
             last_exit_status: (ran && !st.service.active_state.is_up()).then_some(st.exit_status),
             last_result,
         });

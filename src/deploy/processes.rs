@@ -101,10 +101,10 @@ impl Deploy<'_> {
         let removed = destroy::remove_job_units(self.systemd, self.build, &stale)?;
         let mut extra = Vec::new();
         for p in &set.processes {
-            let prefix = format!("{}@", l.process_template(build, &p.name).trim_end_matches("@.service"));
-            for (unit, _) in self.systemd.running_units(&format!("{prefix}*.service"))? {
-                let n =
-                    unit.strip_prefix(&prefix).and_then(|i| i.strip_suffix(".service")).and_then(|i| i.parse().ok());
+            let glob = l.process_glob(build, &p.name);
+            let prefix = glob.trim_end_matches("*.service");
+            for (unit, _) in self.systemd.running_units(&glob)? {
+                let n = unit.strip_prefix(prefix).and_then(|i| i.strip_suffix(".service")).and_then(|i| i.parse().ok());
                 if n.is_none_or(|n: u32| n > p.instances) {
                     self.stop_alone(&unit)?;
                     extra.push(unit);

@@ -201,6 +201,12 @@ impl AppLayout {
         format!("{}{name}@{n}.service", self.job_prefix(build))
     }
 
+    /// A glob matching every instance of process `name` of `build` (`ListUnitsByPatterns`,
+    /// `journalctl -u`).
+    pub fn process_glob(&self, build: &str, name: &str) -> String {
+        format!("{}{name}@*.service", self.job_prefix(build))
+    }
+
     /// Timer `name` of `build`: `<app>_<build>_<name>.timer`, which starts the `.service` of the
     /// same name; its failure starts `<app>_<build>_<name>-failed.service`.
     pub fn timer_unit(&self, build: &str, name: &str) -> String {

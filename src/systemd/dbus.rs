@@ -172,10 +172,8 @@ impl Systemd {
     pub fn timer_state(&self, timer: &str, service: &str) -> Result<TimerState> {
         const TIMER: &str = "org.freedesktop.systemd1.Timer";
         const SERVICE: &str = "org.freedesktop.systemd1.Service";
-        let load = |unit: &str| self.manager.load_unit(unit).map_err(|e| dbus_error(e, &format!("loading {unit}")));
-        let (timer_path, service_path) = (load(timer)?, load(service)?);
-        let timer_state = self.unit_state(timer)?;
-        let service_state = self.unit_state(service)?;
+        let (timer_state, timer_path) = self.loaded_state(timer)?;
+        let (service_state, service_path) = self.loaded_state(service)?;
         let conn = self.conn.inner();
         let read = |e: zbus::Error| dbus_error(e, &format!("reading the state of {timer} and {service}"));
         let loaded = timer_state.load_state == LoadState::Loaded;
@@ -277,6 +275,13 @@ impl Manager for Systemd {
 
     /// Reads a unit's state without any cache. Units systemd does not know read as inactive.
     fn unit_state(&self, unit: &str) -> Result<UnitState> {
+        Ok(self.loaded_state(unit)?.0)
+    }
+}
+
+impl Systemd {
+    /// A unit's state ([`Manager::unit_state`]) and the object path systemd loaded it at.
+    fn loaded_state(&self, unit: &str) -> Result<(UnitState, OwnedObjectPath)> {
         let path = self.manager.load_unit(unit).map_err(|e| dbus_error(e, &format!("loading {unit}")))?;
         let u = UnitProxy::builder(&self.conn)
             .path(path.clone())?
@@ -296,7 +301,7 @@ impl Manager for Systemd {
         };
         if state.has_service_properties() {
             let s = ServiceProxy::builder(&self.conn)
-                .path(path)?
+                .path(path.clone())?
                 .cache_properties(CacheProperties::No)
                 .build()
                 .with_context(|| format!("reading {unit}"))?;
@@ -304,7 +309,7 @@ impl Manager for Systemd {
             state.n_restarts = s.n_restarts().map_err(read)?;
             state.result = s.result().map_err(read)?;
         }
-        Ok(state)
+        Ok((state, path))
     }
 }
 
