@@ -40,13 +40,15 @@ pub fn default_page(app: &str, build: &str, retry_after_s: u64) -> String {
     )
 }
 
-/// Puts the build in maintenance: the page (the release's `page`, read as root, or `default`) is
-/// written where nginx serves it from, 0644, then the flag. Returns what the flag records.
-pub fn on(build: &BuildLayout, release_page: Option<&Path>, default: &str) -> Result<Maintenance> {
+/// Puts the build in maintenance: the page (`page` of the release in `release_dir`, read as root
+/// beneath it, never through a link, or `default`) is written where nginx serves it from, 0644,
+/// then the flag. Returns what the flag records.
+pub fn on(build: &BuildLayout, release_page: Option<(&Path, &Path)>, default: &str) -> Result<Maintenance> {
     let (text, page) = match release_page {
-        Some(p) => {
-            let text = std::fs::read(p).with_context(|| format!("reading the maintenance page {}", p.display()))?;
-            (text, p.display().to_string())
+        Some((release_dir, page)) => {
+            let text = crate::release::stage::read_beneath(release_dir, page)
+                .context("reading the maintenance page ([maintenance] page)")?;
+            (text, release_dir.join(page).display().to_string())
         }
         None => (default.as_bytes().to_vec(), "relctl's own".to_string()),
     };
@@ -89,9 +91,13 @@ mod tests {
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
         assert_eq!((mode(&b.maintenance_flag()), mode(&b.maintenance_page())), (0o644, 0o644));
         assert_eq!(std::fs::read_to_string(b.maintenance_page()).unwrap(), page);
-        let shipped = dir.path().join("503.html");
-        std::fs::write(&shipped, "<h1>Back soon</h1>").unwrap();
-        assert!(on(&b, Some(&shipped), &page).unwrap().page.ends_with("503.html"));
+        std::fs::write(dir.path().join("503.html"), "<h1>Back soon</h1>").unwrap();
+        assert!(on(&b, Some((dir.path(), Path::new("503.html"))), &page).unwrap().page.ends_with("503.html"));
+        assert_eq!(std::fs::read_to_string(b.maintenance_page()).unwrap(), "<h1>Back soon</h1>");
+        // A page that is a link (to what only root may read) is refused, and nothing changes.
+        std::os::unix::fs::symlink("/etc/shadow", dir.path().join("leak.html")).unwrap();
+        let err = on(&b, Some((dir.path(), Path::new("leak.html"))), &page).unwrap_err();
+        assert!(format!("{err:#}").contains("is a symlink"), "{err:#}");
         assert_eq!(std::fs::read_to_string(b.maintenance_page()).unwrap(), "<h1>Back soon</h1>");
         assert!(off(&b).unwrap() && !off(&b).unwrap());
         assert_eq!(state(&b).unwrap(), None);

@@ -137,11 +137,23 @@ fn commands_that_change_the_system_need_root_and_say_so() {
             show(&out)
         ));
     }
+    // And a process the manifest does not declare.
+    let out = copy.relctl_as_nobody(&["restart", "development", "--process", "celery"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() != Some(2)
+        || !stderr.contains("declares no [processes.celery]")
+        || stderr.contains("needs root")
+    {
+        wrong.push(format!(
+            "relctl restart development --process celery:\n  expected: exit 2, stderr naming [processes.celery], not \"needs root\"\n  actual:   {}",
+            show(&out)
+        ));
+    }
     assert!(
         wrong.is_empty(),
         "as nobody, {} of {} commands answered wrong:\n{}",
         wrong.len(),
-        NEED_ROOT.len() + 1,
+        NEED_ROOT.len() + 2,
         wrong.join("\n")
     );
 }

@@ -41,6 +41,15 @@ pub fn restart(
         report.json(&serde_json::json!({ "target": target, "jobs": jobs, "steps": report.steps() }));
         return Ok(());
     };
+    if let Some(name) = process.filter(|n| !loaded.manifest.processes.contains_key(*n)) {
+        let known: Vec<&str> = loaded.manifest.processes.keys().map(String::as_str).collect();
+        return Err(crate::error::Error::Usage(format!(
+            "--process {name}: {} declares no [processes.{name}] (it declares: {}); nothing was restarted",
+            loaded.path.display(),
+            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+        ))
+        .into());
+    }
     let (session, b) = Session::for_built(loaded, g, report, "restart", build)?;
     if let Some(name) = process {
         let units = session.deploy(&b, report).restart_process(name)?;

@@ -20,19 +20,19 @@ pub fn run(loaded: &Loaded, args: &MaintenanceArgs, g: &GlobalArgs, report: &mut
             let page = match (&m.page, b.current_release()?) {
                 (Some(p), Some(id)) => {
                     let path = b.release_dir(&id).join(p);
-                    if !path.is_file() {
+                    if std::fs::symlink_metadata(&path).is_err() {
                         return Err(Error::Usage(format!(
                             "[maintenance] page {p}: build {build}'s current release {id} has no such file ({}); nothing was changed",
                             path.display()
                         ))
                         .into());
                     }
-                    Some(path)
+                    Some((b.release_dir(&id), std::path::PathBuf::from(p)))
                 }
                 _ => None,
             };
             let default = maintenance::default_page(&session.app.layout.app, build, m.retry_after_s);
-            let on = maintenance::on(&b, page.as_deref(), &default)?;
+            let on = maintenance::on(&b, page.as_ref().map(|(r, p)| (r.as_path(), p.as_path())), &default)?;
             report.step(
                 "maintenance",
                 t,

@@ -247,6 +247,37 @@ fn open_beneath(release: &Path, rel: &Path) -> Result<OwnedFd> {
     Ok(dir)
 }
 
+/// The regular file `rel` beneath the release directory `release`, read one name at a time without
+/// following a link (a link in a release may point anywhere: root must not read through it).
+pub fn read_beneath(release: &Path, rel: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let shown = release.join(rel);
+    let refused = |e: Errno| match e {
+        Errno::ELOOP | Errno::ENOTDIR => {
+            anyhow::anyhow!("{} is a symlink or lies under one: relctl reads nothing through it", shown.display())
+        }
+        e => anyhow::Error::new(e).context(format!("opening {}", shown.display())),
+    };
+    let (parent, name) = split(release, rel)?;
+    let mut dir = nix::fcntl::open(release, DIR_FLAGS, Mode::empty())
+        .with_context(|| format!("opening release {}", release.display()))?;
+    for c in parent.components() {
+        match c {
+            Component::Normal(n) => dir = openat(&dir, n, DIR_FLAGS, Mode::empty()).map_err(refused)?,
+            Component::CurDir => {}
+            _ => bail!("{} is not a path inside the release {}", rel.display(), release.display()),
+        }
+    }
+    let fd = openat(&dir, name.as_os_str(), OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(refused)?;
+    if file_type(&fstat(&fd)?) != SFlag::S_IFREG {
+        bail!("{} is not a regular file", shown.display());
+    }
+    let mut bytes = Vec::new();
+    File::from(fd).read_to_end(&mut bytes).with_context(|| format!("reading {}", shown.display()))?;
+    Ok(bytes)
+}
+
 /// `rel`'s directory and name, for a file relctl puts in a release.
 fn split(release: &Path, rel: &Path) -> Result<(PathBuf, OsString)> {
     match (rel.parent(), rel.file_name()) {
@@ -470,6 +501,24 @@ mod tests {
         assert_eq!(mode(&dest), 0o751);
         assert_eq!(mode(&dest.join("web/static")), 0o755);
         assert_eq!(mode(&dest.join("web/static/app.css")), 0o644);
+    }
+
+    #[test]
+    fn a_file_is_read_beneath_the_release_never_through_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let release = dir.path().join("r1");
+        std::fs::create_dir_all(release.join("pages")).unwrap();
+        std::fs::write(release.join("pages/503.html"), "down").unwrap();
+        std::fs::write(dir.path().join("secret"), "root's").unwrap();
+        symlink(dir.path().join("secret"), release.join("pages/leak.html")).unwrap();
+        symlink(dir.path(), release.join("up")).unwrap();
+        assert_eq!(read_beneath(&release, Path::new("pages/503.html")).unwrap(), b"down");
+        for rel in ["pages/leak.html", "up/secret"] {
+            let err = read_beneath(&release, Path::new(rel)).unwrap_err().to_string();
+            assert!(err.contains("is a symlink or lies under one"), "{rel}: {err}");
+        }
+        assert!(read_beneath(&release, Path::new("pages")).is_err(), "a directory is no page");
+        assert!(read_beneath(&release, Path::new("../secret")).is_err());
     }
 
     #[test]
