@@ -52,11 +52,17 @@ _relctl() {
             relctl,reload)
                 cmd="relctl__subcmd__reload"
                 ;;
+            relctl,renew)
+                cmd="relctl__subcmd__renew"
+                ;;
             relctl,restart)
                 cmd="relctl__subcmd__restart"
                 ;;
             relctl,rollback)
                 cmd="relctl__subcmd__rollback"
+                ;;
+            relctl,site)
+                cmd="relctl__subcmd__site"
                 ;;
             relctl,start)
                 cmd="relctl__subcmd__start"
@@ -103,11 +109,17 @@ _relctl() {
             relctl__subcmd__help,reload)
                 cmd="relctl__subcmd__help__subcmd__reload"
                 ;;
+            relctl__subcmd__help,renew)
+                cmd="relctl__subcmd__help__subcmd__renew"
+                ;;
             relctl__subcmd__help,restart)
                 cmd="relctl__subcmd__help__subcmd__restart"
                 ;;
             relctl__subcmd__help,rollback)
                 cmd="relctl__subcmd__help__subcmd__rollback"
+                ;;
+            relctl__subcmd__help,site)
+                cmd="relctl__subcmd__help__subcmd__site"
                 ;;
             relctl__subcmd__help,start)
                 cmd="relctl__subcmd__help__subcmd__start"
@@ -125,7 +137,7 @@ _relctl() {
 
     case "${cmd}" in
         relctl)
-            opts="-f -q -v -H -h -V --manifest --json --quiet --verbose --host --hosts --serial --no-wait --help --version init build start stop restart releases rollback promote reload destroy status maintenance logs nginx-snippet exec completions help"
+            opts="-f -q -v -H -h -V --manifest --json --quiet --verbose --host --hosts --serial --no-wait --help --version init build start stop restart releases rollback promote reload destroy status maintenance logs nginx-snippet site renew exec completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -331,7 +343,7 @@ _relctl() {
             return 0
             ;;
         relctl__subcmd__help)
-            opts="init build start stop restart releases rollback promote reload destroy status maintenance logs nginx-snippet exec completions help"
+            opts="init build start stop restart releases rollback promote reload destroy status maintenance logs nginx-snippet site renew exec completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -512,6 +524,20 @@ _relctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        relctl__subcmd__help__subcmd__renew)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         relctl__subcmd__help__subcmd__restart)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -527,6 +553,20 @@ _relctl() {
             return 0
             ;;
         relctl__subcmd__help__subcmd__rollback)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        relctl__subcmd__help__subcmd__site)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -625,7 +665,7 @@ _relctl() {
             return 0
             ;;
         relctl__subcmd__logs)
-            opts="-F -n -f -q -v -H -h -V --follow --lines --since --process --manifest --json --quiet --verbose --host --hosts --serial --no-wait --help --version"
+            opts="-F -n -f -q -v -H -h -V --certs --follow --lines --since --process --manifest --json --quiet --verbose --host --hosts --serial --no-wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -880,6 +920,44 @@ _relctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        relctl__subcmd__renew)
+            opts="-f -q -v -H -h -V --manifest --json --quiet --verbose --host --hosts --serial --no-wait --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --manifest)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -f)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --host)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -H)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --hosts)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --serial)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         relctl__subcmd__restart)
             opts="-f -q -v -H -h -V --process --manifest --json --quiet --verbose --host --hosts --serial --no-wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -933,6 +1011,44 @@ _relctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --manifest)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -f)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --host)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -H)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --hosts)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --serial)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        relctl__subcmd__site)
+            opts="-f -q -v -H -h -V --dry-run --manifest --json --quiet --verbose --host --hosts --serial --no-wait --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --manifest)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -22,7 +22,8 @@ use crate::name::BuildName;
 /// `current -> releases/<id>` and the gunicorn socket `<root>/<build>/gunicorn.sock`.
 ///
 /// Exit codes: 0 ok; 1 the operation failed; 2 usage or manifest error; 3 `status` found a build
-/// that is not active. `exec` exits with its command's status.
+/// that is not active, a process short of its instances, or a certificate that is missing,
+/// expires within 14 days or whose last renewal failed. `exec` exits with its command's status.
 #[derive(Debug, Parser)]
 #[command(name = "relctl", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
@@ -332,6 +333,39 @@ pub enum Command {
     #[command(name = "nginx-snippet")]
     NginxSnippet(NginxArgs),
 
+    /// Serve the builds that have a `domain` over HTTPS: server blocks, certificates, renewal.
+    ///
+    /// Writes nginx's `server {}` blocks for every domain the manifest's builds name
+    /// (`[builds.<BUILD>] domain`, route `/` unless it says otherwise; several builds may share a
+    /// domain at different routes) to `[site] config` (default
+    /// `/etc/nginx/conf.d/relctl-<app>.conf`): validated with `nginx -t`, written atomically,
+    /// nginx reloaded, the previous file put back if any of it fails. Per domain: a server on
+    /// `[site] http_port` (80) that answers the ACME CA's challenges
+    /// (`/.well-known/acme-challenge/`) and redirects everything else to HTTPS (308), and a server
+    /// on `[site] https_port` (443) with HTTP/2, the certificate, `Strict-Transport-Security` when
+    /// `[site] hsts_max_age_s` is set, and the builds' locations (as `nginx-snippet` prints them:
+    /// static files, WebSockets, maintenance, allow and htpasswd).
+    ///
+    /// Certificates come from `[site] acme_directory` (Let's Encrypt by default; `acme_email`,
+    /// and `acme_ca_bundle` for a CA with a private root), obtained by certbot over HTTP-01
+    /// through nginx and kept in `/var/lib/relctl/<app>/acme/` (mode 0700, keys 0600), or from
+    /// `[site.certificates."<domain>"]` cert and key files (root's, the key readable by root
+    /// alone). A domain with no certificate yet is served on HTTP only (so nginx always loads the
+    /// file) until certbot obtained one; then the file is written again with HTTPS. A domain
+    /// certbot fails for is named with certbot's reason, the others are served, and relctl exits
+    /// with status 1. It installs `relctl-<app>-certs.timer`, which runs `relctl renew` twice a
+    /// day. Needs root. Run it again after changing domains in the manifest.
+    Site(SiteArgs),
+
+    /// Renew the certificates of the app's domains that are due; what relctl site's timer runs.
+    ///
+    /// Asks the ACME CA (through certbot) for each domain's certificate that is missing or expires
+    /// within 30 days, then reloads nginx only if a certificate changed (and writes the server
+    /// blocks again if the manifest's domains changed). Exits 1 when a certificate could not be
+    /// renewed, naming the domain and certbot's reason: `relctl-<app>-certs.service` then fails,
+    /// and `relctl status` shows it. `relctl logs --certs` shows its runs. Needs root.
+    Renew,
+
     /// Run CMD as BUILD's service runs: its user, environment, secrets, sandbox.
     ///
     /// CMD runs in BUILD's current release as the service runs: as its user, with its
@@ -482,7 +516,13 @@ pub struct DestroyArgs {
 #[derive(Debug, Args)]
 pub struct LogsArgs {
     /// A build declared as [builds.<BUILD>] in the manifest.
-    pub build: BuildName,
+    #[arg(required_unless_present = "certs")]
+    pub build: Option<BuildName>,
+
+    /// The runs of the certificate renewal (`relctl-<app>-certs.service`, see relctl site)
+    /// instead of a build's entries.
+    #[arg(long, conflicts_with_all = ["build", "process"])]
+    pub certs: bool,
 
     /// Keep printing entries as they are written, until interrupted.
     ///
@@ -591,6 +631,14 @@ pub struct NginxArgs {
     /// fails, the previous file is put back.
     #[arg(long, requires = "output")]
     pub reload: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SiteArgs {
+    /// Print the server blocks and what would be done (certificates to obtain, the timer), and
+    /// change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

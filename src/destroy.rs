@@ -184,7 +184,7 @@ pub fn plan(
     let nginx = match snippet {
         Some(output) => {
             let (routes, gone): (Vec<_>, Vec<_>) =
-                routes::nginx_routes(app, loaded, &[])?.into_iter().partition(|r| r.build != *name);
+                routes::snippet_routes(app, loaded, &[])?.into_iter().partition(|r| r.build != *name);
             let removed = gone.into_iter().map(|r| r.route.to_string()).collect();
             let text = nginx::snippet::render(&routes, Path::new(nginx::snippet::PROXY_PARAMS).exists());
             Some(SnippetPlan { output, routes, removed, text })

@@ -23,6 +23,7 @@ pub mod release;
 pub mod remote;
 pub mod report;
 pub mod route;
+pub mod site;
 pub mod systemd;
 pub mod time;
 

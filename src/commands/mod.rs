@@ -11,6 +11,7 @@ mod nginx;
 mod promote;
 mod releases;
 mod remote;
+mod site;
 mod status;
 
 use std::path::{Path, PathBuf};
@@ -60,6 +61,8 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Logs(a) => logs::run(&loaded()?, &a, r),
         Command::Maintenance(a) => maintenance::run(&loaded()?, &a, g, r),
         Command::NginxSnippet(args) => nginx::run(&loaded()?, &args, r),
+        Command::Site(args) => site::run(&loaded()?, site::Run::Site { dry_run: args.dry_run }, g, r),
+        Command::Renew => site::run(&loaded()?, site::Run::Renew, g, r),
         Command::Exec(args) => exec::run(&loaded()?, &args, g, r),
         Command::Completions { shell } => {
             // Into memory first: clap_complete panics when a write fails (`| head`).

@@ -10,7 +10,7 @@ use crate::report::{Mode, Report};
 
 pub fn run(loaded: &Loaded, args: &NginxArgs, report: &Report) -> Result<()> {
     let app = plan::app(loaded)?;
-    let routes = routes::nginx_routes(&app, loaded, &args.builds)?;
+    let routes = routes::snippet_routes(&app, loaded, &args.builds)?;
     let text = nginx::snippet::render(&routes, std::path::Path::new(nginx::snippet::PROXY_PARAMS).exists());
     if args.check {
         nginx::control::check(&text)?;

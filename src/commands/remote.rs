@@ -22,7 +22,11 @@ pub enum Place {
 /// The build a command is about (None: every build, or none).
 fn build_of(command: &Command) -> Option<&BuildName> {
     match command {
-        Command::Init(_) | Command::Completions { .. } | Command::NginxSnippet(_) => None,
+        Command::Init(_)
+        | Command::Completions { .. }
+        | Command::NginxSnippet(_)
+        | Command::Site(_)
+        | Command::Renew => None,
         Command::Build(a) => Some(&a.build),
         Command::Rollback(a) => Some(&a.build),
         Command::Promote(a) => Some(&a.to),
@@ -30,7 +34,7 @@ fn build_of(command: &Command) -> Option<&BuildName> {
         Command::Status(a) => a.build.as_ref(),
         Command::Start(a) | Command::Stop(a) | Command::Reload(a) | Command::Releases(a) => Some(&a.build),
         Command::Destroy(a) => Some(&a.build),
-        Command::Logs(a) => Some(&a.build),
+        Command::Logs(a) => a.build.as_ref(),
         Command::Maintenance(a) => Some(&a.build),
         Command::Exec(a) => Some(&a.build),
     }
@@ -47,7 +51,8 @@ pub fn place(cli: &Cli, loaded: Option<&Loaded>) -> Result<Place> {
     if !g.hosts.is_empty() {
         return Ok(Place::Many(g.hosts.clone()));
     }
-    if let Command::Init(_) | Command::Completions { .. } = cli.command {
+    // site and renew configure this host whatever hosts the builds run on.
+    if let Command::Init(_) | Command::Completions { .. } | Command::Site(_) | Command::Renew = cli.command {
         return Ok(Place::Here);
     }
     let Some(loaded) = loaded else { return Ok(Place::Here) };
@@ -80,6 +85,12 @@ pub fn run(cli: &Cli, place: Place, manifest: Option<Result<Loaded>>, report: &R
     if let Command::Init(_) | Command::Completions { .. } = cli.command {
         let what = if matches!(cli.command, Command::Init(_)) { "init" } else { "completions" };
         return Err(Error::Usage(format!("relctl {what} runs here, not on a host: leave out -H/--hosts")).into());
+    }
+    if let Command::Site(_) | Command::Renew = cli.command {
+        return Err(Error::Usage(
+            "relctl site and relctl renew configure the host they run on, and its renewal timer reads the manifest there: run them on each host (ssh HOST sudo relctl site), without -H/--hosts or a build's hosts".into(),
+        )
+        .into());
     }
     match place {
         Place::Here => unreachable!("commands::dispatch runs those here"),

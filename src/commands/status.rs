@@ -140,13 +140,34 @@ pub fn run(loaded: &Loaded, only: Option<&BuildName>, report: &Report) -> Result
             other,
         });
     }
+    // The certificates of the app's domains (of the build's, for one build) and their renewal.
+    let domain = match only {
+        Some(b) => loaded.build(b)?.domain,
+        None => None,
+    };
+    let (certificates, renewal) = if only.is_none() || domain.is_some() {
+        let relctl = std::env::current_exe().unwrap_or_default();
+        let site = crate::plan::site::site(&app, loaded, &relctl)?;
+        crate::site::status(&site, &systemd, domain.as_deref())?
+    } else {
+        (Vec::new(), None)
+    };
     match report.mode {
-        Mode::Json => report.json(&serde_json::json!({ "app": app.layout.app, "builds": rows })),
-        Mode::Human => print_table(&rows),
+        Mode::Json => report.json(&serde_json::json!({
+            "app": app.layout.app,
+            "builds": rows,
+            "certificates": certificates,
+            "renewal": renewal,
+        })),
+        Mode::Human => {
+            print_table(&rows);
+            print_certificates(&certificates, renewal.as_ref());
+        }
         Mode::Quiet => {}
     }
     let all_up = |r: &BuildStatus| r.active && r.processes.iter().all(|p| p.running == p.desired);
-    if rows.iter().all(all_up) {
+    let certs_ok = certificates.iter().all(|c| c.problem.is_none()) && !renewal.as_ref().is_some_and(|r| r.failed());
+    if rows.iter().all(all_up) && certs_ok {
         Ok(())
     } else {
         Err(Error::NotActive.into())
@@ -284,5 +305,45 @@ fn print_table(rows: &[BuildStatus]) {
     if !timers.is_empty() {
         println!();
         crate::report::print_table(&["BUILD", "TIMER", "SCHEDULE", "LAST RUN", "RESULT", "NEXT RUN"], &timers);
+    }
+}
+
+fn print_certificates(certs: &[crate::site::CertStatus], renewal: Option<&crate::site::RenewalStatus>) {
+    if certs.is_empty() {
+        return;
+    }
+    let dash = || "-".to_string();
+    let rows: Vec<[String; 4]> = certs
+        .iter()
+        .map(|c| {
+            [
+                c.domain.clone(),
+                c.source.to_string(),
+                match (c.not_after, c.days_left) {
+                    (Some(t), Some(d)) => format!("{} ({d} days)", crate::report::utc(t)),
+                    _ => dash(),
+                },
+                c.problem.clone().unwrap_or_else(|| "ok".to_string()),
+            ]
+        })
+        .collect();
+    println!();
+    crate::report::print_table(&["DOMAIN", "CERTIFICATE", "EXPIRES", "STATE"], &rows);
+    if let Some(r) = renewal {
+        let result = match &r.last_result {
+            Some(res) if r.failed() => format!("{res}: see relctl logs --certs"),
+            Some(res) => res.clone(),
+            None => "never ran".to_string(),
+        };
+        println!();
+        crate::report::print_table(
+            &["RENEWAL", "LAST RUN", "RESULT", "NEXT RUN"],
+            &[[
+                r.timer.clone(),
+                r.last_run.map_or_else(dash, crate::report::utc),
+                result,
+                r.next_run.map_or_else(|| format!("none ({})", r.state), crate::report::utc),
+            ]],
+        );
     }
 }

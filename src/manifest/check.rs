@@ -58,15 +58,96 @@ fn check_family(app: &str, key: &str, b: &Build) -> Result<(), String> {
     }
     let samples = [format!("{prefix}1"), format!("{prefix}2")];
     let members: Vec<Build> = samples.iter().map(|n| member(app, key, b, n)).collect::<Result<_, _>>()?;
+    for (m, sample) in members.iter().zip(&samples) {
+        if let Some(d) = &m.domain {
+            check_domain(&format!("[builds.\"{key}\"] domain (as rendered for {sample})"), d)?;
+        }
+    }
     if let (Some(r1), Some(r2)) = (&members[0].written_route, &members[1].written_route) {
         let n1 = Route::parse(r1).map_err(|e| format!("[builds.\"{key}\"] {e} (as rendered for {})", samples[0]))?;
         let n2 = Route::parse(r2).map_err(|e| format!("[builds.\"{key}\"] {e}"))?;
-        if n1 == n2 {
-            return Err(format!(
-                "[builds.\"{key}\"] route \"{}\" is the same for every member; put {{{{ build }}}} in it, e.g. \"/review/{{{{ build }}}}\"",
-                b.written_route.as_deref().unwrap_or_default()
-            ));
+        if n1 == n2 && members[0].domain == members[1].domain {
+            return Err(match &b.domain {
+                None => format!(
+                    "[builds.\"{key}\"] route \"{}\" is the same for every member; put {{{{ build }}}} in it, e.g. \"/review/{{{{ build }}}}\"",
+                    b.written_route.as_deref().unwrap_or_default()
+                ),
+                Some(d) => format!(
+                    "[builds.\"{key}\"] domain \"{d}\" and route \"{}\" are the same for every member; put {{{{ build }}}} in one of them, e.g. \"{{{{ build }}}}.review.example.org\"",
+                    b.written_route.as_deref().unwrap_or("/")
+                ),
+            });
         }
+    }
+    Ok(())
+}
+
+/// The route a build declared by name is served at: as written, or `/` for a build with a domain.
+fn written_route(b: &Build) -> Option<&str> {
+    b.written_route.as_deref().or(b.domain.as_ref().map(|_| "/"))
+}
+
+/// A host name nginx can match exactly and an ACME CA can validate over HTTP-01: lowercase
+/// labels of letters, digits and inner hyphens, joined by dots; no wildcard.
+pub fn check_domain(what: &str, d: &str) -> Result<(), String> {
+    let label = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if d.len() > 253 || !d.split('.').all(label) || d.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Err(format!(
+            "{what} \"{}\" must be a lowercase host name such as \"staging.example.org\": labels of letters, digits and '-' joined by '.', no wildcard (certificates are validated over HTTP)",
+            d.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+/// `[site]`: ports, HSTS, the ACME settings, and custom certificates for domains builds use.
+fn check_site(m: &Manifest) -> Result<(), String> {
+    let s = &m.site;
+    if s.http_port == 0 || s.https_port == 0 || s.http_port == s.https_port {
+        return Err(format!(
+            "[site] http_port = {} and https_port = {} must be two different ports above 0",
+            s.http_port, s.https_port
+        ));
+    }
+    if s.hsts_max_age_s > 63_072_000 {
+        return Err(format!("[site] hsts_max_age_s = {} must be at most 63072000 (two years)", s.hsts_max_age_s));
+    }
+    let d = &s.acme_directory;
+    if !d.starts_with("https://")
+        || d.len() <= "https://".len()
+        || d.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(format!("[site] acme_directory \"{}\" must be an https:// URL", d.escape_debug()));
+    }
+    if let Some(e) = &s.acme_email {
+        let ok = e.split_once('@').is_some_and(|(u, h)| !u.is_empty() && h.contains('.'))
+            && !e.chars().any(|c| c.is_whitespace() || c.is_control() || c == ',');
+        if !ok {
+            return Err(format!("[site] acme_email \"{}\" must be one e-mail address", e.escape_debug()));
+        }
+    }
+    if let Some(p) = &s.acme_ca_bundle {
+        check_plain_path("[site] acme_ca_bundle", p)?;
+    }
+    if let Some(p) = &s.config {
+        check_plain_path("[site] config", p)?;
+        if !p.is_absolute() || p.extension().is_none_or(|e| e != "conf") {
+            return Err(format!("[site] config {} must be an absolute path ending in .conf", p.display()));
+        }
+    }
+    for (domain, c) in &s.certificates {
+        let what = format!("[site.certificates.\"{}\"]", domain.escape_debug());
+        check_domain(&what, domain)?;
+        if !m.named_builds().any(|(_, b)| b.domain.as_deref() == Some(domain.as_str())) {
+            return Err(format!("{what}: no build has domain = \"{domain}\""));
+        }
+        check_plain_path(&format!("{what} cert"), &c.cert)?;
+        check_plain_path(&format!("{what} key"), &c.key)?;
     }
     Ok(())
 }
@@ -291,7 +372,7 @@ pub(super) fn check(m: &mut Manifest) -> Result<(), String> {
             .add_line(None, pattern)
             .map_err(|e| format!("exclude pattern \"{}\" is invalid: {e}", pattern.escape_debug()))?;
     }
-    let mut routes: BTreeMap<String, &str> = BTreeMap::new();
+    let mut routes: BTreeMap<(String, String), &str> = BTreeMap::new();
     let mut parsed: Vec<(String, Route)> = Vec::new();
     let families: Vec<&str> = m.builds.keys().filter(|k| is_family(k)).map(|k| k.trim_end_matches('*')).collect();
     for (name, b) in &m.builds {
@@ -306,12 +387,21 @@ pub(super) fn check(m: &mut Manifest) -> Result<(), String> {
         } else {
             BuildName::parse(name).map_err(|e| format!("[builds.{name}]: {e}"))?;
         }
-        if let Some(route) = b.written_route.as_ref().filter(|_| !is_family(name)) {
+        if let Some(d) = b.domain.as_ref().filter(|_| !is_family(name)) {
+            check_domain(&format!("[builds.{name}] domain"), d)?;
+        }
+        if let Some(route) = written_route(b).filter(|_| !is_family(name)) {
             let normalized = Route::parse(route).map_err(|e| format!("[builds.{name}] {e}"))?;
-            if let Some(other) = routes.insert(normalized.as_str().to_string(), name) {
-                return Err(format!(
-                    "[builds.{name}] route \"{route}\" is also the route of build {other}; each build needs its own"
-                ));
+            let key = (b.domain.clone().unwrap_or_default(), normalized.as_str().to_string());
+            if let Some(other) = routes.insert(key, name) {
+                return Err(match &b.domain {
+                    None => format!(
+                        "[builds.{name}] route \"{route}\" is also the route of build {other}; each build needs its own"
+                    ),
+                    Some(d) => format!(
+                        "[builds.{name}] route \"{route}\" on domain {d} is also the route of build {other} there; each build needs its own route or domain"
+                    ),
+                });
             }
             parsed.push((name.clone(), normalized));
         }
@@ -441,6 +531,7 @@ pub(super) fn check(m: &mut Manifest) -> Result<(), String> {
             m.maintenance.retry_after_s
         ));
     }
+    check_site(m)?;
     for (name, route) in parsed {
         if let Some(b) = m.builds.get_mut(&name) {
             b.route = Some(route);
@@ -479,6 +570,51 @@ mod tests {
             let err = parse(&text).expect_err(to);
             assert!(err.contains(expected) && !err.contains('\n'), "{to}: {err}");
         }
+    }
+
+    #[test]
+    fn domains_are_host_names_and_a_route_is_unique_per_domain() {
+        let site = |extra: &str| parse(&format!("{MINIMAL}{extra}"));
+        let m = site("[builds.production]\ndomain = \"example.org\"\n[builds.staging]\ndomain = \"staging.example.org\"\n[builds.docs]\ndomain = \"example.org\"\nroute = \"/docs\"\n").unwrap();
+        let route = |b: &str| m.builds[b].route.as_ref().map(|r| r.as_str().to_string());
+        assert_eq!(route("production").as_deref(), Some("/"), "a build with a domain and no route is at /");
+        assert_eq!(route("staging").as_deref(), Some("/"), "the same route on another domain is another route");
+        assert_eq!(route("docs").as_deref(), Some("/docs"));
+        assert_eq!(
+            site("[builds.production]\ndomain = \"example.org\"\n[builds.www]\ndomain = \"example.org\"\nroute = \"/\"\n").unwrap_err(),
+            "[builds.www] route \"/\" on domain example.org is also the route of build production there; each build needs its own route or domain"
+        );
+        for bad in ["Example.org", "*.example.org", "example..org", "-x.org", "x_y.org", "10.0.0.1", "a b"] {
+            let err = site(&format!("[builds.production]\ndomain = \"{bad}\"\n")).unwrap_err();
+            assert!(
+                err.starts_with(&format!("[builds.production] domain \"{bad}\" must be a lowercase host name")),
+                "{err}"
+            );
+        }
+        let cases = [
+            ("[site]\nhttp_port = 8080\nhttps_port = 8080\n", "must be two different ports"),
+            ("[site]\nhsts_max_age_s = 99999999\n", "hsts_max_age_s"),
+            ("[site]\nacme_directory = \"http://ca/dir\"\n", "must be an https:// URL"),
+            ("[site]\nacme_email = \"ops\"\n", "acme_email"),
+            ("[site]\nconfig = \"relctl.conf\"\n", "absolute path ending in .conf"),
+            ("[site.certificates.\"other.org\"]\ncert = \"/c\"\nkey = \"/k\"\n", "no build has domain = \"other.org\""),
+        ];
+        for (extra, expected) in cases {
+            let err = site(extra).unwrap_err();
+            assert!(err.contains(expected) && !err.contains('\n'), "{extra}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_family_with_a_domain_renders_it_per_member() {
+        let m =
+            parse(&format!("{MINIMAL}[builds.\"pr-*\"]\ndomain = \"{{{{ build }}}}.review.example.org\"\n")).unwrap();
+        let loaded = crate::manifest::Loaded { path: "/x/relctl.toml".into(), dir: "/x".into(), manifest: m };
+        let b = loaded.build(&"pr-7".parse().unwrap()).unwrap();
+        assert_eq!(b.domain.as_deref(), Some("pr-7.review.example.org"));
+        assert_eq!(b.route.as_ref().map(|r| r.as_str()), Some("/"));
+        let err = parse(&format!("{MINIMAL}[builds.\"pr-*\"]\ndomain = \"review.example.org\"\n")).unwrap_err();
+        assert!(err.contains("are the same for every member; put {{ build }} in one of them"), "{err}");
     }
 
     #[test]

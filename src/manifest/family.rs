@@ -44,6 +44,10 @@ pub(super) fn member(app: &str, pattern: &str, family: &Build, name: &str) -> Re
     if let Some(route) = &family.written_route {
         b.written_route = Some(render("route", route)?);
     }
+    if let Some(domain) = &family.domain {
+        b.domain = Some(render("domain", domain)?);
+        b.written_route.get_or_insert_with(|| "/".to_string());
+    }
     fn render_toml(v: &mut toml::Value, f: &dyn Fn(&str) -> Result<String, String>) -> Result<(), String> {
         match v {
             toml::Value::String(s) => *s = f(s)?,
@@ -72,10 +76,15 @@ fn render_member(m: &Manifest, manifest_path: &Path, pattern: &str, family: &Bui
         member(&m.app, pattern, family, name).map_err(|e| Error::Usage(format!("{}: {e}", manifest_path.display())))?;
     if let Some(route) = &member.written_route {
         let normalized = Route::parse(route).map_err(Error::Usage)?;
-        let taken = m.builds.iter().filter(|(n, _)| !is_family(n)).find(|(_, b)| b.route.as_ref() == Some(&normalized));
+        let taken = m
+            .builds
+            .iter()
+            .filter(|(n, _)| !is_family(n))
+            .find(|(_, b)| b.route.as_ref() == Some(&normalized) && b.domain == member.domain);
         if let Some((other, _)) = taken {
+            let on = member.domain.as_ref().map(|d| format!(" on domain {d}")).unwrap_or_default();
             return Err(Error::Usage(format!(
-                "{}: build {name} of [builds.\"{pattern}\"] would take route {normalized}, the route of build {other}",
+                "{}: build {name} of [builds.\"{pattern}\"] would take route {normalized}{on}, the route of build {other}",
                 manifest_path.display()
             ))
             .into());

@@ -51,6 +51,10 @@ pub struct Manifest {
     /// `[maintenance]`: the page and `Retry-After` of `relctl maintenance on`.
     #[serde(default)]
     pub maintenance: Maintenance,
+    /// `[site]`: the server blocks `relctl site` writes for the builds with a `domain`, and their
+    /// certificates.
+    #[serde(default)]
+    pub site: Site,
     /// The text it was parsed from (and checked): what `-H` ships to the host, never read again.
     #[serde(skip)]
     pub text: String,
@@ -114,6 +118,58 @@ impl Default for Maintenance {
 
 fn default_retry_after() -> u64 {
     300
+}
+
+/// `[site]`: how `relctl site` serves the builds that have a `domain`: its nginx file, ports,
+/// HSTS, and where certificates come from (an ACME CA, or files for a domain).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Site {
+    /// The nginx file relctl writes; default `/etc/nginx/conf.d/relctl-<app>.conf`, which
+    /// Debian's nginx.conf includes inside `http {}`.
+    pub config: Option<std::path::PathBuf>,
+    /// The port of plain HTTP (the ACME challenge and the redirect to HTTPS).
+    pub http_port: u16,
+    pub https_port: u16,
+    /// `Strict-Transport-Security: max-age=` on every HTTPS answer; 0 (the default) sends none.
+    pub hsts_max_age_s: u64,
+    /// The ACME directory certificates are requested from (HTTP-01 through nginx, by certbot).
+    pub acme_directory: String,
+    /// The ACME account's e-mail (expiry notices); without it the account has none.
+    pub acme_email: Option<String>,
+    /// A CA bundle to trust for the ACME directory's own HTTPS (a private or test CA).
+    pub acme_ca_bundle: Option<std::path::PathBuf>,
+    /// `[site.certificates."<domain>"]`: a certificate and key the user provides for a domain,
+    /// instead of one from the ACME CA.
+    pub certificates: IndexMap<String, CustomCertificate>,
+}
+
+pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+
+impl Default for Site {
+    fn default() -> Site {
+        Site {
+            config: None,
+            http_port: 80,
+            https_port: 443,
+            hsts_max_age_s: 0,
+            acme_directory: LETS_ENCRYPT.to_string(),
+            acme_email: None,
+            acme_ca_bundle: None,
+            certificates: IndexMap::new(),
+        }
+    }
+}
+
+/// A certificate chain and its key, as files on the host (nginx's `ssl_certificate` and
+/// `ssl_certificate_key`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomCertificate {
+    /// The certificate with its chain (PEM).
+    pub cert: std::path::PathBuf,
+    /// Its private key (PEM): owned by root and readable by nobody else.
+    pub key: std::path::PathBuf,
 }
 
 /// `[processes.<name>]`: a long-running process of every build (unless a build says otherwise),
@@ -226,8 +282,13 @@ pub struct Health {
 #[serde(deny_unknown_fields)]
 pub struct Build {
     /// The route as the manifest wrote it; a family's is a template (`/review/{{ build }}`).
+    /// With a `domain` and no route, `/`.
     #[serde(rename = "route")]
     pub written_route: Option<String>,
+    /// The host name this build answers on, in the server blocks `relctl site` writes (with a
+    /// certificate for it); a family's is a template (`{{ build }}.review.example.org`). Builds
+    /// without one are what `relctl nginx-snippet` prints.
+    pub domain: Option<String>,
     /// The route, checked and normalized once: when the manifest is parsed (a build declared by
     /// name) or a family's member is resolved (`Loaded::build`). None for a family's own
     /// declaration.

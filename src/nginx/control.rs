@@ -16,19 +16,41 @@ use crate::systemd::dbus::Systemd;
 use crate::systemd::manager::Manager;
 use crate::systemd::unit::{JobKind, LoadState};
 
+/// Where a file of relctl's is included in nginx's configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Include {
+    /// Inside a `server {}` block: `nginx-snippet`'s locations.
+    Server,
+    /// Inside `http {}`: `relctl site`'s server blocks.
+    Http,
+}
+
 /// Validates `text` with the host's `nginx -t`, inside a throwaway wrapper config (a server
 /// block that includes only the snippet), so a broken snippet never replaces a working one.
 pub fn check(text: &str) -> Result<()> {
+    check_in(text, Include::Server)
+}
+
+/// [`check`] for a file included in `context`.
+pub fn check_in(text: &str, context: Include) -> Result<()> {
     let nginx = nginx_binary()?;
     let dir =
         tempfile::Builder::new().prefix("relctl-nginx-check-").tempdir().context("creating a temp dir for nginx -t")?;
     let dir = dir.path();
     let snippet_path = dir.join("snippet.conf");
     fs::write(&snippet_path, text)?;
+    let body = match context {
+        Include::Server => {
+            format!(
+                "    server {{\n        listen 127.0.0.1:9 default_server;\n        include {};\n    }}\n",
+                snippet_path.display()
+            )
+        }
+        Include::Http => format!("    include {};\n", snippet_path.display()),
+    };
     let conf = format!(
-        "pid {dir}/nginx.pid;\nerror_log {dir}/error.log;\nevents {{}}\nhttp {{\n    access_log off;\n    server {{\n        listen 127.0.0.1:9 default_server;\n        include {snippet};\n    }}\n}}\n",
+        "pid {dir}/nginx.pid;\nerror_log {dir}/error.log;\nevents {{}}\nhttp {{\n    access_log off;\n{body}}}\n",
         dir = dir.display(),
-        snippet = snippet_path.display()
     );
     fs::write(dir.join("nginx.conf"), conf)?;
     let out = Command::new(&nginx)
@@ -49,7 +71,11 @@ pub fn check(text: &str) -> Result<()> {
             .find(|l| l.contains("[emerg]") || l.contains("[error]"))
             .unwrap_or(msg.trim())
             .replace(&snippet_path.display().to_string(), "snippet");
-        bail!("nginx -t rejected the snippet: {}", msg.trim());
+        let what = match context {
+            Include::Server => "the snippet",
+            Include::Http => "the site's server blocks",
+        };
+        bail!("nginx -t rejected {what}: {}", msg.trim());
     }
     Ok(())
 }
@@ -62,7 +88,7 @@ fn test_host_config() -> Result<()> {
     if !out.status.success() {
         let msg = String::from_utf8_lossy(&out.stderr);
         let line = msg.lines().find(|l| l.contains("[emerg]")).unwrap_or(msg.trim()).to_string();
-        bail!("nginx -t failed with the new snippet in place: {line}");
+        bail!("nginx -t failed with the new file in place: {line}");
     }
     Ok(())
 }

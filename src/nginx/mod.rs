@@ -20,6 +20,7 @@
 //! - nested routes (`/api` and `/api/v2`) each win for their own prefix (longest prefix match).
 
 pub mod control;
+pub mod site;
 pub mod snippet;
 
 use std::path::PathBuf;
@@ -33,6 +34,9 @@ use crate::release::id::ReleaseId;
 #[derive(Debug, Clone, Serialize)]
 pub struct Route {
     pub app: String,
+    /// The host name its server block answers (`relctl site`); none: a location for the user's
+    /// own server (`relctl nginx-snippet`).
+    pub domain: Option<String>,
     pub build: BuildName,
     /// Normalized: starts with `/`, no trailing `/` except for the root route `/`.
     pub route: crate::route::Route,

@@ -42,6 +42,17 @@ struct RouteContext<'a> {
 /// Renders the snippet. `proxy_params` says whether the host has /etc/nginx/proxy_params; when
 /// not, the same four headers are set inline.
 pub fn render(routes: &[Route], proxy_params: bool) -> String {
+    render_with(routes, proxy_params, None, true)
+}
+
+/// The location blocks of `routes` alone (no header), for a server block of `relctl site`:
+/// `hsts`, the `Strict-Transport-Security` value, is repeated in the locations that set headers
+/// of their own (nginx does not inherit `add_header` into them).
+pub fn locations(routes: &[Route], proxy_params: bool, hsts: Option<&str>) -> String {
+    render_with(routes, proxy_params, hsts, false)
+}
+
+fn render_with(routes: &[Route], proxy_params: bool, hsts: Option<&str>, header: bool) -> String {
     let routes: Vec<RouteContext> = routes
         .iter()
         .map(|r| RouteContext {
@@ -73,6 +84,8 @@ pub fn render(routes: &[Route], proxy_params: bool) -> String {
     let mut ctx = tera::Context::new();
     ctx.insert("routes", &routes);
     ctx.insert("proxy_params", &proxy_params.then_some(PROXY_PARAMS));
+    ctx.insert("hsts", &hsts);
+    ctx.insert("header", &header);
     let mut tera = tera::Tera::default();
     tera.autoescape_on(vec![]);
     // The template and its context are relctl's own: a failure is a bug, caught by the tests.
@@ -109,6 +122,7 @@ mod tests {
     fn route(build: &str, route: &str) -> Route {
         Route {
             app: "medctrl".into(),
+            domain: None,
             build: build.parse().unwrap(),
             route: crate::route::Route::parse(route).unwrap(),
             socket: format!("/opt/medctrl/backend/{build}/gunicorn.sock").into(),

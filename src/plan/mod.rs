@@ -16,6 +16,7 @@ pub mod rollback;
 pub mod routes;
 pub mod script;
 pub mod settings;
+pub mod site;
 pub mod units;
 
 use std::path::{Path, PathBuf};

@@ -11,7 +11,8 @@ use crate::manifest::Loaded;
 use crate::name::BuildName;
 use crate::plan::AppPlan;
 
-/// The nginx routes of the declared builds that have one (only `only`, when given).
+/// The nginx routes of the declared builds that have one (only `only`, when given), with the
+/// domain each answers on (`relctl site`) or none (`relctl nginx-snippet`).
 pub fn nginx_routes(app: &AppPlan, loaded: &Loaded, only: &[BuildName]) -> Result<Vec<crate::nginx::Route>> {
     for name in only {
         if loaded.build(name)?.route.is_none() {
@@ -30,9 +31,10 @@ pub fn nginx_routes(app: &AppPlan, loaded: &Loaded, only: &[BuildName]) -> Resul
         let decl = loaded.build(name)?;
         let Some(route) = decl.route.clone() else { continue };
         let b = app.layout.build(name);
-        if let Some(other) = routes.iter().find(|r| r.route == route) {
+        if let Some(other) = routes.iter().find(|r| r.route == route && r.domain == decl.domain) {
+            let on = decl.domain.as_ref().map(|d| format!(" on domain {d}")).unwrap_or_default();
             return Err(Error::Usage(format!(
-                "builds {} and {name} both have the route {route} in {}; each build needs its own",
+                "builds {} and {name} both have the route {route}{on} in {}; each build needs its own",
                 other.build,
                 loaded.path.display()
             ))
@@ -41,6 +43,7 @@ pub fn nginx_routes(app: &AppPlan, loaded: &Loaded, only: &[BuildName]) -> Resul
         let health_uri = app.health.declared.then(|| format!("{}{}", route.script_name(), app.health.path));
         routes.push(crate::nginx::Route {
             app: app.layout.app.clone(),
+            domain: decl.domain.clone(),
             build: name.clone(),
             route,
             release: b.current_release()?,
@@ -68,18 +71,36 @@ pub fn nginx_routes(app: &AppPlan, loaded: &Loaded, only: &[BuildName]) -> Resul
     }
     // A build's health path that lies under another build's longer route (`/` with
     // `/api/health`, while `/api` is a route) is that build's: no exact location for it.
-    let prefixes: Vec<(String, String)> =
-        routes.iter().map(|r| (r.build.to_string(), format!("{}/", r.route.script_name()))).collect();
+    let prefixes: Vec<(String, Option<String>, String)> =
+        routes.iter().map(|r| (r.build.to_string(), r.domain.clone(), format!("{}/", r.route.script_name()))).collect();
     for r in &mut routes {
         let own = format!("{}/", r.route.script_name());
         if let Some(h) = &r.maintenance.health_uri {
-            if prefixes.iter().any(|(b, p)| *b != r.build.as_str() && p.len() > own.len() && h.starts_with(p.as_str()))
-            {
+            let longer = |(b, d, p): &(String, Option<String>, String)| {
+                b != r.build.as_str() && *d == r.domain && p.len() > own.len() && h.starts_with(p.as_str())
+            };
+            if prefixes.iter().any(longer) {
                 r.maintenance.health_uri = None;
             }
         }
     }
     Ok(routes)
+}
+
+/// The routes `relctl nginx-snippet` prints: those of builds without a `domain` (`relctl site`
+/// serves the others, in server blocks of their own). Naming a build with a domain is an error.
+pub fn snippet_routes(app: &AppPlan, loaded: &Loaded, only: &[BuildName]) -> Result<Vec<crate::nginx::Route>> {
+    let routes = nginx_routes(app, loaded, only)?;
+    if let Some(r) = routes.iter().find(|r| r.domain.is_some() && only.contains(&r.build)) {
+        return Err(Error::Usage(format!(
+            "build {} has domain = \"{}\" in {}: relctl site serves it in a server block of its own, not nginx-snippet",
+            r.build,
+            r.domain.as_deref().unwrap_or_default(),
+            loaded.path.display()
+        ))
+        .into());
+    }
+    Ok(routes.into_iter().filter(|r| r.domain.is_none()).collect())
 }
 
 /// A file the manifest names that must exist now (nginx would otherwise accept the path and then

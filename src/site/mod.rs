@@ -1,0 +1,313 @@
+//! `relctl site` and `relctl renew`: the app's server blocks installed (validated, atomic,
+//! reloaded, restored on failure), certificates obtained and renewed by certbot, and the renewal
+//! timer. `cert` reads a certificate's dates; `certbot` runs certbot for one domain.
+
+pub mod cert;
+pub mod certbot;
+
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use crate::host::atomic;
+use crate::nginx::control::{self, Steps};
+use crate::plan::site::{Certificate, DomainPlan, SitePlan};
+use crate::release::layout::MARKER;
+use crate::report::Report;
+use crate::systemd::manager::Manager;
+use crate::systemd::unit::JobKind;
+
+/// `relctl site` writes the renewal timer too; `relctl renew` (what the timer runs) does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Run {
+    Site,
+    Renew,
+}
+
+/// What happened to one domain.
+#[derive(Debug, Clone, Serialize)]
+pub struct DomainOutcome {
+    pub domain: String,
+    #[serde(flatten)]
+    pub certificate: Certificate,
+    /// Served over HTTPS now.
+    pub https: bool,
+    /// Its certificate was obtained or renewed by this run.
+    pub renewed: bool,
+    pub expires: Option<cert::CertInfo>,
+    /// Why certbot could not obtain or renew it.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub config: std::path::PathBuf,
+    pub domains: Vec<DomainOutcome>,
+    /// nginx was reloaded (its configuration or a certificate changed).
+    pub reloaded: bool,
+}
+
+/// Whether the domain's certificate and key are there for nginx to load.
+fn has_certificate(d: &DomainPlan) -> bool {
+    d.certificate.cert().is_file() && d.certificate.key().is_file()
+}
+
+/// Installs the site: the server blocks as they can be served now; then, for each ACME domain,
+/// certbot (which asks the CA only when the certificate is missing or due); then the server
+/// blocks again, with HTTPS for what certbot obtained, and nginx reloaded only when a file or
+/// a certificate changed. `Run::Site` also writes and starts the renewal timer. A domain certbot
+/// fails for stays as it was (HTTP only without a certificate); the error names every one.
+pub fn apply(
+    plan: &SitePlan,
+    manifest: &Path,
+    systemd: &dyn Manager,
+    run: Run,
+    report: &mut Report,
+) -> Result<Outcome> {
+    let proxy_params = Path::new(crate::nginx::snippet::PROXY_PARAMS).exists();
+    if let Some(acme) = &plan.acme {
+        private_dirs(acme)?;
+    }
+    let t = Instant::now();
+    let text = crate::nginx::site::render(&plan.nginx(manifest, has_certificate), proxy_params);
+    let mut reloaded = false;
+    if install_if_changed(&plan.config, &text)? {
+        reloaded = true;
+        report.step("nginx", t, format!("{} written, nginx reloaded", plan.config.display()));
+    }
+    let mut domains = Vec::new();
+    let mut renewed_any = false;
+    for d in &plan.domains {
+        let t = Instant::now();
+        let mut outcome = DomainOutcome {
+            domain: d.name.clone(),
+            certificate: d.certificate.clone(),
+            https: false,
+            renewed: false,
+            expires: None,
+            error: None,
+        };
+        if let (Certificate::Acme { cert, .. }, Some(acme)) = (&d.certificate, &plan.acme) {
+            let before = atomic::read_if_exists(cert)?;
+            match certbot::obtain(acme, &d.name) {
+                Ok(()) => {
+                    outcome.renewed = atomic::read_if_exists(cert)? != before;
+                    let what = match (&before, outcome.renewed) {
+                        (None, _) => "obtained",
+                        (Some(_), true) => "renewed",
+                        (Some(_), false) => "still valid, not due for renewal",
+                    };
+                    report.step("certificate", t, format!("{}: {what}", d.name));
+                }
+                Err(e) => {
+                    report.warn(format!("relctl: {e:#}"));
+                    outcome.error = Some(format!("{e:#}"));
+                }
+            }
+            renewed_any |= outcome.renewed;
+        }
+        domains.push(outcome);
+    }
+    if renewed_any {
+        let t = Instant::now();
+        let text = crate::nginx::site::render(&plan.nginx(manifest, has_certificate), proxy_params);
+        control::check_in(&text, control::Include::Http)?;
+        control::install(&plan.config, &text, Steps { check: true, reload: true })?;
+        reloaded = true;
+        report.step("nginx", t, "reloaded with the new certificates");
+    }
+    for (o, d) in domains.iter_mut().zip(&plan.domains) {
+        o.https = has_certificate(d);
+        o.expires = if o.https { Some(cert::read(d.certificate.cert())?) } else { None };
+    }
+    if run == Run::Site {
+        let t = Instant::now();
+        let detail = install_renewal(plan, systemd)?;
+        report.step("renewal", t, detail);
+    }
+    Ok(Outcome { config: plan.config.clone(), domains, reloaded })
+}
+
+/// Writes the site's nginx file if its text changed (validated first; reloaded; the old file put
+/// back when nginx refuses it). Returns whether it did.
+fn install_if_changed(config: &Path, text: &str) -> Result<bool> {
+    if atomic::read_string_if_exists(config)?.as_deref() == Some(text) {
+        return Ok(false);
+    }
+    control::check_in(text, control::Include::Http)?;
+    control::install(config, text, Steps { check: true, reload: true })?;
+    Ok(true)
+}
+
+/// `/var/lib/relctl/<app>/`: the webroot nginx reads (0755, public answers) and certbot's
+/// directories (0700: the account key and the certificates' keys). Refused when one exists
+/// owned by another user or writable by others.
+fn private_dirs(acme: &crate::plan::site::AcmePlan) -> Result<()> {
+    let state = acme.acme_dir.parent().context("the acme directory has a parent")?;
+    let root = state.parent().context("the state directory has a parent")?;
+    for (dir, mode) in
+        [(root, 0o755), (state, 0o755), (acme.webroot.as_path(), 0o755), (acme.acme_dir.as_path(), 0o700)]
+    {
+        match std::fs::symlink_metadata(dir) {
+            Ok(m) => {
+                if !m.is_dir() || m.uid() != 0 || m.mode() & 0o022 != 0 {
+                    bail!(
+                        "{} must be a directory owned by root and writable by root alone (it holds what nginx serves for certificate challenges, and certbot's keys); check it, then remove it or fix its owner and mode",
+                        dir.display()
+                    );
+                }
+                if mode == 0o700 && m.mode() & 0o077 != 0 {
+                    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+                        .with_context(|| format!("setting the mode of {}", dir.display()))?;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::DirBuilder::new()
+                    .mode(mode)
+                    .create(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                // The umask may have narrowed it.
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+                    .with_context(|| format!("setting the mode of {}", dir.display()))?;
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+        }
+    }
+    Ok(())
+}
+
+/// Writes the renewal timer and its service (refusing files of those names relctl did not
+/// write), and starts the timer; without an ACME domain, removes them.
+fn install_renewal(plan: &SitePlan, systemd: &dyn Manager) -> Result<String> {
+    for f in &plan.renewal {
+        if let Some(bytes) = atomic::read_if_exists(&f.path)? {
+            if !String::from_utf8_lossy(&bytes).contains(MARKER) {
+                bail!(
+                    "{} exists and relctl did not write it (it has no \"{MARKER}\" line); relctl would replace it: remove it, or rename the app",
+                    f.path.display()
+                );
+            }
+        }
+    }
+    let timer = plan.renewal_timer.as_str();
+    if plan.renewal.is_empty() {
+        let files = [plan.unit_dir.join(&plan.renewal_timer), plan.unit_dir.join(&plan.renewal_service)];
+        if !files.iter().any(|f| f.exists()) {
+            return Ok("no domain gets its certificate from the ACME CA: no renewal timer".into());
+        }
+        systemd.stop_if_running(timer)?;
+        systemd.disable(&[timer])?;
+        for f in &files {
+            atomic::remove_if_exists(f)?;
+        }
+        systemd.reload()?;
+        return Ok(format!("{timer} removed: no domain gets its certificate from the ACME CA"));
+    }
+    let mut written = false;
+    for f in &plan.renewal {
+        written |= atomic::write(&f.path, f.contents.as_bytes(), 0o644, None)?;
+    }
+    if written {
+        systemd.reload()?;
+    }
+    systemd.enable(&[timer])?;
+    systemd.run_job(JobKind::Start, timer)?;
+    Ok(format!("{timer} runs {} twice a day", plan.renewal_service))
+}
+
+/// Renewal is due this many days before a certificate expires (certbot's default); `status`
+/// asks for attention from half of it.
+pub const ATTENTION_DAYS: i64 = 14;
+
+/// A domain's certificate as `relctl status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CertStatus {
+    pub domain: String,
+    /// `acme` or `files`.
+    pub source: &'static str,
+    pub cert: std::path::PathBuf,
+    #[serde(with = "crate::time::serde_rfc3339_option")]
+    pub not_after: Option<jiff::Timestamp>,
+    pub days_left: Option<i64>,
+    /// Missing, unreadable, expired or expiring within [`ATTENTION_DAYS`].
+    pub problem: Option<String>,
+}
+
+/// The renewal timer as `relctl status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RenewalStatus {
+    pub timer: String,
+    pub state: crate::systemd::unit::ActiveState,
+    #[serde(with = "crate::time::serde_rfc3339_option")]
+    pub last_run: Option<jiff::Timestamp>,
+    /// systemd's Result of the last run (`success`, `exit-code`, ...); none before the first.
+    pub last_result: Option<String>,
+    #[serde(with = "crate::time::serde_rfc3339_option")]
+    pub next_run: Option<jiff::Timestamp>,
+}
+
+impl RenewalStatus {
+    pub fn failed(&self) -> bool {
+        self.last_result.as_deref().is_some_and(|r| r != "success" && r != "running")
+    }
+}
+
+/// The certificates of `plan`'s domains (only `only`'s, when given) and the renewal timer.
+pub fn status(
+    plan: &SitePlan,
+    systemd: &crate::systemd::dbus::Systemd,
+    only: Option<&str>,
+) -> Result<(Vec<CertStatus>, Option<RenewalStatus>)> {
+    let now = jiff::Timestamp::now();
+    let mut certs = Vec::new();
+    for d in plan.domains.iter().filter(|d| only.is_none_or(|o| o == d.name)) {
+        let path = d.certificate.cert();
+        let (not_after, problem) = if !path.exists() {
+            (None, Some("no certificate yet (served on HTTP only): run relctl site".to_string()))
+        } else {
+            match cert::read(path) {
+                Ok(c) => {
+                    let days = c.days_left(now);
+                    let problem = if c.not_after <= now {
+                        Some("expired".to_string())
+                    } else if days < ATTENTION_DAYS {
+                        Some(format!("expires in {days} days"))
+                    } else {
+                        None
+                    };
+                    (Some(c.not_after), problem)
+                }
+                Err(e) => (None, Some(format!("{e:#}"))),
+            }
+        };
+        certs.push(CertStatus {
+            domain: d.name.clone(),
+            source: if d.certificate.is_acme() { "acme" } else { "files" },
+            cert: path.to_path_buf(),
+            days_left: not_after.map(|t| (t.as_second() - now.as_second()).div_euclid(86_400)),
+            not_after,
+            problem,
+        });
+    }
+    let renewal = if plan.acme.is_some() {
+        let st = systemd.timer_state(&plan.renewal_timer, &plan.renewal_service)?;
+        let ran = st.last_us > 0 || st.started_us > 0;
+        Some(RenewalStatus {
+            timer: plan.renewal_timer.clone(),
+            state: st.timer.active_state.clone(),
+            last_run: crate::time::from_systemd_us(st.last_us.max(st.started_us)),
+            last_result: match (ran, st.service.active_state.is_up()) {
+                (_, true) => Some("running".to_string()),
+                (true, false) => Some(st.service.result.clone()).filter(|r| !r.is_empty()),
+                (false, false) => None,
+            },
+            next_run: crate::time::from_systemd_us(st.next_us),
+        })
+    } else {
+        None
+    };
+    Ok((certs, renewal))
+}
