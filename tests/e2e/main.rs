@@ -30,6 +30,7 @@ mod releases;
 mod remote;
 mod review;
 mod sandbox_smoke;
+mod site;
 mod starters;
 mod trust;
 mod websocket;

@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests: the sandbox, relctl run inside it ([`env::Env`]),
 //! scratch copies of the example app ([`scratch`]) and the output of commands.
 
+pub mod acme;
 pub mod env;
 pub mod lab;
 pub mod sandbox;
