@@ -74,6 +74,9 @@ fn site_obtains_serves_and_renews_certificates() {
 
     // 2. With the CA: certificates for both, HTTPS with a chain curl verifies, HTTP/2, HSTS, 308.
     let pebble = Pebble::start(&sb, &pebble_dir, 20 * 86_400);
+    let written = std::fs::read_to_string(&manifest).unwrap();
+    assert!(written.contains(&format!("acme_directory = \"{}\"", pebble.directory)), "{written}");
+    assert!(written.contains(&format!("acme_ca_bundle = \"{}\"", pebble.api_ca.display())), "{written}");
     let root = pebble.root_ca.to_str().unwrap();
     let out = ok(&["site"]);
     assert!(out.contains("dev.test") && out.contains("testing.test"), "{out}");
