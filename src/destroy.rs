@@ -55,6 +55,16 @@ pub struct SnippetPlan {
     pub text: String,
 }
 
+/// The site's server blocks without the destroyed build (a build with a domain, when
+/// `relctl site` wrote them): installed first, as `relctl site` does.
+#[derive(Debug, Clone, Serialize)]
+pub struct SiteChange {
+    pub config: PathBuf,
+    pub domain: String,
+    #[serde(skip)]
+    pub text: String,
+}
+
 /// Everything `relctl destroy <BUILD>` will do.
 #[derive(Debug, Clone, Serialize)]
 pub struct DestroyPlan {
@@ -84,6 +94,7 @@ pub struct DestroyPlan {
     /// when it is not installed).
     pub disable_target: Option<String>,
     pub nginx: Option<SnippetPlan>,
+    pub site: Option<SiteChange>,
 }
 
 /// What `relctl destroy` did.
@@ -191,7 +202,18 @@ pub fn plan(
         }
         None => None,
     };
+    let site = match loaded.build(name)?.domain {
+        Some(domain) => {
+            let relctl = std::env::current_exe().context("finding relctl's own path")?;
+            let site = crate::plan::site::site(app, loaded, &relctl, Some(name))?;
+            let proxy_params = Path::new(nginx::snippet::PROXY_PARAMS).exists();
+            let text = nginx::site::render(&site.nginx(&loaded.path, crate::site::has_certificate), proxy_params);
+            site.config.is_file().then_some(SiteChange { config: site.config, domain, text })
+        }
+        None => None,
+    };
     Ok(DestroyPlan {
+        site,
         jobs: crate::plan::units::installed_jobs(l, name)?,
         app: l.app.clone(),
         root: l.root.clone(),
@@ -262,6 +284,17 @@ impl DestroyPlan {
         line("destroy", format!("build {} of {}", b.build, self.app));
         if !jobs.is_empty() {
             line("processes", format!("{} (stopped, disabled, removed)", jobs.join(", ")));
+        }
+        if let Some(site) = &self.site {
+            line(
+                "nginx",
+                format!(
+                    "first: {} rewritten without {} on {}, checked with nginx -t, nginx reloaded; if that fails, nothing else changes",
+                    site.config.display(),
+                    b.build,
+                    site.domain
+                ),
+            );
         }
         if let Some(n) = &self.nginx {
             let kept: Vec<&str> = n.routes.iter().map(|r| r.route.as_str()).collect();
@@ -344,6 +377,17 @@ impl<'a> Destroy<'a> {
     pub fn run(mut self) -> Result<Destroyed> {
         let p = self.plan;
         let b = &p.build;
+        if let Some(site) = &p.site {
+            let t = Instant::now();
+            nginx::control::check_in(&site.text, nginx::control::Include::Http)
+                .and_then(|()| nginx::control::install(&site.config, &site.text, Steps { check: true, reload: true }))
+                .with_context(|| format!("updating {}; build {} was left as it was", site.config.display(), b.build))?;
+            self.report.step(
+                "nginx",
+                t,
+                format!("{} without {} on {}; nginx reloaded", site.config.display(), b.build, site.domain),
+            );
+        }
         if let Some(n) = &p.nginx {
             self.snippet(n)?;
         }

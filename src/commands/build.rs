@@ -60,6 +60,42 @@ pub fn run(loaded: &Loaded, args: &BuildArgs, g: &GlobalArgs, report: &mut Repor
         ));
     }
     report.say(format!("relctl: {} {} is live at release {}", result.app, result.build, result.release));
+    if let Some(domain) = loaded.build(&args.build)?.domain {
+        serve_domain(loaded, &session, &args.build, &domain, report);
+    }
     report.json(&serde_json::json!({ "result": result, "steps": report.steps() }));
     Ok(())
+}
+
+/// A build with a domain the site does not serve yet (a new member of a family with
+/// `domain = "{{ build }}.review.example.org"`): once it is live, its server blocks are added
+/// and its certificate asked for, when the app's site is in use (`relctl site` ran). The build
+/// is live whatever happens here: a failure is a warning, and `relctl status` shows the domain.
+fn serve_domain(loaded: &Loaded, session: &Session, build: &crate::name::BuildName, domain: &str, report: &mut Report) {
+    let mut served = || -> Result<bool> {
+        let app = plan::app(loaded)?;
+        let relctl = std::env::current_exe()?;
+        let site = plan::site::site(&app, loaded, &relctl, None)?;
+        let Some(installed) = crate::host::atomic::read_string_if_exists(&site.config)? else {
+            report.say(format!(
+                "relctl: build {build} has domain {domain}: relctl site serves it over HTTPS (not run yet for {})",
+                app.layout.app
+            ));
+            return Ok(true);
+        };
+        let d = site.domains.iter().find(|d| d.name == domain);
+        if installed.contains(&format!("server_name {domain};")) && d.is_some_and(crate::site::has_certificate) {
+            return Ok(true);
+        }
+        let outcome =
+            crate::site::apply(&site, &loaded.path, &session.systemd, crate::site::Run::Build(domain), report)?;
+        Ok(outcome.domains.iter().all(|d| d.error.is_none()))
+    };
+    match served() {
+        Ok(true) => {}
+        Ok(false) => report.warn(format!(
+            "relctl: {domain} is served on HTTP only until it has a certificate; relctl status shows it, relctl site tries again"
+        )),
+        Err(e) => report.warn(format!("relctl: serving {domain}: {e:#}; relctl site tries again")),
+    }
 }

@@ -19,7 +19,7 @@ pub enum Run {
 pub fn run(loaded: &Loaded, run: Run, g: &GlobalArgs, report: &mut Report) -> Result<()> {
     let app = plan::app(loaded)?;
     let relctl = std::env::current_exe().context("finding relctl's own path for the renewal service")?;
-    let plan = plan::site::site(&app, loaded, &relctl)?;
+    let plan = plan::site::site(&app, loaded, &relctl, None)?;
     if plan.domains.is_empty() {
         return Err(Error::Usage(format!(
             "no build has a domain in {}: relctl site serves builds with `domain = \"...\"` (nginx-snippet prints the locations of the others for your own server)",

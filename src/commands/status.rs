@@ -147,7 +147,7 @@ pub fn run(loaded: &Loaded, only: Option<&BuildName>, report: &Report) -> Result
     };
     let (certificates, renewal) = if only.is_none() || domain.is_some() {
         let relctl = std::env::current_exe().unwrap_or_default();
-        let site = crate::plan::site::site(&app, loaded, &relctl)?;
+        let site = crate::plan::site::site(&app, loaded, &relctl, None)?;
         crate::site::status(&site, &systemd, domain.as_deref())?
     } else {
         (Vec::new(), None)

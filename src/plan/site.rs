@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::error::Error;
 use crate::host::trust::{self, Trust};
 use crate::manifest::Loaded;
+use crate::name::BuildName;
 use crate::plan::units::UnitFile;
 use crate::plan::AppPlan;
 use crate::release::render;
@@ -147,12 +148,13 @@ pub fn renewal_units(app: &str) -> (String, String) {
     (format!("relctl-{app}-certs.timer"), format!("relctl-{app}-certs.service"))
 }
 
-/// The site of `app`: every build with a domain (declared, and members of families on disk).
-/// `relctl`: the binary the renewal service runs.
-pub fn site(app: &AppPlan, loaded: &Loaded, relctl: &Path) -> Result<SitePlan> {
+/// The site of `app`: every build with a domain (declared, and members of families on disk),
+/// but `without` (a build being destroyed). `relctl`: the binary the renewal service runs.
+pub fn site(app: &AppPlan, loaded: &Loaded, relctl: &Path, without: Option<&BuildName>) -> Result<SitePlan> {
     let s = &loaded.manifest.site;
     let name = app.layout.app.clone();
-    let routes = crate::plan::routes::nginx_routes(app, loaded, &[])?;
+    let mut routes = crate::plan::routes::nginx_routes(app, loaded, &[])?;
+    routes.retain(|r| Some(&r.build) != without);
     let state = state_dir(&name);
     let acme = AcmePlan {
         directory: s.acme_directory.clone(),
@@ -315,7 +317,7 @@ domain = "staging.example.org"
             manifest: manifest::parse(text).unwrap(),
         };
         let app = crate::plan::app(&loaded).unwrap();
-        let plan = site(&app, &loaded, Path::new("/usr/bin/relctl")).unwrap();
+        let plan = site(&app, &loaded, Path::new("/usr/bin/relctl"), None).unwrap();
         (tmp, loaded, plan)
     }
 
@@ -436,7 +438,7 @@ server {{
             manifest: manifest::parse(&text).unwrap(),
         };
         let app = crate::plan::app(&loaded).unwrap();
-        let err = site(&app, &loaded, Path::new("/usr/bin/relctl")).unwrap_err();
+        let err = site(&app, &loaded, Path::new("/usr/bin/relctl"), None).unwrap_err();
         assert!(crate::error::is_usage(&err));
         assert!(
             err.to_string().ends_with(&format!(
@@ -446,7 +448,7 @@ server {{
             "{err}"
         );
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let plan = site(&app, &loaded, Path::new("/usr/bin/relctl")).unwrap();
+        let plan = site(&app, &loaded, Path::new("/usr/bin/relctl"), None).unwrap();
         assert_eq!(plan.domains[1].certificate, Certificate::Files { cert: tmp.path().join("staging.pem"), key });
     }
 

@@ -20,11 +20,14 @@ use crate::report::Report;
 use crate::systemd::manager::Manager;
 use crate::systemd::unit::JobKind;
 
-/// `relctl site` writes the renewal timer too; `relctl renew` (what the timer runs) does not.
+/// `relctl site` writes the renewal timer too; `relctl renew` (what the timer runs) does not; after
+/// `relctl build` of a build with a domain the site has not served yet, only that domain's
+/// certificate is asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Run {
+pub enum Run<'a> {
     Site,
     Renew,
+    Build(&'a str),
 }
 
 /// What happened to one domain.
@@ -51,7 +54,7 @@ pub struct Outcome {
 }
 
 /// Whether the domain's certificate and key are there for nginx to load.
-fn has_certificate(d: &DomainPlan) -> bool {
+pub fn has_certificate(d: &DomainPlan) -> bool {
     d.certificate.cert().is_file() && d.certificate.key().is_file()
 }
 
@@ -64,7 +67,7 @@ pub fn apply(
     plan: &SitePlan,
     manifest: &Path,
     systemd: &dyn Manager,
-    run: Run,
+    run: Run<'_>,
     report: &mut Report,
 ) -> Result<Outcome> {
     let proxy_params = Path::new(crate::nginx::snippet::PROXY_PARAMS).exists();
@@ -90,7 +93,11 @@ pub fn apply(
             expires: None,
             error: None,
         };
-        if let (Certificate::Acme { cert, .. }, Some(acme)) = (&d.certificate, &plan.acme) {
+        let wanted = match run {
+            Run::Build(domain) => domain == d.name,
+            Run::Site | Run::Renew => true,
+        };
+        if let (Certificate::Acme { cert, .. }, Some(acme), true) = (&d.certificate, &plan.acme, wanted) {
             let before = atomic::read_if_exists(cert)?;
             match certbot::obtain(acme, &d.name) {
                 Ok(()) => {

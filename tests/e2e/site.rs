@@ -25,6 +25,7 @@ fn site_obtains_serves_and_renews_certificates() {
     let pebble_dir = scratch_dir("pebble");
     replace(&manifest, "route = \"/api\"\n", "route = \"/api\"\ndomain = \"dev.test\"\n");
     replace(&manifest, "route = \"/testapi\"\n", "domain = \"testing.test\"\n");
+    append(&manifest, "\n[builds.\"pr-*\"]\ndomain = \"{{ build }}.review.test\"\n");
     append(
         &manifest,
         &format!(
@@ -47,7 +48,7 @@ fn site_obtains_serves_and_renews_certificates() {
     };
     // Only relctl's server blocks (Debian's default site removed); names resolve here for wrk.
     sb.sh_ok(
-        "rm -f /etc/nginx/sites-enabled/*; echo '127.0.0.1 dev.test testing.test' >> /etc/hosts; systemctl start nginx",
+        "rm -f /etc/nginx/sites-enabled/*; echo '127.0.0.1 dev.test testing.test pr-1.review.test' >> /etc/hosts; systemctl start nginx",
     );
     ok(&["build", "development"]);
     ok(&["build", "testing"]);
@@ -71,6 +72,14 @@ fn site_obtains_serves_and_renews_certificates() {
     let out = relctl(&["status"]);
     assert_eq!(out.status.code(), Some(3), "{}", show(&out));
     assert!(stdout(&out).contains("no certificate yet (served on HTTP only): run relctl site"), "{}", show(&out));
+    // A renewal that changes nothing leaves nginx alone: same file, same workers.
+    let workers = || sb.sh_ok("pgrep -P $(systemctl show -P MainPID nginx) | sort");
+    let (file, before) = (sb.sh_ok(&format!("stat -c %Y.%i {CONFIG}")), workers());
+    let out = relctl(&["--json", "renew"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let renewed: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(renewed["site"]["reloaded"], false, "{renewed}");
+    assert_eq!((sb.sh_ok(&format!("stat -c %Y.%i {CONFIG}")), workers()), (file, before), "nginx was not reloaded");
 
     // 2. With the CA: certificates for both, HTTPS with a chain curl verifies, HTTP/2, HSTS, 308.
     let pebble = Pebble::start(&sb, &pebble_dir, 20 * 86_400);
@@ -162,7 +171,21 @@ fn site_obtains_serves_and_renews_certificates() {
     let logs = ok(&["logs", "--certs"]);
     assert!(logs.contains("dev.test: renewed"), "{logs}");
 
-    // 4. A user's own certificate for testing.test (signed by their CA): served as given.
+    // 4. A review build gets its own domain when it is built, and loses it when destroyed.
+    let out = relctl(&["build", "pr-1"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(stdout(&out).contains("pr-1.review.test: obtained"), "{}", show(&out));
+    assert_eq!(https("https://pr-1.review.test/health"), "200 HTTP/2");
+    assert_eq!(http("http://pr-1.review.test/x"), "308 https://pr-1.review.test/x");
+    let status: serde_json::Value = serde_json::from_str(&ok(&["--json", "status"])).unwrap();
+    assert_eq!(status["certificates"].as_array().unwrap().len(), 3, "{status}");
+    ok(&["destroy", "pr-1"]);
+    assert!(!sb.sh_ok(&format!("cat {CONFIG}")).contains("pr-1.review.test"), "its server blocks are gone");
+    assert_eq!(https("https://dev.test/api/health"), "200 HTTP/2");
+    let status: serde_json::Value = serde_json::from_str(&ok(&["--json", "status"])).unwrap();
+    assert_eq!(status["certificates"].as_array().unwrap().len(), 2, "{status}");
+
+    // 5. A user's own certificate for testing.test (signed by their CA): served as given.
     let own = pebble_dir.join("own");
     std::fs::create_dir_all(&own).unwrap();
     let o = own.to_str().unwrap();
@@ -185,7 +208,7 @@ fn site_obtains_serves_and_renews_certificates() {
     assert_eq!(status["certificates"][1]["source"], "files", "{status}");
     assert_eq!(status["certificates"][1]["days_left"], 29, "{status}");
 
-    // 5. The CA is gone: the renewal fails visibly (the unit, status, logs, relctl renew's exit)
+    // 6. The CA is gone: the renewal fails visibly (the unit, status, logs, relctl renew's exit)
     // and nginx keeps serving the certificate it has.
     sb.sh_ok("systemctl stop pebble");
     let out = sb.sh("systemctl start relctl-medctrl-certs.service");
