@@ -72,7 +72,7 @@ pub fn run(loaded: &Loaded, args: &BuildArgs, g: &GlobalArgs, report: &mut Repor
 /// and its certificate asked for, when the app's site is in use (`relctl site` ran). The build
 /// is live whatever happens here: a failure is a warning, and `relctl status` shows the domain.
 fn serve_domain(loaded: &Loaded, session: &Session, build: &crate::name::BuildName, domain: &str, report: &mut Report) {
-    let mut served = || -> Result<bool> {
+    let mut served = || -> Result<Vec<String>> {
         let app = plan::app(loaded)?;
         let relctl = std::env::current_exe()?;
         let site = plan::site::site(&app, loaded, &relctl, None)?;
@@ -81,20 +81,21 @@ fn serve_domain(loaded: &Loaded, session: &Session, build: &crate::name::BuildNa
                 "relctl: build {build} has domain {domain}: relctl site serves it over HTTPS (not run yet for {})",
                 app.layout.app
             ));
-            return Ok(true);
+            return Ok(Vec::new());
         };
         let d = site.domains.iter().find(|d| d.name == domain);
         if installed.contains(&format!("server_name {domain};")) && d.is_some_and(crate::site::has_certificate) {
-            return Ok(true);
+            return Ok(Vec::new());
         }
         let outcome =
             crate::site::apply(&site, &loaded.path, &session.systemd, crate::site::Run::Build(domain), report)?;
-        Ok(outcome.domains.iter().all(|d| d.error.is_none()))
+        Ok(outcome.domains.into_iter().filter_map(|d| d.error).collect())
     };
     match served() {
-        Ok(true) => {}
-        Ok(false) => report.warn(format!(
-            "relctl: {domain} is served on HTTP only until it has a certificate; relctl status shows it, relctl site tries again"
+        Ok(errors) if errors.is_empty() => {}
+        Ok(errors) => report.warn(format!(
+            "relctl: {domain} is served on HTTP only until it has a certificate ({}); relctl status shows it, relctl site tries again",
+            errors.join("; ")
         )),
         Err(e) => report.warn(format!("relctl: serving {domain}: {e:#}; relctl site tries again")),
     }

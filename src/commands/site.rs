@@ -90,10 +90,11 @@ fn print_table(o: &site::Outcome) {
                 d.expires.as_ref().map_or("-".to_string(), |c| {
                     format!("{} ({} days)", crate::report::utc(c.not_after), c.days_left(now))
                 }),
-                match (&d.error, d.renewed) {
-                    (Some(_), _) => "failed".to_string(),
-                    (None, true) => "renewed".to_string(),
-                    (None, false) => "ok".to_string(),
+                match (&d.error, d.obtained, d.renewed) {
+                    (Some(_), _, _) => "failed".to_string(),
+                    (None, true, _) => "obtained".to_string(),
+                    (None, false, true) => "renewed".to_string(),
+                    (None, false, false) => "ok".to_string(),
                 },
             ]
         })

@@ -40,6 +40,8 @@ pub struct DomainOutcome {
     pub https: bool,
     /// Its certificate was obtained or renewed by this run.
     pub renewed: bool,
+    /// It had none before this run.
+    pub obtained: bool,
     pub expires: Option<cert::CertInfo>,
     /// Why certbot could not obtain or renew it.
     pub error: Option<String>,
@@ -90,6 +92,7 @@ pub fn apply(
             certificate: d.certificate.clone(),
             https: false,
             renewed: false,
+            obtained: false,
             expires: None,
             error: None,
         };
@@ -102,6 +105,7 @@ pub fn apply(
             match certbot::obtain(acme, &d.name) {
                 Ok(()) => {
                     outcome.renewed = atomic::read_if_exists(cert)? != before;
+                    outcome.obtained = outcome.renewed && before.is_none();
                     let what = match (&before, outcome.renewed) {
                         (None, _) => "obtained",
                         (Some(_), true) => "renewed",
@@ -110,7 +114,7 @@ pub fn apply(
                     report.step("certificate", t, format!("{}: {what}", d.name));
                 }
                 Err(e) => {
-                    report.warn(format!("relctl: {e:#}"));
+                    report.step("certificate", t, format!("{}: failed", d.name));
                     outcome.error = Some(format!("{e:#}"));
                 }
             }

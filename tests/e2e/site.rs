@@ -88,7 +88,7 @@ fn site_obtains_serves_and_renews_certificates() {
     assert!(written.contains(&format!("acme_ca_bundle = \"{}\"", pebble.api_ca.display())), "{written}");
     let root = pebble.root_ca.to_str().unwrap();
     let out = ok(&["site"]);
-    assert!(out.contains("dev.test") && out.contains("testing.test"), "{out}");
+    assert!(out.contains("dev.test: obtained") && out.contains("testing.test: obtained"), "{out}");
     let https = |url: &str| {
         sb.sh_ok(&format!(
             "curl -sS --cacert {root} -o /dev/null -w '%{{http_code}} HTTP/%{{http_version}}' --max-time 10 '{url}'"
