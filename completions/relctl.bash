@@ -31,6 +31,9 @@ _relctl() {
             relctl,help)
                 cmd="relctl__subcmd__help"
                 ;;
+            relctl,history)
+                cmd="relctl__subcmd__history"
+                ;;
             relctl,init)
                 cmd="relctl__subcmd__init"
                 ;;
@@ -88,6 +91,9 @@ _relctl() {
             relctl__subcmd__help,help)
                 cmd="relctl__subcmd__help__subcmd__help"
                 ;;
+            relctl__subcmd__help,history)
+                cmd="relctl__subcmd__help__subcmd__history"
+                ;;
             relctl__subcmd__help,init)
                 cmd="relctl__subcmd__help__subcmd__init"
                 ;;
@@ -137,7 +143,7 @@ _relctl() {
 
     case "${cmd}" in
         relctl)
-            opts="-f -q -v -H -h -V --manifest --json --quiet --verbose --host --hosts --serial --no-wait --help --version init build start stop restart releases rollback promote reload destroy status maintenance logs nginx-snippet site renew exec completions help"
+            opts="-f -q -v -H -h -V --manifest --json --quiet --verbose --host --hosts --serial --no-wait --help --version init build start stop restart releases rollback promote reload destroy status history maintenance logs nginx-snippet site renew exec completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -343,7 +349,7 @@ _relctl() {
             return 0
             ;;
         relctl__subcmd__help)
-            opts="init build start stop restart releases rollback promote reload destroy status maintenance logs nginx-snippet site renew exec completions help"
+            opts="init build start stop restart releases rollback promote reload destroy status history maintenance logs nginx-snippet site renew exec completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -413,6 +419,20 @@ _relctl() {
             return 0
             ;;
         relctl__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        relctl__subcmd__help__subcmd__history)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -615,6 +635,52 @@ _relctl() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        relctl__subcmd__history)
+            opts="-n -f -q -v -H -h -V --lines --manifest --json --quiet --verbose --host --hosts --serial --no-wait --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --lines)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -n)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --manifest)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -f)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --host)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -H)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --hosts)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --serial)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

@@ -280,9 +280,32 @@ pub enum Command {
     /// processes (`[processes.*]`: running and desired instances, states, the release each runs,
     /// PIDs) and timers (`[timers.*]`: schedule, last run and its result, next run).
     ///
+    /// With builds that have a `domain` (see relctl site): each domain's certificate (source,
+    /// expiry, days left) and the renewal timer (last run, result, next run).
+    ///
     /// Exits 3 when a listed build is not active or runs fewer instances of a process than its
-    /// release wants.
+    /// release wants, or a certificate is missing, expired or expires within 14 days, or the last
+    /// renewal failed.
     Status(OptionalBuildArg),
+
+    /// Show who changed what: every build, promote, rollback, restart, start, stop, reload,
+    /// destroy, maintenance, site and renew.
+    ///
+    /// Each changing command run as root leaves a record (not a `--dry-run`, nor a usage error,
+    /// which changes nothing): its time, who ran it (the user behind sudo, `SUDO_USER`, else the
+    /// login user, and how: sudo, ssh from an address, relctl -H from user@host), the host, the
+    /// command and its arguments, the build, its current release before and after, the result
+    /// (with the error) and how long it took. Records are kept in
+    /// `/var/lib/relctl/<app>/history.jsonl` (0600 root, one JSON object a line, oldest first) and
+    /// written to the journal with `MESSAGE_ID=e9f6fc50b985472cb1378c3103c1040d` and `RELCTL_*`
+    /// fields (`journalctl MESSAGE_ID=e9f6fc50b985472cb1378c3103c1040d`). With `--hosts` (or
+    /// builds' `hosts`), every host's history in one table, by time. `[notify] commands` are run
+    /// after the commands `[notify] on` names (by default build, adopt, promote, rollback and any
+    /// that failed), with the record as JSON on stdin and `RELCTL_EVENT`, `RELCTL_RESULT`,
+    /// `RELCTL_APP`, `RELCTL_BUILD`, `RELCTL_FROM`, `RELCTL_TO`, `RELCTL_USER`, `RELCTL_HOST`,
+    /// `RELCTL_ERROR`, `RELCTL_SUMMARY` set; a notification that fails or runs past
+    /// `[notify] timeout_s` is reported as a warning and never fails the command. Needs root.
+    History(HistoryArgs),
 
     /// Take BUILD's route offline with a 503 page (on), or bring it back (off).
     ///
@@ -645,6 +668,16 @@ pub struct SiteArgs {
 pub struct BuildArg {
     /// A build declared as [builds.<BUILD>] in the manifest.
     pub build: BuildName,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Only this build's records (a build declared as [builds.<BUILD>] in the manifest).
+    pub build: Option<BuildName>,
+
+    /// Only the last N records.
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 20)]
+    pub lines: usize,
 }
 
 #[derive(Debug, Args)]

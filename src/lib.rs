@@ -6,6 +6,7 @@
 //! `systemd` (the manager as a trait, over D-Bus), `release` (a build's releases on disk) and
 //! `host` (this host as root sees it). ARCHITECTURE.md draws the wings and the flow of a build.
 
+pub mod audit;
 pub mod cli;
 mod commands;
 pub mod deploy;

@@ -1,9 +1,11 @@
 //! Subcommands: thin glue from parsed arguments to plans and the modules that act on them.
 
+mod audit;
 mod build;
 mod control;
 mod destroy;
 mod exec;
+mod history;
 mod init;
 mod logs;
 mod maintenance;
@@ -44,9 +46,18 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         remote::Place::Here => {}
         place => return remote::run(&cli, place, manifest, &report),
     }
+    let audit = loaded_ok.and_then(|l| audit::Pending::begin(&cli.command, l));
     let r = &mut report;
     let loaded = || manifest.expect("read for every command but init and completions");
-    match cli.command {
+    let result = run_here(cli.command, loaded, g, r);
+    if let Some(pending) = audit {
+        pending.finish(&result, r);
+    }
+    result
+}
+
+fn run_here(command: Command, loaded: impl FnOnce() -> Result<Loaded>, g: &GlobalArgs, r: &mut Report) -> Result<()> {
+    match command {
         Command::Init(args) => init::run(&args, g, r),
         Command::Build(args) => build::run(&loaded()?, &args, g, r),
         Command::Start(a) => control::start(&loaded()?, &a.build, g, r),
@@ -58,6 +69,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Promote(a) => promote::run(&loaded()?, &a, g, r),
         Command::Destroy(args) => destroy::run(&loaded()?, &args, g, r),
         Command::Status(a) => status::run(&loaded()?, a.build.as_ref(), r),
+        Command::History(a) => history::run(&loaded()?, &a, r),
         Command::Logs(a) => logs::run(&loaded()?, &a, r),
         Command::Maintenance(a) => maintenance::run(&loaded()?, &a, g, r),
         Command::NginxSnippet(args) => nginx::run(&loaded()?, &args, r),

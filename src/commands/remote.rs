@@ -20,7 +20,7 @@ pub enum Place {
 }
 
 /// The build a command is about (None: every build, or none).
-fn build_of(command: &Command) -> Option<&BuildName> {
+pub(super) fn build_of(command: &Command) -> Option<&BuildName> {
     match command {
         Command::Init(_)
         | Command::Completions { .. }
@@ -32,6 +32,7 @@ fn build_of(command: &Command) -> Option<&BuildName> {
         Command::Promote(a) => Some(&a.to),
         Command::Restart(a) => a.build.as_ref(),
         Command::Status(a) => a.build.as_ref(),
+        Command::History(a) => a.build.as_ref(),
         Command::Start(a) | Command::Stop(a) | Command::Reload(a) | Command::Releases(a) => Some(&a.build),
         Command::Destroy(a) => Some(&a.build),
         Command::Logs(a) => a.build.as_ref(),
@@ -104,6 +105,7 @@ pub fn run(cli: &Cli, place: Place, manifest: Option<Result<Loaded>>, report: &R
             }
             Command::Restart(a) if a.build.is_some() => roll(job(cli, manifest)?, cli, &hosts, report),
             Command::Status(_) => status(job(cli, manifest)?, &hosts, report),
+            Command::History(_) => super::history::across(job(cli, manifest)?, &hosts, report),
             _ => Err(Error::Usage(format!(
                 "this command runs on one host at a time; the build runs on {}: pick one with -H",
                 hosts.iter().map(Target::to_string).collect::<Vec<_>>().join(", ")

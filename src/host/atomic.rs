@@ -128,6 +128,37 @@ pub fn ensure_dir(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).map_err(Into::into)
 }
 
+/// Makes `dir` (and its missing parents, 0755) a directory root owns and alone can write, with
+/// `mode` when it creates it; an existing one another user owns or can write is refused (relctl
+/// would then write, as root, where that user decides). `mode` 0700 also narrows an existing one.
+pub fn ensure_root_dir(dir: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) => {
+            if !m.is_dir() || m.uid() != 0 || m.mode() & 0o022 != 0 {
+                anyhow::bail!(
+                    "{} must be a directory owned by root and writable by root alone; check it, then remove it or fix its owner and mode",
+                    dir.display()
+                );
+            }
+            if mode & 0o077 == 0 && m.mode() & 0o077 != 0 {
+                fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))?;
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(p) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                ensure_root_dir(p, 0o755)?;
+            }
+            std::fs::DirBuilder::new().mode(mode).create(dir).with_context(|| format!("creating {}", dir.display()))?;
+            // The umask may have narrowed it.
+            fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))?;
+            Ok(())
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", dir.display())),
+    }
+}
+
 fn parent(path: &Path) -> &Path {
     path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
 }

@@ -532,6 +532,21 @@ pub(super) fn check(m: &mut Manifest) -> Result<(), String> {
         ));
     }
     check_site(m)?;
+    for e in &m.notify.on {
+        if !crate::manifest::schema::NOTIFY_EVENTS.contains(&e.as_str()) {
+            return Err(format!(
+                "[notify] on: \"{}\" is not one of {}",
+                e.escape_debug(),
+                crate::manifest::schema::NOTIFY_EVENTS.join(", ")
+            ));
+        }
+    }
+    if m.notify.commands.iter().any(|c| c.trim().is_empty()) {
+        return Err("[notify] commands: a command is empty".into());
+    }
+    if !(1..=600).contains(&m.notify.timeout_s) {
+        return Err(format!("[notify] timeout_s = {} must be between 1 and 600", m.notify.timeout_s));
+    }
     for (name, route) in parsed {
         if let Some(b) = m.builds.get_mut(&name) {
             b.route = Some(route);

@@ -51,6 +51,9 @@ pub struct Manifest {
     /// `[maintenance]`: the page and `Retry-After` of `relctl maintenance on`.
     #[serde(default)]
     pub maintenance: Maintenance,
+    /// `[notify]`: commands told about deploys, rollbacks and failures.
+    #[serde(default)]
+    pub notify: Notify,
     /// `[site]`: the server blocks `relctl site` writes for the builds with a `domain`, and their
     /// certificates.
     #[serde(default)]
@@ -118,6 +121,47 @@ impl Default for Maintenance {
 
 fn default_retry_after() -> u64 {
     300
+}
+
+/// `[notify]`: shell commands run (as root, with `sh -c`) after the changing commands named in
+/// `on`; each gets the event as `RELCTL_*` variables and the history record as JSON on stdin.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Notify {
+    pub commands: Vec<String>,
+    /// Commands (`build`, `adopt`, `promote`, `rollback`, `restart`, `start`, `stop`, `reload`,
+    /// `destroy`, `maintenance`, `site`, `renew`) whose every run is told, and `failed` for any
+    /// of them that fails.
+    pub on: Vec<String>,
+    /// How long one command may run before it is stopped (and reported).
+    pub timeout_s: u64,
+}
+
+/// The commands `[notify] on` may name, and `failed`.
+pub const NOTIFY_EVENTS: [&str; 13] = [
+    "build",
+    "adopt",
+    "promote",
+    "rollback",
+    "restart",
+    "start",
+    "stop",
+    "reload",
+    "destroy",
+    "maintenance",
+    "site",
+    "renew",
+    "failed",
+];
+
+impl Default for Notify {
+    fn default() -> Notify {
+        Notify {
+            commands: Vec::new(),
+            on: ["build", "adopt", "promote", "rollback", "failed"].map(String::from).to_vec(),
+            timeout_s: 30,
+        }
+    }
 }
 
 /// `[site]`: how `relctl site` serves the builds that have a `domain`: its nginx file, ports,

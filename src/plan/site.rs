@@ -15,9 +15,6 @@ use crate::plan::units::UnitFile;
 use crate::plan::AppPlan;
 use crate::release::render;
 
-/// Where relctl keeps what `site` needs across runs: `<STATE_ROOT>/<app>/`.
-pub const STATE_ROOT: &str = "/var/lib/relctl";
-
 const SERVICE_TEMPLATE: &str = include_str!("../../units/certs.service.tera");
 const TIMER_TEMPLATE: &str = include_str!("../../units/certs.timer.tera");
 
@@ -132,11 +129,6 @@ impl SitePlan {
     }
 }
 
-/// The app's directory under [`STATE_ROOT`].
-pub fn state_dir(app: &str) -> PathBuf {
-    Path::new(STATE_ROOT).join(app)
-}
-
 /// certbot's live files of `domain` under `config_dir`.
 fn live(config_dir: &Path, domain: &str) -> Certificate {
     let dir = config_dir.join("live").join(domain);
@@ -155,7 +147,7 @@ pub fn site(app: &AppPlan, loaded: &Loaded, relctl: &Path, without: Option<&Buil
     let name = app.layout.app.clone();
     let mut routes = crate::plan::routes::nginx_routes(app, loaded, &[])?;
     routes.retain(|r| Some(&r.build) != without);
-    let state = state_dir(&name);
+    let state = crate::release::layout::relctl_state_dir(&name);
     let acme = AcmePlan {
         directory: s.acme_directory.clone(),
         email: s.acme_email.clone(),

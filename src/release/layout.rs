@@ -13,6 +13,12 @@ use crate::release::id::ReleaseId;
 /// The line every unit file relctl writes carries: files without it are not relctl's.
 pub const MARKER: &str = "Written by relctl";
 
+/// Where relctl keeps an app's own state (not the app's): `/var/lib/relctl/<app>/` — the
+/// history, `relctl site`'s certbot directories and webroot.
+pub fn relctl_state_dir(app: &str) -> PathBuf {
+    Path::new("/var/lib/relctl").join(app)
+}
+
 /// The paths of one app: where its builds and units live.
 #[derive(Debug, Clone, Serialize)]
 pub struct AppLayout {

@@ -109,7 +109,7 @@ pub fn roll_job(job: &Job, hosts: &[Target], serial: usize, mode: Mode) -> Vec<H
 
 /// A host's `--json` document (None when it printed nothing, e.g. it failed); the error says what
 /// was wrong with one that is not JSON, and how it begins.
-fn json_answer(answer: &[u8]) -> Result<Option<serde_json::Value>, String> {
+pub fn json_answer(answer: &[u8]) -> Result<Option<serde_json::Value>, String> {
     if answer.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }

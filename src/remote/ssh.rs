@@ -319,10 +319,16 @@ fn run_script(dir: &str, args: &[String], revision: Option<&str>) -> Result<Stri
     for a in args {
         line.push(quoted(a)?);
     }
-    let env = match revision {
-        Some(r) => format!("env {}={} ", crate::release::git::SOURCE_REVISION_ENV, quoted(r)?),
-        None => String::new(),
-    };
+    // Who runs this, for the host's audit record (sudo passes neither on by itself).
+    let mut env = format!(
+        "env {}={} {}=\"$SSH_CONNECTION\" ",
+        crate::audit::ORIGIN_ENV,
+        quoted(&crate::audit::origin())?,
+        crate::audit::SSH_ENV
+    );
+    if let Some(r) = revision {
+        env.push_str(&format!("{}={} ", crate::release::git::SOURCE_REVISION_ENV, quoted(r)?));
+    }
     Ok(format!("d={}; {AS_ROOT}; {CLEANUP_TRAPS}; cd / && $s {env}{}; exit $?", quoted(dir)?, line.join(" "),))
 }
 
@@ -486,10 +492,11 @@ mod tests {
             ),
             "{script}"
         );
+        let origin = crate::audit::origin();
         assert!(
-            script.ends_with(
-                "$s env RELCTL_SOURCE_REVISION=abc relctl -f /var/tmp/relctl-remote.AbC123/relctl.toml build \"it's\"; exit $?"
-            ),
+            script.ends_with(&format!(
+                "$s env RELCTL_ORIGIN={origin} RELCTL_SSH_CONNECTION=\"$SSH_CONNECTION\" RELCTL_SOURCE_REVISION=abc relctl -f /var/tmp/relctl-remote.AbC123/relctl.toml build \"it's\"; exit $?"
+            )),
             "{script}"
         );
         let ship = ship_script();

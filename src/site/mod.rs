@@ -5,11 +5,10 @@
 pub mod cert;
 pub mod certbot;
 
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde::Serialize;
 
 use crate::host::atomic;
@@ -157,37 +156,8 @@ fn install_if_changed(config: &Path, text: &str) -> Result<bool> {
 /// directories (0700: the account key and the certificates' keys). Refused when one exists
 /// owned by another user or writable by others.
 fn private_dirs(acme: &crate::plan::site::AcmePlan) -> Result<()> {
-    let state = acme.acme_dir.parent().context("the acme directory has a parent")?;
-    let root = state.parent().context("the state directory has a parent")?;
-    for (dir, mode) in
-        [(root, 0o755), (state, 0o755), (acme.webroot.as_path(), 0o755), (acme.acme_dir.as_path(), 0o700)]
-    {
-        match std::fs::symlink_metadata(dir) {
-            Ok(m) => {
-                if !m.is_dir() || m.uid() != 0 || m.mode() & 0o022 != 0 {
-                    bail!(
-                        "{} must be a directory owned by root and writable by root alone (it holds what nginx serves for certificate challenges, and certbot's keys); check it, then remove it or fix its owner and mode",
-                        dir.display()
-                    );
-                }
-                if mode == 0o700 && m.mode() & 0o077 != 0 {
-                    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
-                        .with_context(|| format!("setting the mode of {}", dir.display()))?;
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::DirBuilder::new()
-                    .mode(mode)
-                    .create(dir)
-                    .with_context(|| format!("creating {}", dir.display()))?;
-                // The umask may have narrowed it.
-                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
-                    .with_context(|| format!("setting the mode of {}", dir.display()))?;
-            }
-            Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
-        }
-    }
-    Ok(())
+    atomic::ensure_root_dir(&acme.webroot, 0o755)?;
+    atomic::ensure_root_dir(&acme.acme_dir, 0o700)
 }
 
 /// Writes the renewal timer and its service (refusing files of those names relctl did not

@@ -10,6 +10,7 @@
 mod adopt;
 mod app_wide;
 mod assets;
+mod audit;
 mod boundary;
 mod common;
 mod core;

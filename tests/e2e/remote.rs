@@ -51,6 +51,25 @@ chown -R deploy: /home/deploy/.ssh && echo 'deploy ALL=(root) NOPASSWD: ALL' > /
     assert_eq!(doc["builds"][0]["main_pid"].to_string(), pid, "{doc}");
     assert_eq!(h1.sh_ok("ls /var/tmp | grep -c relctl-remote || true"), "0", "the deploy user's copy is removed");
 
+    // The host's history names who ran what over -H: root over SSH, then deploy through sudo,
+    // each with the address they came from and the user and host relctl ran on here.
+    let out = lab.relctl(&m, &["-H", "deploy@h1", "restart", "development"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let out = lab.relctl(&m, &["-H", "h1", "--json", "history"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)));
+    let records = doc["history"].as_array().unwrap();
+    let who: Vec<(&str, &str, &str)> = records
+        .iter()
+        .map(|r| (r["command"].as_str().unwrap(), r["user"].as_str().unwrap(), r["via"].as_str().unwrap()))
+        .collect();
+    assert_eq!(who.len(), 2, "{doc}");
+    assert_eq!((who[0].0, who[0].1), ("build", "root"), "{doc}");
+    assert!(who[0].2.starts_with("ssh from 10.77.") && who[0].2.contains(", relctl -H from root@"), "{doc}");
+    assert_eq!((who[1].0, who[1].1), ("restart", "deploy"), "{doc}");
+    assert!(who[1].2.starts_with("sudo, ssh from 10.77.") && who[1].2.contains(", relctl -H from root@"), "{doc}");
+    assert_eq!(records[0]["host"], "h1", "{doc}");
+
     // A usage error on the host is one line and exit 2, as here.
     let out = lab.relctl(&m, &["-H", "h1", "restart", "testing"]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
