@@ -51,10 +51,12 @@ pub fn run(loaded: &Loaded, args: &BuildArgs, g: &GlobalArgs, report: &mut Repor
     report.say(format!("relctl: building {} {} release {}", plan.app.layout.app, plan.build.build, plan.release));
     let result = session.deploy(&plan.build, report).build(&plan, adoption.as_ref())?;
     if let Some(a) = &adoption {
+        let back = match crate::release::store::not_a_rollback_target(&a.release_dir)? {
+            None => format!("relctl rollback {} --to {} returns to it", result.build, a.release),
+            Some(why) => format!("not a rollback target: {why}"),
+        };
         report.say(format!(
-            "relctl: adopted the hand-made setup as release {} (relctl rollback {} --to {} returns to it); its unit files are backed up in {}",
-            a.release,
-            result.build,
+            "relctl: adopted the hand-made setup as release {} ({back}); its unit files are backed up in {}",
             a.release,
             a.backup_dir.display()
         ));

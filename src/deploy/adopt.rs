@@ -36,6 +36,14 @@ impl Deploy<'_> {
             };
         }
         handmade::move_into(&a.found, &a.release_dir)?;
+        // The build's dependencies where the hand-made files lack them, as a built release has.
+        let mut linked = Vec::new();
+        for (path, entry) in &a.deps {
+            if std::fs::symlink_metadata(a.release_dir.join(path)).is_err() {
+                stage::link_beneath(&a.release_dir, std::path::Path::new(path), entry)?;
+                linked.push(path.as_str());
+            }
+        }
         super::staging::write_start(&a.release_dir, a.environment.vars(), &a.start_script)?;
         if let Some(d) = &a.dropin {
             atomic::write(&store::dropin_copy(&a.release_dir), d.as_bytes(), 0o644, None)?;
@@ -44,6 +52,19 @@ impl Deploy<'_> {
         self.mark_complete(&a.release, None, None, None)?;
         let moved = if a.found.entries.is_empty() { "nothing".to_string() } else { a.found.entries.join(", ") };
         detail.push_str(&format!("moved {moved} into {}", a.release_dir.display()));
+        if !linked.is_empty() {
+            detail.push_str(&format!(", linked the build's {}", linked.join(", ")));
+        }
+        // What the manifest's exec cannot start, rollback must not try: said now, with why.
+        let missing: Vec<String> = a.needs.iter().filter(|p| !p.exists()).map(|p| p.display().to_string()).collect();
+        if !missing.is_empty() {
+            let why = format!(
+                "the hand-made files lack {} (the manifest's [service] workdir and exec run a release)",
+                missing.join(" and ")
+            );
+            store::mark_not_a_rollback_target(&a.release_dir, &why)?;
+            detail.push_str(&format!("; not a rollback target: {why}"));
+        }
         self.report.step("adopt", t, detail);
         Ok(())
     }

@@ -32,6 +32,12 @@ pub struct AdoptPlan {
     /// The build's drop-in, recorded with it as with any release.
     #[serde(skip)]
     pub dropin: Option<String>,
+    /// The build's dependencies (`[deps]`: path in the release, entry), linked into the adopted
+    /// files where they lack that path (the guide's `venv/` where the manifest says `.venv`).
+    pub deps: Vec<(String, PathBuf)>,
+    /// What the start script needs to exist in the adopted files: the working directory, and the
+    /// program when it is a path in the release.
+    pub needs: Vec<PathBuf>,
 }
 
 /// Where `build --adopt` backs up hand-made unit files.
@@ -62,7 +68,17 @@ pub fn adopt(loaded: &Loaded, plan: &BuildPlan, found: handmade::Found, now: jif
     let stamp = now.strftime("%Y%m%dT%H%M%SZ");
     let backup_dir = Path::new(BACKUP_DIR).join(format!("{}-{}-{stamp}", m.app, build.build));
     let dropin = plan.dropin.as_ref().map(|d| d.contents.clone());
-    Ok(AdoptPlan { found, backup_dir, release, release_dir, environment, start_script, dropin })
+    let deps = plan.deps.iter().map(|d| (d.path.trim_end_matches('/').to_string(), d.entry.clone())).collect();
+    let mut needs = vec![match &m.service.workdir {
+        Some(w) => release_dir.join(w.trim_end_matches('/')),
+        None => release_dir.clone(),
+    }];
+    let exec = m.service.exec.trim();
+    let program = crate::plan::script::resolve_program(&release_dir, exec.split_whitespace().next().unwrap_or(exec));
+    if program.starts_with(&release_dir.display().to_string()) {
+        needs.push(PathBuf::from(program));
+    }
+    Ok(AdoptPlan { found, backup_dir, release, release_dir, environment, start_script, dropin, deps, needs })
 }
 
 impl AdoptPlan {

@@ -92,6 +92,9 @@ pub struct Release {
     /// When it last passed the gate and probation as the build's live release.
     #[serde(with = "crate::time::serde_rfc3339_option")]
     pub verified: Option<jiff::Timestamp>,
+    /// Why `rollback` cannot run it (an adopted release whose files the manifest's `exec`
+    /// cannot start); it is then also bad, with this reason.
+    pub not_a_rollback_target: Option<String>,
 }
 
 impl Release {
@@ -112,6 +115,9 @@ pub fn check_rollback_target(build: &str, releases: &[Release], id: &ReleaseId) 
             "build {build} has no release {id}; its releases: {known} (see relctl releases {build})"
         )));
     };
+    if let Some(why) = &r.not_a_rollback_target {
+        return Err(Error::Usage(format!("release {id} of build {build} is not a rollback target: {why}")));
+    }
     match r.state {
         ReleaseState::Incomplete => Err(Error::Usage(format!(
             "release {id} of build {build} is incomplete (its build never finished); cannot roll back to it"
@@ -125,6 +131,7 @@ pub fn check_rollback_target(build: &str, releases: &[Release], id: &ReleaseId) 
 pub const META_DIR: &str = ".relctl";
 const META_FILE: &str = "release.json";
 const BAD_FILE: &str = "bad";
+const NOT_A_TARGET_FILE: &str = "not-a-rollback-target";
 const DROPIN_FILE: &str = "dropin.conf";
 const VERIFIED_FILE: &str = "verified";
 
@@ -211,6 +218,19 @@ pub fn bad_reason(release_dir: &Path) -> Result<Option<String>> {
     Ok(atomic::read_string_if_exists(&meta_dir(release_dir).join(BAD_FILE))?.map(|s| s.trim().to_string()))
 }
 
+/// Why the release cannot be rolled back to, if it was marked so ([`mark_not_a_rollback_target`]).
+pub fn not_a_rollback_target(release_dir: &Path) -> Result<Option<String>> {
+    Ok(atomic::read_string_if_exists(&meta_dir(release_dir).join(NOT_A_TARGET_FILE))?.map(|s| s.trim().to_string()))
+}
+
+/// Marks a release as one `rollback` refuses, with the reason (at adoption: files the manifest's
+/// `exec` cannot start).
+pub fn mark_not_a_rollback_target(release_dir: &Path, reason: &str) -> Result<()> {
+    atomic::ensure_dir(&meta_dir(release_dir))?;
+    let file = meta_dir(release_dir).join(NOT_A_TARGET_FILE);
+    atomic::write(&file, format!("{reason}\n").as_bytes(), 0o644, None).map(|_| ())
+}
+
 /// Marks a release bad, with the reason.
 pub fn mark_bad(release_dir: &Path, reason: &str) -> Result<()> {
     atomic::ensure_dir(&meta_dir(release_dir))?;
@@ -236,9 +256,9 @@ pub fn list(build: &BuildLayout) -> Result<Vec<Release>> {
         let dir = entry.path();
         // One being staged is root's alone (0700): to anyone else it is incomplete.
         if nix::unistd::access(&dir, nix::unistd::AccessFlags::X_OK) == Err(nix::errno::Errno::EACCES) {
-            let (reason, created, git, promoted_from, verified) = Default::default();
+            let (reason, created, git, promoted_from, verified, not_a_rollback_target) = Default::default();
             let state = ReleaseState::Incomplete;
-            out.push(Release { id, dir, state, reason, created, git, promoted_from, verified });
+            out.push(Release { id, dir, state, reason, created, git, promoted_from, verified, not_a_rollback_target });
             continue;
         }
         // Complete once release.json exists; one that cannot be read is bad, naming the file.
@@ -249,7 +269,9 @@ pub fn list(build: &BuildLayout) -> Result<Vec<Release>> {
             Some(Err(why)) => (None, Some(why)),
             None => (None, None),
         };
-        let bad = bad_reason(&dir)?;
+        let not_a_rollback_target = not_a_rollback_target(&dir)?;
+        let bad =
+            bad_reason(&dir)?.or_else(|| not_a_rollback_target.as_ref().map(|w| format!("not a rollback target: {w}")));
         let reason = corrupt.or(bad);
         let state = if current.as_ref() == Some(&id) {
             ReleaseState::Current
@@ -262,7 +284,7 @@ pub fn list(build: &BuildLayout) -> Result<Vec<Release>> {
         };
         let (created, git, promoted_from) = meta.map(|m| (Some(m.created), m.git, m.promoted_from)).unwrap_or_default();
         let verified = verified(&dir)?;
-        out.push(Release { id, dir, state, reason, created, git, promoted_from, verified });
+        out.push(Release { id, dir, state, reason, created, git, promoted_from, verified, not_a_rollback_target });
     }
     out.sort_by(|a, b| a.id.cmp(&b.id));
     if let Some(c) = &current {
@@ -443,6 +465,21 @@ mod tests {
             "release 20261123T130503Z of build dev is incomplete (its build never finished); cannot roll back to it"
         );
         check_rollback_target("dev", &releases, &r(1)).unwrap();
+        // An adopted release the manifest's exec cannot start: bad with the reason, skipped by a
+        // plain rollback, refused by --to.
+        mark_not_a_rollback_target(&b.release_dir(&r(1)), "the hand-made files lack /x/.venv/bin/python").unwrap();
+        let releases = list(&b).unwrap();
+        assert_eq!(releases[0].state, ReleaseState::Bad);
+        assert_eq!(
+            releases[0].reason.as_deref(),
+            Some("not a rollback target: the hand-made files lack /x/.venv/bin/python")
+        );
+        let err = check_rollback_target("dev", &releases, &r(1)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "release 20261123T130501Z of build dev is not a rollback target: the hand-made files lack /x/.venv/bin/python"
+        );
+        assert!(crate::plan::rollback::resolve(&"dev".parse().unwrap(), &releases, None).is_err(), "no previous left");
     }
 
     #[test]

@@ -39,7 +39,8 @@ RELCTL_RELEASE = "hand-made"
 "#;
 
 /// The guide's build.sh, as it describes it: copy the sources into the build's directory,
-/// install the dependencies there, restart the service.
+/// install the dependencies there (a `venv/`, where the manifest says `.venv`), restart the
+/// service.
 const BUILD_SH: &str = r#"#!/bin/sh
 set -e
 : "${BUILD_NAME:?set BUILD_NAME}"
@@ -48,9 +49,9 @@ DEST="/opt/medctrl/backend/$BUILD_NAME"
 mkdir -p "$DEST"
 cp -r API requirements.txt "$DEST/"
 cd "$DEST"
-python3 -m venv .venv
-.venv/bin/pip install --disable-pip-version-check -q -r requirements.txt
-DJANGO_SETTINGS_MODULE="api_settings.settings.deploy_$BUILD_NAME" .venv/bin/python API/manage.py collectstatic --noinput -v 0
+python3 -m venv venv
+venv/bin/pip install --disable-pip-version-check -q -r requirements.txt
+DJANGO_SETTINGS_MODULE="api_settings.settings.deploy_$BUILD_NAME" venv/bin/python API/manage.py collectstatic --noinput -v 0
 systemctl restart "medctrl@$BUILD_NAME"
 "#;
 
@@ -63,7 +64,7 @@ PartOf=medctrl.target
 [Service]
 WorkingDirectory=/opt/medctrl/backend/%i/API
 Environment=DJANGO_SETTINGS_MODULE=api_settings.settings.deploy_%i
-ExecStart=/opt/medctrl/backend/%i/.venv/bin/gunicorn --workers 2 --bind unix:/opt/medctrl/backend/%i/gunicorn.sock api_settings.wsgi:application
+ExecStart=/opt/medctrl/backend/%i/venv/bin/gunicorn --workers 2 --bind unix:/opt/medctrl/backend/%i/gunicorn.sock api_settings.wsgi:application
 Restart=on-failure
 
 [Install]
@@ -181,7 +182,7 @@ for i in $(seq 100); do test -S {DEV}/gunicorn.sock && break; sleep 0.1; done"
         "build development was set up by hand",
         "/etc/systemd/system/medctrl@.service",
         "/etc/systemd/system/medctrl.target",
-        "a hand-made build directory /opt/medctrl/backend/development (holding .venv, API, requirements.txt)",
+        "a hand-made build directory /opt/medctrl/backend/development (holding API, requirements.txt, venv)",
         "run: relctl build development --adopt",
     ] {
         assert!(err.contains(want), "missing {want:?}:\n{err}");
@@ -248,6 +249,8 @@ for i in $(seq 100); do test -S {DEV}/gunicorn.sock && break; sleep 0.1; done"
         .unwrap_or_else(|| panic!("no adopted release in:\n{report}"))
         .to_string();
     assert!(adopted.ends_with("-adopted"), "{adopted}");
+    assert!(report.contains("linked the build's .venv"), "the guide's venv/ is not the manifest's .venv: {report}");
+    assert!(!report.contains("not a rollback target"), "{report}");
     let releases = env.ok(&["releases", "development"]);
     assert!(releases.contains(&adopted), "{releases}");
     assert!(env
