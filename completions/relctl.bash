@@ -873,7 +873,7 @@ _relctl() {
             return 0
             ;;
         relctl__subcmd__promote)
-            opts="-f -q -v -H -h -V --dry-run --manifest --json --quiet --verbose --host --hosts --serial --no-wait --help --version"
+            opts="-f -q -v -H -h -V --dry-run --migrate --schema-compatible --manifest --json --quiet --verbose --host --hosts --serial --no-wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1067,7 +1067,7 @@ _relctl() {
             return 0
             ;;
         relctl__subcmd__rollback)
-            opts="-f -q -v -H -h -V --to --manifest --json --quiet --verbose --host --hosts --serial --no-wait --help --version"
+            opts="-f -q -v -H -h -V --to --migrate --schema-compatible --manifest --json --quiet --verbose --host --hosts --serial --no-wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -123,6 +123,8 @@ complete -c relctl -n "__fish_relctl_using_subcommand rollback" -s f -l manifest
 complete -c relctl -n "__fish_relctl_using_subcommand rollback" -s H -l host -d 'Run the command on HOST over SSH, like `systemctl -H`' -r
 complete -c relctl -n "__fish_relctl_using_subcommand rollback" -l hosts -d 'Roll the command over these hosts instead of the build\'s `hosts`' -r
 complete -c relctl -n "__fish_relctl_using_subcommand rollback" -l serial -d 'How many hosts of a roll run at a time' -r
+complete -c relctl -n "__fish_relctl_using_subcommand rollback" -l migrate -d 'Unapply the migrations the older code does not know first, with the current release\'s code (`[hooks] pre_migrate`, then `[schema] unapply` per app); an irreversible migration makes it fail, with the current release still serving'
+complete -c relctl -n "__fish_relctl_using_subcommand rollback" -l schema-compatible -d 'Go ahead leaving those migrations applied: the older code works with them'
 complete -c relctl -n "__fish_relctl_using_subcommand rollback" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c relctl -n "__fish_relctl_using_subcommand rollback" -s q -l quiet -d 'Print nothing but errors'
 complete -c relctl -n "__fish_relctl_using_subcommand rollback" -s v -l verbose -d 'Print more: the full output of every hook'
@@ -134,6 +136,8 @@ complete -c relctl -n "__fish_relctl_using_subcommand promote" -s H -l host -d '
 complete -c relctl -n "__fish_relctl_using_subcommand promote" -l hosts -d 'Roll the command over these hosts instead of the build\'s `hosts`' -r
 complete -c relctl -n "__fish_relctl_using_subcommand promote" -l serial -d 'How many hosts of a roll run at a time' -r
 complete -c relctl -n "__fish_relctl_using_subcommand promote" -l dry-run -d 'Print the plan; change nothing'
+complete -c relctl -n "__fish_relctl_using_subcommand promote" -l migrate -d 'Unapply the migrations the older code does not know first, with the current release\'s code (`[hooks] pre_migrate`, then `[schema] unapply` per app); an irreversible migration makes it fail, with the current release still serving'
+complete -c relctl -n "__fish_relctl_using_subcommand promote" -l schema-compatible -d 'Go ahead leaving those migrations applied: the older code works with them'
 complete -c relctl -n "__fish_relctl_using_subcommand promote" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c relctl -n "__fish_relctl_using_subcommand promote" -s q -l quiet -d 'Print nothing but errors'
 complete -c relctl -n "__fish_relctl_using_subcommand promote" -s v -l verbose -d 'Print more: the full output of every hook'

@@ -493,6 +493,9 @@ pub struct PromoteArgs {
     /// jobs.
     #[arg(long)]
     pub dry_run: bool,
+
+    #[command(flatten)]
+    pub schema: SchemaArgs,
 }
 
 #[derive(Debug, Args)]
@@ -607,6 +610,23 @@ pub struct RollbackArgs {
     /// current one.
     #[arg(long, value_name = "ID")]
     pub to: Option<String>,
+
+    #[command(flatten)]
+    pub schema: SchemaArgs,
+}
+
+/// With `[schema]`: what to do with migrations applied now that the older code does not know.
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// Unapply the migrations the older code does not know first, with the current release's
+    /// code (`[hooks] pre_migrate`, then `[schema] unapply` per app); an irreversible migration
+    /// makes it fail, with the current release still serving.
+    #[arg(long, conflicts_with = "schema_compatible")]
+    pub migrate: bool,
+
+    /// Go ahead leaving those migrations applied: the older code works with them.
+    #[arg(long)]
+    pub schema_compatible: bool,
 }
 
 #[derive(Debug, Args)]

@@ -16,6 +16,7 @@ pub mod exec;
 pub mod host;
 pub mod maintenance;
 pub mod manifest;
+pub mod migrations;
 pub mod name;
 pub mod nginx;
 pub mod plan;

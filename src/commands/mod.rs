@@ -263,3 +263,12 @@ fn require_root(what: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// `--migrate` / `--schema-compatible` of rollback and promote.
+fn schema_mode(args: &crate::cli::SchemaArgs) -> crate::migrations::Mode {
+    match (args.migrate, args.schema_compatible) {
+        (true, _) => crate::migrations::Mode::Unapply,
+        (false, true) => crate::migrations::Mode::Tolerate,
+        (false, false) => crate::migrations::Mode::Refuse,
+    }
+}

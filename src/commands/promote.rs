@@ -31,6 +31,21 @@ pub fn run(loaded: &Loaded, args: &PromoteArgs, g: &GlobalArgs, report: &mut Rep
         .into());
     }
     let plan = plan::build::promote(&session.app, loaded, &args.from, &args.to, jiff::Timestamp::now())?;
+    // TO's database against what FROM's code knows: refused, unapplied or tolerated, as asked.
+    if let (Some(current), Some(p)) = (to.current_release()?, plan.origin.promoted_from()) {
+        let from_build: crate::name::BuildName = p.build.parse()?;
+        let from_dir = session.app.layout.build(&from_build).release_dir(&p.release);
+        let m = crate::migrations::Move { what: "promoting", target: &p.release, target_dir: &from_dir };
+        crate::migrations::prepare(
+            &session.app,
+            &to,
+            &current,
+            &m,
+            super::schema_mode(&args.schema),
+            &session.systemd,
+            report,
+        )?;
+    }
     let from = plan.origin.promoted_from().map(|p| p.to_string()).unwrap_or_default();
     report.say(format!(
         "relctl: promoting {from} to {} {} as release {}",

@@ -56,6 +56,18 @@ pub fn rollback(loaded: &Loaded, args: &RollbackArgs, g: &GlobalArgs, report: &m
     // The target is resolved before the lock: nothing is touched when there is none.
     let (session, b, target) =
         Session::for_build_planned(loaded, g, report, "rollback", &args.build, |b| rollback::plan(b, to.as_ref()))?;
+    // The database first: refused (nothing changed), unapplied, or tolerated, as asked.
+    let schema =
+        crate::migrations::Move { what: "rolling back to", target: &target.to, target_dir: &b.release_dir(&target.to) };
+    crate::migrations::prepare(
+        &session.app,
+        &b,
+        &target.from,
+        &schema,
+        super::schema_mode(&args.schema),
+        &session.systemd,
+        report,
+    )?;
     let t = Instant::now();
     let result = session.deploy(&b, report).rollback(&target)?;
     report.step("rollback", t, format!("{} -> {} ({} marked bad)", result.from, result.to, result.from));

@@ -19,6 +19,7 @@ use crate::plan::units::UnitFile;
 use crate::release::deps::{self, DepPlan};
 use crate::release::id::ReleaseId;
 use crate::release::layout::Slot;
+use crate::release::schema;
 use crate::release::store::{self, ReleaseMeta};
 use crate::release::{render, secret_key, stage};
 
@@ -144,8 +145,25 @@ impl Deploy<'_> {
             let step = format!("hook:{}", hook.stage);
             let waiting = self.report.waiting(&step, &hook.command);
             let ran = hooks::run_in_unit(hook, &spec, self.systemd, &mut |line| self.report.verbose(line));
-            self.show_output(ran)?;
+            let output = self.show_output(ran)?;
             drop(waiting);
+            if hook.stage == HookStage::Schema {
+                // What the release's code knows and the database has, recorded with it.
+                let schema = schema::parse(&output).map_err(|e| {
+                    anyhow::anyhow!("[schema] list `{}` printed something else than migrations: {e}", hook.command)
+                })?;
+                schema::record(&plan.release_dir, &schema)?;
+                self.report.step(
+                    "schema",
+                    t,
+                    format!(
+                        "{} migrations known, {} applied (recorded with the release)",
+                        schema.known.len(),
+                        schema.applied.len()
+                    ),
+                );
+                continue;
+            }
             self.report.step(&step, t, &hook.command);
         }
         Ok(())
@@ -176,14 +194,14 @@ impl Deploy<'_> {
         env: &std::collections::BTreeMap<String, String>,
     ) -> Result<()> {
         let ran = hooks::run(hook, cwd, env, &mut |line| self.report.verbose(line));
-        self.show_output(ran)
+        self.show_output(ran).map(drop)
     }
 
     /// The end of what a hook (or a dependency's build command) printed, whose lines were shown
     /// with -v as they came: when it failed, the tail of it is shown; when it succeeded, -v closes
     /// it with an empty line as relctl always did (none after a last line without a newline, which
     /// got relctl's).
-    pub(super) fn show_output(&self, ran: Result<String>) -> Result<()> {
+    pub(super) fn show_output(&self, ran: Result<String>) -> Result<String> {
         let output = ran.inspect_err(|e| {
             if let Some(f) = e.downcast_ref::<HookFailed>() {
                 self.report.warn(format!("--- last lines of `{}` ---\n{}\n---", f.command, f.tail));
@@ -192,7 +210,7 @@ impl Deploy<'_> {
         if closes_with_empty_line(&output) {
             self.report.verbose("");
         }
-        Ok(())
+        Ok(output)
     }
 
     /// The dependency's entry, complete: reused when it is, else built at its final path (what a

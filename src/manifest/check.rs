@@ -513,7 +513,25 @@ pub(super) fn check(m: &mut Manifest) -> Result<(), String> {
             return Err(format!("[health] probation_s = {} must be at most 3600", h.probation_s));
         }
     }
-    for (stage, commands) in [("build", &m.hooks.build), ("release", &m.hooks.release), ("verify", &m.hooks.verify)] {
+    if let Some(sc) = &m.schema {
+        for (key, c) in [("list", &sc.list), ("unapply", &sc.unapply)] {
+            if c.trim().is_empty() {
+                return Err(format!("[schema] {key} must not be empty"));
+            }
+        }
+        if !sc.unapply.contains("{app}") || !sc.unapply.contains("{to}") {
+            return Err(format!(
+                "[schema] unapply \"{}\" must name {{app}} and {{to}}, e.g. \".venv/bin/python manage.py migrate --noinput {{app}} {{to}}\"",
+                sc.unapply.escape_debug()
+            ));
+        }
+    }
+    for (stage, commands) in [
+        ("build", &m.hooks.build),
+        ("release", &m.hooks.release),
+        ("verify", &m.hooks.verify),
+        ("pre_migrate", &m.hooks.pre_migrate),
+    ] {
         if commands.iter().any(|c| c.trim().is_empty()) {
             return Err(format!("[hooks] {stage}: a command is empty"));
         }

@@ -19,8 +19,8 @@ pub use check::{check_app_name, check_one_line, static_url, APP_RULE};
 pub use family::is_family;
 pub use schema::{
     default_health_timeout, default_probation, Build, CustomCertificate, Dep, Hardening, Health, Hooks, Maintenance,
-    Manifest, Notify, ProcSubset, Process, Service, Settings, Site, Static, Timer, IP_ANY, IP_LOCALHOST, LETS_ENCRYPT,
-    NOTIFY_EVENTS,
+    Manifest, Notify, ProcSubset, Process, SchemaCommands, Service, Settings, Site, Static, Timer, IP_ANY,
+    IP_LOCALHOST, LETS_ENCRYPT, NOTIFY_EVENTS,
 };
 
 pub const FILE_NAME: &str = "relctl.toml";

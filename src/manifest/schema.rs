@@ -51,6 +51,9 @@ pub struct Manifest {
     /// `[maintenance]`: the page and `Retry-After` of `relctl maintenance on`.
     #[serde(default)]
     pub maintenance: Maintenance,
+    /// `[schema]`: how a release's code lists its migrations and unapplies them, for rollbacks
+    /// that respect the database.
+    pub schema: Option<SchemaCommands>,
     /// `[notify]`: commands told about deploys, rollbacks and failures.
     #[serde(default)]
     pub notify: Notify,
@@ -121,6 +124,19 @@ impl Default for Maintenance {
 
 fn default_retry_after() -> u64 {
     300
+}
+
+/// `[schema]`: commands run in a release the way release hooks run (as the service, in a unit of
+/// their own).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaCommands {
+    /// Prints every migration the release's code knows, in order, as `[X] app.name` (applied) or
+    /// `[ ] app.name` (Django: `showmigrations --plan`).
+    pub list: String,
+    /// Unapplies `{app}`'s migrations after `{to}` (`zero`: all of them), run with the newer
+    /// release's code (Django: `migrate --noinput {app} {to}`).
+    pub unapply: String,
 }
 
 /// `[notify]`: shell commands run (as root, with `sh -c`) after the changing commands named in
@@ -286,6 +302,10 @@ pub struct Hooks {
     /// Run against the new instance once it passed the health gate, before it takes traffic.
     #[serde(default)]
     pub verify: Vec<String>,
+    /// Run before anything changes the database: before the release hooks, and before a rollback
+    /// unapplies migrations (a `pg_dump`); as the service, in the release about to migrate.
+    #[serde(default)]
+    pub pre_migrate: Vec<String>,
     /// How long one release hook may run before systemd stops it (it runs as a unit of its own).
     #[serde(default = "default_release_timeout")]
     pub release_timeout_s: u64,
@@ -301,6 +321,7 @@ impl Default for Hooks {
             build: Vec::new(),
             release: Vec::new(),
             verify: Vec::new(),
+            pre_migrate: Vec::new(),
             release_timeout_s: default_release_timeout(),
         }
     }

@@ -288,7 +288,7 @@ pub fn promote(
     let git = meta.git.as_deref().map(GitRevision::from_label);
     let release = store::new_id(&to_build, now, git.as_ref())?;
     let copy = CopySpec { source: from_dir.clone(), exclude: Vec::new(), never };
-    let hooks = hooks(m).into_iter().filter(|h| h.stage == HookStage::Release).collect();
+    let hooks = hooks(m).into_iter().filter(|h| h.stage != HookStage::Build).collect();
     let origin = Origin::Promoted {
         from: store::PromotedFrom { build: from.to_string(), release: id },
         git: meta.git,
@@ -321,7 +321,14 @@ fn hooks(m: &Manifest) -> Vec<Hook> {
     let stage = |stage: HookStage, commands: &[String]| -> Vec<Hook> {
         commands.iter().map(|c| Hook { stage, command: c.clone() }).collect()
     };
-    [stage(HookStage::Build, &m.hooks.build), stage(HookStage::Release, &m.hooks.release)].concat()
+    let schema: Vec<String> = m.schema.iter().map(|s| s.list.clone()).collect();
+    [
+        stage(HookStage::Build, &m.hooks.build),
+        stage(HookStage::PreMigrate, &m.hooks.pre_migrate),
+        stage(HookStage::Release, &m.hooks.release),
+        stage(HookStage::Schema, &schema),
+    ]
+    .concat()
 }
 
 /// The per-build drop-in that gives the service its secrets file.

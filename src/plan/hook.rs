@@ -13,6 +13,11 @@ pub enum HookStage {
     /// As root, against the new instance once it passed the health gate and before it takes
     /// traffic, with `RELCTL_SOCKET` (its own socket) and `RELCTL_URL` (smoke tests).
     Verify,
+    /// As the service, before anything changes the database (a `pg_dump`): before the release
+    /// hooks, and before a rollback unapplies migrations.
+    PreMigrate,
+    /// `[schema] list` and `unapply`, run as the service like release hooks.
+    Schema,
 }
 
 impl HookStage {
@@ -21,6 +26,8 @@ impl HookStage {
             HookStage::Build => "build",
             HookStage::Release => "release",
             HookStage::Verify => "verify",
+            HookStage::PreMigrate => "pre_migrate",
+            HookStage::Schema => "schema",
         }
     }
 }

@@ -59,6 +59,10 @@ pub struct AppPlan {
     pub verify: Vec<Hook>,
     /// `[hooks] release_timeout_s`: how long one release hook's unit may run.
     pub release_timeout_s: u64,
+    /// `[schema]`: how a release lists and unapplies its migrations.
+    pub schema: Option<manifest::SchemaCommands>,
+    /// `[hooks] pre_migrate`: run before a rollback unapplies migrations (and before release hooks).
+    pub pre_migrate: Vec<Hook>,
 }
 
 impl AppPlan {
@@ -159,6 +163,13 @@ pub fn app(loaded: &Loaded) -> Result<AppPlan> {
         hardening: m.hardening.clone(),
         verify: m.hooks.verify.iter().map(|c| Hook { stage: HookStage::Verify, command: c.clone() }).collect(),
         release_timeout_s: m.hooks.release_timeout_s,
+        schema: m.schema.clone(),
+        pre_migrate: m
+            .hooks
+            .pre_migrate
+            .iter()
+            .map(|c| Hook { stage: HookStage::PreMigrate, command: c.clone() })
+            .collect(),
         static_files: match &m.static_files {
             Some(st) => Some(StaticPlan {
                 dir: st.dir.trim_end_matches('/').trim_start_matches("./").to_string(),

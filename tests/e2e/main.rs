@@ -31,6 +31,7 @@ mod releases;
 mod remote;
 mod review;
 mod sandbox_smoke;
+mod schema;
 mod site;
 mod starters;
 mod trust;
