@@ -154,6 +154,9 @@ struct View {
     urls_file: Option<String>,
     exclude: Vec<String>,
     migrate: String,
+    /// `[schema]`: Django's migrations as the release's code knows them, and how to unapply them.
+    showmigrations: String,
+    unapply: String,
     collectstatic: String,
     /// Where collectstatic puts the static files in the release (`[static] dir`).
     static_dir: String,
@@ -317,6 +320,8 @@ impl View {
             urls_file: urls_file.map(|u| comment_text(&u)),
             exclude,
             migrate: format!(".venv/bin/python {manage} migrate --noinput"),
+            showmigrations: format!(".venv/bin/python {manage} showmigrations --plan"),
+            unapply: format!(".venv/bin/python {manage} migrate --noinput {{app}} {{to}}"),
             collectstatic: format!(".venv/bin/python {manage} collectstatic --noinput"),
             static_dir,
         }

@@ -35,11 +35,12 @@ pub struct Schema {
 }
 
 /// Parses `[schema] list`'s output: lines `[X] app.name` (applied) or `[ ] app.name` (not), as
-/// Django's `showmigrations --plan` prints them (any other line — a header, a dependency list of
-/// `-v 2` — is an error naming it, so a misconfigured command is not read as "no migrations").
+/// Django's `showmigrations --plan` prints them. Lines that do not start with `[` are not
+/// migrations (the command's output and errors come together: a system check's warning) and are
+/// left out; a line that starts with `[` and is not one of those is an error naming it.
 pub fn parse(output: &str) -> Result<Schema, String> {
     let mut schema = Schema::default();
-    for line in output.lines().map(str::trim_end).filter(|l| !l.trim().is_empty()) {
+    for line in output.lines().map(str::trim).filter(|l| l.starts_with('[')) {
         let (applied, rest) = if let Some(r) = line.strip_prefix("[X]") {
             (true, r)
         } else if let Some(r) = line.strip_prefix("[ ]") {
@@ -122,9 +123,10 @@ mod tests {
             ["contenttypes.0001_initial", "auth.0001_initial", "notes.0001_initial", "notes.0002_note_body"]
         );
         assert_eq!(parse("").unwrap(), Schema::default());
+        assert_eq!(parse("System check identified some issues:\n").unwrap(), Schema::default());
         assert_eq!(
-            parse("Operations to perform:\n").unwrap_err(),
-            "\"Operations to perform:\" is not \"[X] app.migration\" or \"[ ] app.migration\""
+            parse("[?] x.y\n").unwrap_err(),
+            "\"[?] x.y\" is not \"[X] app.migration\" or \"[ ] app.migration\""
         );
         assert!(parse("[X] nodot\n").unwrap_err().contains("does not name a migration"));
     }
