@@ -140,6 +140,9 @@ fn site_obtains_serves_and_renews_certificates() {
 
     // 3. The timer's service renews (20-day certificates are due: certbot renews 30 days ahead)
     // while wrk loads dev.test over HTTPS: nginx serves the new certificate, no request fails.
+    // Each request on a connection of its own, as a new visitor's: nginx's reload closes the
+    // idle keep-alive connections of its old workers, and an HTTP/1.1 client that sends on one
+    // at that moment sees it closed (browsers retry such a request; wrk counts an error).
     let serial = |domain: &str| {
         sb.sh_ok(&format!(
             "echo | openssl s_client -connect 127.0.0.1:443 -servername {domain} 2>/dev/null | openssl x509 -noout -serial"
@@ -148,7 +151,7 @@ fn site_obtains_serves_and_renews_certificates() {
     let before = serial("dev.test");
     let wrk = sb
         .command("wrk")
-        .args(["-t1", "-c4", "-d12s", "--timeout", "10s", "https://dev.test/api/health"])
+        .args(["-t1", "-c4", "-d12s", "--timeout", "10s", "-H", "Connection: close", "https://dev.test/api/health"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -160,7 +163,7 @@ fn site_obtains_serves_and_renews_certificates() {
     assert!(wrk.status.success(), "{report}");
     let requests: u64 =
         report.split(" requests in").next().unwrap().rsplit(' ').next().unwrap().trim().parse().unwrap();
-    assert!(requests > 200, "{report}");
+    assert!(requests > 100, "{report}");
     assert!(!report.contains("Non-2xx"), "a request got an error response during the renewal:\n{report}");
     assert!(!report.contains("Socket errors"), "a request failed during the renewal:\n{report}");
     let after = serial("dev.test");
