@@ -25,6 +25,9 @@ _relctl() {
             relctl,destroy)
                 cmd="relctl__subcmd__destroy"
                 ;;
+            relctl,diff)
+                cmd="relctl__subcmd__diff"
+                ;;
             relctl,exec)
                 cmd="relctl__subcmd__exec"
                 ;;
@@ -85,6 +88,9 @@ _relctl() {
             relctl__subcmd__help,destroy)
                 cmd="relctl__subcmd__help__subcmd__destroy"
                 ;;
+            relctl__subcmd__help,diff)
+                cmd="relctl__subcmd__help__subcmd__diff"
+                ;;
             relctl__subcmd__help,exec)
                 cmd="relctl__subcmd__help__subcmd__exec"
                 ;;
@@ -143,7 +149,7 @@ _relctl() {
 
     case "${cmd}" in
         relctl)
-            opts="-f -q -v -H -h -V --manifest --json --quiet --verbose --host --hosts --serial --no-wait --help --version init build start stop restart releases rollback promote reload destroy status history maintenance logs nginx-snippet site renew exec completions help"
+            opts="-f -q -v -H -h -V --manifest --json --quiet --verbose --host --hosts --serial --no-wait --help --version init build diff start stop restart releases rollback promote reload destroy status history maintenance logs nginx-snippet site renew exec completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -302,6 +308,44 @@ _relctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        relctl__subcmd__diff)
+            opts="-f -q -v -H -h -V --manifest --json --quiet --verbose --host --hosts --serial --no-wait --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --manifest)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -f)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --host)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -H)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --hosts)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --serial)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         relctl__subcmd__exec)
             opts="-e -f -q -v -H -h -V --env --manifest --json --quiet --verbose --host --hosts --serial --no-wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -349,7 +393,7 @@ _relctl() {
             return 0
             ;;
         relctl__subcmd__help)
-            opts="init build start stop restart releases rollback promote reload destroy status history maintenance logs nginx-snippet site renew exec completions help"
+            opts="init build diff start stop restart releases rollback promote reload destroy status history maintenance logs nginx-snippet site renew exec completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -391,6 +435,20 @@ _relctl() {
             return 0
             ;;
         relctl__subcmd__help__subcmd__destroy)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        relctl__subcmd__help__subcmd__diff)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

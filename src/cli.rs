@@ -23,7 +23,8 @@ use crate::name::BuildName;
 ///
 /// Exit codes: 0 ok; 1 the operation failed; 2 usage or manifest error; 3 `status` found a build
 /// that is not active, a process short of its instances, or a certificate that is missing,
-/// expires within 14 days or whose last renewal failed. `exec` exits with its command's status.
+/// expires within 14 days or whose last renewal failed. `exec` exits with its command's status;
+/// `diff` exits as diff(1) does: 1 when something differs, 2 when it cannot tell.
 #[derive(Debug, Parser)]
 #[command(name = "relctl", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
@@ -65,7 +66,7 @@ pub struct GlobalArgs {
     /// HOST is `[user@]host[:port]`. Your OpenSSH client does the connecting, with your ~/.ssh/config, agent, known hosts and
     /// ProxyJump (set RELCTL_SSH to another ssh command line, e.g. `ssh -F deploy/ssh_config`);
     /// the host needs sshd and relctl of this same version, nothing else. The manifest is read and
-    /// checked here; it, the settings template and (for `build`) the sources, packed with the
+    /// checked here; it, the settings template and (for `build` and `diff`) the sources, packed with the
     /// manifest's exclude rules, are shipped into a temporary directory on the host, relctl runs
     /// there as root (through `sudo -n` when the SSH user is not root), its output streams back
     /// and its exit code is relctl's. `root`, `secrets` and `htpasswd` name the host's files and
@@ -166,6 +167,44 @@ pub enum Command {
     /// If one fails, the whole build, web and processes, goes back to the previous release, which
     /// is marked bad.
     Build(BuildArgs),
+
+    /// Show, as a unified diff, what the next build of BUILD would change on this host.
+    ///
+    /// BUILD is planned as `relctl build BUILD --dry-run` plans it (the `[deps]` key commands are
+    /// not run), and what the build would write is compared, file by file, with what is installed:
+    /// the app's unit files; the build's drop-in (`50-relctl.conf` of the instance that serves); the
+    /// unit files of its processes and timers; against the build's current release, the rendered
+    /// settings file, `.relctl/environment`, `.relctl/start` and the scripts of the processes and
+    /// timers, `.relctl/processes.json` and `.relctl/gunicorn-relctl.conf.py`; and, when `relctl
+    /// site` is in use (its `[site] config` file exists) and BUILD has a domain, that nginx file as
+    /// `relctl site` would write it now (a build writes it only for a domain the site does not
+    /// serve yet; `relctl site` applies the rest). Nothing is changed and no lock is taken.
+    ///
+    /// Each file that differs gets a unified diff with 3 lines of context, headed `--- installed
+    /// PATH` and `+++ next build PATH` (a file of the release is named by its path under
+    /// `<root>/<BUILD>/current/`); nothing else goes to stdout. A file the next build adds or
+    /// removes is diffed against nothing. A build never built has every file of its release added.
+    /// With --json: one document, `{"build", "changed", "files": [{"path", "status", "diff"}]}`,
+    /// each status `changed`, `added` or `removed`; with -q, nothing: the exit status says.
+    ///
+    /// What is masked. The next release gets a new id (and directory), so its files are compared
+    /// and shown as if rendered with the current release's id: a build that changes nothing else
+    /// shows no diff. Secret values are never printed: every value of the build's secrets file
+    /// shows as `<secret>` wherever it occurs, on both sides, and the environment and settings are
+    /// compared as rendered with each secret as `<secret>` (each release keeps such copies beside
+    /// them); a file whose secret values alone differ is named, with `@@ only secret values
+    /// differ; relctl does not show them @@`. For a release made before relctl had `diff`, which
+    /// has no such copies, the values of its variables rendered from secrets (as the next build
+    /// renders them) and of variables the next build drops show as `<secret>`, and so do the
+    /// secrets in its settings lines that are unchanged but for them. In the site's nginx file, the
+    /// comments naming each build's release and the manifest are not compared. A template that
+    /// renders the time or anything else that changes by itself differs every time.
+    ///
+    /// Exit status, as diff(1): 0 when nothing differs, 1 when something does, 2 for a usage
+    /// error (an undeclared build, a manifest or template error) or when relctl cannot compare (a
+    /// file it cannot read). Needs root: the build's secrets file and its release's settings and
+    /// environment are root's. With -H it runs on that host, the sources shipped as for `build`.
+    Diff(BuildArg),
 
     /// Start BUILD and wait until systemd's job is done.
     ///

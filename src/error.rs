@@ -16,6 +16,12 @@ pub enum Error {
     /// A command relctl ran for the user exited with this status, and relctl exits with it too:
     /// `exec`'s command, or relctl on another host (which printed its own errors).
     Exited(u8),
+    /// `diff` found that the next build would change something (exit 1, as diff(1)); what it
+    /// printed is the answer.
+    Differs,
+    /// `diff` could not compare (exit 2, as diff(1) when in trouble, so that a script never takes
+    /// a failure for "something differs"), for this reason.
+    CannotCompare(String),
 }
 
 impl Error {
@@ -25,13 +31,16 @@ impl Error {
             Error::Usage(_) => 2,
             Error::NotActive => 3,
             Error::Exited(code) => *code,
+            Error::Differs => 1,
+            Error::CannotCompare(_) => 2,
         }
     }
 
-    /// Whether relctl prints it: a usage error says what was wrong; `NotActive` and `Exited` end
-    /// a command whose own output said it all.
+    /// Whether relctl prints it: a usage error says what was wrong, and so does `CannotCompare`
+    /// with its cause; `NotActive`, `Exited` and `Differs` end a command whose own output said it
+    /// all.
     pub fn is_shown(&self) -> bool {
-        matches!(self, Error::Usage(_))
+        matches!(self, Error::Usage(_) | Error::CannotCompare(_))
     }
 
     /// The end of a command that exited with `code` (0: none).
@@ -49,6 +58,8 @@ impl fmt::Display for Error {
             Error::Usage(message) => f.write_str(message),
             Error::NotActive => f.write_str("a build is not active"),
             Error::Exited(code) => write!(f, "the command exited with status {code}"),
+            Error::Differs => f.write_str("the next build would change files"),
+            Error::CannotCompare(why) => write!(f, "cannot tell what the next build would change: {why}"),
         }
     }
 }
@@ -108,7 +119,13 @@ mod tests {
 
     #[test]
     fn each_error_has_its_exit_code_found_anywhere_in_the_chain() {
-        let codes = [(Error::Usage("no".into()), 2), (Error::NotActive, 3), (Error::Exited(42), 42)];
+        let codes = [
+            (Error::Usage("no".into()), 2),
+            (Error::NotActive, 3),
+            (Error::Exited(42), 42),
+            (Error::Differs, 1),
+            (Error::CannotCompare("x".into()), 2),
+        ];
         for (e, code) in codes {
             assert_eq!(e.code(), code);
             let wrapped = Err::<(), _>(e.clone()).context("while doing x").unwrap_err();
@@ -122,6 +139,11 @@ mod tests {
         assert!(is_usage(&usage) && is_shown(&usage));
         assert_eq!(one_line(&usage), "bad name");
         assert!(!is_shown(&Error::NotActive.into()) && !is_shown(&Error::Exited(1).into()));
+        assert!(!is_shown(&Error::Differs.into()));
+        let trouble = anyhow::Error::from(Error::CannotCompare("reading /x: Permission denied".into()));
+        assert_eq!(exit_code(&trouble), ExitCode::from(2));
+        assert!(is_shown(&trouble) && !is_usage(&trouble));
+        assert_eq!(one_line(&trouble), "cannot tell what the next build would change: reading /x: Permission denied");
         assert_eq!(Error::from_exit(0), Ok(()));
         assert_eq!(Error::from_exit(7), Err(Error::Exited(7)));
     }

@@ -149,11 +149,22 @@ fn commands_that_change_the_system_need_root_and_say_so() {
             show(&out)
         ));
     }
+    // diff changes nothing, but reads what only root can; its exit 1 means "differs", so 2.
+    let out = copy.relctl_as_nobody(&["diff", "development"]);
+    let expected =
+        "relctl: relctl diff development needs root: it reads the build's secrets file and its release's settings \
+                    and environment, which only root can read; run it with sudo\n";
+    if out.status.code() != Some(2) || String::from_utf8_lossy(&out.stderr) != expected || !out.stdout.is_empty() {
+        wrong.push(format!(
+            "relctl diff development:\n  expected: exit 2, stderr {expected:?}, no stdout\n  actual:   {}",
+            show(&out)
+        ));
+    }
     assert!(
         wrong.is_empty(),
         "as nobody, {} of {} commands answered wrong:\n{}",
         wrong.len(),
-        NEED_ROOT.len() + 2,
+        NEED_ROOT.len() + 3,
         wrong.join("\n")
     );
 }

@@ -4,6 +4,7 @@ mod audit;
 mod build;
 mod control;
 mod destroy;
+mod diff;
 mod exec;
 mod history;
 mod init;
@@ -60,6 +61,7 @@ fn run_here(command: Command, loaded: impl FnOnce() -> Result<Loaded>, g: &Globa
     match command {
         Command::Init(args) => init::run(&args, g, r),
         Command::Build(args) => build::run(&loaded()?, &args, g, r),
+        Command::Diff(a) => diff::run(&loaded()?, &a.build, r),
         Command::Start(a) => control::start(&loaded()?, &a.build, g, r),
         Command::Stop(a) => control::stop(&loaded()?, &a.build, g, r),
         Command::Restart(a) => control::restart(&loaded()?, a.build.as_ref(), a.process.as_deref(), g, r),

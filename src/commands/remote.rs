@@ -28,6 +28,7 @@ pub(super) fn build_of(command: &Command) -> Option<&BuildName> {
         | Command::Site(_)
         | Command::Renew => None,
         Command::Build(a) => Some(&a.build),
+        Command::Diff(a) => Some(&a.build),
         Command::Rollback(a) => Some(&a.build),
         Command::Promote(a) => Some(&a.to),
         Command::Restart(a) => a.build.as_ref(),
@@ -78,7 +79,9 @@ fn job(cli: &Cli, manifest: Option<Result<Loaded>>) -> Result<Job> {
         Command::Build(_) | Command::Rollback(_) | Command::Promote(_) | Command::Restart(_) => build_of(&cli.command),
         _ => None,
     };
-    let ships = if matches!(cli.command, Command::Build(_)) { Ships::Sources } else { Ships::ManifestOnly };
+    // `diff` plans the build as `build` does: from the same sources.
+    let ships =
+        if matches!(cli.command, Command::Build(_) | Command::Diff(_)) { Ships::Sources } else { Ships::ManifestOnly };
     Job::new(loaded, ships, reported, args)
 }
 
@@ -96,7 +99,14 @@ pub fn run(cli: &Cli, place: Place, manifest: Option<Result<Loaded>>, report: &R
     match place {
         Place::Here => unreachable!("commands::dispatch runs those here"),
         Place::One(target) => {
-            let (_, code, _) = job(cli, manifest)?.run_on(&target, &Output::Inherit)?;
+            let ran = job(cli, manifest).and_then(|job| job.run_on(&target, &Output::Inherit));
+            let (_, code, _) = match ran {
+                // `diff` exits 1 when something differs: its own failures are 2, as there.
+                Err(e) if matches!(cli.command, Command::Diff(_)) && crate::error::find(&e).is_none() => {
+                    return Err(Error::CannotCompare(crate::error::one_line(&e)).into());
+                }
+                ran => ran?,
+            };
             Ok(Error::from_exit(code)?)
         }
         Place::Many(hosts) => match &cli.command {

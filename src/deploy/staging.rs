@@ -304,11 +304,16 @@ pub(super) fn setup_dirs(plan: &BuildPlan, user: &RunAs) -> Result<()> {
 /// build's drop-in as of this release, and the settings file (0640 root:<user>).
 pub(super) fn write_release_files(plan: &BuildPlan, user: &RunAs) -> Result<String> {
     write_start(&plan.release_dir, plan.environment.vars(), &plan.start_script)?;
+    // What `relctl diff` shows of the environment and settings: each secret as `<secret>`.
+    let masked = store::masked_copy(&plan.release_dir, "environment");
+    atomic::write(&masked, plan.environment.shown_file()?.as_bytes(), 0o640, None)?;
+    if let Some(shown) = plan.settings.as_ref().and_then(|s| s.shown.as_ref()) {
+        atomic::write(&store::masked_copy(&plan.release_dir, "settings"), shown.as_bytes(), 0o640, None)?;
+    }
     if let Some(d) = &plan.dropin {
         atomic::write(&store::dropin_copy(&plan.release_dir), d.contents.as_bytes(), 0o644, None)?;
     }
-    let what = format!("release {} of {} {}", plan.release, plan.app.layout.app, plan.build.build);
-    for script in plan.processes.scripts(&plan.release_dir, &what) {
+    for script in plan.scripts() {
         atomic::write(&plan.release_dir.join(&script.path), script.contents.as_bytes(), 0o755, None)?;
     }
     processes::record(&plan.release_dir, &plan.processes)?;

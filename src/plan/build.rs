@@ -14,7 +14,7 @@ use crate::plan::asgi;
 use crate::plan::deps::{self, KeyCommands};
 use crate::plan::hook::{Hook, HookStage};
 use crate::plan::host::check_socket_path;
-use crate::plan::processes::ProcessSet;
+use crate::plan::processes::{ProcessSet, Script};
 use crate::plan::script::start_script;
 use crate::plan::settings::{self, Environment, ReleaseFile, Secrets};
 use crate::plan::units::{self, UnitFile};
@@ -343,6 +343,13 @@ fn dropin(build: &str, secrets_file: &Path, path: &Path) -> UnitFile {
 }
 
 impl BuildPlan {
+    /// The scripts the release carries for its processes and timers (`.relctl/process-<name>`,
+    /// ...), as `build` writes them and `diff` compares them.
+    pub fn scripts(&self) -> Vec<Script> {
+        let what = format!("release {} of {} {}", self.release, self.app.layout.app, self.build.build);
+        self.processes.scripts(&self.release_dir, &what)
+    }
+
     /// The environment build hooks and `[deps]` builds run with: the service's environment and
     /// `RELCTL_RELEASE_DIR` (release hooks get theirs, and the secrets, as the service does: from
     /// its environment files, see `hooks::run_in_unit`).

@@ -2,13 +2,15 @@
 //! hooks, jobs) before anything is touched. `--dry-run` prints a plan; the domain modules act on it.
 //!
 //! This module resolves the app-wide part ([`AppPlan`]); beside it: `build` (a release's plan:
-//! `build`, `promote`), `adopt` (taking over a hand-made setup), `host` (pre-flight checks of
-//! the host), `routes` (nginx routes), `units` (unit files) and `hook`.
+//! `build`, `promote`), `diff` (what the next build would change), `adopt` (taking over a
+//! hand-made setup), `host` (pre-flight checks of the host), `routes` (nginx routes), `units`
+//! (unit files) and `hook`.
 
 pub mod adopt;
 pub mod asgi;
 pub mod build;
 pub mod deps;
+pub mod diff;
 pub mod hook;
 pub mod host;
 pub mod processes;

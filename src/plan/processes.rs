@@ -185,9 +185,13 @@ pub fn recorded_file(release_dir: &Path) -> PathBuf {
 
 /// Records `set` with the release in `release_dir`.
 pub fn record(release_dir: &Path, set: &ProcessSet) -> Result<()> {
-    let json = serde_json::to_vec_pretty(set).context("serializing the release's processes")?;
-    atomic::write(&recorded_file(release_dir), &json, 0o644, None)?;
+    atomic::write(&recorded_file(release_dir), to_json(set)?.as_bytes(), 0o644, None)?;
     Ok(())
+}
+
+/// `set` as a release records it.
+pub fn to_json(set: &ProcessSet) -> Result<String> {
+    serde_json::to_string_pretty(set).context("serializing the release's processes")
 }
 
 /// The set recorded with the release in `release_dir`; none for a release made by a relctl

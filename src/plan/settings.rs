@@ -30,6 +30,11 @@ pub struct ReleaseFile {
     /// May hold secrets: never printed.
     #[serde(skip)]
     pub contents: String,
+    /// The file rendered with each secret as `<secret>`, which the release keeps beside it for
+    /// `relctl diff`; None when the template does not render so (a filter that needs the real
+    /// value).
+    #[serde(skip)]
+    pub shown: Option<String>,
 }
 
 /// A build's secrets file: its path and the variables in it.
@@ -76,6 +81,18 @@ impl Environment {
     /// The variables as they may be printed: secret values as `<secret>`.
     pub fn shown(&self) -> BTreeMap<&str, &str> {
         self.vars.iter().map(|(k, v)| (k.as_str(), if self.is_secret(k) { SECRET_SHOWN } else { v.as_str() })).collect()
+    }
+
+    /// The release's `.relctl/environment`, as systemd reads it (`EnvironmentFile=`).
+    pub fn file(&self) -> Result<String> {
+        render::env_file(&self.vars)
+    }
+
+    /// The same file with secret values as `<secret>`, which the release keeps beside it for
+    /// `relctl diff` (`store::masked_copy`).
+    pub fn shown_file(&self) -> Result<String> {
+        let shown = self.shown().into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        render::env_file(&shown)
     }
 }
 
@@ -150,7 +167,13 @@ pub fn settings_file(
         );
     }
     let contents = render::render(&template_name, &source_text, ctx).map_err(template_error)?;
-    Ok(Some(ReleaseFile { path, template: template_name, contents }))
+    let shown = if ctx.secrets.is_empty() {
+        Some(contents.clone())
+    } else {
+        let secrets = ctx.secrets.keys().map(|k| (k.clone(), SECRET_SHOWN.to_string())).collect();
+        render::render(&template_name, &source_text, &TemplateContext { secrets, ..ctx.clone() }).ok()
+    };
+    Ok(Some(ReleaseFile { path, template: template_name, contents, shown }))
 }
 
 /// `[service] environment`, rendered, plus relctl's own `RELCTL_*` variables. Which values are

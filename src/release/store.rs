@@ -150,6 +150,12 @@ pub fn environment_file(release_dir: &Path) -> PathBuf {
     meta_dir(release_dir).join("environment")
 }
 
+/// relctl's copy of a file of the release that may hold secrets (`environment`, `settings`),
+/// with each secret value as `<secret>`: what `relctl diff` shows of the release's file.
+pub fn masked_copy(release_dir: &Path, name: &str) -> PathBuf {
+    meta_dir(release_dir).join(format!("{name}.masked"))
+}
+
 /// The service's environment as recorded with a release.
 pub fn environment(release_dir: &Path) -> Result<std::collections::BTreeMap<String, String>> {
     let file = environment_file(release_dir);

@@ -16,6 +16,7 @@ mod common;
 mod core;
 mod deps;
 mod destroy;
+mod diff;
 mod django;
 mod exec;
 mod faults;
