@@ -138,6 +138,7 @@ impl Switch {
         };
         let switch = Switch { path: path.to_path_buf(), record };
         switch.write()?;
+        super::failpoint("entered:prepared");
         Ok(switch)
     }
 
@@ -157,16 +158,17 @@ impl Switch {
         if !now.next().contains(&phase) {
             bail!("relctl bug: the switch to {} cannot go from {now} to {phase}", self.record.to);
         }
+        super::failpoint(&format!("leaving:{now}"));
         self.record.phase = Some(phase);
         self.record.processes_moved |= phase == Phase::Processes;
         self.write()?;
-        #[cfg(test)]
-        tests::kill_point(phase);
+        super::failpoint(&format!("entered:{phase}"));
         Ok(())
     }
 
     /// The switch ended (verified, or back where it came from): the journal goes.
     pub fn finish(self) -> Result<bool> {
+        super::failpoint(&format!("leaving:{}", self.phase()));
         atomic::remove_if_exists(&self.path)
     }
 
@@ -192,22 +194,29 @@ pub fn read(path: &Path) -> Result<Option<Record>> {
 #[cfg(test)]
 pub mod tests {
     use super::*;
-    use std::cell::Cell;
+    use std::cell::RefCell;
 
     thread_local! {
-        static KILL_AT: Cell<Option<Phase>> = const { Cell::new(None) };
+        static KILL_AT: RefCell<Option<String>> = const { RefCell::new(None) };
     }
 
     /// Makes the next switch on this thread panic right after it recorded `phase`, as a relctl
     /// killed there would stop: nothing after it runs, the journal says `phase`.
     pub fn kill_at(phase: Option<Phase>) {
-        KILL_AT.with(|k| k.set(phase));
+        KILL_AT.with(|k| *k.borrow_mut() = phase.map(|p| format!("entered:{p}")));
     }
 
-    pub(super) fn kill_point(phase: Phase) {
-        if KILL_AT.with(|k| k.get()) == Some(phase) {
-            KILL_AT.with(|k| k.set(None));
-            panic!("killed at {phase}");
+    /// Makes the next switch on this thread panic once the step of `phase` is done, right before
+    /// the journal records the next phase or is removed (the pause point `leaving:<phase>`).
+    pub fn kill_leaving(phase: Phase) {
+        KILL_AT.with(|k| *k.borrow_mut() = Some(format!("leaving:{phase}")));
+    }
+
+    /// Called at every failpoint (`deploy::failpoint`): panics at the one asked for.
+    pub(in crate::deploy) fn kill_point(point: &str) {
+        if KILL_AT.with(|k| k.borrow().as_deref() == Some(point)) {
+            KILL_AT.with(|k| *k.borrow_mut() = None);
+            panic!("killed at {point}");
         }
     }
 
