@@ -513,6 +513,44 @@ fn a_power_cut_at_each_phase_boots_on_the_last_verified_release_and_is_recovered
     }
 }
 
+/// The power lost while a switch goes back from a candidate that failed its probation, at either
+/// end of `switching-back`: the boot and the recovery end on the release it came from.
+#[test]
+fn a_power_cut_while_switching_back_boots_on_the_release_it_came_from() {
+    for candidate in [Slot::Next, Slot::Main] {
+        for leaving in [false, true] {
+            let case =
+                format!("candidate {candidate:?}, {} switching-back", if leaving { "leaving" } else { "entered" });
+            let w = World::new();
+            let (r1, r2, r3) = (w.release(1), w.release(2), w.release(3));
+            w.live(&r1);
+            let (from, to) = match candidate {
+                Slot::Next => (r1, r2),
+                Slot::Main => {
+                    w.go_live(&r2, Some(&r1)).unwrap();
+                    (r2, r3)
+                }
+            };
+            w.sd.fate(&w.inst(candidate).service_unit, Fate::RestartsAfter(1));
+            if leaving {
+                switch::tests::kill_leaving(Phase::SwitchingBack);
+            } else {
+                switch::tests::kill_at(Some(Phase::SwitchingBack));
+            }
+            let killed = catch_unwind(AssertUnwindSafe(|| w.go_live(&to, Some(&from))));
+            switch::tests::kill_at(None);
+            assert!(killed.is_err(), "{case}: killed");
+            assert_eq!(w.journal().and_then(|j| j.phase), Some(Phase::SwitchingBack), "{case}");
+            w.sd.fate(&w.inst(candidate).service_unit, Fate::Runs);
+            w.power_cut_and_boot();
+            assert_eq!((w.runs(Slot::Main), w.current()), (Some(from.clone()), Some(from.clone())), "{case}");
+            let done = w.recover().unwrap();
+            assert_eq!((w.at_rest(), w.public()), (from.clone(), Slot::Main), "{case}: {done}");
+            assert!(w.bad(&to), "{case}: {done}");
+        }
+    }
+}
+
 #[test]
 fn a_journal_of_an_earlier_relctl_goes_back_to_where_it_came_from() {
     let w = World::new();

@@ -153,9 +153,9 @@ impl Power {
         out.status.success().then(|| serde_json::from_slice(&out.stdout).unwrap())
     }
 
-    /// Starts `relctl args` held at `point` (`RELCTL_PAUSEPOINT`) and waits until it stopped
-    /// there; returns it (it ends with the power) and the journal of `build`'s switch.
-    fn hold(&self, point: &str, args: &[&str], build: &str) -> (Child, Value) {
+    /// Starts `relctl -f manifest args` held at `point` (`RELCTL_PAUSEPOINT`) and waits until it
+    /// stopped there; returns it (it ends with the power) and the journal of `build`'s switch.
+    fn hold(&self, manifest: &Path, point: &str, args: &[&str], build: &str) -> (Child, Value) {
         // Through a shell that waits for relctl: nsenter stops itself when its own child stops
         // (job control), and a stopped nsenter could not reap relctl once the power is cut, which
         // would keep the sandbox's PID 1 from ever finishing its exit.
@@ -167,7 +167,7 @@ impl Power {
             .arg(format!("RELCTL_PAUSEPOINT={point}"))
             .arg(RELCTL)
             .arg("-f")
-            .arg(&self.manifest)
+            .arg(manifest)
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -335,7 +335,8 @@ fn power_loss_at_any_point_boots_every_build_on_its_last_verified_release() {
     for (phase, next) in cases {
         let candidate = if p.env.serving_unit("development").starts_with("medctrl@") { "next" } else { "main" };
         let case = format!("build cut at the end of {phase} (candidate {candidate})");
-        let (held, journal) = p.hold(&format!("leaving:{phase}"), &["build", "development"], "development");
+        let (held, journal) =
+            p.hold(&p.manifest, &format!("leaving:{phase}"), &["build", "development"], "development");
         assert_eq!(journal["candidate"], candidate, "{case}: {journal}");
         let (from, to) = (journal["from"].as_str().unwrap().to_string(), journal["to"].as_str().unwrap().to_string());
         // Until the candidate passed its probation the build comes back on the release it came
@@ -374,10 +375,31 @@ fn power_loss_at_any_point_boots_every_build_on_its_last_verified_release() {
         }
     }
 
+    // A release that fails its gate: the switch goes back, and the power goes once it is back
+    // (the end of `switching-back`, the phase a switch records only when something failed).
+    let broken = variant("power-broken", |app| {
+        replace(
+            &app.join("API/api_settings/views.py"),
+            "def health(request):\n",
+            "def health(request):\n    return HttpResponse(\"broken\", status=500)\n",
+        );
+    });
+    let candidate = if p.env.serving_unit("development").starts_with("medctrl@") { "next" } else { "main" };
+    let case = format!("build of a release failing its gate, cut at the end of switching-back (candidate {candidate})");
+    let (held, journal) = p.hold(&broken, "leaving:switching-back", &["build", "development"], "development");
+    let (from, to) = (journal["from"].as_str().unwrap().to_string(), journal["to"].as_str().unwrap().to_string());
+    let expect = rest(&p);
+    assert_eq!(expect[0].release, from, "{case}: back on the release it came from before the cut");
+    p.cut(Some(held));
+    p.boot(&case, &expect);
+    let (_, now) = p.next_command(&case, &["restart", "development"], "development");
+    assert_eq!(now, from, "{case}");
+    assert_eq!(p.state("development", &to), "bad", "{case}");
+
     // -- (d): a promote and a rollback held where they moved the most ------------------------------
     // testing: main serves since the first boot (the candidate is next).
     let case = "promote development -> testing cut at the end of probation (candidate next)";
-    let (held, journal) = p.hold("leaving:probation", &["promote", "development", "testing"], "testing");
+    let (held, journal) = p.hold(&p.manifest, "leaving:probation", &["promote", "development", "testing"], "testing");
     assert_eq!(journal["candidate"], "next", "{case}: {journal}");
     let (from, to) = (journal["from"].as_str().unwrap().to_string(), journal["to"].as_str().unwrap().to_string());
     let mut expect = rest(&p);
@@ -390,7 +412,7 @@ fn power_loss_at_any_point_boots_every_build_on_its_last_verified_release() {
 
     // testing: next serves after that restart (the candidate is main).
     let case = "rollback of testing cut at the end of handed-over (candidate main)";
-    let (held, journal) = p.hold("leaving:handed-over", &["rollback", "testing"], "testing");
+    let (held, journal) = p.hold(&p.manifest, "leaving:handed-over", &["rollback", "testing"], "testing");
     assert_eq!(journal["candidate"], "main", "{case}: {journal}");
     let (from, to) = (journal["from"].as_str().unwrap().to_string(), journal["to"].as_str().unwrap().to_string());
     let mut expect = rest(&p);
