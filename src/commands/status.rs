@@ -34,6 +34,18 @@ struct BuildStatus {
     timers: Vec<TimerStatus>,
     /// Since when its route answers 503 (`relctl maintenance on`), if it does.
     maintenance: Option<crate::maintenance::Maintenance>,
+    /// The switch journal, while there is one: a relctl switching the build now (`in_progress`),
+    /// or one interrupted (killed, or the power went) that the next build, rollback or restart
+    /// finishes.
+    switch: Option<SwitchStatus>,
+}
+
+#[derive(Debug, Serialize)]
+struct SwitchStatus {
+    #[serde(flatten)]
+    journal: crate::deploy::switch::Record,
+    /// Whether the relctl that wrote the journal still runs.
+    in_progress: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -123,7 +135,15 @@ pub fn run(loaded: &Loaded, only: Option<&BuildName>, report: &Report) -> Result
         };
         let processes = process_status(&systemd, &app.layout, &b, &set)?;
         let timers = timer_status(&systemd, &app.layout, &b, &set)?;
+        // A journal that cannot be read is the next build's to report (it refuses to go on).
+        let switch = crate::deploy::switch::read(&b.switch_journal()).ok().flatten().map(|journal| SwitchStatus {
+            in_progress: journal.pid != std::process::id()
+                && std::fs::read_to_string(format!("/proc/{}/comm", journal.pid))
+                    .is_ok_and(|comm| comm.trim() == "relctl"),
+            journal,
+        });
         rows.push(BuildStatus {
+            switch,
             maintenance: crate::maintenance::state(&b)?,
             processes,
             timers,
@@ -260,6 +280,20 @@ fn print_table(rows: &[BuildStatus]) {
         })
         .collect();
     crate::report::print_table(&["BUILD", "STATE", "RELEASE", "SINCE", "PID", "ROUTE", "SERVED BY", "OTHER"], &table);
+    for (r, sw) in rows.iter().filter_map(|r| r.switch.as_ref().map(|sw| (r, sw))) {
+        let phase = sw.journal.phase.map_or("an unrecorded phase".to_string(), |p| format!("phase {p}"));
+        if sw.in_progress {
+            println!(
+                "{}: relctl (pid {}) is switching it to release {}, in {phase}",
+                r.build, sw.journal.pid, sw.journal.to
+            );
+        } else {
+            println!(
+                "{}: a switch to release {} was interrupted in {phase} (relctl pid {} is gone); the next relctl build, rollback or restart {} finishes it",
+                r.build, sw.journal.to, sw.journal.pid, r.build
+            );
+        }
+    }
     let processes: Vec<[String; 6]> = rows
         .iter()
         .flat_map(|r| r.processes.iter().map(move |p| (r, p)))

@@ -82,11 +82,20 @@ pub struct RollbackResult {
     pub health: Option<health::Response>,
 }
 
-/// Testing aid: `RELCTL_FAILPOINT=<name>` makes relctl kill itself with SIGKILL at that point, to
-/// prove a crash there leaves the live build serving.
+/// Testing aids: `RELCTL_FAILPOINT=<name>` makes relctl kill itself with SIGKILL at that point, to
+/// prove a crash there leaves the live build serving; `RELCTL_PAUSEPOINT=<name>` stops it there
+/// (SIGSTOP), for a test to cut the power under it (`tests/e2e/power.rs`). Besides the named
+/// points of the steps, each phase of a switch has two (`switch::Switch`): `entered:<phase>`,
+/// right after the journal recorded it, and `leaving:<phase>`, once its step is done, right before
+/// the journal records the next phase or is removed.
 fn failpoint(name: &str) {
+    #[cfg(test)]
+    switch::tests::kill_point(name);
     if std::env::var("RELCTL_FAILPOINT").is_ok_and(|v| v == name) {
         nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL).expect("raising SIGKILL at a failpoint");
+    }
+    if std::env::var("RELCTL_PAUSEPOINT").is_ok_and(|v| v == name) {
+        nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP).expect("raising SIGSTOP at a pause point");
     }
 }
 

@@ -23,7 +23,7 @@ impl Deploy<'_> {
         self.hold_switch_lock()?;
         let completed = record.phase.is_some_and(|p| p.is_done()) && b.release_dir(&record.to).is_dir();
         let done = if completed { self.complete(&record)? } else { self.go_back(&record)? };
-        atomic::remove_if_exists(&journal)?;
+        switch::end(&journal)?;
         Ok(Some(done))
     }
 
@@ -39,15 +39,20 @@ impl Deploy<'_> {
         let mut done = Vec::new();
         if self.is_up(&candidate)? {
             self.point_public(&candidate)?;
-        }
-        if let Some(serving) = r.serving.filter(|s| *s != candidate.slot).map(|s| self.instance(s)) {
-            if self.is_up(&serving)? {
-                done.push(format!("stopped {}", serving.service_unit));
+            if let Some(serving) = r.serving.filter(|s| *s != candidate.slot).map(|s| self.instance(s)) {
+                if self.is_up(&serving)? {
+                    done.push(format!("stopped {}", serving.service_unit));
+                }
+                self.stop_instance(&serving)?;
+                if serving.slot == Slot::Main {
+                    self.switch(&serving, &r.to)?;
+                }
             }
-            self.stop_instance(&serving)?;
-            if serving.slot == Slot::Main {
-                self.switch(&serving, &r.to)?;
-            }
+        } else {
+            // The candidate is gone (the power went, or it was stopped): main serves `to`. Whether
+            // what runs in main now (the release the switch came from, or `to` after a boot) is
+            // `to` is not recorded, so main restarts on it.
+            done.push(self.restart_main_on_to(r)?);
         }
         store::mark_verified(&b.release_dir(&r.to), jiff::Timestamp::now())?;
         Ok(format!(
@@ -56,6 +61,22 @@ impl Deploy<'_> {
             r.to,
             notes(&done)
         ))
+    }
+
+    /// Main (re)started on `r.to`, with `current` and the public socket on it and next stopped;
+    /// returns what it did.
+    fn restart_main_on_to(&mut self, r: &Record) -> Result<String> {
+        let main = self.instance(Slot::Main);
+        self.stop_instance(&self.instance(Slot::Next))?;
+        self.switch(&main, &r.to)?;
+        if self.build.current_release()?.as_ref() != Some(&r.to) {
+            atomic::switch_symlink(&self.build.current, &crate::release::layout::release_target(&r.to))?;
+        }
+        self.stop_alone(&main.service_unit)?;
+        self.ensure_socket(&main)?;
+        self.run_job(JobKind::Start, &main.service_unit)?;
+        self.point_public(&main)?;
+        Ok(format!("{} restarted on {}", main.service_unit, r.to))
     }
 
     /// The switch had not passed everything: `to` is marked bad and the build goes back to `from`

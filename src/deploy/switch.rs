@@ -9,6 +9,14 @@
 //!
 //! A build with no instance serving (a first build, a stopped build) starts its release in main
 //! and goes from `gated` straight to `processes`: there is nothing to hand over from.
+//!
+//! Beside the journal, the link `.relctl-boot` names the release the build comes back to if the
+//! power goes during the switch: the one that served (`from`) until the journal says `retired`,
+//! `to` from then on, never ahead of the journal. Main's unit (`units/app@.service.tera`) puts
+//! main's link and `current` on it before main starts, when a journal is there and no relctl
+//! holds the build's switch lock — a boot after a power cut, or any start after a relctl was
+//! killed — so that no release that had not passed everything comes up by itself; the next relctl
+//! then finishes the switch from the journal (`recover`).
 
 use std::path::{Path, PathBuf};
 
@@ -17,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::host::atomic;
 use crate::release::id::ReleaseId;
-use crate::release::layout::Slot;
+use crate::release::layout::{self, Slot};
 
 /// Where a switch is. Each phase is recorded before its step begins: recovery treats the step as
 /// possibly half done.
@@ -137,7 +145,15 @@ impl Switch {
             processes_moved: false,
         };
         let switch = Switch { path: path.to_path_buf(), record };
+        // Where a boot comes back to, before there is a journal to make it count.
+        match from {
+            Some(from) => atomic::switch_symlink(&boot_link(path), &layout::release_target(from))?,
+            None => {
+                atomic::remove_if_exists(&boot_link(path))?;
+            }
+        }
         switch.write()?;
+        super::failpoint("entered:prepared");
         Ok(switch)
     }
 
@@ -157,17 +173,22 @@ impl Switch {
         if !now.next().contains(&phase) {
             bail!("relctl bug: the switch to {} cannot go from {now} to {phase}", self.record.to);
         }
+        super::failpoint(&format!("leaving:{now}"));
         self.record.phase = Some(phase);
         self.record.processes_moved |= phase == Phase::Processes;
         self.write()?;
-        #[cfg(test)]
-        tests::kill_point(phase);
+        if phase.is_done() {
+            // The journal says so first: a boot comes back to `to` only once recovery would keep it.
+            atomic::switch_symlink(&boot_link(&self.path), &layout::release_target(&self.record.to))?;
+        }
+        super::failpoint(&format!("entered:{phase}"));
         Ok(())
     }
 
     /// The switch ended (verified, or back where it came from): the journal goes.
     pub fn finish(self) -> Result<bool> {
-        atomic::remove_if_exists(&self.path)
+        super::failpoint(&format!("leaving:{}", self.phase()));
+        end(&self.path)
     }
 
     fn write(&self) -> Result<()> {
@@ -175,6 +196,20 @@ impl Switch {
         atomic::write(&self.path, &json, 0o644, None)?;
         Ok(())
     }
+}
+
+/// The link beside the journal at `path` that names the release a boot during the switch comes
+/// back to (see the module's documentation).
+pub fn boot_link(path: &Path) -> PathBuf {
+    path.with_file_name(".relctl-boot")
+}
+
+/// Removes the journal at `path`, then its boot link (a link without a journal counts for
+/// nothing). Returns whether there was a journal.
+pub fn end(path: &Path) -> Result<bool> {
+    let ended = atomic::remove_if_exists(path)?;
+    atomic::remove_if_exists(&boot_link(path))?;
+    Ok(ended)
 }
 
 /// The journal at `path`, if a switch was interrupted there.
@@ -192,22 +227,29 @@ pub fn read(path: &Path) -> Result<Option<Record>> {
 #[cfg(test)]
 pub mod tests {
     use super::*;
-    use std::cell::Cell;
+    use std::cell::RefCell;
 
     thread_local! {
-        static KILL_AT: Cell<Option<Phase>> = const { Cell::new(None) };
+        static KILL_AT: RefCell<Option<String>> = const { RefCell::new(None) };
     }
 
     /// Makes the next switch on this thread panic right after it recorded `phase`, as a relctl
     /// killed there would stop: nothing after it runs, the journal says `phase`.
     pub fn kill_at(phase: Option<Phase>) {
-        KILL_AT.with(|k| k.set(phase));
+        KILL_AT.with(|k| *k.borrow_mut() = phase.map(|p| format!("entered:{p}")));
     }
 
-    pub(super) fn kill_point(phase: Phase) {
-        if KILL_AT.with(|k| k.get()) == Some(phase) {
-            KILL_AT.with(|k| k.set(None));
-            panic!("killed at {phase}");
+    /// Makes the next switch on this thread panic once the step of `phase` is done, right before
+    /// the journal records the next phase or is removed (the pause point `leaving:<phase>`).
+    pub fn kill_leaving(phase: Phase) {
+        KILL_AT.with(|k| *k.borrow_mut() = Some(format!("leaving:{phase}")));
+    }
+
+    /// Called at every failpoint (`deploy::failpoint`): panics at the one asked for.
+    pub(in crate::deploy) fn kill_point(point: &str) {
+        if KILL_AT.with(|k| k.borrow().as_deref() == Some(point)) {
+            KILL_AT.with(|k| *k.borrow_mut() = None);
+            panic!("killed at {point}");
         }
     }
 

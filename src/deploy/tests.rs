@@ -418,6 +418,139 @@ fn a_kill_at_each_recorded_phase_is_recovered_from() {
     assert_eq!(w.at_rest(), r1);
 }
 
+impl World {
+    /// The power goes, then the host boots: every unit is gone at once; main starts because it is
+    /// enabled, as its unit starts it — with a switch journal there (and no relctl: its lock went
+    /// with /run), its link and `current` first go back on `.relctl-boot` (`ExecStartPre=`, which
+    /// `plan::units`' tests run for real), and once up it takes the public socket
+    /// (`ExecStartPost=`). Next, which is not enabled, stays down.
+    fn power_cut_and_boot(&self) {
+        self.sd.power_cut();
+        let boot = self.build.boot_link();
+        if self.build.switch_journal().exists() && boot.is_dir() {
+            let target = std::fs::read_link(&boot).unwrap();
+            for link in [&self.inst(Slot::Main).link, &self.build.current] {
+                crate::host::atomic::switch_symlink(link, &target).unwrap();
+            }
+        }
+        self.sd.set_active(&self.inst(Slot::Main).socket_unit, true);
+        self.sd.set_active(&self.inst(Slot::Main).service_unit, true);
+        crate::host::atomic::switch_symlink(&self.build.socket, Path::new(Slot::Main.socket_file())).unwrap();
+        // The processes, wanted by main, start after it (on `current`).
+        if self.unit_file("medctrl_development_worker@.service").exists() {
+            for n in [1, 2] {
+                self.sd.set_active(&self.worker(n), true);
+            }
+        }
+    }
+}
+
+/// The power lost during a switch, at either end of each phase (right after the journal recorded
+/// it, or once its step is done), with either instance the candidate: the host boots with main on
+/// the release the build came from — on the new one once the journal said `retired` — with
+/// `current` on it too, and the next relctl brings the build to rest there.
+#[test]
+fn a_power_cut_at_each_phase_boots_on_the_last_verified_release_and_is_recovered_from() {
+    let phases = [
+        Phase::Prepared,
+        Phase::CandidateUp,
+        Phase::Gated,
+        Phase::HandedOver,
+        Phase::Processes,
+        Phase::Probation,
+        Phase::Retired,
+    ];
+    for candidate in [Slot::Next, Slot::Main] {
+        for phase in phases {
+            for leaving in [false, true] {
+                let case = format!("candidate {candidate:?}, {} {phase}", if leaving { "leaving" } else { "entered" });
+                let w = World::new();
+                std::fs::create_dir_all(&w.app.layout.unit_dir).unwrap();
+                let (r1, r2, r3) = (
+                    w.release_with(1, &processes(true)),
+                    w.release_with(2, &processes(true)),
+                    w.release_with(3, &processes(true)),
+                );
+                w.live(&r1);
+                w.with(|d| d.move_processes(&r1, super::processes::Restart::All).map(|_| ())).unwrap();
+                let (from, to) = match candidate {
+                    Slot::Next => (r1, r2),
+                    Slot::Main => {
+                        w.go_live(&r2, Some(&r1)).unwrap();
+                        assert_eq!(w.public(), Slot::Next);
+                        (r2, r3)
+                    }
+                };
+                if leaving {
+                    switch::tests::kill_leaving(phase);
+                } else if phase == Phase::Prepared {
+                    // `prepared` is recorded by the journal's first write: nothing runs before the
+                    // candidate's step, which is `leaving prepared`.
+                    continue;
+                } else {
+                    switch::tests::kill_at(Some(phase));
+                }
+                let killed = catch_unwind(AssertUnwindSafe(|| w.go_live(&to, Some(&from))));
+                switch::tests::kill_at(None);
+                assert!(killed.is_err(), "{case}: killed");
+                assert_eq!(w.journal().and_then(|j| j.phase), Some(phase), "{case}");
+                w.power_cut_and_boot();
+                let back = if phase.is_done() { to.clone() } else { from.clone() };
+                assert_eq!(w.runs(Slot::Main), Some(back.clone()), "{case}: main boots on {back}");
+                assert_eq!(w.current(), Some(back.clone()), "{case}: current");
+                let done = w.recover().unwrap();
+                assert_eq!(w.at_rest(), back, "{case}: {done}");
+                assert_eq!(w.public(), Slot::Main, "{case}: {done}");
+                assert!(!w.build.boot_link().exists(), "{case}: the boot link goes with the journal");
+                if phase.is_done() {
+                    assert!(w.verified(&to), "{case}: {done}");
+                } else {
+                    assert!(w.bad(&to), "{case}: {done}");
+                }
+                assert!(w.sd.state(&w.worker(1)).is_active() && w.sd.state(&w.worker(2)).is_active(), "{case}");
+            }
+        }
+    }
+}
+
+/// The power lost while a switch goes back from a candidate that failed its probation, at either
+/// end of `switching-back`: the boot and the recovery end on the release it came from.
+#[test]
+fn a_power_cut_while_switching_back_boots_on_the_release_it_came_from() {
+    for candidate in [Slot::Next, Slot::Main] {
+        for leaving in [false, true] {
+            let case =
+                format!("candidate {candidate:?}, {} switching-back", if leaving { "leaving" } else { "entered" });
+            let w = World::new();
+            let (r1, r2, r3) = (w.release(1), w.release(2), w.release(3));
+            w.live(&r1);
+            let (from, to) = match candidate {
+                Slot::Next => (r1, r2),
+                Slot::Main => {
+                    w.go_live(&r2, Some(&r1)).unwrap();
+                    (r2, r3)
+                }
+            };
+            w.sd.fate(&w.inst(candidate).service_unit, Fate::RestartsAfter(1));
+            if leaving {
+                switch::tests::kill_leaving(Phase::SwitchingBack);
+            } else {
+                switch::tests::kill_at(Some(Phase::SwitchingBack));
+            }
+            let killed = catch_unwind(AssertUnwindSafe(|| w.go_live(&to, Some(&from))));
+            switch::tests::kill_at(None);
+            assert!(killed.is_err(), "{case}: killed");
+            assert_eq!(w.journal().and_then(|j| j.phase), Some(Phase::SwitchingBack), "{case}");
+            w.sd.fate(&w.inst(candidate).service_unit, Fate::Runs);
+            w.power_cut_and_boot();
+            assert_eq!((w.runs(Slot::Main), w.current()), (Some(from.clone()), Some(from.clone())), "{case}");
+            let done = w.recover().unwrap();
+            assert_eq!((w.at_rest(), w.public()), (from.clone(), Slot::Main), "{case}: {done}");
+            assert!(w.bad(&to), "{case}: {done}");
+        }
+    }
+}
+
 #[test]
 fn a_journal_of_an_earlier_relctl_goes_back_to_where_it_came_from() {
     let w = World::new();

@@ -551,11 +551,89 @@ mod tests {
         let takeover = "ExecStartPost=+/bin/sh -c 'mkdir -p -m 0700 /run/relctl && exec flock -n -E 0 /run/relctl/medctrl@%i.switch -c \"ln -sfn .relctl-live.sock /opt/medctrl/backend/%i/.relctl-public.tmp && mv -fT /opt/medctrl/backend/%i/.relctl-public.tmp /opt/medctrl/backend/%i/gunicorn.sock\"'\n";
         assert!(c.contains(takeover), "{c}");
         assert!(!next_service.contains("flock"), "{next_service}");
+        // Main started by anyone but relctl after an interrupted switch goes back first (see
+        // main_started_after_an_interrupted_switch_goes_back_where_the_switch_came_from).
+        assert!(c.contains("\nExecStartPre=+/bin/sh -c 'mkdir -p -m 0700 /run/relctl && exec flock -n -E 0 /run/relctl/medctrl@%i.switch -c \"cd /opt/medctrl/backend/%i && [ -e .relctl-switch ] && [ -d .relctl-boot ] || exit 0;"), "{c}");
+        assert!(!next_service.contains("ExecStartPre"), "{next_service}");
         let next_socket = &units[4].contents;
         assert!(next_socket.contains("ListenStream=/opt/medctrl/backend/%i/.relctl-next.sock\n"));
         assert!(next_socket.contains("RemoveOnStop=yes\n") && !next_socket.contains("[Install]"), "{next_socket}");
         assert!(socket.contains("SocketGroup=www-data\n") && socket.contains("SocketMode=0660\n"));
         assert!(units[2].contents.contains("WantedBy=multi-user.target"));
+    }
+
+    /// Main's `ExecStartPre=` as `sh -c` would run it for build `dev` of an app whose root is
+    /// `root`, with the switch locks in `locks` instead of /run/relctl.
+    fn settle_script(root: &Path, locks: &Path) -> String {
+        let mut app = example();
+        app.layout.root = root.to_path_buf();
+        let service = render(&app).unwrap().remove(0).contents;
+        let line = service.lines().find_map(|l| l.strip_prefix("ExecStartPre=+/bin/sh -c '")).expect(&service);
+        let script = line.strip_suffix('\'').unwrap();
+        assert!(!script.contains('\'') && !script.contains('$') && !script.contains('\\'), "{script}");
+        script.replace("%i", "dev").replace(crate::host::lock::LOCK_DIR, &locks.display().to_string())
+    }
+
+    /// Main started by anyone but relctl (a boot after a power cut during a switch) first puts its
+    /// link and `current` on the release `.relctl-boot` names — only when a switch journal is
+    /// there, the link leads to a release, and no relctl holds the build's switch lock.
+    #[test]
+    fn main_started_after_an_interrupted_switch_goes_back_where_the_switch_came_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, locks) = (dir.path().join("root"), dir.path().join("locks"));
+        let build = root.join("dev");
+        for r in ["r1", "r2"] {
+            std::fs::create_dir_all(build.join("releases").join(r)).unwrap();
+        }
+        let link = |name: &str, to: &str| {
+            let _ = std::fs::remove_file(build.join(name));
+            std::os::unix::fs::symlink(to, build.join(name)).unwrap();
+        };
+        let target = |name: &str| std::fs::read_link(build.join(name)).unwrap().display().to_string();
+        let script = settle_script(&root, &locks);
+        let run = || {
+            let out = std::process::Command::new("/bin/sh").arg("-c").arg(&script).output().unwrap();
+            assert!(out.status.success(), "{script}: {out:?}");
+            String::from_utf8_lossy(&out.stderr).into_owned()
+        };
+        let interrupted = || {
+            link(".relctl-main", "releases/r2");
+            link("current", "releases/r2");
+            link(".relctl-boot", "releases/r1");
+            std::fs::write(build.join(".relctl-switch"), "{}").unwrap();
+        };
+
+        // No journal: a link left behind counts for nothing.
+        interrupted();
+        std::fs::remove_file(build.join(".relctl-switch")).unwrap();
+        assert_eq!(run(), "");
+        assert_eq!((target(".relctl-main"), target("current")), ("releases/r2".into(), "releases/r2".into()));
+
+        // A journal: both links go back.
+        interrupted();
+        let said = run();
+        assert_eq!(said, "relctl: a switch of build dev was interrupted, main and current go back on:\nreleases/r1\n");
+        assert_eq!((target(".relctl-main"), target("current")), ("releases/r1".into(), "releases/r1".into()));
+        assert!(!build.join(".relctl-boot.tmp").exists());
+
+        // relctl holds the switch lock (it starts main as a candidate on r2): nothing moves.
+        interrupted();
+        let file = std::fs::File::create(locks.join("medctrl@dev.switch")).unwrap();
+        let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).unwrap();
+        assert_eq!(run(), "");
+        assert_eq!(target(".relctl-main"), "releases/r2");
+        drop(lock);
+
+        // A boot link to a release that is gone: nothing moves.
+        interrupted();
+        link(".relctl-boot", "releases/r0");
+        assert_eq!(run(), "");
+        assert_eq!((target(".relctl-main"), target("current")), ("releases/r2".into(), "releases/r2".into()));
+        // A leftover temp link from a start cut short is replaced.
+        link(".relctl-boot", "releases/r1");
+        link(".relctl-boot.tmp", "releases/r2");
+        run();
+        assert_eq!((target(".relctl-main"), target("current")), ("releases/r1".into(), "releases/r1".into()));
     }
 
     #[test]
@@ -642,6 +720,8 @@ secrets = "/etc/relctl/shop.env"
         for line in [
             "PartOf=shop@prod.service",
             "WantedBy=shop@prod.service",
+            // Started with web (at boot), after main's start put `current` where it belongs.
+            "After=shop@prod.service",
             "X-Relctl-Build=prod",
             "X-Relctl-Process=worker",
             "Type=exec",
@@ -687,6 +767,7 @@ secrets = "/etc/relctl/shop.env"
             "TimeoutStartSec=120",
             "ExecStart=/opt/shop/web/prod/current/.relctl/timer-clear",
             "X-Relctl-Timer=clear",
+            "After=shop@prod.service",
         ] {
             assert!(job.lines().any(|l| l == line), "missing {line:?}:\n{job}");
         }

@@ -299,6 +299,12 @@ impl BuildLayout {
         self.build_dir.join(".relctl-switch")
     }
 
+    /// The release a boot comes back to while a switch is under way: `.relctl-boot`, beside the
+    /// journal (see `switch::boot_link`).
+    pub fn boot_link(&self) -> PathBuf {
+        crate::deploy::switch::boot_link(&self.switch_journal())
+    }
+
     /// The secret key relctl generated for the build ([`crate::release::secret_key`]).
     pub fn secret_key_file(&self) -> PathBuf {
         self.build_dir.join(crate::release::secret_key::FILE_NAME)

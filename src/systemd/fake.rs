@@ -82,6 +82,12 @@ impl Fake {
         self.units.borrow_mut().insert(unit.to_string(), state);
     }
 
+    /// The power goes: every unit is gone at once, as after a reboot before anything started.
+    pub fn power_cut(&self) {
+        self.units.borrow_mut().clear();
+        self.reads.borrow_mut().clear();
+    }
+
     fn check(&self, call: String) -> Result<()> {
         let failing = self.failing.borrow().contains(&call);
         self.calls.borrow_mut().push(call.clone());

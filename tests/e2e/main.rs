@@ -27,6 +27,7 @@ mod logs;
 mod maintenance;
 mod nginx;
 mod package;
+mod power;
 mod promote;
 mod releases;
 mod remote;

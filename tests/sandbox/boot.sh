@@ -2,7 +2,8 @@
 # Boot a throw-away systemd (PID 1 of its own pid/mount/uts/ipc/cgroup
 # namespaces) for relctl's end-to-end tests.
 #
-# usage: boot.sh [--bind DIR]... [--net] [--log FILE] [--timeout SECS] [--watch PID]
+# usage: boot.sh [--bind DIR]... [--net] [--disk DIR] [--unit UNIT [--keep UNIT]...]
+#                [--log FILE] [--timeout SECS] [--watch PID]
 #
 #   --bind DIR     make host directory DIR visible (read-write) at the same
 #                  path inside the sandbox.  Everything else the sandbox writes
@@ -10,6 +11,22 @@
 #   --net          give the sandbox a network namespace of its own (only "lo",
 #                  up); a test joins it to others with a veth pair (see
 #                  tests/e2e/common/lab.rs).  Without it the network is the host's.
+#   --disk DIR     a disk that outlives the sandbox: the overlay's upper and work
+#                  dirs live in host directory DIR (DIR/upper, DIR/work; made on
+#                  first use, with a marker file) instead of a tmpfs, so a later
+#                  boot.sh --disk DIR boots over what this one wrote, as a
+#                  machine reboots over its disk.  /tmp, /run and /dev are
+#                  fresh per boot all the same.  DIR must be empty or such a
+#                  disk, and not "/".  Nothing removes it: the caller does.
+#   --unit UNIT    a unit the boot starts too (systemd boots relctl-sandbox.target,
+#                  which is basic.target and D-Bus, and then wants UNIT); e.g.
+#                  multi-user.target starts what is enabled, as a real boot
+#                  does.  With it, the
+#                  services the host itself enables into multi-user.target
+#                  (/etc/systemd/system/multi-user.target.wants: sshd, a
+#                  database, ...) are masked too, but those named by --keep.
+#   --keep UNIT    with --unit: leave this host-enabled unit enabled (e.g.
+#                  nginx.service, which the tests configure on the disk)
 #   --log FILE     where systemd's console output (and this script's setup
 #                  messages) go; default: <state dir>/console.log
 #   --timeout SECS how long to wait for systemd to come up (default 30)
@@ -41,6 +58,9 @@ TIMEOUT=30
 LOG=
 WATCH=
 NET=
+DISK=
+UNIT=
+KEEP=()
 BINDS=()
 
 STATE=
@@ -94,6 +114,12 @@ while [ $# -gt 0 ]; do
         --bind) [ $# -ge 2 ] || usage; BINDS+=("$2"); shift 2 ;;
         --bind=*) BINDS+=("${1#--bind=}"); shift ;;
         --net) NET=--net; shift ;;
+        --disk) [ $# -ge 2 ] || usage; DISK=$2; shift 2 ;;
+        --disk=*) DISK=${1#--disk=}; shift ;;
+        --unit) [ $# -ge 2 ] || usage; UNIT=$2; shift 2 ;;
+        --unit=*) UNIT=${1#--unit=}; shift ;;
+        --keep) [ $# -ge 2 ] || usage; KEEP+=("$2"); shift 2 ;;
+        --keep=*) KEEP+=("${1#--keep=}"); shift ;;
         --log) [ $# -ge 2 ] || usage; LOG=$2; shift 2 ;;
         --log=*) LOG=${1#--log=}; shift ;;
         --timeout) [ $# -ge 2 ] || usage; TIMEOUT=$2; shift 2 ;;
@@ -130,6 +156,44 @@ for d in "${BINDS[@]}"; do
     RBINDS+=("$r")
 done
 
+# A unit name: letters, digits and :-_.@ only (it ends up in a unit file and a
+# symlink name), with a unit type's suffix.
+valid_unit() {
+    case $1 in
+        ''|*[!A-Za-z0-9:_.@-]*|.*|*/*) return 1 ;;
+        *.target|*.service|*.socket|*.timer|*.path|*.mount) return 0 ;;
+        *) return 1 ;;
+    esac
+}
+if [ -n "$UNIT" ]; then
+    valid_unit "$UNIT" || die "--unit $UNIT: not a unit name (e.g. multi-user.target)"
+fi
+for k in "${KEEP[@]}"; do
+    [ -n "$UNIT" ] || die "--keep $k: only with --unit (the default boot starts nothing the host enables)"
+    valid_unit "$k" || die "--keep $k: not a unit name (e.g. nginx.service)"
+done
+
+# The disk: a host directory, never "/", empty (first use) or one this script made.
+if [ -n "$DISK" ]; then
+    case $DISK in *$'\n'*) die "--disk path contains a newline" ;; esac
+    r=$(realpath -e -- "$DISK" 2>/dev/null) || die "--disk $DISK: no such directory"
+    [ -d "$r" ] || die "--disk $DISK: not a directory"
+    [ "$r" != / ] || die "--disk /: refusing to write the sandbox's disk into the host root"
+    for b in "${RBINDS[@]}"; do
+        [ "$r" != "$b" ] || die "--disk $DISK is also --bind: the sandbox would see its own disk"
+    done
+    if [ -e "$r/relctl-sandbox-disk" ]; then
+        [ -d "$r/upper" ] && [ -d "$r/work" ] || die "--disk $DISK: a sandbox disk without upper/ and work/"
+    elif [ -z "$(ls -A -- "$r")" ]; then
+        mkdir -m 0755 "$r/upper" "$r/work" || die "--disk $DISK: cannot create upper/ and work/"
+        echo "a relctl test sandbox's disk (tests/sandbox/boot.sh --disk): the overlay's upper and work dirs" \
+            >"$r/relctl-sandbox-disk" || die "--disk $DISK: cannot write its marker"
+    else
+        die "--disk $DISK: neither empty nor a sandbox disk (no relctl-sandbox-disk marker); refusing to use it"
+    fi
+    DISK=$r
+fi
+
 # The sandbox gets its own cgroup (child of ours in the host's cgroup2
 # hierarchy) before unshare --cgroup, so its systemd sees that as "/" and two
 # sandboxes never collide.
@@ -151,9 +215,12 @@ mkdir "$CG" || die "cannot create cgroup $CG"
 
 printf -v BINDLIST '%s\n' "${RBINDS[@]}"
 [ ${#RBINDS[@]} -gt 0 ] || BINDLIST=
+printf -v KEEPLIST '%s\n' "${KEEP[@]}"
+[ ${#KEEP[@]} -gt 0 ] || KEEPLIST=
 (
     echo "$BASHPID" >"$CG/cgroup.procs" || { echo "sandbox-init: cannot join cgroup $CG"; exit 97; }
     exec env SBX_STATE="$STATE" SBX_LOG="$LOG" SBX_TARGET="$TARGET" SBX_BINDS="$BINDLIST" SBX_NET="${NET:+1}" \
+        SBX_DISK="$DISK" SBX_UNIT="$UNIT" SBX_KEEP="$KEEPLIST" \
         unshare --pid --fork --mount --uts --ipc --cgroup $NET --propagation private --kill-child \
         -- "$HERE/init.sh"
 ) </dev/null >>"$LOG" 2>&1 &

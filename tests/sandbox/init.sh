@@ -7,7 +7,8 @@
 # It builds a throw-away root filesystem and finally execs systemd in it:
 #
 #   <state>/mnt              tmpfs, exists only in this mount namespace
-#   <state>/mnt/upper,work   overlay upper/work dirs (on that tmpfs)
+#   <state>/mnt/upper,work   overlay upper/work dirs (on that tmpfs), or with
+#                            boot.sh --disk DIR: DIR/upper, DIR/work on the host
 #   <state>/mnt/root         overlay lowerdir=/  -> the sandbox's "/"
 #       /proc                fresh procfs of the new pid namespace, /proc/sys read-only
 #       /sys                 host sysfs, read-only, with a fresh cgroup2 on /sys/fs/cgroup
@@ -17,7 +18,10 @@
 #       <each --bind DIR>    bind mount of the host DIR at the same path
 #
 # Everything systemd writes lands in the tmpfs (or in the explicitly bound
-# directories) and disappears with the mount namespace when PID 1 dies.
+# directories) and disappears with the mount namespace when PID 1 dies; with a
+# disk it lands in DIR/upper instead and outlives the sandbox, for the next
+# boot over the same disk (the sandbox itself does not see DIR: an empty
+# tmpfs hides it).
 #
 # SAFETY: systemd-tmpfiles empties /tmp (and more) at boot.  This script must
 # never exec systemd unless "/" is the overlay and /tmp, /run are private
@@ -29,6 +33,12 @@
 #   SBX_BINDS   newline separated list of absolute host directories to bind
 #   SBX_TARGET  name of the unit systemd boots into
 #   SBX_NET     "1" when the sandbox has a network namespace of its own
+#   SBX_DISK    empty, or the host directory holding the overlay's upper/ and
+#               work/ (boot.sh checked it is a sandbox disk, never "/")
+#   SBX_UNIT    empty, or a unit SBX_TARGET wants too (multi-user.target: a
+#               boot as a machine's); then the services the host enables into
+#               multi-user.target are masked, but those in SBX_KEEP
+#   SBX_KEEP    newline separated host-enabled units not to mask
 #   SBX_DRY_RUN if "1": do everything except exec systemd, print the mount
 #               table instead (used to test the mount steps)
 set -euo pipefail
@@ -45,6 +55,9 @@ main() {
 [ "$$" = 1 ] || fail "must run as PID 1 of a new pid namespace (got pid $$)"
 : "${SBX_STATE:?}" "${SBX_LOG:?}" "${SBX_TARGET:?}"
 SBX_BINDS=${SBX_BINDS:-}
+SBX_DISK=${SBX_DISK:-}
+SBX_UNIT=${SBX_UNIT:-}
+SBX_KEEP=${SBX_KEEP:-}
 SYSTEMD=/lib/systemd/systemd
 [ -x "$SYSTEMD" ] || SYSTEMD=/usr/lib/systemd/systemd
 [ -x "$SYSTEMD" ] || fail "systemd binary not found"
@@ -56,14 +69,24 @@ exec 5>>"$SBX_LOG"
 #    be explicit, it is the foundation of everything below).
 mount --make-rprivate / || fail "mount --make-rprivate / failed"
 
-# 2. tmpfs + overlay with lowerdir=/ .
+# 2. tmpfs + overlay with lowerdir=/ (upper and work on that tmpfs, or on the
+#    disk).
 M=$SBX_STATE/mnt
 [ -d "$M" ] || fail "mount point $M missing"
 mount -t tmpfs -o mode=0755,size=50% relctl-sandbox "$M" || fail "tmpfs on $M failed"
-mkdir "$M/upper" "$M/work" "$M/root"
+mkdir "$M/root"
+if [ -n "$SBX_DISK" ]; then
+    case $SBX_DISK in /?*) ;; *) fail "disk path not absolute: $SBX_DISK" ;; esac
+    [ -e "$SBX_DISK/relctl-sandbox-disk" ] && [ -d "$SBX_DISK/upper" ] && [ -d "$SBX_DISK/work" ] \
+        || fail "$SBX_DISK is not a sandbox disk (marker, upper/, work/)"
+    UPPER=$SBX_DISK/upper WORK=$SBX_DISK/work
+else
+    mkdir "$M/upper" "$M/work"
+    UPPER=$M/upper WORK=$M/work
+fi
 mount -t overlay relctl-sandbox-root \
-    -o "lowerdir=/,upperdir=$M/upper,workdir=$M/work" "$M/root" \
-    || fail "overlay mount failed (lowerdir=/, upper on tmpfs)"
+    -o "lowerdir=/,upperdir=$UPPER,workdir=$WORK" "$M/root" \
+    || fail "overlay mount failed (lowerdir=/, upper $UPPER)"
 R=$M/root
 
 # 3. API file systems.
@@ -138,6 +161,15 @@ if [ -n "$SBX_BINDS" ]; then
     done < <(printf '%s\n' "$SBX_BINDS" | awk 'NF { print length($0) "\t" $0 }' | sort -n -s | cut -f2-)
 fi
 
+# The disk is not the sandbox's to see (through the overlay's lower layer, or a
+# bind of a directory above it): writing there would change the overlay's
+# upper layer behind its back.
+if [ -n "$SBX_DISK" ]; then
+    mkdir -p "$R$SBX_DISK" || fail "cannot create the disk's mount point in the sandbox"
+    mount -t tmpfs -o ro,mode=0755,size=4k relctl-sandbox-disk-hidden "$R$SBX_DISK" \
+        || fail "hiding the disk $SBX_DISK from the sandbox failed"
+fi
+
 # 5. Configuration inside the overlay / the sandbox's /run (never the host's).
 # No fstab: nothing to mount, nothing to remount.
 : >"$R/etc/fstab"
@@ -183,6 +215,18 @@ for w in /etc/systemd/system/timers.target.wants /lib/systemd/system/timers.targ
         MASK+=("$(basename "$t")")
     done
 done
+# Booting a unit that starts what is enabled (multi-user.target): the services
+# the host enables there are the host's (sshd on the shared network, a
+# database, ...), not the sandbox's, but those the caller keeps (--keep).  Read
+# from the host's /etc (not yet pivoted): what a test enabled on its disk stays.
+if [ -n "${SBX_UNIT:-}" ]; then
+    for t in /etc/systemd/system/multi-user.target.wants/*.service; do
+        [ -e "$t" ] || [ -L "$t" ] || continue
+        u=$(basename "$t")
+        printf '%s\n' "$SBX_KEEP" | grep -qxF -- "$u" && continue
+        MASK+=("$u")
+    done
+fi
 for u in "${MASK[@]}"; do
     ln -sfn /dev/null "$U/$u"
 done
@@ -191,8 +235,8 @@ cat >"$U/$SBX_TARGET" <<EOF
 [Unit]
 Description=relctl test sandbox
 Requires=basic.target dbus.socket
-Wants=dbus.service
-After=basic.target dbus.socket dbus.service
+Wants=dbus.service${SBX_UNIT:+ $SBX_UNIT}
+After=basic.target dbus.socket dbus.service${SBX_UNIT:+ $SBX_UNIT}
 AllowIsolate=yes
 EOF
 
@@ -215,7 +259,15 @@ verify_or_die() {
     [ "$(fstype /run)" = tmpfs ] || fail "ABORT: /run is $(fstype /run), not a private tmpfs"
     [ "$(fstype /sys/fs/cgroup)" = cgroup2fs ] || fail "ABORT: /sys/fs/cgroup is not cgroup2"
     [ "$(fstype /proc)" = proc ] || fail "ABORT: /proc is not procfs"
-    [ -L "/run/systemd/system/systemd-sysctl.service" ] || fail "ABORT: unit masks missing"
+    local u
+    for u in "${MASK[@]}"; do
+        [ "$(readlink "/run/systemd/system/$u")" = /dev/null ] || fail "ABORT: unit mask of $u missing"
+    done
+    if [ -n "$SBX_DISK" ]; then
+        grep -q " / / .* - overlay relctl-sandbox-root .*upperdir=$SBX_DISK/upper" /proc/self/mountinfo \
+            || fail "ABORT: / is not the overlay with its upper layer on the disk $SBX_DISK"
+        [ "$(fstype "$SBX_DISK")" = tmpfs ] || fail "ABORT: the disk $SBX_DISK is not hidden from the sandbox"
+    fi
     # the host's root must be gone (pivot_root + detach worked)
     ! grep -q " $M " /proc/self/mountinfo || fail "ABORT: old root still attached"
     local d

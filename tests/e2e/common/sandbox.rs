@@ -5,6 +5,8 @@
 //! a tmpfs, with private `/tmp`, `/run` and `/dev`. Nothing it writes reaches the host except
 //! inside the directories passed to `boot` (bind mounted at the same path). The network is the
 //! host's. Dropping the [`Sandbox`] SIGKILLs its systemd, which tears down the whole namespace.
+//! [`Sandbox::boot_disk`] puts the upper layer on a host directory instead, a disk that outlives
+//! the sandbox: killing it is a power cut, and the next `boot_disk` of the same disk a reboot.
 //! See `tests/sandbox/README.md`.
 //!
 //! Needs root. Without it (or on any other problem) `boot` panics with the reason; it never
@@ -45,6 +47,22 @@ impl Sandbox {
     /// Like [`boot`](Self::boot); with `net`, the sandbox has a network namespace of its own with
     /// only `lo` (see `common::lab`, which joins such sandboxes with a bridge).
     pub fn boot_with(binds: &[&Path], net: bool) -> Sandbox {
+        Sandbox::boot_opts(binds, net, None, None, &[])
+    }
+
+    /// Like [`boot`](Self::boot), on a disk that outlives the sandbox: the overlay's upper and
+    /// work dirs live in the host directory `disk` (empty, or a disk an earlier `boot_disk` wrote;
+    /// keep it below a scratch dir, and remove it yourself). A second `boot_disk` of the same
+    /// disk boots over what the first one wrote, with a fresh /tmp and /run, as a machine
+    /// reboots; [`kill`](Self::kill) in between is a power cut. With `unit` (e.g.
+    /// `multi-user.target`), the boot starts that unit too, so what is enabled on the disk
+    /// starts as on a real boot; the services the host enables into multi-user.target (sshd, a
+    /// database) stay masked, but those in `keep` (e.g. `nginx.service`).
+    pub fn boot_disk(binds: &[&Path], disk: &Path, unit: Option<&str>, keep: &[&str]) -> Sandbox {
+        Sandbox::boot_opts(binds, false, Some(disk), unit, keep)
+    }
+
+    fn boot_opts(binds: &[&Path], net: bool, disk: Option<&Path>, unit: Option<&str>, keep: &[&str]) -> Sandbox {
         let boot = script("boot.sh");
         assert!(boot.is_file(), "sandbox: {} not found", boot.display());
         let mut cmd = Command::new(&boot);
@@ -53,6 +71,15 @@ impl Sandbox {
         }
         for b in binds {
             cmd.arg("--bind").arg(b);
+        }
+        if let Some(disk) = disk {
+            cmd.arg("--disk").arg(disk);
+        }
+        if let Some(unit) = unit {
+            cmd.arg("--unit").arg(unit);
+        }
+        for k in keep {
+            cmd.arg("--keep").arg(k);
         }
         cmd.arg("--watch").arg(std::process::id().to_string());
         cmd.stdin(Stdio::null());
@@ -71,6 +98,18 @@ impl Sandbox {
         }
         eprintln!("sandbox: booted pid {pid} in {:.2}s", started.elapsed().as_secs_f64());
         Sandbox { pid, killed: false }
+    }
+
+    /// How long ago the sandbox's systemd started (its start time in /proc, in the kernel's
+    /// clock ticks: 10 ms).
+    pub fn since_start(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap();
+        // "pid (comm) S ppid ...": starttime is field 22, the 20th after the comm.
+        let after = stat.rsplit_once(") ").map(|(_, rest)| rest).unwrap_or_default();
+        let ticks: f64 = after.split(' ').nth(19).and_then(|t| t.parse().ok()).unwrap();
+        let uptime: f64 =
+            std::fs::read_to_string("/proc/uptime").unwrap().split(' ').next().and_then(|u| u.parse().ok()).unwrap();
+        Duration::from_secs_f64((uptime - ticks / 100.0).max(0.0))
     }
 
     /// A `Command` that runs `program` inside all of the sandbox's namespaces
