@@ -379,8 +379,7 @@ impl<'a> Destroy<'a> {
         let b = &p.build;
         if let Some(site) = &p.site {
             let t = Instant::now();
-            nginx::control::check_in(&site.text, nginx::control::Include::Http)
-                .and_then(|()| nginx::control::install(&site.config, &site.text, Steps { check: true, reload: true }))
+            crate::site::install(&site.config, &site.text)
                 .with_context(|| format!("updating {}; build {} was left as it was", site.config.display(), b.build))?;
             self.report.step(
                 "nginx",

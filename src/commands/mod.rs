@@ -75,8 +75,8 @@ fn run_here(command: Command, loaded: impl FnOnce() -> Result<Loaded>, g: &Globa
         Command::Logs(a) => logs::run(&loaded()?, &a, r),
         Command::Maintenance(a) => maintenance::run(&loaded()?, &a, g, r),
         Command::NginxSnippet(args) => nginx::run(&loaded()?, &args, r),
-        Command::Site(args) => site::run(&loaded()?, site::Run::Site { dry_run: args.dry_run }, g, r),
-        Command::Renew => site::run(&loaded()?, site::Run::Renew, g, r),
+        Command::Site(args) => site::run(&loaded()?, crate::site::Run::Site, args.dry_run, g, r),
+        Command::Renew => site::run(&loaded()?, crate::site::Run::Renew, false, g, r),
         Command::Exec(args) => exec::run(&loaded()?, &args, g, r),
         Command::Completions { shell } => {
             // Into memory first: clap_complete panics when a write fails (`| head`).

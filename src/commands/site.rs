@@ -10,13 +10,8 @@ use crate::plan;
 use crate::report::{Mode, Report};
 use crate::site;
 
-#[derive(Debug, Clone, Copy)]
-pub enum Run {
-    Site { dry_run: bool },
-    Renew,
-}
-
-pub fn run(loaded: &Loaded, run: Run, g: &GlobalArgs, report: &mut Report) -> Result<()> {
+/// `relctl site` (`site::Run::Site`, `--dry-run` only prints) and `relctl renew` (`site::Run::Renew`).
+pub fn run(loaded: &Loaded, how: site::Run<'_>, dry_run: bool, g: &GlobalArgs, report: &mut Report) -> Result<()> {
     let app = plan::app(loaded)?;
     let relctl = std::env::current_exe().context("finding relctl's own path for the renewal service")?;
     let plan = plan::site::site(&app, loaded, &relctl, None)?;
@@ -27,7 +22,7 @@ pub fn run(loaded: &Loaded, run: Run, g: &GlobalArgs, report: &mut Report) -> Re
         ))
         .into());
     }
-    if let Run::Site { dry_run: true } = run {
+    if dry_run {
         let proxy_params = std::path::Path::new(crate::nginx::snippet::PROXY_PARAMS).exists();
         let text = crate::nginx::site::render(&plan.nginx(&loaded.path, |_| true), proxy_params);
         match report.mode {
@@ -53,15 +48,11 @@ pub fn run(loaded: &Loaded, run: Run, g: &GlobalArgs, report: &mut Report) -> Re
         }
         return Ok(());
     }
-    let verb = match run {
-        Run::Site { .. } => "site",
-        Run::Renew => "renew",
+    let verb = match how {
+        site::Run::Renew => "renew",
+        _ => "site",
     };
     let session = Session::for_app(loaded, g, report, verb)?;
-    let how = match run {
-        Run::Site { .. } => site::Run::Site,
-        Run::Renew => site::Run::Renew,
-    };
     let outcome = site::apply(&plan, &loaded.path, &session.systemd, how, report)?;
     match report.mode {
         Mode::Json => report.json(&serde_json::json!({ "site": outcome, "steps": report.steps() })),

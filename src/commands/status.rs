@@ -237,19 +237,15 @@ fn timer_status(systemd: &Systemd, l: &AppLayout, b: &BuildLayout, set: &Process
     for t in &set.timers {
         let unit = l.timer_unit(&b.build, &t.name);
         let st = systemd.timer_state(&unit, &l.timer_service(&b.build, &t.name))?;
-        let ran = st.last_us > 0 || st.started_us > 0;
-        let last_result = match (ran, st.service.active_state.is_up()) {
-            (_, true) => Some("running".to_string()),
-            (true, false) => Some(st.service.result.clone()).filter(|r| !r.is_empty()),
-            (false, false) => None,
-        };
+        let ran = st.last_run_us() > 0;
+        let last_result = st.last_result();
         out.push(TimerStatus {
             name: t.name.clone(),
             unit,
             schedule: t.on_calendar.clone(),
             state: st.timer.active_state.clone(),
             next_run: crate::time::from_systemd_us(st.next_us),
-            last_run: crate::time::from_systemd_us(st.last_us.max(st.started_us)),
+            last_run: crate::time::from_systemd_us(st.last_run_us()),
             last_exit_status: (ran && !st.service.active_state.is_up()).then_some(st.exit_status),
             last_result,
         });

@@ -116,9 +116,14 @@ fn existing_file(loaded: &Loaded, what: &str, p: &Path) -> Result<PathBuf> {
 /// A build's htpasswd: nginx's master reads it as root (`nginx -t`, reload) and it decides who
 /// gets in, so as root only one only root can change is used.
 fn htpasswd_file(loaded: &Loaded, build: &str, p: &Path) -> Result<PathBuf> {
-    let what = format!("[builds.{build}] htpasswd");
-    let path = existing_file(loaded, &what, p)?;
-    trust::check(&path, &what, Trust::current())
+    root_file(loaded, &format!("[builds.{build}] htpasswd"), p)
+}
+
+/// A file the manifest names for nginx's master (root) to read: it must exist now and, as root,
+/// be one only root can change.
+pub fn root_file(loaded: &Loaded, what: &str, p: &Path) -> Result<PathBuf> {
+    let path = existing_file(loaded, what, p)?;
+    trust::check(&path, what, Trust::current())
         .map_err(|e| e.into_usage(|e| format!("{}: {what} {}: {e}", loaded.path.display(), path.display())))?;
     Ok(path)
 }

@@ -8,7 +8,6 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::error::Error;
-use crate::host::trust::{self, Trust};
 use crate::manifest::Loaded;
 use crate::name::BuildName;
 use crate::plan::units::UnitFile;
@@ -202,24 +201,18 @@ fn has_ipv6() -> bool {
     std::fs::read_to_string("/proc/net/if_inet6").is_ok_and(|s| !s.trim().is_empty())
 }
 
-/// A file the manifest names for nginx's master (root) to read: it must exist and only root
-/// may change it; a key must also be unreadable by other users.
+/// A file the manifest names for nginx's master (root) to read (see `routes::root_file`); a key
+/// must also be unreadable by other users.
 fn trusted_file(loaded: &Loaded, what: &str, p: &Path, secret: bool) -> Result<PathBuf> {
     use std::os::unix::fs::MetadataExt;
-    let path = loaded.resolve(p);
-    let meta = std::fs::metadata(&path)
-        .map_err(|e| Error::Usage(format!("{}: {what} {}: {e}", loaded.path.display(), path.display())))?;
-    if !meta.is_file() {
-        return Err(Error::Usage(format!("{}: {what} {} is not a file", loaded.path.display(), path.display())).into());
-    }
-    trust::check(&path, what, Trust::current())
-        .map_err(|e| e.into_usage(|e| format!("{}: {what} {}: {e}", loaded.path.display(), path.display())))?;
-    if secret && meta.mode() & 0o004 != 0 {
+    let path = crate::plan::routes::root_file(loaded, what, p)?;
+    let mode = std::fs::metadata(&path).with_context(|| format!("reading {}", path.display()))?.mode();
+    if secret && mode & 0o004 != 0 {
         return Err(Error::Usage(format!(
             "{}: {what} {} is readable by every user (mode {:04o}); a private key must not be: chmod 600 {}",
             loaded.path.display(),
             path.display(),
-            meta.mode() & 0o7777,
+            mode & 0o7777,
             path.display()
         ))
         .into());

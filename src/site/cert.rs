@@ -22,8 +22,13 @@ pub struct CertInfo {
 impl CertInfo {
     /// Whole days left until it expires (negative once it has).
     pub fn days_left(&self, now: jiff::Timestamp) -> i64 {
-        (self.not_after.as_second() - now.as_second()).div_euclid(86_400)
+        days_between(now, self.not_after)
     }
+}
+
+/// Whole days from `now` to `then` (negative once it has passed).
+pub fn days_between(now: jiff::Timestamp, then: jiff::Timestamp) -> i64 {
+    (then.as_second() - now.as_second()).div_euclid(86_400)
 }
 
 /// Reads the first certificate of the PEM file at `path`.

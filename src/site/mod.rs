@@ -124,8 +124,7 @@ pub fn apply(
     if renewed_any {
         let t = Instant::now();
         let text = crate::nginx::site::render(&plan.nginx(manifest, has_certificate), proxy_params);
-        control::check_in(&text, control::Include::Http)?;
-        control::install(&plan.config, &text, Steps { check: true, reload: true })?;
+        install(&plan.config, &text)?;
         reloaded = true;
         report.step("nginx", t, "reloaded with the new certificates");
     }
@@ -141,15 +140,20 @@ pub fn apply(
     Ok(Outcome { config: plan.config.clone(), domains, reloaded })
 }
 
-/// Writes the site's nginx file if its text changed (validated first; reloaded; the old file put
-/// back when nginx refuses it). Returns whether it did.
+/// Writes the site's nginx file if its text changed ([`install`]). Returns whether it did.
 fn install_if_changed(config: &Path, text: &str) -> Result<bool> {
     if atomic::read_string_if_exists(config)?.as_deref() == Some(text) {
         return Ok(false);
     }
-    control::check_in(text, control::Include::Http)?;
-    control::install(config, text, Steps { check: true, reload: true })?;
+    install(config, text)?;
     Ok(true)
+}
+
+/// Writes the site's nginx file: validated first, written atomically, nginx reloaded, the old
+/// file put back when nginx refuses it.
+pub fn install(config: &Path, text: &str) -> Result<()> {
+    control::check_in(text, control::Include::Http)?;
+    control::install(config, text, Steps { check: true, reload: true })
 }
 
 /// `/var/lib/relctl/<app>/`: the webroot nginx reads (0755, public answers) and certbot's
@@ -268,23 +272,18 @@ pub fn status(
             domain: d.name.clone(),
             source: if d.certificate.is_acme() { "acme" } else { "files" },
             cert: path.to_path_buf(),
-            days_left: not_after.map(|t| (t.as_second() - now.as_second()).div_euclid(86_400)),
+            days_left: not_after.map(|t| cert::days_between(now, t)),
             not_after,
             problem,
         });
     }
     let renewal = if plan.acme.is_some() {
         let st = systemd.timer_state(&plan.renewal_timer, &plan.renewal_service)?;
-        let ran = st.last_us > 0 || st.started_us > 0;
         Some(RenewalStatus {
             timer: plan.renewal_timer.clone(),
             state: st.timer.active_state.clone(),
-            last_run: crate::time::from_systemd_us(st.last_us.max(st.started_us)),
-            last_result: match (ran, st.service.active_state.is_up()) {
-                (_, true) => Some("running".to_string()),
-                (true, false) => Some(st.service.result.clone()).filter(|r| !r.is_empty()),
-                (false, false) => None,
-            },
+            last_run: crate::time::from_systemd_us(st.last_run_us()),
+            last_result: st.last_result(),
             next_run: crate::time::from_systemd_us(st.next_us),
         })
     } else {

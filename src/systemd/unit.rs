@@ -204,6 +204,23 @@ pub struct TimerState {
     pub started_us: u64,
 }
 
+impl TimerState {
+    /// When the last run started (by the timer or by hand), microseconds since the epoch; 0 if
+    /// it never ran.
+    pub fn last_run_us(&self) -> u64 {
+        self.last_us.max(self.started_us)
+    }
+
+    /// How the last run ended (systemd's `Result`), `running` during one, none before the first.
+    pub fn last_result(&self) -> Option<String> {
+        match (self.last_run_us() > 0, self.service.active_state.is_up()) {
+            (_, true) => Some("running".to_string()),
+            (true, false) => Some(self.service.result.clone()).filter(|r| !r.is_empty()),
+            (false, false) => None,
+        }
+    }
+}
+
 /// The files systemd builds a unit from.
 #[derive(Debug, Clone, Serialize)]
 pub struct UnitFiles {
