@@ -168,6 +168,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_root_dir_is_made_narrow_and_one_another_user_could_change_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("relctl/app/acme");
+        ensure_root_dir(&dir, 0o700).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!((mode(&dir), mode(dir.parent().unwrap())), (0o700, 0o755));
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        ensure_root_dir(&dir, 0o700).unwrap();
+        assert_eq!(mode(&dir), 0o700, "a private one is narrowed back");
+        let other = tmp.path().join("relctl/app");
+        std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = ensure_root_dir(&other, 0o755).unwrap_err().to_string();
+        assert!(err.ends_with("must be a directory owned by root and writable by root alone; check it, then remove it or fix its owner and mode"), "{err}");
+        std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::chown(&other, Some(65534), None).unwrap();
+        assert!(ensure_root_dir(&other, 0o755).is_err(), "owned by nobody");
+    }
+
+    #[test]
     fn write_sets_mode_reports_change_and_leaves_no_temp_files() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("unit");
