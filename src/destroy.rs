@@ -72,6 +72,9 @@ pub struct DestroyPlan {
     /// `<root>`, where the build directory, its leftover and the dependency entries are.
     pub root: PathBuf,
     pub build: BuildLayout,
+    /// The wake units (service, socket) of a build that sleeps when idle, or slept once: stopped
+    /// first, so no request starts the build again while it goes.
+    pub wake: Vec<String>,
     /// Both instances, next first: their services and sockets are stopped in this order.
     pub instances: Vec<Instance>,
     /// The unit files disabled: main's socket and service (next is never
@@ -177,14 +180,19 @@ pub fn plan(
     require_on_disk(&build)?;
     let [live, next] = l.instances(name);
     let installed = |unit: &str| l.unit_dir.join(unit).is_file();
-    let disable = if installed(&l.service_template()) && installed(&l.socket_template()) {
+    let wake = l.wake(name);
+    let mut disable = if installed(&l.service_template()) && installed(&l.socket_template()) {
         vec![live.socket_unit.clone(), live.service_unit.clone()]
     } else {
         Vec::new()
     };
+    if installed(&format!("{}@.socket", l.wake_prefix())) {
+        disable.push(wake.socket_unit.clone());
+    }
     let dropin_dirs = [&next, &live]
         .iter()
         .flat_map(|i| [&i.service_unit, &i.socket_unit])
+        .chain([&wake.service_unit])
         .map(|unit| l.unit_dir.join(format!("{unit}.d")))
         .filter(|d| d.is_dir())
         .collect();
@@ -218,6 +226,7 @@ pub fn plan(
         app: l.app.clone(),
         root: l.root.clone(),
         leftover: leftover_dir(&l.root, name),
+        wake: vec![wake.service_unit, wake.socket_unit],
         instances: vec![next, live],
         disable,
         dropin_dirs,
@@ -269,10 +278,11 @@ pub fn remove_leftovers(root: &Path) -> Result<Vec<PathBuf>> {
 }
 
 impl DestroyPlan {
-    /// Every unit of both instances, in the order they stop: next's service and socket,
-    /// then main's.
+    /// Every unit of the build, in the order they stop: the wake service and socket, next's
+    /// service and socket, then main's.
     pub fn units(&self) -> Vec<&str> {
-        self.instances.iter().flat_map(|i| [i.service_unit.as_str(), i.socket_unit.as_str()]).collect()
+        let instances = self.instances.iter().flat_map(|i| [i.service_unit.as_str(), i.socket_unit.as_str()]);
+        self.wake.iter().map(String::as_str).chain(instances).collect()
     }
 
     /// The plan as text for `--dry-run`.
@@ -629,6 +639,8 @@ route = "/testapi"
         assert_eq!(
             p.units(),
             [
+                "medctrl_wake@testing.service",
+                "medctrl_wake@testing.socket",
                 "medctrl_next@testing.service",
                 "medctrl_next@testing.socket",
                 "medctrl@testing.service",
@@ -640,6 +652,12 @@ route = "/testapi"
             p.dropin_dirs,
             [units.join("medctrl_next@testing.service.d"), units.join("medctrl@testing.service.d")]
         );
+        // With the wake units installed (a build that sleeps when idle), they go too.
+        std::fs::write(units.join("medctrl_wake@.socket"), "# Written by relctl\n").unwrap();
+        std::fs::create_dir_all(units.join("medctrl_wake@testing.service.d")).unwrap();
+        let p = plan(&app, &loaded, &"testing".parse().unwrap(), false, None).unwrap();
+        assert_eq!(p.disable, ["medctrl@testing.socket", "medctrl@testing.service", "medctrl_wake@testing.socket"]);
+        assert_eq!(p.dropin_dirs.last(), Some(&units.join("medctrl_wake@testing.service.d")));
         assert_eq!(p.build.build_dir, app.layout.root.join("testing"));
         assert_eq!(p.leftover, app.layout.root.join(".relctl-destroyed-testing"));
         assert_eq!(p.other_builds, ["development"]);

@@ -305,6 +305,11 @@ pub fn utc(t: jiff::Timestamp) -> String {
     t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
+/// A length of time for people: `4m 12s`, `2h 5m 3s`.
+pub fn duration_s(s: u64) -> String {
+    format!("{:#}", jiff::SignedDuration::from_secs(i64::try_from(s).unwrap_or(i64::MAX)))
+}
+
 /// Prints an aligned table without borders (used by `status` and `releases`).
 pub fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
     let mut table = comfy_table::Table::new();

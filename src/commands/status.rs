@@ -34,10 +34,21 @@ struct BuildStatus {
     timers: Vec<TimerStatus>,
     /// Since when its route answers 503 (`relctl maintenance on`), if it does.
     maintenance: Option<crate::maintenance::Maintenance>,
+    /// `idle_stop_s`: the build sleeps after this many seconds without a request through nginx.
+    idle_stop_s: Option<u64>,
+    /// While the build sleeps (see `deploy::sleep`): since when, if known, and for how long.
+    sleeping: Option<Sleeping>,
     /// The switch journal, while there is one: a relctl switching the build now (`in_progress`),
     /// or one interrupted (killed, or the power went) that the next build, rollback or restart
     /// finishes.
     switch: Option<SwitchStatus>,
+}
+
+#[derive(Debug, Serialize)]
+struct Sleeping {
+    #[serde(with = "crate::time::serde_rfc3339_option")]
+    since: Option<jiff::Timestamp>,
+    for_s: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -109,6 +120,10 @@ pub fn run(loaded: &Loaded, only: Option<&BuildName>, report: &Report) -> Result
     // Every build's instances in two calls: the app's loaded units; the others are not loaded.
     let mut mains = systemd.states(&app.layout.service_glob())?;
     let mut nexts = systemd.states(&format!("{}@*.service", Slot::Next.unit_prefix(&app.layout.app)))?;
+    let wakes = match app.sleepers.iter().any(|s| s.idle_stop_s.is_some()) {
+        true => systemd.states(&format!("{}@*.socket", app.layout.wake_prefix()))?,
+        false => Default::default(),
+    };
     let mut rows = Vec::new();
     for (name, route) in app.builds.iter().filter(|(n, _)| only.is_none_or(|o| o == n)) {
         let b = app.layout.build(name);
@@ -142,7 +157,15 @@ pub fn run(loaded: &Loaded, only: Option<&BuildName>, report: &Report) -> Result
                     .is_ok_and(|comm| comm.trim() == "relctl"),
             journal,
         });
+        let idle_stop_s = app.idle_stop_s(name);
+        let wake_listens = wakes.get(&app.layout.wake(name).socket_unit).is_some_and(UnitState::is_active);
+        // Asleep: both instances stopped (not still stopping), its wake socket listening.
+        let stopped = unit.active_state == ActiveState::Inactive && other.is_none();
+        let sleeping =
+            (idle_stop_s.is_some() && wake_listens && stopped && release.is_some()).then(|| sleeping_since(&b));
         rows.push(BuildStatus {
+            idle_stop_s,
+            sleeping,
             switch,
             maintenance: crate::maintenance::state(&b)?,
             processes,
@@ -185,13 +208,25 @@ pub fn run(loaded: &Loaded, only: Option<&BuildName>, report: &Report) -> Result
         }
         Mode::Quiet => {}
     }
-    let all_up = |r: &BuildStatus| r.active && r.processes.iter().all(|p| p.running == p.desired);
+    // A build that sleeps is as it should be: its next request wakes it.
+    let all_up =
+        |r: &BuildStatus| r.sleeping.is_some() || (r.active && r.processes.iter().all(|p| p.running == p.desired));
     let certs_ok = certificates.iter().all(|c| c.problem.is_none()) && !renewal.as_ref().is_some_and(|r| r.failed());
     if rows.iter().all(all_up) && certs_ok {
         Ok(())
     } else {
         Err(Error::NotActive.into())
     }
+}
+
+/// Since when `b` sleeps: the time its last sleep was marked (`deploy::sleep::ASLEEP_MARK`).
+fn sleeping_since(b: &BuildLayout) -> Sleeping {
+    let since = std::fs::metadata(b.build_dir.join(crate::deploy::sleep::ASLEEP_MARK))
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| jiff::Timestamp::try_from(t).ok());
+    let for_s = since.map(|t| jiff::Timestamp::now().duration_since(t).as_secs().max(0) as u64);
+    Sleeping { since, for_s }
 }
 
 /// Each process of `set`: its instances as systemd has them, and the release each runs.
@@ -260,12 +295,19 @@ fn print_table(rows: &[BuildStatus]) {
         .map(|r| {
             [
                 r.build.to_string(),
-                match &r.maintenance {
-                    Some(_) => format!("{} ({}), maintenance", r.state, r.sub_state),
-                    None => format!("{} ({})", r.state, r.sub_state),
+                match (&r.sleeping, &r.maintenance) {
+                    (Some(s), _) => match s.for_s {
+                        Some(n) => format!("sleeping ({})", crate::report::duration_s(n)),
+                        None => "sleeping".to_string(),
+                    },
+                    (None, Some(_)) => format!("{} ({}), maintenance", r.state, r.sub_state),
+                    (None, None) => format!("{} ({})", r.state, r.sub_state),
                 },
                 r.release.as_ref().map_or_else(dash, |id| id.to_string()),
-                r.since.map_or_else(dash, crate::report::utc),
+                match &r.sleeping {
+                    Some(s) => s.since.map_or_else(dash, crate::report::utc),
+                    None => r.since.map_or_else(dash, crate::report::utc),
+                },
                 r.main_pid.map(|p| p.to_string()).unwrap_or_else(dash),
                 r.route.clone().unwrap_or_else(dash),
                 r.unit.clone(),

@@ -25,7 +25,9 @@ impl Deploy<'_> {
             }
         }
         let enable: Vec<&str> = plan.enable.iter().map(String::as_str).collect();
-        let enabled = self.systemd.enable(&enable)?;
+        let mut enabled = self.systemd.enable(&enable)?;
+        let disable: Vec<&str> = plan.disable.iter().map(String::as_str).collect();
+        enabled.extend(self.systemd.disable(&disable)?);
         if !changed.is_empty() || !enabled.is_empty() {
             self.systemd.reload()?;
         }

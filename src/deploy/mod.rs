@@ -23,6 +23,7 @@ mod install;
 pub mod probe;
 pub(super) mod processes;
 mod recover;
+pub mod sleep;
 mod staging;
 pub mod switch;
 #[cfg(test)]
@@ -231,7 +232,7 @@ impl<'a> Deploy<'a> {
             Some(a) => Retiring::HandMade(a, &user),
             None => Retiring::Drained,
         };
-        let live = match self.go_live(&plan.release, previous.as_ref(), retiring) {
+        let live = match self.around_sleep(|d| d.go_live(&plan.release, previous.as_ref(), retiring)) {
             Ok(live) => live,
             Err(e) => return Err(self.restore_hand_made(adoption, e)),
         };
@@ -276,7 +277,7 @@ impl<'a> Deploy<'a> {
             );
         }
         let (current, target) = (now.from, now.to);
-        let live = self.go_live(&target, Some(&current), Retiring::Drained)?;
+        let live = self.around_sleep(|d| d.go_live(&target, Some(&current), Retiring::Drained))?;
         store::mark_bad(&b.release_dir(&current), &format!("rolled back to {target}"))?;
         Ok(RollbackResult { build: b.build.clone(), from: current, to: target, unit: live.unit, health: live.health })
     }
@@ -328,6 +329,10 @@ impl<'a> Deploy<'a> {
     /// `relctl start`: the instance that serves (main if none does) gets its socket and service
     /// started, the public socket points at it; waits for the jobs and verifies.
     pub fn start(&mut self) -> Result<Verified> {
+        self.around_sleep(Self::start_serving)
+    }
+
+    fn start_serving(&mut self) -> Result<Verified> {
         let inst = match self.serving()? {
             Some(s) => s,
             None => {
@@ -384,6 +389,7 @@ impl<'a> Deploy<'a> {
     pub fn stop(&mut self) -> Result<UnitState> {
         let main = self.instance(Slot::Main);
         let t = Instant::now();
+        self.stop_wake()?;
         self.stop_instance(&self.instance(Slot::Next))?;
         self.run_job(JobKind::Stop, &main.service_unit)?;
         self.run_job(JobKind::Stop, &main.socket_unit)?;
@@ -402,12 +408,16 @@ impl<'a> Deploy<'a> {
             .build
             .current_release()?
             .with_context(|| format!("build {} has no current release", self.build.build))?;
-        self.go_live(&current, Some(&current), Retiring::Drained)
+        self.around_sleep(|d| d.go_live(&current, Some(&current), Retiring::Drained))
     }
 
     /// `relctl reload`: systemd's reload of the instance that serves (gunicorn: new workers, same
     /// main process), verified.
     pub fn reload(&mut self) -> Result<Verified> {
+        self.around_sleep(Self::reload_serving)
+    }
+
+    fn reload_serving(&mut self) -> Result<Verified> {
         let inst = self.serving()?.unwrap_or_else(|| self.instance(Slot::Main));
         let t = Instant::now();
         self.run_job(JobKind::Reload, &inst.service_unit)?;

@@ -87,12 +87,13 @@ struct World {
 
 impl World {
     fn new() -> World {
+        World::with_manifest(MANIFEST)
+    }
+
+    fn with_manifest(text: &str) -> World {
         let dir = tempfile::tempdir().unwrap();
-        let loaded = Loaded {
-            path: "/srv/relctl.toml".into(),
-            dir: "/srv".into(),
-            manifest: manifest::parse(MANIFEST).unwrap(),
-        };
+        let loaded =
+            Loaded { path: "/srv/relctl.toml".into(), dir: "/srv".into(), manifest: manifest::parse(text).unwrap() };
         let mut app = crate::plan::app(&loaded).unwrap();
         app.layout.root = dir.path().join("root");
         app.layout.unit_dir = dir.path().join("units");
@@ -751,4 +752,72 @@ fn restart_of_one_process_restarts_its_instances_and_leaves_web_alone() {
     let err = w.with(|d| d.restart_process("beat")).unwrap_err();
     assert!(crate::error::is_usage(&err), "{err}");
     assert!(err.to_string().contains("runs no process \"beat\"") && err.to_string().contains("runs: worker"), "{err}");
+}
+
+/// A build that sleeps when idle, served by main on `r` and asleep: main's socket and the wake
+/// socket listen, no instance runs.
+fn asleep_on(w: &World, r: &ReleaseId) {
+    w.live(r);
+    w.sd.set_active(&w.inst(Slot::Main).service_unit, false);
+    w.sd.set_active(&w.app.layout.wake("development").socket_unit, true);
+}
+
+fn sleeper() -> World {
+    World::with_manifest(&format!("{MANIFEST}idle_stop_s = 600\n"))
+}
+
+#[test]
+fn a_restart_of_a_sleeping_build_wakes_it_hands_over_and_lets_it_sleep_again() {
+    let w = sleeper();
+    let r1 = w.release(1);
+    asleep_on(&w, &r1);
+    let (out, steps) = w.with_steps(|d| d.restart().map(|_| ()));
+    out.unwrap();
+    assert!(steps[0].starts_with("wake: build slept; started medctrl@development.service"), "{steps:?}");
+    assert!(steps.iter().any(|s| s.starts_with("handover: medctrl_next@development.service serves")), "{steps:?}");
+    assert!(steps.last().unwrap().starts_with("sleep: sleeps: no request came through"), "{steps:?}");
+    assert_eq!(w.public(), Slot::Next, "the candidate took over before the build slept");
+    assert!(!w.up(Slot::Main) && !w.up(Slot::Next), "both instances stopped: it sleeps");
+    assert_eq!(w.current(), Some(r1.clone()));
+    assert!(w.verified(&r1) && w.journal().is_none());
+    assert!(w.build.build_dir.join(crate::deploy::sleep::ASLEEP_MARK).is_file());
+    let dropin = std::fs::read_to_string(&w.app.layout.wake("development").dropin).unwrap();
+    assert!(dropin.contains("Environment=RELCTL_IDLE_STOP_S=600\n"), "{dropin}");
+}
+
+#[test]
+fn a_sleeping_build_that_got_requests_meanwhile_stays_awake() {
+    let w = sleeper();
+    let (r1, r2) = (w.release(1), w.release(2));
+    asleep_on(&w, &r1);
+    // nginx's requests started the wake service (and, through it, main).
+    w.sd.set_active(&w.app.layout.wake("development").service_unit, true);
+    let (out, steps) = w.with_steps(|d| d.around_sleep(|d| d.go_live(&r2, Some(&r1), Retiring::Drained)));
+    out.unwrap();
+    assert!(steps.last().unwrap().starts_with("sleep: stays awake: requests came through"), "{steps:?}");
+    assert_eq!(w.at_rest(), r2);
+}
+
+#[test]
+fn a_failed_deploy_of_a_sleeping_build_leaves_the_old_release_and_lets_it_sleep() {
+    let w = sleeper();
+    let (r1, r2) = (w.release(1), w.release(2));
+    asleep_on(&w, &r1);
+    w.probe.sick.borrow_mut().insert(r2.clone());
+    let (out, steps) = w.with_steps(|d| d.around_sleep(|d| d.go_live(&r2, Some(&r1), Retiring::Drained)));
+    assert!(format!("{:#}", out.unwrap_err()).contains("HTTP 500"));
+    assert_eq!(w.current(), Some(r1.clone()));
+    assert_eq!(w.public(), Slot::Main, "the candidate never took the public socket");
+    assert!(!w.up(Slot::Main) && !w.up(Slot::Next), "asleep again: {steps:?}");
+}
+
+#[test]
+fn a_build_that_always_runs_never_touches_the_wake_units() {
+    let w = World::new();
+    let r1 = w.release(1);
+    w.live(&r1);
+    w.sd.clear_calls();
+    w.with(|d| d.restart().map(|_| ())).unwrap();
+    assert!(!w.sd.calls().iter().any(|c| c.contains("wake")), "{:?}", w.sd.calls());
+    assert_eq!(w.at_rest(), r1);
 }

@@ -89,6 +89,11 @@ fn written_route(b: &Build) -> Option<&str> {
 
 /// A host name nginx can match exactly and an ACME CA can validate over HTTP-01: lowercase
 /// labels of letters, digits and inner hyphens, joined by dots; no wildcard.
+/// The shortest and longest `idle_stop_s`: below a few seconds a build would sleep between the
+/// requests of one page; a week is the longest anyone means by "idle".
+pub const IDLE_STOP_MIN_S: u64 = 5;
+pub const IDLE_STOP_MAX_S: u64 = 604_800;
+
 pub fn check_domain(what: &str, d: &str) -> Result<(), String> {
     let label = |l: &str| {
         (1..=63).contains(&l.len())
@@ -425,6 +430,13 @@ pub(super) fn check(m: &mut Manifest) -> Result<(), String> {
                 return Err(format!("[builds.{name}] read_timeout_s = {t} must be between 1 and 86400 (a day)"));
             }
         }
+        if let Some(t) = b.idle_stop_s {
+            if !(IDLE_STOP_MIN_S..=IDLE_STOP_MAX_S).contains(&t) {
+                return Err(format!(
+                    "[builds.{name}] idle_stop_s = {t} must be between {IDLE_STOP_MIN_S} and {IDLE_STOP_MAX_S} (a week)"
+                ));
+            }
+        }
     }
     if let Some(st) = &m.static_files {
         check_inner_path("[static] dir", &st.dir)?;
@@ -593,6 +605,7 @@ mod tests {
             ("app = \"medctrl\"", "app = \"medctrl\"\nexclude = [\"{a,b\"]", "exclude pattern"),
             ("app = \"medctrl\"", "app = \"medctrl\"\nkeep_releases = 0", "keep_releases = 0"),
             ("route = \"/api\"", "route = \"/api\"\nread_timeout_s = 0", "read_timeout_s = 0"),
+            ("route = \"/api\"", "route = \"/api\"\nidle_stop_s = 2", "idle_stop_s = 2 must be between 5 and 604800"),
             ("app = \"medctrl\"", "app = \"medctrl\"\n[static]\ndir = \"../etc\"", "[static] dir"),
             ("app = \"medctrl\"", "app = \"medctrl\"\n[static]\ndir = \"s t\"", "[static] dir"),
             ("app = \"medctrl\"", "app = \"medctrl\"\n[static]\ndir = \"s\"\nurl = \"a/../b\"", "[static] url"),

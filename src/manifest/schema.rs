@@ -372,6 +372,10 @@ pub struct Build {
     /// How long nginx waits for the app between two reads (and writes) on this route, in seconds;
     /// nginx's default is 60. For long polls and quiet WebSockets.
     pub read_timeout_s: Option<u64>,
+    /// Sleep when idle: with no request through nginx for this many seconds, the build's processes
+    /// stop (web, its workers and timers) while systemd keeps its sockets; the next request wakes
+    /// it and is answered. Absent: the build always runs.
+    pub idle_stop_s: Option<u64>,
     /// The hosts this build runs on (`[user@]host[:port]`, reached over SSH): build, restart,
     /// rollback and promote roll across them (`--serial`), status asks each.
     #[serde(default)]

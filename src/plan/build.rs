@@ -51,6 +51,11 @@ pub struct BuildPlan {
     pub dropin_path: PathBuf,
     /// Unit files enabled over D-Bus.
     pub enable: Vec<String>,
+    /// Unit files disabled (if enabled): a build that sleeps when idle does not start at boot, its
+    /// sockets do; one that does not has no wake socket.
+    pub disable: Vec<String>,
+    /// `idle_stop_s`: the build sleeps after this many seconds without a request through nginx.
+    pub idle_stop_s: Option<u64>,
     /// `.relctl/start` of the release.
     pub start_script: String,
     /// The processes and timers the build runs with this release (recorded with it).
@@ -179,7 +184,9 @@ fn assemble(
         processes,
         start_script,
         copy: made.copy,
-        enable: vec![build.socket_unit.clone(), build.service_unit.clone(), app.layout.target()],
+        enable: enabled(app, &build).0,
+        disable: enabled(app, &build).1,
+        idle_stop_s: app.idle_stop_s(&name),
         app: app.clone(),
         release,
         release_dir,
@@ -332,6 +339,16 @@ fn hooks(m: &Manifest) -> Vec<Hook> {
 }
 
 /// The per-build drop-in that gives the service its secrets file.
+/// The units enabled and disabled for `build`: its socket and the target, and its service, or,
+/// for a build that sleeps when idle, its wake socket instead (it starts on its first request).
+fn enabled(app: &AppPlan, build: &BuildLayout) -> (Vec<String>, Vec<String>) {
+    let wake = app.layout.wake(&build.build).socket_unit;
+    match app.idle_stop_s(&build.build) {
+        Some(_) => (vec![build.socket_unit.clone(), wake, app.layout.target()], vec![build.service_unit.clone()]),
+        None => (vec![build.socket_unit.clone(), build.service_unit.clone(), app.layout.target()], vec![wake]),
+    }
+}
+
 fn dropin(build: &str, secrets_file: &Path, path: &Path) -> UnitFile {
     UnitFile {
         path: path.to_path_buf(),
@@ -445,6 +462,18 @@ impl BuildPlan {
             },
         );
         line("enable", self.enable.join(", "));
+        line("disable", format!("{} (if enabled)", self.disable.join(", ")));
+        if let Some(idle) = self.idle_stop_s {
+            let wake = self.app.layout.wake(&b.build);
+            line(
+                "sleep",
+                format!(
+                    "after {idle}s without a request through {} ({}), and right after this deploy if none came since it last slept",
+                    wake.socket.display(),
+                    wake.service_unit
+                ),
+            );
+        }
         for p in self.processes.describe() {
             line("process", p);
         }

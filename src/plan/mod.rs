@@ -65,9 +65,31 @@ pub struct AppPlan {
     pub schema: Option<manifest::SchemaCommands>,
     /// `[hooks] pre_migrate`: run before a rollback unapplies migrations (and before release hooks).
     pub pre_migrate: Vec<Hook>,
+    /// Each build and family (`pr-*`) the manifest declares, and whether it sleeps when idle.
+    pub sleepers: Vec<Sleeper>,
+}
+
+/// `[builds.<name>] idle_stop_s` of a build or a family (None: it always runs).
+#[derive(Debug, Clone, Serialize)]
+pub struct Sleeper {
+    /// The manifest's key: a build's name, or a family's pattern (`pr-*`).
+    pub builds: String,
+    pub idle_stop_s: Option<u64>,
 }
 
 impl AppPlan {
+    /// How long `build` may be idle before it sleeps; None: it always runs. A build declared by
+    /// name is its own; else its family's (as `manifest::family_of` matches them).
+    pub fn idle_stop_s(&self, build: &str) -> Option<u64> {
+        if let Some(own) = self.sleepers.iter().find(|s| s.builds == build) {
+            return own.idle_stop_s;
+        }
+        self.sleepers.iter().find_map(|s| {
+            let prefix = s.builds.strip_suffix('*')?;
+            (build.len() > prefix.len() && build.starts_with(prefix)).then_some(s.idle_stop_s).flatten()
+        })
+    }
+
     /// `build`'s route as a URL prefix, as nginx passes it in `SCRIPT_NAME` ("" at `/`).
     pub fn script_name(&self, build: &str) -> String {
         let route = self.builds.iter().find(|(name, _)| name == build).and_then(|(_, r)| r.as_ref());
@@ -162,6 +184,7 @@ pub fn app(loaded: &Loaded) -> Result<AppPlan> {
         probation_s: m.health.as_ref().map_or(manifest::default_probation(), |h| h.probation_s),
         keep_releases: m.keep_releases,
         builds: builds(loaded, &root)?,
+        sleepers: m.builds.iter().map(|(k, b)| Sleeper { builds: k.clone(), idle_stop_s: b.idle_stop_s }).collect(),
         hardening: m.hardening.clone(),
         verify: m.hooks.verify.iter().map(|c| Hook { stage: HookStage::Verify, command: c.clone() }).collect(),
         release_timeout_s: m.hooks.release_timeout_s,

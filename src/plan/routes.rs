@@ -61,7 +61,11 @@ pub fn nginx_routes(app: &AppPlan, loaded: &Loaded, only: &[BuildName]) -> Resul
                 retry_after_s: loaded.manifest.maintenance.retry_after_s,
                 health_uri,
             },
-            socket: b.socket,
+            // A build that sleeps when idle is reached through its wake socket, which wakes it.
+            socket: match app.idle_stop_s(name) {
+                Some(_) => app.layout.wake(name).socket,
+                None => b.socket,
+            },
             allow: decl.allow.clone(),
             htpasswd: match &decl.htpasswd {
                 Some(p) => Some(htpasswd_file(loaded, name, p)?),

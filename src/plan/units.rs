@@ -27,6 +27,11 @@ const SANDBOX_TEMPLATE: &str = include_str!("../../units/sandbox.tera");
 const PROCESS_TEMPLATE: &str = include_str!("../../units/process@.service.tera");
 const JOB_TEMPLATE: &str = include_str!("../../units/job.service.tera");
 const TIMER_TEMPLATE: &str = include_str!("../../units/job.timer.tera");
+const WAKE_SERVICE_TEMPLATE: &str = include_str!("../../units/wake@.service.tera");
+const WAKE_SOCKET_TEMPLATE: &str = include_str!("../../units/wake@.socket.tera");
+
+/// systemd's proxy, which the wake units run (`systemd-socket-proxyd(8)`).
+pub const PROXYD: &str = "/usr/lib/systemd/systemd-socket-proxyd";
 
 /// What the unit templates see.
 #[derive(Debug, Serialize)]
@@ -56,6 +61,9 @@ struct UnitContext<'a> {
     timeout_start_s: u64,
     /// The sandbox every unit of the app runs in (`units/sandbox.tera`).
     sandbox: String,
+    /// The wake units: main's socket file, and systemd's proxy.
+    main_socket: &'static str,
+    proxyd: &'static str,
 }
 
 /// What `units/sandbox.tera` sees.
@@ -111,15 +119,25 @@ fn check_ours_in(app: &AppPlan, dirs: &[&Path], adopting: &[PathBuf]) -> Result<
 }
 
 /// The paths of the app's unit files, in the order they are written: main's service
-/// and socket, the target, next's service and socket.
-pub fn paths(app: &AppPlan) -> [PathBuf; 5] {
+/// and socket, the target, next's service and socket, the wake service and socket (see
+/// `layout::WAKE_SOCKET`).
+pub fn paths(app: &AppPlan) -> [PathBuf; 7] {
     let l = &app.layout;
     let next = Slot::Next.unit_prefix(&l.app);
-    [l.service_template(), l.socket_template(), l.target(), format!("{next}@.service"), format!("{next}@.socket")]
-        .map(|name| l.unit_dir.join(name))
+    let wake = l.wake_prefix();
+    [
+        l.service_template(),
+        l.socket_template(),
+        l.target(),
+        format!("{next}@.service"),
+        format!("{next}@.socket"),
+        format!("{wake}@.service"),
+        format!("{wake}@.socket"),
+    ]
+    .map(|name| l.unit_dir.join(name))
 }
 
-/// Renders the app's three unit files.
+/// Renders the app's unit files (see [`paths`]).
 pub fn render(app: &AppPlan) -> Result<Vec<UnitFile>> {
     let l = &app.layout;
     let sandbox = sandbox(app)?;
@@ -156,10 +174,17 @@ pub fn render(app: &AppPlan) -> Result<Vec<UnitFile>> {
         // systemd must not give up on a start before the health gate does.
         timeout_start_s: app.health.timeout_s.max(90),
         sandbox: sandbox.clone(),
+        main_socket: Slot::Main.socket_file(),
+        proxyd: PROXYD,
     };
-    let [service, socket, target, next_service, next_socket] = paths(app);
+    let [service, socket, target, next_service, next_socket, wake_service, wake_socket] = paths(app);
     let unit = |path: PathBuf, name: &str, source: &str, slot: Slot| -> Result<UnitFile> {
         Ok(UnitFile { path, contents: render::render_value(name, source, &ctx(slot))? })
+    };
+    // The wake units: main's context, but their own name and socket; main's switch lock.
+    let wake = |path: PathBuf, name: &str, source: &str| -> Result<UnitFile> {
+        let ctx = UnitContext { unit: l.wake_prefix(), listen: crate::release::layout::WAKE_SOCKET, ..ctx(Slot::Main) };
+        Ok(UnitFile { path, contents: render::render_value(name, source, &ctx)? })
     };
     Ok(vec![
         unit(service, "units/app@.service.tera", SERVICE_TEMPLATE, Slot::Main)?,
@@ -167,7 +192,23 @@ pub fn render(app: &AppPlan) -> Result<Vec<UnitFile>> {
         unit(target, "units/app.target.tera", TARGET_TEMPLATE, Slot::Main)?,
         unit(next_service, "units/app@.service.tera", SERVICE_TEMPLATE, Slot::Next)?,
         unit(next_socket, "units/app@.socket.tera", SOCKET_TEMPLATE, Slot::Next)?,
+        wake(wake_service, "units/wake@.service.tera", WAKE_SERVICE_TEMPLATE)?,
+        wake(wake_socket, "units/wake@.socket.tera", WAKE_SOCKET_TEMPLATE)?,
     ])
+}
+
+/// The drop-in of `build`'s wake service (`<app>_wake@<build>.service.d/50-relctl.conf`): how long
+/// it waits for a connection before the build sleeps, and the build's processes and timers
+/// (`jobs`), which wake with it.
+pub fn wake_dropin(build: &str, idle_stop_s: u64, jobs: &[String]) -> String {
+    let mut s = format!(
+        "# Written by relctl for build {build} (idle_stop_s); `relctl build {build}` rewrites it, do not edit.\n"
+    );
+    if !jobs.is_empty() {
+        s.push_str(&format!("[Unit]\nWants={}\n", jobs.join(" ")));
+    }
+    s.push_str(&format!("[Service]\nEnvironment=RELCTL_IDLE_STOP_S={idle_stop_s}\n"));
+    s
 }
 
 /// What the process and timer templates see.

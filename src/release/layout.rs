@@ -133,7 +133,42 @@ pub struct Instance {
     pub dropin: PathBuf,
 }
 
+/// The socket nginx connects to for a build that sleeps when idle (`idle_stop_s`), in its build
+/// directory: `<app>_wake@<build>.socket` listens on it, and a connection starts
+/// `<app>_wake@<build>.service` (systemd-socket-proxyd), which passes it on to the public socket
+/// and exits once no connection came for `idle_stop_s`; the build then sleeps.
+pub const WAKE_SOCKET: &str = ".relctl-wake.sock";
+
+/// The units that wake a build that sleeps when idle, and let it sleep (see [`WAKE_SOCKET`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct Wake {
+    /// `<app>_wake@<build>.service`: the proxy; running while requests come.
+    pub service_unit: String,
+    /// `<app>_wake@<build>.socket`
+    pub socket_unit: String,
+    /// `<root>/<build>/.relctl-wake.sock`
+    pub socket: PathBuf,
+    /// The proxy's per-build drop-in (its idle time; the processes and timers that wake with it).
+    pub dropin: PathBuf,
+}
+
 impl AppLayout {
+    /// The unit name before `@` of the wake units: `<app>_wake`.
+    pub fn wake_prefix(&self) -> String {
+        format!("{}_wake", self.app)
+    }
+
+    /// The wake units of `build` (used when it sleeps when idle).
+    pub fn wake(&self, build: &str) -> Wake {
+        let prefix = self.wake_prefix();
+        Wake {
+            service_unit: format!("{prefix}@{build}.service"),
+            socket_unit: format!("{prefix}@{build}.socket"),
+            socket: self.root.join(build).join(WAKE_SOCKET),
+            dropin: self.unit_dir.join(format!("{prefix}@{build}.service.d")).join("50-relctl.conf"),
+        }
+    }
+
     pub fn service_template(&self) -> String {
         format!("{}@.service", self.app)
     }

@@ -35,6 +35,7 @@ mod review;
 mod sandbox_smoke;
 mod schema;
 mod site;
+mod sleep;
 mod starters;
 mod trust;
 mod websocket;
