@@ -184,8 +184,8 @@ fn assemble(
         processes,
         start_script,
         copy: made.copy,
-        enable: enabled(app, &build).0,
-        disable: enabled(app, &build).1,
+        enable: enabled_units(app, &build).0,
+        disable: enabled_units(app, &build).1,
         idle_stop_s: app.idle_stop_s(&name),
         app: app.clone(),
         release,
@@ -341,7 +341,7 @@ fn hooks(m: &Manifest) -> Vec<Hook> {
 /// The per-build drop-in that gives the service its secrets file.
 /// The units enabled and disabled for `build`: its socket and the target, and its service, or,
 /// for a build that sleeps when idle, its wake socket instead (it starts on its first request).
-fn enabled(app: &AppPlan, build: &BuildLayout) -> (Vec<String>, Vec<String>) {
+pub(crate) fn enabled_units(app: &AppPlan, build: &BuildLayout) -> (Vec<String>, Vec<String>) {
     let wake = app.layout.wake(&build.build).socket_unit;
     match app.idle_stop_s(&build.build) {
         Some(_) => (vec![build.socket_unit.clone(), wake, app.layout.target()], vec![build.service_unit.clone()]),

@@ -295,3 +295,41 @@ pub fn source_dir(loaded: &Loaded) -> Result<PathBuf> {
     }
     Ok(source)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::manifest::{self, Loaded};
+
+    #[test]
+    fn a_build_sleeps_by_its_own_declaration_else_by_its_familys() {
+        let text = "app = \"medctrl\"\n[service]\nexec = \"x\"\n[builds.development]\n[builds.\"pr-*\"]\nroute = \"/r/{{ build }}\"\nidle_stop_s = 600\n[builds.pr-special]\nroute = \"/special\"\n[builds.\"qa-*\"]\nroute = \"/qa/{{ build }}\"\n";
+        let loaded =
+            Loaded { path: "/srv/relctl.toml".into(), dir: "/srv".into(), manifest: manifest::parse(text).unwrap() };
+        let app = super::app(&loaded).unwrap();
+        assert_eq!(app.idle_stop_s("pr-42"), Some(600));
+        assert_eq!(app.idle_stop_s("pr-special"), None, "declared by its own name, it always runs");
+        assert_eq!(app.idle_stop_s("development"), None);
+        assert_eq!(app.idle_stop_s("qa-1"), None);
+        assert_eq!(app.idle_stop_s("pr-"), None, "not a member: the prefix alone");
+        let plan = |b: &str| super::build::enabled_units(&app, &app.layout.build(&b.parse().unwrap()));
+        assert_eq!(
+            plan("pr-42"),
+            (
+                vec!["medctrl@pr-42.socket".to_string(), "medctrl_wake@pr-42.socket".into(), "medctrl.target".into()],
+                vec!["medctrl@pr-42.service".to_string()]
+            ),
+            "a build that sleeps starts on its first request, not at boot"
+        );
+        assert_eq!(
+            plan("development"),
+            (
+                vec![
+                    "medctrl@development.socket".to_string(),
+                    "medctrl@development.service".into(),
+                    "medctrl.target".into()
+                ],
+                vec!["medctrl_wake@development.socket".to_string()]
+            )
+        );
+    }
+}

@@ -559,6 +559,46 @@ mod tests {
     }
 
     #[test]
+    fn the_wake_units_proxy_to_the_public_socket_and_stop_the_build_only_when_idle() {
+        let units = render(&example()).unwrap();
+        let [service, socket] = [5, 6].map(|i| &units[i]);
+        assert_eq!(service.path, Path::new("/etc/systemd/system/medctrl_wake@.service"));
+        assert_eq!(socket.path, Path::new("/etc/systemd/system/medctrl_wake@.socket"));
+        let s = &socket.contents;
+        assert!(s.contains("ListenStream=/opt/medctrl/backend/%i/.relctl-wake.sock\n"), "{s}");
+        assert!(s.contains("SocketGroup=www-data\nSocketMode=0660\n") && s.contains("WantedBy=medctrl.target"), "{s}");
+        let s = &service.contents;
+        assert!(s.contains(MARKER), "{s}");
+        assert!(
+            s.contains("ExecStart=/usr/lib/systemd/systemd-socket-proxyd --exit-idle-time=${RELCTL_IDLE_STOP_S}s /opt/medctrl/backend/%i/gunicorn.sock\n"),
+            "{s}"
+        );
+        // Only an exit of its own (idle), and never while relctl holds the build's switch lock.
+        let stop = s.lines().find(|l| l.starts_with("ExecStopPost=+")).unwrap();
+        assert!(stop.contains(r#"[ "$$EXIT_CODE" = exited ] && [ "$$EXIT_STATUS" = 0 ] || exit 0"#), "{stop}");
+        assert!(stop.contains("flock -n -E 0 /run/relctl/medctrl@%i.switch"), "{stop}");
+        assert!(
+            stop.contains("systemctl -q stop medctrl@%i.service medctrl_next@%i.service medctrl_%i_\\\\*"),
+            "{stop}"
+        );
+        // After a reboot, the public socket goes back on main's, the one systemd holds from boot.
+        let pre = s.lines().find(|l| l.starts_with("ExecStartPre=+")).unwrap();
+        assert!(
+            pre.contains("[ -S /opt/medctrl/backend/%i/gunicorn.sock ] && exit 0")
+                && pre.contains("ln -sfn .relctl-live.sock"),
+            "{pre}"
+        );
+        assert!(s.contains("DynamicUser=yes\nSupplementaryGroups=www-data\n"), "{s}");
+        let dropin = wake_dropin("pr-1", 600, &["medctrl_pr-1_worker@1.service".into()]);
+        assert!(
+            dropin.contains(
+                "[Unit]\nWants=medctrl_pr-1_worker@1.service\n[Service]\nEnvironment=RELCTL_IDLE_STOP_S=600\n"
+            ),
+            "{dropin}"
+        );
+    }
+
+    #[test]
     fn units_use_the_instance_name_and_resolve_exec_against_the_instance_link() {
         let units = render(&example()).unwrap();
         let service = &units[0];
