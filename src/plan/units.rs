@@ -63,6 +63,7 @@ struct UnitContext<'a> {
     sandbox: String,
     /// The wake units: main's socket file, and systemd's proxy.
     main_socket: &'static str,
+    next_socket: &'static str,
     proxyd: &'static str,
 }
 
@@ -175,6 +176,7 @@ pub fn render(app: &AppPlan) -> Result<Vec<UnitFile>> {
         timeout_start_s: app.health.timeout_s.max(90),
         sandbox: sandbox.clone(),
         main_socket: Slot::Main.socket_file(),
+        next_socket: Slot::Next.socket_file(),
         proxyd: PROXYD,
     };
     let [service, socket, target, next_service, next_socket, wake_service, wake_socket] = paths(app);
@@ -584,7 +586,7 @@ mod tests {
         // After a reboot, the public socket goes back on main's, the one systemd holds from boot.
         let pre = s.lines().find(|l| l.starts_with("ExecStartPre=+")).unwrap();
         assert!(
-            pre.contains("[ -S /opt/medctrl/backend/%i/gunicorn.sock ] && exit 0")
+            pre.contains(r#"[ "$$(readlink /opt/medctrl/backend/%i/gunicorn.sock)" = .relctl-next.sock ] && ! systemctl -q is-active medctrl_next@%i.socket || exit 0"#)
                 && pre.contains("ln -sfn .relctl-live.sock"),
             "{pre}"
         );

@@ -133,3 +133,40 @@ fn idle_review_builds_sleep_wake_on_a_request_and_sleep_again_after_a_deploy() {
     assert_eq!(env.sh("systemctl list-units --all --plain --no-legend 'medctrl_wake@pr-2*' | wc -l"), "0");
     assert_eq!(env.sh("ls /etc/systemd/system | grep -c 'wake@pr-2' || true"), "0");
 }
+
+/// A power cut while a build sleeps on its next instance (whose socket systemd listens on only
+/// until the next boot): after the boot, nothing of the build runs, and the first request through
+/// nginx wakes it on main's socket and is answered with the same release.
+#[test]
+fn a_build_asleep_on_next_wakes_after_a_power_cut() {
+    use crate::common::env::binds;
+    use crate::common::sandbox::Sandbox;
+    let disk = crate::common::scratch::scratch_dir("sleep-power").join("disk");
+    std::fs::create_dir_all(&disk).unwrap();
+    let m = variant("sleep-power", |app| {
+        append(&app.join("relctl.toml"), "\n[builds.\"pr-*\"]\nroute = \"/review/{{ build }}\"\nidle_stop_s = 600\n")
+    });
+    let mut env = Env { sb: Sandbox::boot_disk(&binds(), &disk, None, &[]) };
+    for _ in 0..2 {
+        let out = env.relctl_with(&m, &["build", "pr-1"]);
+        assert!(out.status.success() && show(&out).contains("sleeps:"), "{}\n{}", show(&out), env.journal_tail());
+    }
+    assert_eq!(env.sh("readlink /opt/medctrl/backend/pr-1/gunicorn.sock"), ".relctl-next.sock");
+    let release = status_json(&env, &m, "pr-1")["release"].as_str().unwrap().to_string();
+    let port = env.nginx_in_front(&m, SNIPPET);
+    env.sh("systemctl enable -q nginx");
+    env.sb.kill();
+    env.sb = Sandbox::boot_disk(&binds(), &disk, Some("multi-user.target"), &["nginx.service"]);
+    assert_eq!(processes_of(&env, "pr-1"), Vec::<String>::new(), "asleep after the boot too");
+    // What makes it hard: the public socket still names next's socket, whose file is there with
+    // nothing listening on it.
+    assert_eq!(env.sh("readlink /opt/medctrl/backend/pr-1/gunicorn.sock"), ".relctl-next.sock");
+    assert_eq!(env.sh("test -S /opt/medctrl/backend/pr-1/.relctl-next.sock && echo there"), "there");
+    assert_eq!(env.sh("systemctl is-active medctrl_next@pr-1.socket || true"), "inactive");
+    let page = env.sh(&format!("curl -sS --fail --max-time 60 http://127.0.0.1:{port}/review/pr-1/x"));
+    assert!(page.contains(&release), "{page}");
+    assert_eq!(env.sh("readlink /opt/medctrl/backend/pr-1/gunicorn.sock"), ".relctl-live.sock");
+    assert!(status_json(&env, &m, "pr-1")["sleeping"].is_null(), "awake now");
+    drop(env);
+    std::fs::remove_dir_all(&disk).unwrap();
+}
