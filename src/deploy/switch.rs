@@ -147,9 +147,9 @@ impl Switch {
         let switch = Switch { path: path.to_path_buf(), record };
         // Where a boot comes back to, before there is a journal to make it count.
         match from {
-            Some(from) => atomic::switch_symlink(&boot_link(path), &layout::release_target(from))?,
+            Some(from) => atomic::switch_symlink(&layout::boot_link(path), &layout::release_target(from))?,
             None => {
-                atomic::remove_if_exists(&boot_link(path))?;
+                atomic::remove_if_exists(&layout::boot_link(path))?;
             }
         }
         switch.write()?;
@@ -179,7 +179,7 @@ impl Switch {
         self.write()?;
         if phase.is_done() {
             // The journal says so first: a boot comes back to `to` only once recovery would keep it.
-            atomic::switch_symlink(&boot_link(&self.path), &layout::release_target(&self.record.to))?;
+            atomic::switch_symlink(&layout::boot_link(&self.path), &layout::release_target(&self.record.to))?;
         }
         super::failpoint(&format!("entered:{phase}"));
         Ok(())
@@ -198,17 +198,11 @@ impl Switch {
     }
 }
 
-/// The link beside the journal at `path` that names the release a boot during the switch comes
-/// back to (see the module's documentation).
-pub fn boot_link(path: &Path) -> PathBuf {
-    path.with_file_name(".relctl-boot")
-}
-
 /// Removes the journal at `path`, then its boot link (a link without a journal counts for
 /// nothing). Returns whether there was a journal.
 pub fn end(path: &Path) -> Result<bool> {
     let ended = atomic::remove_if_exists(path)?;
-    atomic::remove_if_exists(&boot_link(path))?;
+    atomic::remove_if_exists(&layout::boot_link(path))?;
     Ok(ended)
 }
 

@@ -291,6 +291,12 @@ impl BuildLayout {
     }
 }
 
+/// The link beside the switch journal at `journal` that names the release a boot during the switch
+/// comes back to (see `deploy::switch`).
+pub fn boot_link(journal: &Path) -> PathBuf {
+    journal.with_file_name(".relctl-boot")
+}
+
 /// What a release link (`current`, an instance's link) holds: `releases/<id>`, relative to the
 /// build directory.
 pub fn release_target(release: &ReleaseId) -> PathBuf {
@@ -335,9 +341,9 @@ impl BuildLayout {
     }
 
     /// The release a boot comes back to while a switch is under way: `.relctl-boot`, beside the
-    /// journal (see `switch::boot_link`).
+    /// journal (see `layout::boot_link`).
     pub fn boot_link(&self) -> PathBuf {
-        crate::deploy::switch::boot_link(&self.switch_journal())
+        boot_link(&self.switch_journal())
     }
 
     /// The secret key relctl generated for the build ([`crate::release::secret_key`]).
