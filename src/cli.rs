@@ -22,7 +22,7 @@ use crate::name::BuildName;
 /// `current -> releases/<id>` and the gunicorn socket `<root>/<build>/gunicorn.sock`.
 ///
 /// Exit codes: 0 ok; 1 the operation failed; 2 usage or manifest error; 3 `status` found a build
-/// that is not active, a process short of its instances, or a certificate that is missing,
+/// that is not active (one that sleeps when idle counts as up), a process short of its instances, or a certificate that is missing,
 /// expires within 14 days or whose last renewal failed. `exec` exits with its command's status;
 /// `diff` exits as diff(1) does: 1 when something differs, 2 when it cannot tell.
 #[derive(Debug, Parser)]
@@ -322,7 +322,10 @@ pub enum Command {
     /// With builds that have a `domain` (see relctl site): each domain's certificate (source,
     /// expiry, days left) and the renewal timer (last run, result, next run).
     ///
-    /// Exits 3 when a listed build is not active or runs fewer instances of a process than its
+    /// A build with `idle_stop_s` that sleeps shows `sleeping` and for how long (JSON:
+    /// `"sleeping": {"since", "for_s"}`); its next request through nginx wakes it.
+    ///
+    /// Exits 3 when a listed build is neither active nor asleep, or runs fewer instances of a process than its
     /// release wants, or a certificate is missing, expired or expires within 14 days, or the last
     /// renewal failed.
     Status(OptionalBuildArg),
