@@ -34,7 +34,11 @@ impl Deploy<'_> {
     /// sleeps, let sleep again afterwards when nobody asked for it meanwhile (also after a failed
     /// change, whose build still serves what it served). Builds that always run: just `change`.
     pub(super) fn around_sleep<T>(&mut self, change: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
-        let Some(idle) = self.app.idle_stop_s(&self.build.build) else { return change(self) };
+        let Some(idle) = self.app.idle_stop_s(&self.build.build) else {
+            let out = change(self)?;
+            self.forget_wake()?;
+            return Ok(out);
+        };
         let woke = self.wake_if_asleep()?;
         match change(self) {
             Ok(out) => {
@@ -134,6 +138,28 @@ impl Deploy<'_> {
         }
         let mark: PathBuf = self.build.build_dir.join(ASLEEP_MARK);
         atomic::write(&mark, format!("{}\n", jiff::Timestamp::now()).as_bytes(), 0o644, None)?;
+        Ok(())
+    }
+
+    /// A build that slept when idle and no longer does (`idle_stop_s` gone from the manifest): its
+    /// wake service and socket stopped and its drop-in removed, so nothing stops it when idle.
+    /// nginx must then reach its public socket: the step says to write nginx's configuration.
+    fn forget_wake(&mut self) -> Result<()> {
+        let wake = self.wake_units();
+        let Some(dir) = wake.dropin.parent().filter(|d| d.exists()) else { return Ok(()) };
+        let t = Instant::now();
+        for unit in [&wake.service_unit, &wake.socket_unit] {
+            self.systemd.stop_if_running(unit)?;
+        }
+        std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+        self.systemd.reload()?;
+        let detail = format!(
+            "no idle_stop_s any more: stopped {} and {}; run relctl nginx-snippet (or relctl site) so nginx reaches {}",
+            wake.service_unit,
+            wake.socket_unit,
+            self.build.socket.display()
+        );
+        self.report.step("sleep", t, detail);
         Ok(())
     }
 

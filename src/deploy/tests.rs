@@ -812,6 +812,27 @@ fn a_failed_deploy_of_a_sleeping_build_leaves_the_old_release_and_lets_it_sleep(
 }
 
 #[test]
+fn a_build_that_no_longer_sleeps_loses_its_wake_units() {
+    let w = sleeper();
+    let r1 = w.release(1);
+    asleep_on(&w, &r1);
+    w.with(|d| d.restart().map(|_| ())).unwrap();
+    let dropin = w.app.layout.wake("development").dropin;
+    assert!(dropin.is_file());
+    // The manifest drops idle_stop_s: the next deploy stops the wake units and removes the drop-in.
+    let mut w = w;
+    w.app.sleepers.clear();
+    let (out, steps) = w.with_steps(|d| d.restart().map(|_| ()));
+    out.unwrap();
+    assert!(!dropin.parent().unwrap().exists());
+    assert!(
+        steps.last().unwrap().contains("no idle_stop_s any more: stopped medctrl_wake@development.service"),
+        "{steps:?}"
+    );
+    assert!(!w.sd.state("medctrl_wake@development.socket").is_active());
+}
+
+#[test]
 fn a_build_that_always_runs_never_touches_the_wake_units() {
     let w = World::new();
     let r1 = w.release(1);
