@@ -162,6 +162,15 @@ pub struct BuildRow {
     pub release: Option<ReleaseId>,
     pub main_pid: Option<u32>,
     pub route: Option<String>,
+    /// While the build sleeps when idle (a host's relctl that knows of sleeping says so).
+    #[serde(default)]
+    pub sleeping: Option<Sleeping>,
+}
+
+/// `"sleeping"` of a build in a host's status answer.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Sleeping {
+    pub for_s: Option<u64>,
 }
 
 fn active_state<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<ActiveState, D::Error> {
@@ -227,7 +236,13 @@ pub fn status_rows(statuses: &[HostStatus]) -> Vec<[String; 6]> {
                     table.push([
                         h.host.clone(),
                         b.build.clone(),
-                        format!("{} ({})", b.state, b.sub_state),
+                        match &b.sleeping {
+                            Some(Sleeping { for_s: Some(n) }) => {
+                                format!("sleeping ({})", crate::report::duration_s(*n))
+                            }
+                            Some(_) => "sleeping".to_string(),
+                            None => format!("{} ({})", b.state, b.sub_state),
+                        },
                         b.release.as_ref().map_or_else(dash, ReleaseId::to_string),
                         b.main_pid.map_or_else(dash, |p| p.to_string()),
                         b.route.clone().unwrap_or_else(dash),
@@ -386,6 +401,11 @@ mod tests {
         let answer = parse_status(0, STATUS.as_bytes()).unwrap();
         assert_eq!(answer.app, "medctrl");
         assert_eq!(answer.builds[0].state, ActiveState::Active);
+        let asleep =
+            STATUS.replace("\"other\": null", "\"other\": null, \"sleeping\": {\"since\": null, \"for_s\": 75}");
+        let asleep = parse_status(0, asleep.as_bytes()).unwrap();
+        let rows = status_rows(&[HostStatus { host: "web1".into(), status: Ok((0, asleep)) }]);
+        assert_eq!(rows[0][2], "sleeping (1m 15s)");
         let newer = parse_status(0, STATUS.replace("\"active\"", "\"hibernating\"").as_bytes()).unwrap();
         assert_eq!(newer.builds[0].state, ActiveState::Other("hibernating".into()));
         let rows = status_rows(&[HostStatus { host: "web1".into(), status: Ok((0, answer)) }]);
