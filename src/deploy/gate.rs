@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::deploy::{failpoint, Deploy, Verified};
 use crate::host::health;
@@ -28,6 +28,25 @@ impl Role {
             Role::Live => "live",
         }
     }
+}
+
+/// What warming the workers saw, for the verify step (`; warmed 2 workers`): every answer must
+/// pass as the health check's did, else the worker that gave it is broken.
+fn warmed(answers: &[std::io::Result<health::Response>], accept: health::Accept) -> Result<String> {
+    for (i, answer) in answers.iter().enumerate() {
+        match answer {
+            Ok(r) if accept.passes(r.status) => {}
+            Ok(r) => bail!(
+                "request {} of {} answered HTTP {}: {}",
+                i + 1,
+                answers.len(),
+                r.status,
+                crate::report::terminal_safe(r.body.lines().next().unwrap_or(""))
+            ),
+            Err(e) => bail!("request {} of {}: {e}", i + 1, answers.len()),
+        }
+    }
+    Ok(format!("; warmed {} workers", answers.len()))
 }
 
 impl Deploy<'_> {
@@ -82,9 +101,24 @@ impl Deploy<'_> {
         let h = &self.app.health;
         let request = health::Request { script_name: self.app.script_name(&self.build.build), path: h.path.clone() };
         let waiting = self.report.waiting("verify", format!("waiting for GET {} from {unit}", request.uri()));
-        let response = self.probe.wait_healthy(&inst.socket, &request, h.accept, Duration::from_secs(h.timeout_s))?;
+        let timeout = Duration::from_secs(h.timeout_s);
+        let response = self.probe.wait_healthy(&inst.socket, &request, h.accept, timeout)?;
         drop(waiting);
-        let answered = format!("; GET {} -> {}", request.uri(), response.status);
+        let mut answered = format!("; GET {} -> {}", request.uri(), response.status);
+        // The workers serve their first request (Django loads its URLs and templates then) before
+        // the instance takes traffic, not on the users' first requests.
+        let workers = self.probe.workers(first.main_pid)?;
+        if workers > 1 {
+            let _waiting = self.report.waiting("verify", format!("warming {workers} workers of {unit}"));
+            let answers = self.probe.warm(&inst.socket, &request, workers, timeout);
+            answered.push_str(&warmed(&answers, h.accept).with_context(|| {
+                format!(
+                    "warming the {workers} workers of {unit} with GET {} through {}",
+                    request.uri(),
+                    inst.socket.display()
+                )
+            })?);
+        }
         let health = Some(response);
         self.report.step("verify", t, format!("{unit} active, main PID {}{answered}", first.main_pid));
         Ok((first, health))
@@ -156,5 +190,25 @@ impl Deploy<'_> {
         };
         let journal = self.probe.journal(unit);
         format!("--- {state}; last journal lines ---\n{journal}---")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16) -> std::io::Result<health::Response> {
+        Ok(health::Response { status, body: format!("status {status}\nmore") })
+    }
+
+    #[test]
+    fn every_warmed_worker_must_answer_as_the_health_check_did() {
+        assert_eq!(warmed(&[answer(200), answer(302)], health::Accept::Success).unwrap(), "; warmed 2 workers");
+        let err = warmed(&[answer(200), answer(500)], health::Accept::Success).unwrap_err().to_string();
+        assert_eq!(err, "request 2 of 2 answered HTTP 500: status 500");
+        assert!(warmed(&[answer(404)], health::Accept::NoServerError).is_ok());
+        let timed_out = std::io::Error::new(std::io::ErrorKind::TimedOut, "no complete answer within 30.0s");
+        let err = warmed(&[answer(200), Err(timed_out)], health::Accept::Success).unwrap_err().to_string();
+        assert_eq!(err, "request 2 of 2: no complete answer within 30.0s");
     }
 }

@@ -32,6 +32,17 @@ struct FakeProbe {
     /// A unit that dies when the gate asks a candidate for its health (the instance that served,
     /// lost during the hand-over).
     dies_on_health: RefCell<Option<String>>,
+    /// Releases whose second worker answers 500 when the gate warms the workers.
+    sick_worker: RefCell<BTreeSet<ReleaseId>>,
+}
+
+impl FakeProbe {
+    /// The release the instance whose socket is `socket` runs.
+    fn release_of(socket: &Path) -> Result<ReleaseId> {
+        let slot = socket.file_name().and_then(|f| Slot::of_socket_file(Path::new(f))).expect("an instance's socket");
+        let link = socket.with_file_name(slot.link());
+        Ok(layout::link_release(&link)?.expect("the instance's link points at a release"))
+    }
 }
 
 impl Probe for FakeProbe {
@@ -53,13 +64,31 @@ impl Probe for FakeProbe {
         if let Some(unit) = self.dies_on_health.borrow_mut().take() {
             self.sd.set_active(&unit, false);
         }
-        let slot = socket.file_name().and_then(|f| Slot::of_socket_file(Path::new(f))).expect("an instance's socket");
-        let link = socket.with_file_name(slot.link());
-        let release = layout::link_release(&link)?.expect("the instance's link points at a release");
+        let release = FakeProbe::release_of(socket)?;
         if self.sick.borrow().contains(&release) {
             bail!("health check GET {} answered HTTP 500: database unreachable", request.uri());
         }
         Ok(health::Response { status: 200, body: release.to_string() })
+    }
+
+    fn workers(&self, _pid: u32) -> Result<usize> {
+        Ok(2)
+    }
+
+    fn warm(
+        &self,
+        socket: &Path,
+        _request: &health::Request,
+        workers: usize,
+        _timeout: Duration,
+    ) -> Vec<std::io::Result<health::Response>> {
+        let sick = FakeProbe::release_of(socket).is_ok_and(|r| self.sick_worker.borrow().contains(&r));
+        (0..workers)
+            .map(|i| {
+                let status = if sick && i == 1 { 500 } else { 200 };
+                Ok(health::Response { status, body: "warm".into() })
+            })
+            .collect()
     }
 
     fn queued(&self, _socket: &Path) -> Result<Option<u32>> {
@@ -100,7 +129,12 @@ impl World {
         let build = app.layout.build(&"development".parse().unwrap());
         std::fs::create_dir_all(&build.releases_dir).unwrap();
         let sd = Rc::new(Fake::new());
-        let probe = FakeProbe { sd: Rc::clone(&sd), sick: Default::default(), dies_on_health: Default::default() };
+        let probe = FakeProbe {
+            sd: Rc::clone(&sd),
+            sick: Default::default(),
+            dies_on_health: Default::default(),
+            sick_worker: Default::default(),
+        };
         World { lock_dir: dir.path().join("lock"), _dir: dir, app, build, sd, probe }
     }
 
@@ -253,7 +287,7 @@ fn a_restart_hands_the_same_release_over_and_marks_nothing() {
 
 #[test]
 fn a_candidate_that_fails_its_gate_never_takes_traffic() {
-    for fate in ["sick", "fails to start"] {
+    for fate in ["sick", "a sick worker", "fails to start"] {
         let w = World::new();
         let (r1, r2) = (w.release(1), w.release(2));
         w.live(&r1);
@@ -261,6 +295,9 @@ fn a_candidate_that_fails_its_gate_never_takes_traffic() {
         match fate {
             "sick" => {
                 w.probe.sick.borrow_mut().insert(r2.clone());
+            }
+            "a sick worker" => {
+                w.probe.sick_worker.borrow_mut().insert(r2.clone());
             }
             _ => w.sd.fate("medctrl_next@development.service", Fate::FailsToStart),
         }
@@ -271,6 +308,13 @@ fn a_candidate_that_fails_its_gate_never_takes_traffic() {
             )),
             "{fate}: {err}"
         );
+        if fate == "a sick worker" {
+            assert!(
+                err.contains("warming the 2 workers of medctrl_next@development.service with GET / through")
+                    && err.contains("request 2 of 2 answered HTTP 500: warm"),
+                "{err}"
+            );
+        }
         assert_eq!(w.at_rest(), r1, "{fate}");
         assert_eq!((w.public(), w.pid(Slot::Main)), (Slot::Main, pid), "{fate}: main never touched");
         assert!(w.bad(&r2), "{fate}");
