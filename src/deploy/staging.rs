@@ -70,7 +70,7 @@ impl Deploy<'_> {
                 self.report.warn(format!(
                     "{} file(s) of the release do not compile; Python compiles them on import, as without bytecode: {}",
                     failed.len(),
-                    failed.join(", ")
+                    bytecode::some_files(&failed)
                 ));
             }
         }
@@ -252,7 +252,7 @@ impl Deploy<'_> {
                         "relctl: {} file(s) of {} do not compile (left to Python): {}",
                         failed.len(),
                         dep.entry.display(),
-                        failed.join(", ")
+                        bytecode::some_files(&failed)
                     ));
                 }
             }

@@ -78,6 +78,16 @@ pub fn failed_files(output: &str) -> Vec<String> {
         .collect()
 }
 
+/// Files for a message: the first five, then how many more.
+pub fn some_files(files: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut text = files.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+    if files.len() > SHOWN {
+        text.push_str(&format!(" and {} more", files.len() - SHOWN));
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,5 +138,8 @@ mod tests {
         let out = "*** Error compiling '/r/a/broken.py'...\n  File \"/r/a/broken.py\", line 1\n    def (\n        ^\nSyntaxError: invalid syntax\n\n*** Error compiling '/r/b.py'...\n";
         assert_eq!(failed_files(out), vec!["/r/a/broken.py", "/r/b.py"]);
         assert!(failed_files("").is_empty());
+        let many: Vec<String> = (1..=7).map(|i| format!("f{i}.py")).collect();
+        assert_eq!(some_files(&many), "f1.py, f2.py, f3.py, f4.py, f5.py and 2 more");
+        assert_eq!(some_files(&many[..1]), "f1.py");
     }
 }
