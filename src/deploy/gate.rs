@@ -49,11 +49,26 @@ fn warmed(answers: &[std::io::Result<health::Response>], accept: health::Accept)
     Ok(format!("; warmed {} workers", answers.len()))
 }
 
+/// Whether users reach an instance while the gate runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Traffic {
+    /// The candidate: only relctl reaches its socket, so its workers are warmed before it takes
+    /// traffic.
+    NotYet,
+    /// The public socket points at it (a cold start, a reload): nothing is held on its socket,
+    /// where users' requests wait.
+    Public,
+}
+
 impl Deploy<'_> {
     /// Starts `inst`'s socket, starts its service afresh (stopped first, alone, if it runs: a
     /// restart of main would reach next), waits for the jobs, then runs the gate through the
     /// instance's own socket.
-    pub(super) fn start_and_verify(&mut self, inst: &Instance) -> Result<(UnitState, Option<health::Response>)> {
+    pub(super) fn start_and_verify(
+        &mut self,
+        inst: &Instance,
+        traffic: Traffic,
+    ) -> Result<(UnitState, Option<health::Response>)> {
         self.hold_switch_lock()?;
         self.ensure_socket(inst)?;
         let t = Instant::now();
@@ -65,12 +80,13 @@ impl Deploy<'_> {
         self.run_job(JobKind::Start, &inst.service_unit)?;
         failpoint("restart");
         self.report.step(kind.verb(), t, format!("{} done", inst.service_unit));
-        self.gate(inst)
+        self.gate(inst, traffic)
     }
 
     /// The gate, through `inst`'s own socket: the unit is active, its main process holds the socket
-    /// systemd passes it (and listens on nothing of its own), and `[health]` answers 2xx/3xx.
-    pub(super) fn gate(&mut self, inst: &Instance) -> Result<(UnitState, Option<health::Response>)> {
+    /// systemd passes it (and listens on nothing of its own), and `[health]` answers 2xx/3xx; then,
+    /// with no traffic yet, its workers are warmed.
+    pub(super) fn gate(&mut self, inst: &Instance, traffic: Traffic) -> Result<(UnitState, Option<health::Response>)> {
         let t = Instant::now();
         let unit = &inst.service_unit;
         let first = self.systemd.unit_state(unit)?;
@@ -106,8 +122,12 @@ impl Deploy<'_> {
         drop(waiting);
         let mut answered = format!("; GET {} -> {}", request.uri(), response.status);
         // The workers serve their first request (Django loads its URLs and templates then) before
-        // the instance takes traffic, not on the users' first requests.
-        let workers = self.probe.workers(first.main_pid)?;
+        // the instance takes traffic, not on the users' first requests. Never on a socket users
+        // reach: a held request would keep a worker from them.
+        let workers = match traffic {
+            Traffic::NotYet => self.probe.workers(first.main_pid)?,
+            Traffic::Public => 0,
+        };
         if workers > 1 {
             let _waiting = self.report.waiting("verify", format!("warming {workers} workers of {unit}"));
             let answers = self.probe.warm(&inst.socket, &request, workers, timeout);

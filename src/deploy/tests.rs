@@ -34,6 +34,8 @@ struct FakeProbe {
     dies_on_health: RefCell<Option<String>>,
     /// Releases whose second worker answers 500 when the gate warms the workers.
     sick_worker: RefCell<BTreeSet<ReleaseId>>,
+    /// The sockets whose workers were warmed, in order.
+    warmed: RefCell<Vec<PathBuf>>,
 }
 
 impl FakeProbe {
@@ -82,6 +84,7 @@ impl Probe for FakeProbe {
         workers: usize,
         _timeout: Duration,
     ) -> Vec<std::io::Result<health::Response>> {
+        self.warmed.borrow_mut().push(socket.to_path_buf());
         let sick = FakeProbe::release_of(socket).is_ok_and(|r| self.sick_worker.borrow().contains(&r));
         (0..workers)
             .map(|i| {
@@ -134,6 +137,7 @@ impl World {
             sick: Default::default(),
             dies_on_health: Default::default(),
             sick_worker: Default::default(),
+            warmed: Default::default(),
         };
         World { lock_dir: dir.path().join("lock"), _dir: dir, app, build, sd, probe }
     }
@@ -283,6 +287,21 @@ fn a_restart_hands_the_same_release_over_and_marks_nothing() {
     w.go_live(&r1, Some(&r1)).unwrap();
     assert_eq!((w.at_rest(), w.public()), (r1.clone(), Slot::Next));
     assert_ne!(w.pid(Slot::Next), pid);
+}
+
+#[test]
+fn only_a_candidate_is_warmed_never_the_socket_users_reach() {
+    let w = World::new();
+    let r1 = w.release(1);
+    // A first build: main starts with the public socket on it already.
+    w.go_live(&r1, None).unwrap();
+    assert!(w.probe.warmed.borrow().is_empty(), "{:?}", w.probe.warmed.borrow());
+    // A restart: the candidate, next, before the public socket moves to it.
+    w.go_live(&r1, Some(&r1)).unwrap();
+    assert_eq!(*w.probe.warmed.borrow(), [w.inst(Slot::Next).socket]);
+    // A reload: the instance that serves, under traffic.
+    w.with(|d| d.reload()).unwrap();
+    assert_eq!(w.probe.warmed.borrow().len(), 1, "a reload warms nothing");
 }
 
 #[test]
