@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::deploy::{failpoint, Deploy, Verified};
 use crate::host::health;
@@ -30,11 +30,45 @@ impl Role {
     }
 }
 
+/// What warming the workers saw, for the verify step (`; warmed 2 workers`): every answer must
+/// pass as the health check's did, else the worker that gave it is broken.
+fn warmed(answers: &[std::io::Result<health::Response>], accept: health::Accept) -> Result<String> {
+    for (i, answer) in answers.iter().enumerate() {
+        match answer {
+            Ok(r) if accept.passes(r.status) => {}
+            Ok(r) => bail!(
+                "request {} of {} answered HTTP {}: {}",
+                i + 1,
+                answers.len(),
+                r.status,
+                crate::report::terminal_safe(r.body.lines().next().unwrap_or(""))
+            ),
+            Err(e) => bail!("request {} of {}: {e}", i + 1, answers.len()),
+        }
+    }
+    Ok(format!("; warmed {} workers", answers.len()))
+}
+
+/// Whether users reach an instance while the gate runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Traffic {
+    /// The candidate: only relctl reaches its socket, so its workers are warmed before it takes
+    /// traffic.
+    NotYet,
+    /// The public socket points at it (a cold start, a reload): nothing is held on its socket,
+    /// where users' requests wait.
+    Public,
+}
+
 impl Deploy<'_> {
     /// Starts `inst`'s socket, starts its service afresh (stopped first, alone, if it runs: a
     /// restart of main would reach next), waits for the jobs, then runs the gate through the
     /// instance's own socket.
-    pub(super) fn start_and_verify(&mut self, inst: &Instance) -> Result<(UnitState, Option<health::Response>)> {
+    pub(super) fn start_and_verify(
+        &mut self,
+        inst: &Instance,
+        traffic: Traffic,
+    ) -> Result<(UnitState, Option<health::Response>)> {
         self.hold_switch_lock()?;
         self.ensure_socket(inst)?;
         let t = Instant::now();
@@ -46,12 +80,13 @@ impl Deploy<'_> {
         self.run_job(JobKind::Start, &inst.service_unit)?;
         failpoint("restart");
         self.report.step(kind.verb(), t, format!("{} done", inst.service_unit));
-        self.gate(inst)
+        self.gate(inst, traffic)
     }
 
     /// The gate, through `inst`'s own socket: the unit is active, its main process holds the socket
-    /// systemd passes it (and listens on nothing of its own), and `[health]` answers 2xx/3xx.
-    pub(super) fn gate(&mut self, inst: &Instance) -> Result<(UnitState, Option<health::Response>)> {
+    /// systemd passes it (and listens on nothing of its own), and `[health]` answers 2xx/3xx; then,
+    /// with no traffic yet, its workers are warmed.
+    pub(super) fn gate(&mut self, inst: &Instance, traffic: Traffic) -> Result<(UnitState, Option<health::Response>)> {
         let t = Instant::now();
         let unit = &inst.service_unit;
         let first = self.systemd.unit_state(unit)?;
@@ -82,9 +117,28 @@ impl Deploy<'_> {
         let h = &self.app.health;
         let request = health::Request { script_name: self.app.script_name(&self.build.build), path: h.path.clone() };
         let waiting = self.report.waiting("verify", format!("waiting for GET {} from {unit}", request.uri()));
-        let response = self.probe.wait_healthy(&inst.socket, &request, h.accept, Duration::from_secs(h.timeout_s))?;
+        let timeout = Duration::from_secs(h.timeout_s);
+        let response = self.probe.wait_healthy(&inst.socket, &request, h.accept, timeout)?;
         drop(waiting);
-        let answered = format!("; GET {} -> {}", request.uri(), response.status);
+        let mut answered = format!("; GET {} -> {}", request.uri(), response.status);
+        // The workers serve their first request (Django loads its URLs and templates then) before
+        // the instance takes traffic, not on the users' first requests. Never on a socket users
+        // reach: a held request would keep a worker from them.
+        let workers = match traffic {
+            Traffic::NotYet => self.probe.workers(first.main_pid)?,
+            Traffic::Public => 0,
+        };
+        if workers > 1 {
+            let _waiting = self.report.waiting("verify", format!("warming {workers} workers of {unit}"));
+            let answers = self.probe.warm(&inst.socket, &request, workers, timeout);
+            answered.push_str(&warmed(&answers, h.accept).with_context(|| {
+                format!(
+                    "warming the {workers} workers of {unit} with GET {} through {}",
+                    request.uri(),
+                    inst.socket.display()
+                )
+            })?);
+        }
         let health = Some(response);
         self.report.step("verify", t, format!("{unit} active, main PID {}{answered}", first.main_pid));
         Ok((first, health))
@@ -156,5 +210,25 @@ impl Deploy<'_> {
         };
         let journal = self.probe.journal(unit);
         format!("--- {state}; last journal lines ---\n{journal}---")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16) -> std::io::Result<health::Response> {
+        Ok(health::Response { status, body: format!("status {status}\nmore") })
+    }
+
+    #[test]
+    fn every_warmed_worker_must_answer_as_the_health_check_did() {
+        assert_eq!(warmed(&[answer(200), answer(302)], health::Accept::Success).unwrap(), "; warmed 2 workers");
+        let err = warmed(&[answer(200), answer(500)], health::Accept::Success).unwrap_err().to_string();
+        assert_eq!(err, "request 2 of 2 answered HTTP 500: status 500");
+        assert!(warmed(&[answer(404)], health::Accept::NoServerError).is_ok());
+        let timed_out = std::io::Error::new(std::io::ErrorKind::TimedOut, "no complete answer within 30.0s");
+        let err = warmed(&[answer(200), Err(timed_out)], health::Accept::Success).unwrap_err().to_string();
+        assert_eq!(err, "request 2 of 2: no complete answer within 30.0s");
     }
 }

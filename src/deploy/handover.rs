@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::deploy::gate::Role;
+use crate::deploy::gate::{Role, Traffic};
 use crate::deploy::install::apply_dropin;
 use crate::deploy::processes::Restart;
 use crate::deploy::switch::{Phase, Switch};
@@ -102,7 +102,7 @@ impl Deploy<'_> {
             failpoint("switch");
             let was = from.map(|p| format!(" (was {p})")).unwrap_or_default();
             self.report.step("switch", t, format!("current -> releases/{to}{was}"));
-            let (first, health) = self.start_and_verify(&main)?;
+            let (first, health) = self.start_and_verify(&main, Traffic::Public)?;
             sw.enter(Phase::Gated)?;
             self.verify(&main, to, Role::Live)?;
             sw.enter(Phase::Processes)?;
@@ -165,7 +165,7 @@ impl Deploy<'_> {
             // took the build back) is stopped before it runs `to`.
             self.stop_instance(&candidate)?;
             self.switch(&candidate, to)?;
-            let gated = self.start_and_verify(&candidate)?;
+            let gated = self.start_and_verify(&candidate, Traffic::NotYet)?;
             sw.enter(Phase::Gated)?;
             self.verify(&candidate, to, Role::Candidate)?;
             Ok(gated)
@@ -373,7 +373,7 @@ impl Deploy<'_> {
         let main = self.instance(Slot::Main);
         self.switch(&main, release)?;
         self.set_current(release)?;
-        let gated = self.start_and_verify(&main)?;
+        let gated = self.start_and_verify(&main, Traffic::Public)?;
         self.point_public(&main)?;
         self.stop_instance(&self.instance(Slot::Next))?;
         Ok(gated)

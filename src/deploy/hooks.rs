@@ -291,7 +291,7 @@ impl std::fmt::Display for HookFailed {
 
 impl std::error::Error for HookFailed {}
 
-fn tail(output: &str, n: usize) -> String {
+pub(super) fn tail(output: &str, n: usize) -> String {
     let lines: Vec<&str> = output.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }

@@ -347,7 +347,7 @@ impl<'a> Deploy<'a> {
         let t = Instant::now();
         self.run_job(JobKind::Start, &inst.service_unit)?;
         self.report.step("start", t, format!("{} and {} done", inst.socket_unit, inst.service_unit));
-        let (first, health) = self.gate(&inst)?;
+        let (first, health) = self.gate(&inst, gate::Traffic::Public)?;
         let verified = self.probation(&inst, &first, health)?;
         // The processes start with main (they are wanted by it); any that did not are started.
         if let Some(current) = self.build.current_release()? {
@@ -422,7 +422,7 @@ impl<'a> Deploy<'a> {
         let t = Instant::now();
         self.run_job(JobKind::Reload, &inst.service_unit)?;
         self.report.step("reload", t, format!("{} done", inst.service_unit));
-        let (first, health) = self.gate(&inst)?;
+        let (first, health) = self.gate(&inst, gate::Traffic::Public)?;
         self.probation(&inst, &first, health)
     }
 }

@@ -28,6 +28,19 @@ pub trait Probe {
         timeout: Duration,
     ) -> Result<health::Response>;
 
+    /// The processes `pid` forked that still run (gunicorn's workers).
+    fn workers(&self, pid: u32) -> Result<usize>;
+
+    /// Has each of `workers` workers serve `request` through `socket` before the instance takes
+    /// traffic ([`health::warm`]); the answers, in order.
+    fn warm(
+        &self,
+        socket: &Path,
+        request: &health::Request,
+        workers: usize,
+        timeout: Duration,
+    ) -> Vec<std::io::Result<health::Response>>;
+
     /// How many connections wait in the backlog of the socket bound at `socket`; none if nothing
     /// listens there.
     fn queued(&self, socket: &Path) -> Result<Option<u32>>;
@@ -62,6 +75,20 @@ impl Probe for Host {
         health::wait_healthy(socket, request, accept, timeout)
     }
 
+    fn workers(&self, pid: u32) -> Result<usize> {
+        children(pid).map(|c| c.len())
+    }
+
+    fn warm(
+        &self,
+        socket: &Path,
+        request: &health::Request,
+        workers: usize,
+        timeout: Duration,
+    ) -> Vec<std::io::Result<health::Response>> {
+        health::warm(socket, request, workers, WARM_HOLD, timeout, &|| listener::queued(socket))
+    }
+
     fn queued(&self, socket: &Path) -> Result<Option<u32>> {
         listener::queued(socket)
     }
@@ -94,6 +121,49 @@ impl Probe for Host {
     }
 }
 
+/// How long warm-up requests are held back for the workers to accept their connections.
+const WARM_HOLD: Duration = Duration::from_secs(1);
+
+/// The children of process `pid`: from `/proc/<pid>/task/*/children` where the kernel has them
+/// (each thread's own), else every process whose parent it is (`/proc/*/stat`).
+fn children(pid: u32) -> Result<Vec<u32>> {
+    let tasks = format!("/proc/{pid}/task");
+    let mut found = Vec::new();
+    let mut listed = true;
+    for task in std::fs::read_dir(&tasks).with_context(|| format!("reading {tasks}"))? {
+        let file = task.with_context(|| format!("reading {tasks}"))?.path().join("children");
+        match std::fs::read_to_string(&file) {
+            Ok(text) => found.extend(text.split_whitespace().filter_map(|c| c.parse::<u32>().ok())),
+            // A kernel without CONFIG_PROC_CHILDREN, or a thread gone since the listing.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                listed = listed && !file.parent().is_some_and(Path::exists)
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
+        }
+    }
+    if listed {
+        return Ok(found);
+    }
+    found.clear();
+    for entry in std::fs::read_dir("/proc").context("reading /proc")? {
+        let entry = entry.context("reading /proc")?;
+        let Some(child) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        // A process gone since the listing is no child any more.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        if parent_in_stat(&stat) == Some(pid) {
+            found.push(child);
+        }
+    }
+    Ok(found)
+}
+
+/// The parent PID in a `/proc/<pid>/stat` line: the second field after the command, which is in
+/// parentheses and may hold spaces and parentheses itself.
+fn parent_in_stat(stat: &str) -> Option<u32> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// The journal lines worth showing: from the start of the last error the app logged (a Python
 /// traceback, Django's "Internal Server Error: <path>") when it is among them, at most 60 lines,
 /// else the last 15.
@@ -113,6 +183,20 @@ pub fn last_error(journal: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_parent_comes_from_after_the_command() {
+        assert_eq!(parent_in_stat("42 (gunicorn) S 7 42 42 0 -1"), Some(7));
+        assert_eq!(parent_in_stat("43 (a) b) (c) R 42 43 43 0"), Some(42));
+        assert_eq!(parent_in_stat("garbage"), None);
+        let me = std::process::id();
+        let child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let found = children(me);
+        let mut child = child;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(found.unwrap().contains(&child.id()), "sleep is a child of the test");
+    }
 
     #[test]
     fn a_failed_gate_shows_the_apps_last_error_from_its_start() {

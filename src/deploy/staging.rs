@@ -13,6 +13,7 @@ use crate::deploy::{failpoint, Deploy};
 use crate::host::atomic;
 use crate::host::users::RunAs;
 use crate::plan::build::BuildPlan;
+use crate::plan::bytecode::{self, Bytecode};
 use crate::plan::hook::{Hook, HookStage};
 use crate::plan::processes;
 use crate::plan::units::UnitFile;
@@ -59,6 +60,20 @@ impl Deploy<'_> {
         let (build_hooks, release_hooks): (Vec<&Hook>, Vec<&Hook>) =
             plan.hooks.iter().partition(|h| h.stage == HookStage::Build);
         self.run_hooks(plan, &build_hooks)?;
+        if let Some(bytecode) = &plan.bytecode {
+            let t = Instant::now();
+            let waiting = self.report.waiting("bytecode", format!("compiling with {}", bytecode.python));
+            let (detail, failed) = compile_release(plan, bytecode)?;
+            drop(waiting);
+            self.report.step("bytecode", t, detail);
+            if !failed.is_empty() {
+                self.report.warn(format!(
+                    "{} file(s) of the release do not compile; Python compiles them on import, as without bytecode: {}",
+                    failed.len(),
+                    bytecode::some_files(&failed)
+                ));
+            }
+        }
         // What the deps and build hooks added is sealed too, and the release opens up.
         self.seal(&plan.release_dir, user, stage::Seal::Final)?;
         self.run_release_hooks(plan, &release_hooks, unit_files)?;
@@ -229,6 +244,18 @@ impl Deploy<'_> {
                 let _waiting = self.report.waiting("deps", format!("{}: {command}", dep.name));
                 self.run_quietly(&hook, &plan.release_dir, &env)?;
             }
+            if let Some(python) = plan.bytecode.as_ref().and_then(|b| b.dep.as_ref()).filter(|p| p.name == dep.name) {
+                let _waiting = self.report.waiting("deps", format!("{}: compiling its bytecode", dep.name));
+                let failed = compile(&dep.entry.join(&python.python), &dep.entry, &bytecode_env(plan))?;
+                if !failed.is_empty() {
+                    self.report.verbose(format!(
+                        "relctl: {} file(s) of {} do not compile (left to Python): {}",
+                        failed.len(),
+                        dep.entry.display(),
+                        bytecode::some_files(&failed)
+                    ));
+                }
+            }
             failpoint("deps");
             deps::mark_complete(dep)
         })();
@@ -245,6 +272,60 @@ impl Deploy<'_> {
         let half = if cleaned { ", after removing what an interrupted build left" } else { "" };
         Ok(format!("{}: built {} (keyed by {}){half}", dep.name, dep.entry.display(), dep.keyed_by.join(", ")))
     }
+}
+
+/// Compiles the release's own modules with the service's interpreter (a dependency's entry is
+/// compiled when it is built). A file that does not compile is a warning, not a failure: Python
+/// compiles it in memory on import as it did without this (and a module the app imports fails its
+/// gate), and a file the app never imports (a template, an example for another Python) must not
+/// stop a deploy. An interpreter that cannot run at all is an error: the service could not either.
+/// Returns the step's detail and the files that did not compile.
+fn compile_release(plan: &BuildPlan, bytecode: &Bytecode) -> Result<(String, Vec<String>)> {
+    let python = crate::plan::script::resolve_program(&plan.release_dir, &bytecode.python);
+    if python.contains('/') && !Path::new(&python).exists() {
+        return Ok((format!("skipped: no {} in the release", bytecode.python), Vec::new()));
+    }
+    let failed = compile(Path::new(&python), &plan.release_dir, &bytecode_env(plan))?;
+    Ok((format!("{} -m compileall {}", bytecode.python, plan.release_dir.display()), failed))
+}
+
+/// What the interpreter compiles with: the service's own `PYTHON*` variables (`PYTHONOPTIMIZE`
+/// names the bytecode it reads), a plain `PATH`, nothing of relctl's environment.
+fn bytecode_env(plan: &BuildPlan) -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> = plan
+        .environment
+        .vars()
+        .iter()
+        .filter(|(k, _)| k.starts_with("PYTHON"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    env.insert("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    env.insert("LANG".into(), "C.UTF-8".into());
+    env
+}
+
+/// Runs `python -m compileall` on `dir`; the files it could not compile.
+fn compile(python: &Path, dir: &Path, env: &BTreeMap<String, String>) -> Result<Vec<String>> {
+    let out = std::process::Command::new(python)
+        .args(bytecode::compileall_args(dir))
+        .current_dir(dir)
+        .env_clear()
+        .envs(env)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("compiling the bytecode of {}: cannot run {}", dir.display(), python.display()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let failed = bytecode::failed_files(&stdout);
+    if !out.status.success() && failed.is_empty() {
+        anyhow::bail!(
+            "compiling the bytecode of {} with {} failed ({}): {}",
+            dir.display(),
+            python.display(),
+            out.status,
+            hooks::tail(&format!("{stdout}{}", String::from_utf8_lossy(&out.stderr)), 10)
+        );
+    }
+    Ok(failed)
 }
 
 /// Whether -v closes a hook's streamed output with an empty line: relctl printed a hook's whole

@@ -32,6 +32,19 @@ struct FakeProbe {
     /// A unit that dies when the gate asks a candidate for its health (the instance that served,
     /// lost during the hand-over).
     dies_on_health: RefCell<Option<String>>,
+    /// Releases whose second worker answers 500 when the gate warms the workers.
+    sick_worker: RefCell<BTreeSet<ReleaseId>>,
+    /// The sockets whose workers were warmed, in order.
+    warmed: RefCell<Vec<PathBuf>>,
+}
+
+impl FakeProbe {
+    /// The release the instance whose socket is `socket` runs.
+    fn release_of(socket: &Path) -> Result<ReleaseId> {
+        let slot = socket.file_name().and_then(|f| Slot::of_socket_file(Path::new(f))).expect("an instance's socket");
+        let link = socket.with_file_name(slot.link());
+        Ok(layout::link_release(&link)?.expect("the instance's link points at a release"))
+    }
 }
 
 impl Probe for FakeProbe {
@@ -53,13 +66,32 @@ impl Probe for FakeProbe {
         if let Some(unit) = self.dies_on_health.borrow_mut().take() {
             self.sd.set_active(&unit, false);
         }
-        let slot = socket.file_name().and_then(|f| Slot::of_socket_file(Path::new(f))).expect("an instance's socket");
-        let link = socket.with_file_name(slot.link());
-        let release = layout::link_release(&link)?.expect("the instance's link points at a release");
+        let release = FakeProbe::release_of(socket)?;
         if self.sick.borrow().contains(&release) {
             bail!("health check GET {} answered HTTP 500: database unreachable", request.uri());
         }
         Ok(health::Response { status: 200, body: release.to_string() })
+    }
+
+    fn workers(&self, _pid: u32) -> Result<usize> {
+        Ok(2)
+    }
+
+    fn warm(
+        &self,
+        socket: &Path,
+        _request: &health::Request,
+        workers: usize,
+        _timeout: Duration,
+    ) -> Vec<std::io::Result<health::Response>> {
+        self.warmed.borrow_mut().push(socket.to_path_buf());
+        let sick = FakeProbe::release_of(socket).is_ok_and(|r| self.sick_worker.borrow().contains(&r));
+        (0..workers)
+            .map(|i| {
+                let status = if sick && i == 1 { 500 } else { 200 };
+                Ok(health::Response { status, body: "warm".into() })
+            })
+            .collect()
     }
 
     fn queued(&self, _socket: &Path) -> Result<Option<u32>> {
@@ -101,7 +133,13 @@ impl World {
         let build = app.layout.build(&"development".parse().unwrap());
         std::fs::create_dir_all(&build.releases_dir).unwrap();
         let sd = Rc::new(Fake::new());
-        let probe = FakeProbe { sd: Rc::clone(&sd), sick: Default::default(), dies_on_health: Default::default() };
+        let probe = FakeProbe {
+            sd: Rc::clone(&sd),
+            sick: Default::default(),
+            dies_on_health: Default::default(),
+            sick_worker: Default::default(),
+            warmed: Default::default(),
+        };
         World { lock_dir: dir.path().join("lock"), _dir: dir, app, build, sd, probe }
     }
 
@@ -253,8 +291,23 @@ fn a_restart_hands_the_same_release_over_and_marks_nothing() {
 }
 
 #[test]
+fn only_a_candidate_is_warmed_never_the_socket_users_reach() {
+    let w = World::new();
+    let r1 = w.release(1);
+    // A first build: main starts with the public socket on it already.
+    w.go_live(&r1, None).unwrap();
+    assert!(w.probe.warmed.borrow().is_empty(), "{:?}", w.probe.warmed.borrow());
+    // A restart: the candidate, next, before the public socket moves to it.
+    w.go_live(&r1, Some(&r1)).unwrap();
+    assert_eq!(*w.probe.warmed.borrow(), [w.inst(Slot::Next).socket]);
+    // A reload: the instance that serves, under traffic.
+    w.with(|d| d.reload()).unwrap();
+    assert_eq!(w.probe.warmed.borrow().len(), 1, "a reload warms nothing");
+}
+
+#[test]
 fn a_candidate_that_fails_its_gate_never_takes_traffic() {
-    for fate in ["sick", "fails to start"] {
+    for fate in ["sick", "a sick worker", "fails to start"] {
         let w = World::new();
         let (r1, r2) = (w.release(1), w.release(2));
         w.live(&r1);
@@ -262,6 +315,9 @@ fn a_candidate_that_fails_its_gate_never_takes_traffic() {
         match fate {
             "sick" => {
                 w.probe.sick.borrow_mut().insert(r2.clone());
+            }
+            "a sick worker" => {
+                w.probe.sick_worker.borrow_mut().insert(r2.clone());
             }
             _ => w.sd.fate("medctrl_next@development.service", Fate::FailsToStart),
         }
@@ -272,6 +328,13 @@ fn a_candidate_that_fails_its_gate_never_takes_traffic() {
             )),
             "{fate}: {err}"
         );
+        if fate == "a sick worker" {
+            assert!(
+                err.contains("warming the 2 workers of medctrl_next@development.service with GET / through")
+                    && err.contains("request 2 of 2 answered HTTP 500: warm"),
+                "{err}"
+            );
+        }
         assert_eq!(w.at_rest(), r1, "{fate}");
         assert_eq!((w.public(), w.pid(Slot::Main)), (Slot::Main, pid), "{fate}: main never touched");
         assert!(w.bad(&r2), "{fate}");

@@ -51,43 +51,114 @@ pub struct Response {
 /// closes the connection when done), all within `timeout`: one deadline for the connect, the
 /// write and every read, so a server that trickles its answer cannot hold the probe longer.
 pub fn get(socket: &Path, request: &Request, timeout: Duration) -> std::io::Result<Response> {
-    let deadline = Instant::now() + timeout;
-    let left = || -> std::io::Result<Duration> {
+    Held::send(socket, request, Instant::now() + timeout, timeout, 0)?.answer()
+}
+
+/// A request on its connection, sent whole or but for its last line break (a server that accepted
+/// the connection then waits for the rest: a worker that serves one connection at a time is held
+/// by it).
+struct Held {
+    stream: UnixStream,
+    deadline: Instant,
+    timeout: Duration,
+}
+
+/// The bytes a held request keeps back: the empty line that ends its head.
+const HELD_BACK: usize = 2;
+
+impl Held {
+    /// Connects and sends `request` but for its last `held_back` bytes, by `deadline`.
+    fn send(
+        socket: &Path,
+        request: &Request,
+        deadline: Instant,
+        timeout: Duration,
+        held_back: usize,
+    ) -> std::io::Result<Held> {
+        let mut held = Held { stream: connect(socket, deadline)?, deadline, timeout };
+        let text = request.text();
+        held.write(&text.as_bytes()[..text.len() - held_back])?;
+        Ok(held)
+    }
+
+    fn left(&self) -> std::io::Result<Duration> {
         let now = Instant::now();
-        if now >= deadline {
+        if now >= self.deadline {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
-                format!("no complete answer within {}", seconds(timeout)),
+                format!("no complete answer within {}", seconds(self.timeout)),
             ));
         }
-        Ok(deadline - now)
-    };
-    let mut s = connect(socket, deadline)?;
-    let request = request.text();
-    let mut sent = 0;
-    while sent < request.len() {
-        s.set_write_timeout(Some(left()?))?;
-        match s.write(&request.as_bytes()[sent..]) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => sent += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) if is_timeout(&e) => left().map(|_| ())?,
-            Err(e) => return Err(e),
+        Ok(self.deadline - now)
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let mut sent = 0;
+        while sent < bytes.len() {
+            self.stream.set_write_timeout(Some(self.left()?))?;
+            match self.stream.write(&bytes[sent..]) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if is_timeout(&e) => self.left().map(|_| ())?,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the rest of a request held back.
+    fn release(&mut self) -> std::io::Result<()> {
+        self.write(&b"\r\n"[..HELD_BACK])
+    }
+
+    /// Reads the whole answer.
+    fn answer(mut self) -> std::io::Result<Response> {
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 8192];
+        while raw.len() < MAX_ANSWER {
+            self.stream.set_read_timeout(Some(self.left()?))?;
+            match self.stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => raw.extend_from_slice(&buf[..n.min(MAX_ANSWER - raw.len())]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if is_timeout(&e) => self.left().map(|_| ())?,
+                Err(e) => return Err(e),
+            }
+        }
+        parse_response(&raw).ok_or_else(|| std::io::Error::other("not an HTTP response"))
+    }
+}
+
+/// Warms `workers` workers of a server that passed its health check: as many requests at once,
+/// each on its own connection and held back (its last line break unsent) until the server has
+/// accepted every connection (`queued` says none waits any more) or `hold` passed, then all
+/// finished. A server whose workers take one connection at a time (gunicorn's sync workers) thus
+/// gives each connection to another worker, and each worker serves its first request (Django
+/// loads its URLs and templates then) before the instance takes traffic. The answers, in order.
+pub fn warm(
+    socket: &Path,
+    request: &Request,
+    workers: usize,
+    hold: Duration,
+    timeout: Duration,
+    queued: &dyn Fn() -> Result<Option<u32>>,
+) -> Vec<std::io::Result<Response>> {
+    let deadline = Instant::now() + timeout;
+    let held: Vec<std::io::Result<Held>> =
+        (0..workers).map(|_| Held::send(socket, request, deadline, timeout, HELD_BACK)).collect();
+    let accepted_by = Instant::now() + hold;
+    while Instant::now() < accepted_by {
+        match queued() {
+            Ok(Some(n)) if n > 0 => std::thread::sleep(Duration::from_millis(5)),
+            // All accepted, or no way to know: finish them.
+            _ => break,
         }
     }
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 8192];
-    while raw.len() < MAX_ANSWER {
-        s.set_read_timeout(Some(left()?))?;
-        match s.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => raw.extend_from_slice(&buf[..n.min(MAX_ANSWER - raw.len())]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) if is_timeout(&e) => left().map(|_| ())?,
-            Err(e) => return Err(e),
-        }
-    }
-    parse_response(&raw).ok_or_else(|| std::io::Error::other("not an HTTP response"))
+    // Every request released before any answer is read: the workers answer side by side.
+    let released: Vec<std::io::Result<Held>> =
+        held.into_iter().map(|h| h.and_then(|mut h| h.release().map(|()| h))).collect();
+    released.into_iter().map(|h| h.and_then(Held::answer)).collect()
 }
 
 /// One GET, as nginx sends it for the build's route: the full path and the route as
@@ -297,6 +368,47 @@ mod tests {
             }
         });
         sock
+    }
+
+    /// Workers as gunicorn's sync ones: each takes one connection at a time and reads the whole
+    /// request before it answers with its number.
+    fn sync_workers(
+        dir: &tempfile::TempDir,
+        n: usize,
+    ) -> (std::path::PathBuf, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let sock = dir.path().join("workers.sock");
+        let listener = std::sync::Arc::new(UnixListener::bind(&sock).unwrap());
+        let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+        for worker in 0..n {
+            let (listener, accepted) = (std::sync::Arc::clone(&listener), std::sync::Arc::clone(&accepted));
+            std::thread::spawn(move || loop {
+                let (mut c, _) = listener.accept().unwrap();
+                accepted.fetch_add(1, Ordering::SeqCst);
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.ends_with(b"\r\n\r\n") {
+                    match c.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => request.extend_from_slice(&buf[..k]),
+                    }
+                }
+                let _gone = c.write_all(format!("HTTP/1.0 200 OK\r\n\r\nworker {worker}").as_bytes());
+            });
+        }
+        (sock, accepted)
+    }
+
+    #[test]
+    fn warming_gives_each_worker_a_request() {
+        use std::sync::atomic::Ordering;
+        let dir = tempfile::tempdir().unwrap();
+        let (sock, accepted) = sync_workers(&dir, 3);
+        let queued = || Ok(Some(3u32.saturating_sub(accepted.load(Ordering::SeqCst) as u32)));
+        let answers = warm(&sock, &at("/health"), 3, Duration::from_secs(5), Duration::from_secs(5), &queued);
+        let mut served: Vec<String> = answers.into_iter().map(|a| a.unwrap().body).collect();
+        served.sort();
+        assert_eq!(served, ["worker 0", "worker 1", "worker 2"], "one request each");
     }
 
     #[test]

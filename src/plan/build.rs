@@ -11,6 +11,7 @@ use crate::error::Error;
 use crate::manifest::{self, Loaded, Manifest};
 use crate::name::BuildName;
 use crate::plan::asgi;
+use crate::plan::bytecode::{self, Bytecode};
 use crate::plan::deps::{self, KeyCommands};
 use crate::plan::hook::{Hook, HookStage};
 use crate::plan::host::check_socket_path;
@@ -64,6 +65,9 @@ pub struct BuildPlan {
     pub gunicorn_conf: Option<String>,
     /// What the user should know about the plan (printed as warnings).
     pub notes: Vec<String>,
+    /// The interpreter that compiles the release's bytecode before it is sealed; None when the
+    /// service does not run Python.
+    pub bytecode: Option<Bytecode>,
 }
 
 /// Where a release's files come from.
@@ -178,7 +182,9 @@ fn assemble(
     );
     let processes = ProcessSet::resolve(m, decl);
     processes.check_calendars()?;
+    let bytecode = bytecode::plan(&m.service.exec, &made.deps);
     Ok(BuildPlan {
+        bytecode,
         gunicorn_conf,
         notes,
         processes,
@@ -449,6 +455,20 @@ impl BuildPlan {
         }
         for h in self.hooks.iter().chain(&self.app.verify) {
             line(&format!("hook:{}", h.stage), h.command.clone());
+        }
+        if let Some(bc) = &self.bytecode {
+            let dep = match &bc.dep {
+                Some(d) => format!("; [deps.{}] too when it is built", d.name),
+                None => String::new(),
+            };
+            line(
+                "bytecode",
+                format!(
+                    "{} -m compileall {}, after the build hooks, before the seal{dep}",
+                    bc.python,
+                    self.release_dir.display()
+                ),
+            );
         }
         line("user", format!("{} (system user, created if missing)", self.app.user));
         for u in units::paths(&self.app) {

@@ -9,6 +9,7 @@
 pub mod adopt;
 pub mod asgi;
 pub mod build;
+pub mod bytecode;
 pub mod deps;
 pub mod diff;
 pub mod hook;

@@ -132,7 +132,24 @@ fn startproject_admin_works_under_nested_routes_with_its_static_files() {
     for build in ["production", "staging"] {
         let out = env.relctl_with(&manifest, &["build", build]);
         assert!(out.status.success(), "build {build}: {}", show(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(".venv/bin/python -m compileall /opt/ledger/web/"),
+            "{}",
+            show(&out)
+        );
     }
+    // The sealed release carries the bytecode of the app's modules, compiled by the service's
+    // interpreter before the seal (no build hook imports urls.py), readable by the service alone.
+    let pyc = env.sh("ls /opt/ledger/web/production/current/ledger/__pycache__/urls.cpython-*.pyc");
+    assert!(pyc.ends_with(".pyc"), "{pyc}");
+    assert_eq!(env.sh(&format!("stat -c '%U:%G %a' {pyc}")), "root:ledger 640");
+    // Python reads it rather than compiling again: its header holds the source's mtime and size.
+    let check = format!(
+        "cd /opt/ledger/web/production/current && .venv/bin/python -c \"import importlib.util, os, struct; \
+         d = open('{pyc}', 'rb').read(16); st = os.stat('ledger/urls.py'); \
+         print(d[:4] == importlib.util.MAGIC_NUMBER and struct.unpack('<4xIII', d) == (0, int(st.st_mtime) & 0xFFFFFFFF, st.st_size & 0xFFFFFFFF))\""
+    );
+    assert_eq!(env.sh(&check), "True");
 
     let port = env.nginx_in_front(&manifest, "/etc/nginx/snippets/ledger.conf");
     let base = format!("http://127.0.0.1:{port}");

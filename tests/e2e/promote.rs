@@ -44,11 +44,12 @@ impl Env {
         self.sh(&format!("readlink {ROOT}/{build}/current")).trim().trim_start_matches("releases/").to_string()
     }
 
-    /// sha256 of every file of a release but relctl's `.relctl/` and the rendered settings files,
-    /// and where its symlinks point.
+    /// sha256 of every file of a release but relctl's `.relctl/`, the rendered settings files and
+    /// the bytecode (each release compiles its own, for its files' times and its settings), and
+    /// where its symlinks point.
     fn tree(&self, build: &str, release: &str) -> String {
         self.sh(&format!(
-            "cd {ROOT}/{build}/releases/{release} && find . -path ./.relctl -prune -o -type f ! -name 'deploy_*.py' -print | sort | xargs sha256sum; find . -path ./.relctl -prune -o -type l -printf '%p -> %l\\n' | sort"
+            "cd {ROOT}/{build}/releases/{release} && find . -path ./.relctl -prune -o -name __pycache__ -prune -o -type f ! -name 'deploy_*.py' -print | sort | xargs sha256sum; find . -path ./.relctl -prune -o -type l -printf '%p -> %l\\n' | sort"
         ))
     }
 
