@@ -533,14 +533,26 @@ mod tests {
             std::fs::set_permissions(bin.join(name), std::fs::Permissions::from_mode(0o755)).unwrap();
         }
         let script = run_script(shipped.to_str().unwrap(), &["status".into()], None).unwrap();
-        let child = Command::new("/bin/sh")
+        let mut command = Command::new("/bin/sh");
+        command
             .arg("-c")
             .arg(script)
             .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
             .env("STARTED", tmp.path().join("started"))
-            .process_group(0)
-            .spawn()
-            .unwrap();
+            .process_group(0);
+        // sshd starts the session's shell with every signal at its default; a test run under
+        // `nohup` ignores SIGHUP, which the shell could then neither trap nor pass on.
+        // SAFETY: between fork and exec, only signal(2), which is async-signal-safe.
+        unsafe {
+            command.pre_exec(|| {
+                use nix::sys::signal::{signal, SigHandler, Signal};
+                for sig in [Signal::SIGHUP, Signal::SIGINT, Signal::SIGTERM] {
+                    signal(sig, SigHandler::SigDfl).map_err(std::io::Error::from)?;
+                }
+                Ok(())
+            });
+        }
+        let child = command.spawn().unwrap();
         let t = std::time::Instant::now();
         while !tmp.path().join("started").exists() {
             assert!(t.elapsed() < std::time::Duration::from_secs(10), "the stand-in relctl did not start");
