@@ -180,13 +180,19 @@ pub fn plan(
     require_on_disk(&build)?;
     let [live, next] = l.instances(name);
     let installed = |unit: &str| l.unit_dir.join(unit).is_file();
-    let wake = l.wake(name);
     let mut disable = if installed(&l.service_template()) && installed(&l.socket_template()) {
         vec![live.socket_unit.clone(), live.service_unit.clone()]
     } else {
         Vec::new()
     };
-    if installed(&format!("{}@.socket", l.wake_prefix())) {
+    // The wake units, of a build that sleeps when idle or slept once (its wake drop-in is there).
+    let wake = l.wake(name);
+    let slept = app.idle_stop_s(name).is_some() || wake.dropin.parent().is_some_and(Path::is_dir);
+    let wake_units = match slept {
+        true => vec![wake.service_unit.clone(), wake.socket_unit.clone()],
+        false => Vec::new(),
+    };
+    if slept && installed(&format!("{}@.socket", l.wake_prefix())) {
         disable.push(wake.socket_unit.clone());
     }
     let dropin_dirs = [&next, &live]
@@ -226,7 +232,7 @@ pub fn plan(
         app: l.app.clone(),
         root: l.root.clone(),
         leftover: leftover_dir(&l.root, name),
-        wake: vec![wake.service_unit, wake.socket_unit],
+        wake: wake_units,
         instances: vec![next, live],
         disable,
         dropin_dirs,
@@ -639,8 +645,6 @@ route = "/testapi"
         assert_eq!(
             p.units(),
             [
-                "medctrl_wake@testing.service",
-                "medctrl_wake@testing.socket",
                 "medctrl_next@testing.service",
                 "medctrl_next@testing.socket",
                 "medctrl@testing.service",
@@ -658,6 +662,7 @@ route = "/testapi"
         let p = plan(&app, &loaded, &"testing".parse().unwrap(), false, None).unwrap();
         assert_eq!(p.disable, ["medctrl@testing.socket", "medctrl@testing.service", "medctrl_wake@testing.socket"]);
         assert_eq!(p.dropin_dirs.last(), Some(&units.join("medctrl_wake@testing.service.d")));
+        assert_eq!(&p.units()[..2], ["medctrl_wake@testing.service", "medctrl_wake@testing.socket"]);
         assert_eq!(p.build.build_dir, app.layout.root.join("testing"));
         assert_eq!(p.leftover, app.layout.root.join(".relctl-destroyed-testing"));
         assert_eq!(p.other_builds, ["development"]);
