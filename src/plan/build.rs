@@ -183,6 +183,7 @@ fn assemble(
     let processes = ProcessSet::resolve(m, decl);
     processes.check_calendars()?;
     let bytecode = bytecode::plan(&m.service.exec, &made.deps);
+    let (enable, disable) = enabled_units(app, &build);
     Ok(BuildPlan {
         bytecode,
         gunicorn_conf,
@@ -190,8 +191,8 @@ fn assemble(
         processes,
         start_script,
         copy: made.copy,
-        enable: enabled_units(app, &build).0,
-        disable: enabled_units(app, &build).1,
+        enable,
+        disable,
         idle_stop_s: app.idle_stop_s(&name),
         app: app.clone(),
         release,
